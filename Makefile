@@ -1,0 +1,34 @@
+# Two commands do all the set-up on a fresh machine: `make demo` and `make test`.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+SMK := $(BIN)/snakemake
+
+.PHONY: demo test report lint dryrun bench clean
+
+$(STAMP): envs/requirements.txt pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r envs/requirements.txt
+	$(BIN)/pip install --quiet --no-deps -e .
+	touch $(STAMP)
+
+# The whole pipeline on built-in synthetic data, then the HTML report.
+demo: $(STAMP)
+	PATH=$(abspath $(BIN)):$$PATH $(SMK) --profile profiles/demo
+	PATH=$(abspath $(BIN)):$$PATH $(SMK) --profile profiles/demo --report results/report.html
+	@echo "Tables: results/summary/table1.md results/summary/table2.md  Report: results/report.html"
+
+test: $(STAMP)
+	PATH=$(abspath $(BIN)):$$PATH $(BIN)/python -m pytest -q tests
+
+lint: $(STAMP)
+	PATH=$(abspath $(BIN)):$$PATH $(SMK) --lint
+	PATH=$(abspath $(BIN)):$$PATH $(SMK) --lint --profile profiles/demo
+
+dryrun: $(STAMP)
+	PATH=$(abspath $(BIN)):$$PATH $(SMK) -n --quiet rules
+
+clean:
+	rm -rf results data/demo .snakemake

@@ -1,0 +1,22 @@
+# prunekd: target-specific dataset pruning for knowledge distillation (UPB-NT, DCASE2024 Task 1).
+# manifest -> teacher logits (Zarr) -> domain classifier -> pruned set -> distilled student
+#          -> fine-tuned model -> evaluation -> summary tables and report.
+
+configfile: "config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/teachers.smk"
+include: "workflow/rules/domain.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/results.smk"
+
+
+report: "workflow/report/workflow.rst"
+
+
+rule all:
+    input:
+        summary_outputs(),
+    default_target: True

@@ -1,0 +1,295 @@
+"""`prunekd <step>`: one subcommand per pipeline step; each Snakemake rule calls one of them.
+
+Settings come as one JSON object (`--settings`), the slice of config.yaml the step depends on, so a
+changed setting reruns exactly the steps that read it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def _settings(s: str) -> dict:
+    try:
+        return json.loads(s)
+    except json.JSONDecodeError as e:
+        raise SystemExit(f"--settings is not valid JSON: {e}")
+
+
+def cmd_demo_data(a):
+    from .demo_data import make_demo_data
+    make_demo_data(a.audioset_root, a.tau_root, _settings(a.settings))
+    log(f"demo data written to {a.audioset_root} and {a.tau_root}")
+
+
+def cmd_manifest(a):
+    from .atomic import write_table
+    from .manifest import audioset_manifest, tau_manifest
+    s = _settings(a.settings)
+    t0 = time.time()
+    if a.dataset == "audioset":
+        man, rej = audioset_manifest(a.root, s["audioset_subsets"], s.get("audioset_audio_dir") or None)
+    else:
+        man, rej = tau_manifest(a.root)
+    if len(rej) and s["bad_audio"] == "fail":
+        r = rej.iloc[0]
+        raise SystemExit(f"{a.dataset}: clip {r['id']} is {r['reason']} (bad_audio: fail); {len(rej)} such clips")
+    write_table(a.rejected, rej)
+    write_table(a.out, man)
+    log(f"{a.dataset}: {len(man)} rows, {len(rej)} rejected, {time.time() - t0:.1f} s")
+
+
+def cmd_demo_teacher(a):
+    import numpy as np
+    import pandas as pd
+    import torch
+    from .audio import load_clip
+    from .manifest import labels_multi_hot
+    from .teachers import MEMBERS, train_demo_member
+    s = _settings(a.settings)
+    man = pd.read_csv(a.manifest, sep="\t", dtype={"labels": str}, keep_default_na=False)
+    man = man[(man["status"] == "ok") & man["subset"].isin(["balanced_train", "unbalanced_train"])]
+    n = int(s["audioset_clip_seconds"] * 32000)
+    wav = torch.from_numpy(np.stack([load_clip(p, 32000, n) for p in man["path"]]))
+    labels = torch.from_numpy(labels_multi_hot(man["labels"], 527))
+    train_demo_member(a.member, MEMBERS[a.member][0], s["architecture"], wav, labels, s["demo_train_steps"],
+                      s["seed"] + list(MEMBERS).index(a.member), a.out, log)
+
+
+def cmd_download_teachers(a):
+    from .teachers import download_weights
+    for p in download_weights(a.members, a.weights_dir):
+        log(f"have {p}")
+
+
+def cmd_teacher_logits(a):
+    from .logits import compute_shard
+    s = _settings(a.settings)
+    compute_shard(a.manifest, a.dataset, a.shard, s["shard_size"], a.weights_dir, s["teachers"], s["data"], a.out, log)
+
+
+def cmd_gather(a):
+    from .logits import gather
+    s = _settings(a.settings)
+    gather(a.manifest, a.rejected, a.shards, a.dataset, s["teachers"], a.weights_dir, a.out, a.rejected_out, log)
+
+
+def _split_rows(store_path, manifest_path, column, values):
+    import numpy as np
+    import pandas as pd
+    from .logits import open_store
+    store = open_store(store_path)
+    man = pd.read_csv(manifest_path, sep="\t", dtype=str, keep_default_na=False)
+    rows = store["row"][:]
+    col = man[column].to_numpy()[rows]
+    return store, np.flatnonzero(np.isin(col, values))
+
+
+def cmd_domain_classifier(a):
+    import numpy as np
+    from .atomic import write_json
+    from .domain import precision_recall, roc_auc, save_classifier, score, split_holdout, train_classifier
+    from .logits import embeddings
+    s = _settings(a.settings)
+    members = s.get("members")
+    as_store, neg_pos = _split_rows(a.audioset_store, a.audioset_manifest, "subset", ["eval"])
+    tau_store, pos_pos = _split_rows(a.tau_store, a.tau_manifest, f"split{a.split}", ["True"])
+    if len(pos_pos) == 0:
+        raise SystemExit(f"{a.tau_manifest}: split{a.split} has no clips with logits")
+    if len(neg_pos) == 0:
+        raise SystemExit(f"{a.audioset_manifest}: no AudioSet eval clips with logits")
+    rng = np.random.default_rng(s["seed"])
+    neg_tr, neg_va = split_holdout(len(neg_pos), s["holdout_fraction"], rng)
+    pos_tr, pos_va = split_holdout(len(pos_pos), s["holdout_fraction"], rng)
+    neg = embeddings(as_store, neg_pos, members)
+    pos = embeddings(tau_store, pos_pos, members)
+    log(f"split{a.split}: {len(pos_tr)} positives, {len(neg_tr)} negatives for training")
+    model, stats = train_classifier(pos[pos_tr], neg[neg_tr], s, log)
+    save_classifier(model, a.out)
+    sv = score(model, np.concatenate([pos[pos_va], neg[neg_va]]))
+    yv = np.r_[np.ones(len(pos_va)), np.zeros(len(neg_va))]
+    report = {"split": int(a.split), "auc": roc_auc(sv, yv), "n_val_pos": int(len(pos_va)),
+              "n_val_neg": int(len(neg_va)), "n_train_pos": int(len(pos_tr)), "n_train_neg": int(len(neg_tr)),
+              "at_threshold": precision_recall(sv, yv, s["report_thresholds"]), **stats}
+    write_json(a.report, report)
+    log(f"split{a.split}: held-out ROC AUC {report['auc']:.3f}")
+
+
+def cmd_score(a):
+    import numpy as np
+    from .atomic import atomic_path
+    from .domain import load_classifier, score
+    from .logits import embeddings
+    s = _settings(a.settings) if a.settings else {}
+    store, train_pos = _split_rows(a.audioset_store, a.audioset_manifest, "subset",
+                                   ["balanced_train", "unbalanced_train"])
+    model = load_classifier(a.classifier)
+    scores = np.full(store["row"].shape[0], np.nan, np.float32)
+    chunk = 1 << 16
+    for i in range(0, len(train_pos), chunk):  # streamed: bounded memory at 2 M clips
+        p = train_pos[i:i + chunk]
+        scores[p] = score(model, embeddings(store, p, s.get("members")))
+    with atomic_path(a.out) as tmp:
+        with open(tmp, "wb") as fh:
+            np.save(fh, scores)
+    log(f"scored {len(train_pos)} AudioSet training clips")
+
+
+def cmd_histogram(a):
+    import numpy as np
+    _, train_pos = _split_rows(a.audioset_store, a.audioset_manifest, "subset", ["balanced_train", "unbalanced_train"])
+    _histogram(np.load(a.scores)[train_pos], a.thresholds, a.split, a.out)
+
+
+def _histogram(scores, thresholds, split, out):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from .atomic import atomic_path
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.hist(scores, bins=50, range=(0, 1), color="steelblue")
+    ax.set_yscale("log")
+    for t in thresholds:
+        ax.axvline(t, color="crimson", ls="--", lw=1)
+        ax.text(t, ax.get_ylim()[1] * 0.5, f" {t:g}: {100 * (scores > t).mean():.1f} %", rotation=90, fontsize=7)
+    ax.set_xlabel("domain classifier score")
+    ax.set_ylabel("AudioSet training clips")
+    ax.set_title(f"Scores, classifier of split {split}")
+    fig.tight_layout()
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+
+
+def cmd_prune(a):
+    import numpy as np
+    import pandas as pd
+    from .atomic import write_json, write_table
+    from .domain import prune
+    store, train_pos = _split_rows(a.audioset_store, a.audioset_manifest, "subset",
+                                   ["balanced_train", "unbalanced_train"])
+    scores = np.load(a.scores)
+    kept = train_pos[prune(scores[train_pos], a.threshold)]
+    rows = store["row"][:]
+    ids = store["id"][:]
+    write_table(a.out, pd.DataFrame({"position": kept, "row": rows[kept], "id": ids[kept],
+                                     "score": scores[kept]}))
+    stats = {"split": int(a.split), "threshold": a.threshold, "train_clips": int(len(train_pos)),
+             "kept": int(len(kept)), "kept_share": float(len(kept) / max(1, len(train_pos)))}
+    write_json(a.stats, stats)
+    log(f"split{a.split} threshold {a.threshold}: kept {len(kept)} of {len(train_pos)} ({100 * stats['kept_share']:.1f} %)")
+
+
+def cmd_distill(a):
+    from .distill import distill
+    s = _settings(a.settings)
+    distill(a.store, a.manifest, a.kept, s["distillation"], s["student"], s["frontend"], s["clip_seconds"],
+            a.out, a.curve, a.checkpoint_dir, log, s.get("members"))
+
+
+def cmd_finetune(a):
+    from .finetune import finetune
+    s = _settings(a.settings)
+    finetune(a.manifest, f"split{a.split}", s["training"], s["student"], s["frontend"], a.seed, a.out, a.curve,
+             a.checkpoint_dir, a.init, log)
+
+
+def cmd_evaluate(a):
+    from .atomic import write_json, write_table
+    from .evaluate import evaluate
+    s = _settings(a.settings)
+    m, pred = evaluate(a.model, a.manifest, s["frontend"], s["student"], s.get("num_workers", 0))
+    m["key"] = json.loads(a.key)
+    write_table(a.predictions, pred, float_format="%.4f")
+    write_json(a.out, m)
+    log(f"{a.key}: macro accuracy {100 * m['macro_accuracy']:.2f} % on {m['n']} test clips")
+
+
+def cmd_summarise(a):
+    from .summarise import summarise
+    s = _settings(a.settings)
+    summarise(a.metrics, a.prune_stats, a.outdir, s["sweep_split"], s["threshold"])
+    log(f"summary written to {a.outdir}")
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(prog="prunekd", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    def add(name, fn, help_, *args):
+        sp = sub.add_parser(name, help=help_, description=help_)
+        for flags, kw in args:
+            sp.add_argument(*flags, **kw)
+        sp.set_defaults(fn=fn)
+
+    S = (["--settings"], {"required": True, "help": "JSON object: the config slice this step reads"})
+
+    def req(flag, h, **kw):
+        return ([flag], {"required": True, "help": h, **kw})
+
+    add("demo-data", cmd_demo_data, "Write the synthetic AudioSet-format pool and TAU-format scene set.",
+        req("--audioset-root", "output folder for the AudioSet-format pool"),
+        req("--tau-root", "output folder for the TAU-format scene set"), S)
+    add("manifest", cmd_manifest, "Build a dataset manifest (and its rejected table) from on-disk metadata.",
+        req("--dataset", "audioset or tau", choices=["audioset", "tau"]), req("--root", "dataset root folder"),
+        req("--out", "manifest TSV"), req("--rejected", "rejected-clips TSV"), S)
+    add("demo-teacher", cmd_demo_teacher, "Demo only: train one shrunk PaSST member on the pool's labels.",
+        req("--member", "ensemble member name"), req("--manifest", "AudioSet manifest TSV"),
+        req("--out", "checkpoint path"), S)
+    add("download-teachers", cmd_download_teachers, "Fetch the PaSST checkpoints (needs network).",
+        req("--weights-dir", "folder for the checkpoints"), (["--members"], {"nargs": "+", "required": True}))
+    add("teacher-logits", cmd_teacher_logits, "Teacher ensemble logits for one shard of a manifest into Zarr.",
+        req("--dataset", "audioset or tau"), req("--manifest", "manifest TSV"),
+        req("--shard", "shard index", type=int), req("--weights-dir", "teacher checkpoints"),
+        req("--out", "shard Zarr store"), S)
+    add("gather", cmd_gather, "Check and concatenate the shards of a dataset into one Zarr store.",
+        req("--dataset", "audioset or tau"), req("--manifest", "manifest TSV"),
+        req("--rejected", "manifest's rejected TSV"), (["--shards"], {"nargs": "+", "required": True}),
+        req("--weights-dir", "teacher checkpoints (hashed into the provenance)"), req("--out", "Zarr store"),
+        req("--rejected-out", "all rejected clips TSV"), S)
+    add("domain-classifier", cmd_domain_classifier, "Train the linear domain classifier for one split.",
+        req("--audioset-store", "AudioSet logits Zarr"), req("--audioset-manifest", "AudioSet manifest"),
+        req("--tau-store", "TAU logits Zarr"), req("--tau-manifest", "TAU manifest"),
+        req("--split", "challenge split (5, 10, 25, 50, 100)"), req("--out", "classifier weights"),
+        req("--report", "validation report JSON"), S)
+    add("score", cmd_score, "Score every AudioSet training clip with a split's domain classifier.",
+        req("--audioset-store", "AudioSet logits Zarr"), req("--audioset-manifest", "AudioSet manifest"),
+        req("--classifier", "classifier weights"), req("--out", "scores .npy"),
+        (["--settings"], {"help": "JSON: {\"members\": [...]} to score on a member subset"}))
+    add("histogram", cmd_histogram, "Histogram of a split's scores with the thresholds marked.",
+        req("--audioset-store", "AudioSet logits Zarr"), req("--audioset-manifest", "AudioSet manifest"),
+        req("--scores", "scores .npy"), req("--split", "split"),
+        (["--thresholds"], {"nargs": "+", "type": float, "required": True}), req("--out", "PNG"))
+    add("prune", cmd_prune, "Keep the AudioSet training clips whose score exceeds a threshold.",
+        req("--audioset-store", "AudioSet logits Zarr"), req("--audioset-manifest", "AudioSet manifest"),
+        req("--scores", "scores .npy"), req("--split", "split"), req("--threshold", "threshold", type=float),
+        req("--out", "kept clips TSV"), req("--stats", "kept share JSON"))
+    add("distill", cmd_distill, "Distil CP-Mobile from the stored teacher logits on a pruned set.",
+        req("--store", "AudioSet logits Zarr"), req("--manifest", "AudioSet manifest"),
+        req("--kept", "kept clips TSV"), req("--out", "student weights"), req("--curve", "training curve TSV"),
+        req("--checkpoint-dir", "folder for resumable checkpoints"), S)
+    add("finetune", cmd_finetune, "Fine-tune (or train from scratch: the baseline) on a challenge split.",
+        req("--manifest", "TAU manifest"), req("--split", "split"), req("--seed", "seed", type=int),
+        (["--init"], {"help": "distilled student to start from; omit for the baseline"}),
+        req("--out", "model weights"), req("--curve", "training curve TSV"),
+        req("--checkpoint-dir", "folder for resumable checkpoints"), S)
+    add("evaluate", cmd_evaluate, "Evaluate a model on the test split: macro, per device, per class.",
+        req("--model", "model weights"), req("--manifest", "TAU manifest"), req("--key", "JSON run key"),
+        req("--out", "metrics JSON"), req("--predictions", "predictions CSV (submission layout)"), S)
+    add("summarise", cmd_summarise, "Tables 1 and 2 (CSV, Markdown, HTML) and plots.",
+        (["--metrics"], {"nargs": "+", "required": True}), (["--prune-stats"], {"nargs": "+", "required": True}),
+        req("--outdir", "summary folder"), S)
+    a = p.parse_args(argv)
+    a.fn(a)
+
+
+if __name__ == "__main__":
+    main()

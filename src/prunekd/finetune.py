@@ -1,0 +1,81 @@
+"""Fine-tuning on a challenge split with the DCASE2024 baseline recipe (REFERENCE.md section 3).
+
+From a distilled student (its 527-class layer replaced by a new random 10-class layer) or, for the
+baseline, from scratch. Waveform roll, Freq-MixStyle and SpecAugment; AdamW; cosine schedule with
+warm-up stepped per batch; cross-entropy.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+from .atomic import atomic_path
+from .cpmobile import build_student
+from .frontend import MelFrontEnd, freq_mixstyle, roll_waveform
+from .training import (Progress, StepSampler, WaveDataset, append_curve, fingerprint, load_checkpoint, loader,
+                       save_checkpoint, warmup_cosine)
+
+N_SCENES = 10
+
+
+def finetune(manifest_path, split: str, cfg: dict, student_cfg: dict, frontend_cfg: dict, seed: int, out_model,
+             curve_path, ckpt_dir, init_model=None, log=print) -> dict:
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    manifest = pd.read_csv(manifest_path, sep="\t", keep_default_na=False)
+    train = manifest[(manifest[split].astype(str) == "True") & (manifest["status"] == "ok")]
+    if train.empty:
+        raise RuntimeError(f"{manifest_path}: no usable clips in {split}")
+    model = build_student(student_cfg, n_classes=527 if init_model else N_SCENES)
+    if init_model:
+        state = torch.load(init_model, map_location="cpu", weights_only=True)
+        model.load_state_dict(state["state_dict"])
+        model.replace_head(N_SCENES)  # new randomly initialised 10-class layer
+    mel = MelFrontEnd(frontend_cfg)
+    bs = min(cfg["batch_size"], len(train))
+    per_epoch = max(1, len(train) // bs)
+    total = cfg["epochs"] * per_epoch
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: warmup_cosine(s, total, cfg["warmup_steps"], 0.0))
+    ckpt = Path(ckpt_dir) / "last.pt"
+    init_bytes = Path(init_model).read_bytes() if init_model else b""
+    fp = fingerprint(cfg, student_cfg, frontend_cfg, seed, split, train["id"].tolist(), init_bytes)
+    start = load_checkpoint(ckpt, model, opt, sched, fp, log)
+    if start:
+        log(f"resuming from {ckpt} at step {start}")
+    sr = frontend_cfg["sample_rate"]
+    paths = train["path"].to_numpy()
+    y_all = torch.tensor(train["label"].to_numpy(), dtype=torch.long)
+    sampler = StepSampler(len(train), bs, total, seed, start)
+    data = loader(WaveDataset(paths, sr, int(cfg["clip_seconds"] * sr)), sampler, cfg["num_workers"])
+    progress = Progress(total, start, log, cfg["log_every"], "finetune")
+    model.train()
+    mel.train()
+    step = start
+    log(f"fine-tuning on {len(train)} clips of {split}: {cfg['epochs']} epochs, {total} steps"
+        + (f", from {init_model}" if init_model else ", from scratch"))
+    for wav, idx, bad in data:
+        for i, why in bad:
+            log(f"warning: {paths[i]}: {why}; used as silence")
+        wav = roll_waveform(wav, int(cfg["roll_seconds"] * sr))
+        x = freq_mixstyle(mel(wav), cfg["mixstyle_p"], cfg["mixstyle_alpha"])
+        loss = F.cross_entropy(model(x), y_all[idx])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        progress.update(step, loss.item(), sched.get_last_lr()[0])
+        step += 1
+        if step % cfg["checkpoint_every"] == 0 and step < total:
+            save_checkpoint(ckpt, step, model, opt, sched, fp)
+            append_curve(curve_path, progress.rows)
+    append_curve(curve_path, progress.rows)
+    with atomic_path(out_model) as tmp:
+        torch.save({"state_dict": model.state_dict(), "n_classes": N_SCENES, "student": student_cfg,
+                    "steps": total, "split": split, "seed": seed}, tmp)
+    return {"steps": total, "clips": int(len(train))}

@@ -1,0 +1,60 @@
+"""Student front end and augmentations of the DCASE2024 baseline (REFERENCE.md section 3)."""
+
+from __future__ import annotations
+
+import torch
+import torchaudio
+from torch import nn
+
+
+class MelFrontEnd(nn.Module):
+    """MelSpectrogram(32 kHz, n_fft 4096, window 3072, hop 500, 256 mels) -> log(x + 1e-5).
+
+    SpecAugment (frequency masks only) is applied in training mode only.
+    """
+
+    def __init__(self, cfg: dict):
+        super().__init__()
+        self.mel = torchaudio.transforms.MelSpectrogram(
+            sample_rate=cfg["sample_rate"], n_fft=cfg["n_fft"], win_length=cfg["win_length"],
+            hop_length=cfg["hop_length"], n_mels=cfg["n_mels"], f_min=cfg["f_min"], f_max=cfg["f_max"])
+        fm = cfg["freqm"]
+        self.freqm = torchaudio.transforms.FrequencyMasking(fm, iid_masks=True) if fm > 0 else nn.Identity()
+
+    def forward(self, wav: torch.Tensor) -> torch.Tensor:
+        """wav [B, T] -> log mel [B, 1, n_mels, frames]."""
+        x = self.mel(wav).unsqueeze(1)
+        if self.training:
+            x = self.freqm(x)
+        return (x + 1e-5).log()
+
+
+def freq_mixstyle(x: torch.Tensor, p: float, alpha: float, gen: torch.Generator | None = None,
+                  eps: float = 1e-6) -> torch.Tensor:
+    """Freq-MixStyle: mix per-frequency-band statistics (over channel and time) between samples."""
+    if torch.rand((), generator=gen).item() > p:
+        return x
+    b = x.size(0)
+    mu = x.mean(dim=(1, 3), keepdim=True).detach()
+    sig = (x.var(dim=(1, 3), keepdim=True) + eps).sqrt().detach()
+    normed = (x - mu) / sig
+    lam = torch.distributions.Beta(alpha, alpha).sample((b, 1, 1, 1)).to(x.device)
+    perm = torch.randperm(b, generator=gen).to(x.device)
+    return normed * (sig * lam + sig[perm] * (1 - lam)) + (mu * lam + mu[perm] * (1 - lam))
+
+
+def roll_waveform(wav: torch.Tensor, max_shift: int, gen: torch.Generator | None = None) -> torch.Tensor:
+    """Roll each clip by its own random shift in [-max_shift, max_shift] samples."""
+    if max_shift <= 0:
+        return wav
+    shifts = torch.randint(-max_shift, max_shift + 1, (wav.size(0),), generator=gen)
+    idx = (torch.arange(wav.size(1)).unsqueeze(0) - shifts.unsqueeze(1)) % wav.size(1)
+    return torch.gather(wav, 1, idx.to(wav.device))
+
+
+def mixup_params(batch: int, alpha: float, gen: torch.Generator | None = None):
+    """EfficientAT MixUp: permutation and lambda ~ Beta(a, a) folded to max(lam, 1 - lam)."""
+    perm = torch.randperm(batch, generator=gen)
+    beta = torch.distributions.Beta(torch.tensor(alpha), torch.tensor(alpha))
+    lam = beta.sample((batch,))
+    return perm, torch.maximum(lam, 1 - lam)

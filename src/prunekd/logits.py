@@ -1,0 +1,191 @@
+"""Teacher ensemble logits: one shard of a manifest at a time, then a gather into one Zarr store.
+
+Shard store (one per job, written to a temporary name and renamed when complete):
+  row [n] int64 (manifest row), member_logits [n, M, 527] float16, attrs.rejected (decode failures).
+Gathered store per dataset:
+  id [N] str, row [N] int64, member_logits [N, M, 527] float16, ensemble [N, 527] float32 (mean of the
+  members in logit space), labels [N, 527] bool (AudioSet), attrs with provenance.
+Chunks are whole rows, so a distillation batch of rows reads few chunks.
+"""
+
+from __future__ import annotations
+
+import datetime
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import zarr
+
+from . import __version__
+from .atomic import atomic_path, write_table
+from .audio import AudioError, load_clip
+from .manifest import labels_multi_hot, ok_rows
+from .teachers import MEMBERS, Ensemble, load_member, n_frames, sha256
+
+ROW_CHUNK = 1024
+N_CLASSES = 527
+
+
+class ClipDataset(torch.utils.data.Dataset):
+    """Decodes clips in DataLoader workers; failures come back as a reason instead of audio."""
+
+    def __init__(self, paths, rows, sample_rate, n_samples, tile_to=None):
+        self.paths, self.rows = list(paths), list(rows)
+        self.sr, self.n, self.tile_to = sample_rate, n_samples, tile_to
+
+    def __len__(self):
+        return len(self.paths)
+
+    def __getitem__(self, i):
+        try:
+            x = load_clip(self.paths[i], self.sr, self.n)
+            if self.tile_to:
+                x = np.resize(x, self.tile_to)  # repeat a short clip up to the teacher's 10 s
+            return self.rows[i], x, ""
+        except AudioError as e:
+            return self.rows[i], None, e.reason
+
+
+def _collate(items):
+    good = [(r, x) for r, x, _ in items if x is not None]
+    bad = [(r, why) for r, x, why in items if x is None]
+    wav = torch.from_numpy(np.stack([x for _, x in good])) if good else None
+    return [r for r, _ in good], wav, bad
+
+
+def clip_samples(dataset: str, data_cfg: dict, sample_rate: int = 32000) -> tuple[int, int | None]:
+    """(samples per clip, tiled length) for the teacher pass of a dataset."""
+    if dataset == "audioset":
+        return int(data_cfg["audioset_clip_seconds"] * sample_rate), None
+    n = int(data_cfg["tau_clip_seconds"] * sample_rate)
+    return n, (int(10 * sample_rate) if data_cfg["tau_tile_to_10s"] else None)
+
+
+def compute_shard(manifest_path, dataset: str, shard: int, shard_size: int, weights_dir, teacher_cfg: dict,
+                  data_cfg: dict, out, log=print) -> dict:
+    from .teachers import locate_weights
+    manifest = pd.read_csv(manifest_path, sep="\t", dtype={"labels": str}, keep_default_na=False)
+    part = ok_rows(manifest, shard * shard_size, (shard + 1) * shard_size)
+    members = teacher_cfg["members"]
+    n, tile = clip_samples(dataset, data_cfg)
+    frames = n_frames((tile or n) / 32000)
+    paths = locate_weights(members, weights_dir)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    ens = Ensemble([load_member(paths[m], MEMBERS[m][0], teacher_cfg["architecture"], frames) for m in members])
+    ens.to(device)
+    amp = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": None}[teacher_cfg["precision"]]
+    amp = amp if device.type == "cuda" else None
+    ds = ClipDataset(part["path"], part["row"], 32000, n, tile)
+    workers = teacher_cfg["num_workers"]
+    loader = torch.utils.data.DataLoader(ds, batch_size=teacher_cfg["batch_size"], num_workers=workers,
+                                         collate_fn=_collate, pin_memory=device.type == "cuda",
+                                         persistent_workers=False, prefetch_factor=4 if workers else None)
+    rows, logits, rejected = [], [], []
+    t0, done = time.time(), 0
+    for r, wav, bad in loader:
+        rejected += bad
+        done += len(r) + len(bad)
+        if wav is not None:
+            out_b = ens(wav.to(device, non_blocking=True), amp)
+            rows += r
+            logits.append(out_b.cpu().numpy().astype(np.float16))
+        rate = done / max(time.time() - t0, 1e-9)
+        log(f"shard {shard}: {done}/{len(ds)} clips, {rate:.1f} clips/s, "
+            f"eta {(len(ds) - done) / max(rate, 1e-9):.0f} s")
+    member_logits = np.concatenate(logits) if logits else np.zeros((0, len(members), N_CLASSES), np.float16)
+    with atomic_path(out) as tmp:
+        g = zarr.open_group(str(tmp), mode="w")
+        g.create_array("row", data=np.asarray(rows, dtype=np.int64))
+        g.create_array("member_logits", data=member_logits, chunks=(ROW_CHUNK, len(members), N_CLASSES))
+        g.attrs.update({"dataset": dataset, "shard": shard, "members": members,
+                        "rejected": [[int(r), why] for r, why in rejected]})
+    stats = {"shard": shard, "clips": len(rows), "rejected": len(rejected), "seconds": time.time() - t0}
+    log(f"shard {shard}: wrote {len(rows)} clips, {len(rejected)} rejected")
+    return stats
+
+
+def gather(manifest_path, rejected_path, shard_paths, dataset: str, teacher_cfg: dict, weights_dir, out,
+           rejected_out, log=print) -> dict:
+    """Check that every usable manifest row was written exactly once and is finite, then concatenate."""
+    from .teachers import locate_weights
+    manifest = pd.read_csv(manifest_path, sep="\t", dtype={"labels": str}, keep_default_na=False)
+    shards = [zarr.open_group(str(p), mode="r") for p in shard_paths]
+    members = teacher_cfg["members"]
+    decode_rejected = [(r, why) for g in shards for r, why in g.attrs["rejected"]]
+    rows = np.concatenate([g["row"][:] for g in shards]) if shards else np.zeros(0, np.int64)
+    counts = np.bincount(rows, minlength=len(manifest))
+    expected = (manifest["status"] == "ok").to_numpy().copy()
+    expected[[r for r, _ in decode_rejected]] = False
+    if (counts > 1).any():
+        raise RuntimeError(f"{dataset}: manifest rows written more than once: {np.flatnonzero(counts > 1)[:10]}")
+    missing = np.flatnonzero(expected & (counts == 0))
+    if len(missing):
+        raise RuntimeError(f"{dataset}: {len(missing)} manifest rows have no logits, e.g. rows {missing[:10]}")
+    extra = np.flatnonzero(~expected & (counts > 0))
+    if len(extra):
+        raise RuntimeError(f"{dataset}: logits for rows that are not usable: {extra[:10]}")
+    for g in shards:
+        if g.attrs["members"] != members:
+            raise RuntimeError(f"{dataset}: shard {g.attrs['shard']} was computed with other members")
+    order = np.argsort(rows, kind="stable")
+    n = len(rows)
+    weights = locate_weights(members, weights_dir)
+    with atomic_path(out) as tmp:
+        g = zarr.open_group(str(tmp), mode="w")
+        sorted_rows = rows[order]
+        g.create_array("row", data=sorted_rows, chunks=(max(1, min(n, 1 << 16)),))
+        g.create_array("id", data=manifest["id"].to_numpy()[sorted_rows].astype(str),
+                       chunks=(max(1, min(n, 1 << 16)),))
+        ml = g.create_array("member_logits", shape=(n, len(members), N_CLASSES), dtype="float16",
+                            chunks=(ROW_CHUNK, len(members), N_CLASSES))
+        en = g.create_array("ensemble", shape=(n, N_CLASSES), dtype="float32", chunks=(ROW_CHUNK, N_CLASSES))
+        # Shards are already in row order (each covers a contiguous block), so stream them one by one.
+        offset = 0
+        for s in sorted(shards, key=lambda s: s.attrs["shard"]):
+            block = s["member_logits"][:]
+            k = len(block)
+            if k == 0:
+                continue
+            if not np.isfinite(block).all():
+                bad = int(s["row"][:][~np.isfinite(block).all(axis=(1, 2))][0])
+                raise RuntimeError(f"{dataset}: NaN or Inf logits for manifest row {bad} (shard {s.attrs['shard']})")
+            ml[offset:offset + k] = block
+            en[offset:offset + k] = block.astype(np.float32).mean(axis=1)
+            offset += k
+        if "labels" in manifest.columns:
+            g.create_array("labels", data=labels_multi_hot(manifest["labels"].to_numpy()[sorted_rows], N_CLASSES),
+                           chunks=(ROW_CHUNK, N_CLASSES))
+        g.attrs.update({
+            "dataset": dataset, "members": members, "strides": {m: MEMBERS[m][0] for m in members},
+            "architecture": teacher_cfg["architecture"],
+            "checkpoints": {m: {"file": str(weights[m]), "sha256": sha256(weights[m])} for m in members},
+            "prunekd_version": __version__, "torch_version": torch.__version__,
+            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "n_clips": int(n), "n_rejected": int(len(manifest) - n),
+        })
+    earlier = pd.read_csv(rejected_path, sep="\t", dtype=str, keep_default_na=False)
+    dec = pd.DataFrame({"row": [r for r, _ in decode_rejected],
+                        "id": manifest["id"].to_numpy()[[r for r, _ in decode_rejected]] if decode_rejected else [],
+                        "reason": [w for _, w in decode_rejected]})
+    all_rej = pd.concat([earlier[["row", "id", "reason"]], dec.astype(str)], ignore_index=True)
+    write_table(rejected_out, all_rej)
+    log(f"{dataset}: gathered {n} clips from {len(shards)} shards; {len(all_rej)} rejected")
+    return {"clips": int(n), "rejected": int(len(all_rej))}
+
+
+def open_store(path):
+    return zarr.open_group(str(path), mode="r")
+
+
+def embeddings(store, rows: np.ndarray | None = None, members: list[str] | None = None) -> np.ndarray:
+    """Ensemble logits [n, 527] float32 for the given store positions, optionally of a member subset."""
+    if members is None or list(members) == list(store.attrs["members"]):
+        arr = store["ensemble"]
+        return arr[:] if rows is None else arr.get_orthogonal_selection((rows, slice(None)))
+    idx = [store.attrs["members"].index(m) for m in members]
+    ml = store["member_logits"]
+    sel = ml[:] if rows is None else ml.get_orthogonal_selection((rows, slice(None), slice(None)))
+    return sel[:, idx].astype(np.float32).mean(axis=1)

@@ -1,0 +1,210 @@
+"""Manifests: one table per dataset, built from the on-disk metadata (REFERENCE.md section 4).
+
+AudioSet: every listed segment becomes a row in list order, with its local audio file, its labels
+as indices into class_labels_indices.csv, and a status. Missing files are found with one directory
+scan (no decoding), so 2 M rows take seconds. Decoding problems are found later, by the teacher
+pass, which reads every clip anyway.
+
+TAU 2022 Mobile: every row of meta.csv, with scene index, device and split membership.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+SUBSET_FILES = {"eval": "eval_segments.csv", "balanced_train": "balanced_train_segments.csv",
+                "unbalanced_train": "unbalanced_train_segments.csv"}
+AUDIO_EXTS = (".wav", ".flac", ".mp3")
+SCENES = ["airport", "bus", "metro", "metro_station", "park", "public_square", "shopping_mall",
+          "street_pedestrian", "street_traffic", "tram"]
+TAU_SPLITS = (5, 10, 25, 50, 100)
+
+
+class MetadataError(ValueError):
+    """Bad metadata; the message names the file and line."""
+
+
+def read_class_labels(path) -> pd.DataFrame:
+    path = Path(path)
+    try:
+        df = pd.read_csv(path, dtype={"index": int, "mid": str, "display_name": str})
+    except Exception as e:
+        raise MetadataError(f"{path}: cannot parse class list: {e}") from None
+    if list(df.columns) != ["index", "mid", "display_name"]:
+        raise MetadataError(f"{path}: header must be 'index,mid,display_name', found {','.join(df.columns)}")
+    if not np.array_equal(df["index"].to_numpy(), np.arange(len(df))):
+        raise MetadataError(f"{path}: indices must run 0..{len(df) - 1} in order")
+    dup = df["mid"].duplicated()
+    if dup.any():
+        raise MetadataError(f"{path} line {int(np.flatnonzero(dup)[0]) + 2}: duplicate mid {df['mid'][dup].iloc[0]}")
+    return df
+
+
+def read_segments(path) -> pd.DataFrame:
+    """Parse an AudioSet segment list: 3 '#' header lines, then `YTID, start, end, "m1,m2"`."""
+    path = Path(path)
+    with open(path) as fh:
+        head = [fh.readline() for _ in range(3)]
+    if not all(h.startswith("#") for h in head):
+        raise MetadataError(f"{path}: expected three header lines starting with '#'")
+    rows = []
+    with open(path, newline="") as fh:
+        for lineno, rec in enumerate(csv.reader(fh, skipinitialspace=True), start=1):
+            if lineno <= 3 or not rec:
+                continue
+            if len(rec) != 4:
+                raise MetadataError(f"{path} line {lineno}: expected 4 fields (YTID, start, end, labels), got {len(rec)}")
+            rows.append(rec)
+    df = pd.DataFrame(rows, columns=["ytid", "start", "end", "mids"])
+    try:
+        df["start"] = df["start"].astype(float)
+        df["end"] = df["end"].astype(float)
+    except ValueError:
+        bad = next(i for i, (s, e) in enumerate(zip(df["start"], df["end"])) if not (_isfloat(s) and _isfloat(e)))
+        raise MetadataError(f"{path} line {bad + 4}: start/end are not numbers") from None
+    return df
+
+
+def _isfloat(s) -> bool:
+    try:
+        float(s)
+        return True
+    except ValueError:
+        return False
+
+
+def scan_audio(root) -> dict[str, str]:
+    """Map file stem -> path for every audio file under root (one recursive scan)."""
+    found: dict[str, str] = {}
+    stack = [str(root)]
+    while stack:
+        d = stack.pop()
+        try:
+            it = os.scandir(d)
+        except FileNotFoundError:
+            continue
+        with it:
+            for e in it:
+                if e.is_dir(follow_symlinks=True):
+                    stack.append(e.path)
+                elif e.name.lower().endswith(AUDIO_EXTS):
+                    found.setdefault(os.path.splitext(e.name)[0], e.path)
+    return found
+
+
+def audioset_manifest(root, subsets, audio_dir=None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Return (manifest, rejected). Manifest rows are in list order: eval, balanced, unbalanced."""
+    root = Path(root)
+    classes = read_class_labels(root / "class_labels_indices.csv")
+    mid_index = dict(zip(classes["mid"], classes["index"]))
+    files = scan_audio(Path(audio_dir) if audio_dir else root / "audio")
+    parts = []
+    for subset in subsets:
+        path = root / SUBSET_FILES[subset]
+        seg = read_segments(path)
+        seg["subset"] = subset
+        seg["line"] = np.arange(len(seg)) + 4
+        seg["list"] = str(path)
+        parts.append(seg)
+    df = pd.concat(parts, ignore_index=True)
+    dup = df["ytid"].duplicated()
+    if dup.any():
+        r = df[dup].iloc[0]
+        raise MetadataError(f"{r['list']} line {r['line']}: duplicate YTID {r['ytid']}")
+    labels = []
+    for mids, lst, line in zip(df["mids"], df["list"], df["line"]):
+        idx = []
+        for m in mids.split(","):
+            m = m.strip()
+            if m not in mid_index:
+                raise MetadataError(f"{lst} line {line}: unknown label id {m!r} (not in class_labels_indices.csv)")
+            idx.append(str(mid_index[m]))
+        labels.append(" ".join(idx))
+    df["labels"] = labels
+    # Local copies name files after the YTID, sometimes with a 'Y' prefix or the start time.
+    paths = []
+    for y, s in zip(df["ytid"], df["start"]):
+        p = files.get(y) or files.get("Y" + y) or files.get(f"{y}_{int(s)}") or files.get(f"{y}_{int(s * 1000)}") \
+            or files.get(f"Y{y}_{s:.3f}_{s + 10:.3f}")
+        paths.append(p or "")
+    df["path"] = paths
+    df["duration"] = df["end"] - df["start"]
+    df["status"] = np.where(df["path"] == "", "missing", "ok")
+    df.insert(0, "row", np.arange(len(df)))
+    df = df.rename(columns={"ytid": "id"})
+    manifest = df[["row", "id", "subset", "path", "labels", "duration", "status"]]
+    rejected = df.loc[df["status"] != "ok", ["row", "id", "subset", "list", "line"]].assign(reason="missing")
+    return manifest, rejected
+
+
+def read_tsv(path, required: list[str]) -> pd.DataFrame:
+    path = Path(path)
+    try:
+        df = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False, on_bad_lines="error")
+    except pd.errors.ParserError as e:
+        raise MetadataError(f"{path}: malformed row: {e}") from None
+    missing = [c for c in required if c not in df.columns]
+    if missing:
+        raise MetadataError(f"{path}: missing column(s) {missing}; found {list(df.columns)} (is it tab-separated?)")
+    return df
+
+
+def tau_manifest(root, splits=TAU_SPLITS) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Return (manifest, rejected) for TAU Urban Acoustic Scenes 2022 Mobile (development set)."""
+    root = Path(root)
+    meta = read_tsv(root / "meta.csv", ["filename", "scene_label", "identifier", "source_label"])
+    dup = meta["filename"].duplicated()
+    if dup.any():
+        i = int(np.flatnonzero(dup)[0])
+        raise MetadataError(f"{root / 'meta.csv'} line {i + 2}: duplicate filename {meta['filename'][i]}")
+    unknown = ~meta["scene_label"].isin(SCENES)
+    if unknown.any():
+        i = int(np.flatnonzero(unknown)[0])
+        raise MetadataError(f"{root / 'meta.csv'} line {i + 2}: unknown scene label {meta['scene_label'][i]!r}")
+    df = pd.DataFrame({"row": np.arange(len(meta)), "id": meta["filename"],
+                       "path": [str(root / f) for f in meta["filename"]],
+                       "scene_label": meta["scene_label"],
+                       "label": meta["scene_label"].map({s: i for i, s in enumerate(SCENES)}),
+                       "device": meta["source_label"], "identifier": meta["identifier"]})
+    known = set(meta["filename"])
+    for name in [f"split{s}" for s in splits] + ["test"]:
+        f = root / f"{name}.csv"
+        part = read_tsv(f, ["filename"])
+        if part.empty:
+            raise MetadataError(f"{f}: split is empty")
+        absent = ~part["filename"].isin(known)
+        if absent.any():
+            i = int(np.flatnonzero(absent)[0])
+            raise MetadataError(f"{f} line {i + 2}: {part['filename'][i]} is not in meta.csv")
+        df[name] = df["id"].isin(set(part["filename"]))
+    exists = np.array([os.path.exists(p) for p in df["path"]])
+    df["status"] = np.where(exists, "ok", "missing")
+    rejected = df.loc[~exists, ["row", "id"]].assign(reason="missing")
+    return df, rejected
+
+
+def ok_rows(manifest: pd.DataFrame, start: int, stop: int) -> pd.DataFrame:
+    part = manifest.iloc[start:stop]
+    return part[part["status"] == "ok"]
+
+
+def labels_multi_hot(labels: pd.Series, n_classes: int) -> np.ndarray:
+    out = np.zeros((len(labels), n_classes), dtype=bool)
+    for i, s in enumerate(labels):
+        if isinstance(s, str) and s:
+            out[i, [int(t) for t in s.split()]] = True
+    return out
+
+
+def count_listed(path, header_lines: int) -> int:
+    """Data rows of a metadata file, counted without parsing (used to plan shards at DAG time)."""
+    n = 0
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            n += chunk.count(b"\n")
+    return max(0, n - header_lines)

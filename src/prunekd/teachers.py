@@ -1,0 +1,180 @@
+"""The PaSST teacher ensemble (REFERENCE.md section 2): build, locate weights, load, run.
+
+All members share one front end (128 mels, hop 320), so the mel spectrogram is computed once per
+batch and fed to every member.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import warnings
+from pathlib import Path
+
+import torch
+from torch import nn
+
+RELEASES = "https://github.com/kkoutini/PaSST/releases/download"
+# member -> (frequency/time patch stride, release tag, checkpoint file)
+MEMBERS = {
+    "passt_s_swa_p16_128_ap476": (10, "v0.0.1-audioset", "passt-s-f128-p16-s10-ap.476-swa.pt"),
+    "passt_s_swa_p16_128_ap4761": (10, "v0.0.2-audioset", "passt-s-f128-p16-s10-ap.4761-swa.pt"),
+    "passt_s_p16_128_ap472": (10, "v0.0.2-audioset", "passt-s-f128-p16-s10-ap.472.pt"),
+    "passt_s_p16_s12_128_ap470": (12, "v0.0.2-audioset", "passt-s-f128-p16-s12-ap.470.pt"),
+    "passt_s_swa_p16_s12_128_ap473": (12, "v0.0.2-audioset", "passt-s-f128-p16-s12-ap.473-swa.pt"),
+    "passt_s_p16_s14_128_ap469": (14, "v0.0.2-audioset", "passt-s-f128-p16-s14-ap.469.pt"),
+    "passt_s_swa_p16_s14_128_ap471": (14, "v0.0.2-audioset", "passt-s-f128-p16-s14-ap.471-swa.pt"),
+    "passt_s_swa_p16_s16_128_ap473": (16, "v0.0.2-audioset", "passt-s-f128-p16-s16-ap.473-swa.pt"),
+    "passt_s_p16_s16_128_ap468": (16, "v0.0.2-audioset", "passt-s-f128-p16-s16-ap.468.pt"),
+}
+
+
+class WeightsError(FileNotFoundError):
+    pass
+
+
+def checkpoint_file(member: str) -> str:
+    return MEMBERS[member][2]
+
+
+def checkpoint_url(member: str) -> str:
+    _, tag, f = MEMBERS[member]
+    return f"{RELEASES}/{tag}/{f}"
+
+
+def _quiet_import():
+    # hear21passt prints the model on construction and warns when the input is shorter than 10 s.
+    import hear21passt.models.passt as passt
+    passt.first_RUN = False
+    return passt
+
+
+def build_member(stride: int, arch: dict, n_frames: int) -> nn.Module:
+    """PaSST-S with the given patch stride; `arch` shrinks it for the demo."""
+    passt = _quiet_import()
+    return passt.PaSST(img_size=(arch["n_mels"], n_frames), patch_size=16, stride=(stride, stride), in_chans=1,
+                       num_classes=527, embed_dim=arch["embed_dim"], depth=arch["depth"],
+                       num_heads=arch["num_heads"], distilled=True)
+
+
+def build_mel() -> nn.Module:
+    """PaSST front end exactly as hear21passt.base.get_basic_model builds it."""
+    from hear21passt.models.preprocess import AugmentMelSTFT
+    import contextlib
+    import io
+    with contextlib.redirect_stdout(io.StringIO()):
+        mel = AugmentMelSTFT(n_mels=128, sr=32000, win_length=800, hopsize=320, n_fft=1024, freqm=48, timem=192,
+                             htk=False, fmin=0.0, fmax=None, norm=1, fmin_aug_range=10, fmax_aug_range=2000)
+    return mel.eval()
+
+
+def sha256(path, chunk=1 << 22) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while b := fh.read(chunk):
+            h.update(b)
+    return h.hexdigest()
+
+
+def locate_weights(members: list[str], weights_dir) -> dict[str, Path]:
+    """Find each checkpoint in weights_dir, else in the torch hub cache; error lists what is missing."""
+    hub = Path(torch.hub.get_dir()) / "checkpoints"
+    found, missing = {}, []
+    for m in members:
+        f = checkpoint_file(m)
+        for d in (Path(weights_dir), hub):
+            if (d / f).is_file():
+                found[m] = d / f
+                break
+        else:
+            missing.append(f"{f}  ({checkpoint_url(m)})")
+    if missing:
+        raise WeightsError(
+            f"teacher weights not found in {weights_dir} nor in {hub}:\n  " + "\n  ".join(missing)
+            + "\nRun `snakemake download_teachers` (or `prunekd download-teachers`) on a node with network.")
+    return found
+
+
+def download_weights(members: list[str], weights_dir) -> list[Path]:
+    """Fetch missing checkpoints into weights_dir (run where there is network, e.g. a login node)."""
+    out = []
+    Path(weights_dir).mkdir(parents=True, exist_ok=True)
+    for m in members:
+        dst = Path(weights_dir) / checkpoint_file(m)
+        if not dst.is_file():
+            tmp = dst.with_suffix(".part")
+            torch.hub.download_url_to_file(checkpoint_url(m), str(tmp), progress=True)
+            os.replace(tmp, dst)
+        out.append(dst)
+    return out
+
+
+def load_member(path, stride: int, arch: dict, n_frames: int, expected_size: int | None = None) -> nn.Module:
+    """Load a PaSST checkpoint (a plain state dict, as released) with weights_only=True."""
+    path = Path(path)
+    if expected_size is not None and path.stat().st_size != expected_size:
+        raise WeightsError(f"{path}: size {path.stat().st_size} bytes, expected {expected_size}; re-download it")
+    passt = _quiet_import()
+    model = build_member(stride, arch, n_frames)
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = passt.checkpoint_filter_fn(state, model)
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as e:
+        raise WeightsError(f"{path}: does not fit PaSST with stride {stride} and {arch}: {str(e)[:300]}") from None
+    return model.eval()
+
+
+class Ensemble(nn.Module):
+    """Mel once, then every member; returns per-member logits [B, M, 527]."""
+
+    def __init__(self, members: list[nn.Module]):
+        super().__init__()
+        self.mel = build_mel()
+        self.members = nn.ModuleList(members)
+
+    @torch.no_grad()
+    def forward(self, wav: torch.Tensor, autocast_dtype: torch.dtype | None = None) -> torch.Tensor:
+        spec = self.mel(wav).unsqueeze(1)  # [B, 1, 128, frames], float32
+        outs = []
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            for m in self.members:
+                if autocast_dtype is not None:
+                    with torch.autocast(device_type=wav.device.type, dtype=autocast_dtype):
+                        logits, _ = m(spec)
+                else:
+                    logits, _ = m(spec)
+                outs.append(logits.float())
+        return torch.stack(outs, dim=1)
+
+
+def n_frames(seconds: float, sample_rate: int = 32000, hop: int = 320) -> int:
+    """Mel frames PaSST sees for a clip (center=True STFT); 998 for the pretrained 10 s models."""
+    return min(998, int(seconds * sample_rate) // hop + 1) if seconds < 10 else 998
+
+
+def train_demo_member(member: str, stride: int, arch: dict, wav: torch.Tensor, labels: torch.Tensor,
+                      steps: int, seed: int, out_path, log=print) -> None:
+    """Demo only: train a shrunk PaSST briefly on the pool's labels and save it like a release checkpoint."""
+    torch.manual_seed(seed)
+    mel = build_mel()
+    with torch.no_grad():
+        spec = torch.cat([mel(wav[i:i + 64]) for i in range(0, len(wav), 64)]).unsqueeze(1)
+    model = build_member(stride, arch, spec.shape[-1]).train()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    gen = torch.Generator().manual_seed(seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for step in range(steps):
+            idx = torch.randint(0, len(spec), (min(32, len(spec)),), generator=gen)
+            logits, _ = model(spec[idx])
+            loss = nn.functional.binary_cross_entropy_with_logits(logits, labels[idx].float())
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            if step % max(1, steps // 5) == 0 or step == steps - 1:
+                log(f"{member} step {step + 1}/{steps} loss {loss.item():.4f}")
+    from .atomic import atomic_path
+    with atomic_path(out_path) as tmp:
+        torch.save(model.state_dict(), tmp)

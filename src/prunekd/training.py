@@ -1,0 +1,146 @@
+"""Pieces shared by distillation and fine-tuning: schedules, a resumable sampler, checkpoints, progress."""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .atomic import atomic_path
+from .audio import AudioError, load_clip
+
+
+def warmup_cosine(step: int, total: int, warmup: int, final_fraction: float) -> float:
+    """LR multiplier: linear warm-up, then cosine decay from 1 to final_fraction."""
+    if warmup > 0 and step < warmup:
+        return (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return final_fraction + (1 - final_fraction) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+class StepSampler(torch.utils.data.Sampler):
+    """Batches for steps [start, total): epoch e is a permutation seeded by (seed, e).
+
+    The batch of a step depends only on the seed and the step, so a resumed run sees exactly the
+    batches an uninterrupted one would.
+    """
+
+    def __init__(self, n: int, batch_size: int, total_steps: int, seed: int, start_step: int = 0,
+                 drop_last: bool = True):
+        self.n, self.bs, self.total, self.seed, self.start = n, batch_size, total_steps, seed, start_step
+        self.per_epoch = n // batch_size if drop_last else math.ceil(n / batch_size)
+        self.per_epoch = max(1, self.per_epoch)
+
+    def __len__(self):
+        return self.total - self.start
+
+    def batch(self, step: int) -> list[int]:
+        epoch, k = divmod(step, self.per_epoch)
+        perm = np.random.default_rng([self.seed, epoch]).permutation(self.n)
+        return perm[k * self.bs:(k + 1) * self.bs].tolist()
+
+    def __iter__(self):
+        for step in range(self.start, self.total):
+            yield self.batch(step)
+
+
+class WaveDataset(torch.utils.data.Dataset):
+    """Clips decoded on the fly (in DataLoader workers), resampled and padded/cropped to n samples.
+
+    A clip that fails to decode yields silence and is reported, so one bad file never stops a
+    long training job; the teacher pass has already listed such clips.
+    """
+
+    def __init__(self, paths, sample_rate: int, n_samples: int):
+        self.paths, self.sr, self.n = list(paths), sample_rate, n_samples
+
+    def __len__(self):
+        return len(self.paths)
+
+    def __getitem__(self, i):
+        try:
+            return torch.from_numpy(load_clip(self.paths[i], self.sr, self.n)), i, ""
+        except AudioError as e:
+            return torch.zeros(self.n), i, e.reason
+
+
+def collate(items):
+    return (torch.stack([x for x, _, _ in items]), torch.tensor([i for _, i, _ in items]),
+            [(i, why) for _, i, why in items if why])
+
+
+def loader(dataset, sampler, num_workers: int):
+    # A private generator keeps worker seeding from consuming the global RNG (resume determinism).
+    return torch.utils.data.DataLoader(dataset, batch_sampler=sampler, num_workers=num_workers, collate_fn=collate,
+                                       generator=torch.Generator().manual_seed(0),
+                                       prefetch_factor=4 if num_workers else None)
+
+
+def fingerprint(*parts) -> str:
+    """Hash of everything a run depends on: a checkpoint is resumed only by the same run."""
+    import hashlib
+    import json
+    h = hashlib.sha256()
+    for p in parts:
+        h.update(p if isinstance(p, bytes) else json.dumps(p, sort_keys=True, default=str).encode())
+    return h.hexdigest()
+
+
+def save_checkpoint(path, step: int, model, opt, sched, fp: str) -> None:
+    state = {"step": step, "model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
+             "torch_rng": torch.get_rng_state(), "numpy_rng": np.random.get_state(), "fingerprint": fp}
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def load_checkpoint(path, model, opt, sched, fp: str, log=print) -> int:
+    """Restore the last checkpoint of the same run; returns the step to continue from (0 if none)."""
+    path = Path(path)
+    if not path.exists():
+        return 0
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    if state.get("fingerprint") != fp:
+        log(f"{path}: written by a run with other settings or inputs; starting afresh")
+        return 0
+    model.load_state_dict(state["model"])
+    opt.load_state_dict(state["opt"])
+    sched.load_state_dict(state["sched"])
+    torch.set_rng_state(state["torch_rng"])
+    np.random.set_state(state["numpy_rng"])
+    return int(state["step"])
+
+
+class Progress:
+    """Logs steps/s, loss and time left every `every` steps; keeps the curve for the report."""
+
+    def __init__(self, total: int, start: int, log, every: int, name: str):
+        self.total, self.start, self.log, self.every, self.name = total, start, log, max(1, every), name
+        self.t0 = time.time()
+        self.rows: list[dict] = []
+        self.acc, self.k = 0.0, 0
+
+    def update(self, step: int, loss: float, lr: float) -> None:
+        self.acc += loss
+        self.k += 1
+        if (step + 1) % self.every == 0 or step + 1 == self.total:
+            rate = (step + 1 - self.start) / max(time.time() - self.t0, 1e-9)
+            mean = self.acc / self.k
+            self.rows.append({"step": step + 1, "loss": mean, "lr": lr, "steps_per_s": rate})
+            self.log(f"{self.name} step {step + 1}/{self.total} loss {mean:.4f} lr {lr:.2e} "
+                     f"{rate:.2f} steps/s, {(self.total - step - 1) / max(rate, 1e-9):.0f} s left")
+            self.acc, self.k = 0.0, 0
+
+
+def append_curve(path, rows: list[dict]) -> None:
+    """Training curve TSV; a resumed run appends to the rows of the first attempt."""
+    import pandas as pd
+    path = Path(path)
+    old = pd.read_csv(path, sep="\t") if path.exists() else pd.DataFrame()
+    new = pd.concat([old, pd.DataFrame(rows)], ignore_index=True)
+    if not new.empty:
+        new = new.drop_duplicates("step", keep="last")
+    from .atomic import write_table
+    write_table(path, new)

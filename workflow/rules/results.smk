@@ -1,0 +1,91 @@
+def eval_settings():
+    return settings(
+        frontend=config["frontend"],
+        student=config["student"],
+        num_workers=0 if DEMO else 4,
+    )
+
+
+rule evaluate_kd:
+    input:
+        model=f"{R}/finetune/split{{split}}/thr{{thr}}/seed{{seed}}/model.pt",
+        manifest=f"{R}/manifests/tau.tsv",
+    output:
+        metrics=f"{R}/eval/kd/split{{split}}/thr{{thr}}/seed{{seed}}/metrics.json",
+        predictions=f"{R}/eval/kd/split{{split}}/thr{{thr}}/seed{{seed}}/output.csv",
+    params:
+        settings=lambda w: eval_settings(),
+        key=lambda w: json.dumps(
+            {"method": "kd", "split": int(w.split), "threshold": float(w.thr), "seed": int(w.seed)}
+        ),
+    log:
+        f"{R}/logs/evaluate/kd_split{{split}}_thr{{thr}}_seed{{seed}}.log",
+    benchmark:
+        f"{R}/benchmarks/evaluate/kd_split{{split}}_thr{{thr}}_seed{{seed}}.tsv"
+    resources:
+        mem_mb=8000,
+        runtime=60,
+    shell:
+        "{PY} evaluate --model {input.model} --manifest {input.manifest} --key {params.key:q} "
+        "--out {output.metrics} --predictions {output.predictions} --settings {params.settings:q} 2> {log}"
+
+
+rule evaluate_baseline:
+    input:
+        model=f"{R}/baseline/split{{split}}/seed{{seed}}/model.pt",
+        manifest=f"{R}/manifests/tau.tsv",
+    output:
+        metrics=f"{R}/eval/baseline/split{{split}}/seed{{seed}}/metrics.json",
+        predictions=f"{R}/eval/baseline/split{{split}}/seed{{seed}}/output.csv",
+    params:
+        settings=lambda w: eval_settings(),
+        key=lambda w: json.dumps(
+            {"method": "baseline", "split": int(w.split), "threshold": None, "seed": int(w.seed)}
+        ),
+    log:
+        f"{R}/logs/evaluate/baseline_split{{split}}_seed{{seed}}.log",
+    benchmark:
+        f"{R}/benchmarks/evaluate/baseline_split{{split}}_seed{{seed}}.tsv"
+    resources:
+        mem_mb=8000,
+        runtime=60,
+    shell:
+        "{PY} evaluate --model {input.model} --manifest {input.manifest} --key {params.key:q} "
+        "--out {output.metrics} --predictions {output.predictions} --settings {params.settings:q} 2> {log}"
+
+
+rule summarise:
+    input:
+        metrics=kd_metrics() + baseline_metrics(),
+        prune_stats=prune_stats(),
+    output:
+        tables=expand(f"{R}/summary/{{name}}.{{ext}}", name=["table1", "table2"], ext=["csv", "md"]),
+        table1=report(
+            f"{R}/summary/table1.html",
+            caption="../report/table1.rst",
+            category="Results",
+            labels={"figure": "Table 1"},
+        ),
+        table2=report(
+            f"{R}/summary/table2.html",
+            caption="../report/table2.rst",
+            category="Results",
+            labels={"figure": "Table 2"},
+        ),
+        plots=report(
+            expand(f"{R}/summary/{{n}}.png", n=["table1", "table2", "devices"]),
+            caption="../report/plots.rst",
+            category="Results",
+            labels=lambda p: {"figure": Path(p).stem},
+        ),
+    params:
+        settings=lambda w: settings(
+            sweep_split=config["grid"]["sweep_split"], threshold=config["grid"]["threshold"]
+        ),
+    log:
+        f"{R}/logs/summarise.log",
+    benchmark:
+        f"{R}/benchmarks/summarise.tsv"
+    shell:
+        "{PY} summarise --metrics {input.metrics} --prune-stats {input.prune_stats} "
+        "--outdir {R}/summary --settings {params.settings:q} 2> {log}"

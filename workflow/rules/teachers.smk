@@ -1,0 +1,98 @@
+if DEMO:
+
+    rule demo_teacher:
+        # Demo only: a shrunk PaSST trained briefly on the pool's labels, saved like a release checkpoint.
+        input:
+            manifest=f"{R}/manifests/audioset.tsv",
+        output:
+            f"{WEIGHTS}/{{ckpt}}",
+        params:
+            member=lambda w: {v: k for k, v in CKPT_FILES.items()}[w.ckpt],
+            settings=lambda w: settings(
+                architecture=config["teachers"]["architecture"],
+                demo_train_steps=config["demo"]["teacher_train_steps"],
+                seed=config["demo"]["seed"],
+                audioset_clip_seconds=config["data"]["audioset_clip_seconds"],
+            ),
+        log:
+            f"{R}/logs/demo_teacher/{{ckpt}}.log",
+        benchmark:
+            f"{R}/benchmarks/demo_teacher/{{ckpt}}.tsv"
+        shell:
+            "{PY} demo-teacher --member {params.member} --manifest {input.manifest} --out {output} "
+            "--settings {params.settings:q} 2> {log}"
+
+else:
+
+    localrules:
+        download_teachers,
+
+    rule download_teachers:
+        # Runs where there is network (a login node); compute jobs then load from the local folder.
+        output:
+            weight_files(),
+        log:
+            f"{R}/logs/download_teachers.log",
+        shell:
+            "{PY} download-teachers --weights-dir {WEIGHTS} --members {MEMBERS} 2> {log}"
+
+
+def teacher_settings(dataset):
+    return settings(
+        shard_size=config["teachers"]["shard_size"],
+        teachers=config["teachers"],
+        data={
+            k: config["data"][k]
+            for k in (
+                ["audioset_clip_seconds"]
+                if dataset == "audioset"
+                else ["tau_clip_seconds", "tau_tile_to_10s"]
+            )
+        },
+    )
+
+
+rule teacher_logits:
+    input:
+        manifest=f"{R}/manifests/{{dataset}}.tsv",
+        weights=weight_files(),
+    output:
+        directory(f"{R}/logits/{{dataset}}/shards/{{shard}}.zarr"),
+    params:
+        settings=lambda w: teacher_settings(w.dataset),
+        shard=lambda w: int(w.shard),
+    log:
+        f"{R}/logs/teacher_logits/{{dataset}}/{{shard}}.log",
+    benchmark:
+        f"{R}/benchmarks/teacher_logits/{{dataset}}/{{shard}}.tsv"
+    threads: 1 if DEMO else 8
+    resources:
+        mem_mb=32000,
+        runtime=240,
+    shell:
+        "{PY} teacher-logits --dataset {wildcards.dataset} --manifest {input.manifest} "
+        "--shard {params.shard} --weights-dir {WEIGHTS} --out {output} --settings {params.settings:q} 2> {log}"
+
+
+rule gather_logits:
+    input:
+        manifest=f"{R}/manifests/{{dataset}}.tsv",
+        rejected=f"{R}/manifests/{{dataset}}.rejected.tsv",
+        shards=lambda w: expand(f"{R}/logits/{w.dataset}/shards/{{shard}}.zarr", shard=shards(w.dataset)),
+        weights=weight_files(),
+    output:
+        store=directory(f"{R}/logits/{{dataset}}.zarr"),
+        rejected=f"{R}/logits/{{dataset}}.rejected.tsv",
+    params:
+        settings=lambda w: teacher_settings(w.dataset),
+    log:
+        f"{R}/logs/gather_logits/{{dataset}}.log",
+    benchmark:
+        f"{R}/benchmarks/gather_logits/{{dataset}}.tsv"
+    resources:
+        mem_mb=16000,
+        runtime=240,
+    shell:
+        "{PY} gather --dataset {wildcards.dataset} --manifest {input.manifest} --rejected {input.rejected} "
+        "--shards {input.shards} --weights-dir {WEIGHTS} --out {output.store} "
+        "--rejected-out {output.rejected} --settings {params.settings:q} 2> {log}"
