@@ -22,34 +22,57 @@ def split_holdout(n: int, fraction: float, rng: np.random.Generator) -> tuple[np
 
 
 def train_classifier(pos: np.ndarray, neg: np.ndarray, cfg: dict, log=print) -> tuple[nn.Linear, dict]:
-    """pos, neg: ensemble logits [n, 527]. Returns the linear layer and training stats."""
+    """pos, neg: ensemble logits [n, 527]. Returns the linear layer and training stats.
+
+    The gradient of BCE through a linear layer is closed-form, so the loop computes it and the Adam
+    update (the same arithmetic as torch.optim.Adam) in numpy: far less per-step overhead than
+    autograd, which matters at 104 k iterations for split 100.
+    """
     seed = cfg["seed"]
-    rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
-    gen = torch.Generator().manual_seed(seed)
-    xp = torch.sigmoid(torch.from_numpy(np.asarray(pos, np.float32)))
-    xn = torch.sigmoid(torch.from_numpy(np.asarray(neg, np.float32)))
-    model = nn.Linear(xp.shape[1], 1)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg["lr"])
+    rng = np.random.default_rng(seed)
+    model = nn.Linear(pos.shape[1], 1)  # PyTorch's default init, as the authors' nn.Linear
+    n_pos, n_neg = len(pos), len(neg)
+    # One matrix of sigmoid(logits), bias folded in as a constant-1 column: a batch is one gather.
+    xall = np.empty((n_pos + n_neg, pos.shape[1] + 1), np.float32)
+    xall[:n_pos, :-1] = pos
+    xall[n_pos:, :-1] = neg
+    xall[:, :-1] = 1.0 / (1.0 + np.exp(-xall[:, :-1]))
+    xall[:, -1] = 1.0
+    w = np.concatenate([model.weight.detach().numpy()[0], model.bias.detach().numpy()]).astype(np.float32)
+    m, v = np.zeros_like(w), np.zeros_like(w)
+    lr, b1, b2, eps = cfg["lr"], 0.9, 0.999, 1e-8
     half = cfg["batch_size"] // 2
-    iters = max(1, (len(xp) + len(xn)) // cfg["batch_size"])
-    y = torch.cat([torch.ones(half), torch.zeros(half)])
-    loss_fn = nn.BCEWithLogitsLoss()  # sigmoid output + BCE, fused for numerical stability
-    t0 = time.time()
-    for epoch in range(cfg["epochs"]):
-        total = 0.0
-        ip = torch.randint(0, len(xp), (iters, half), generator=gen)
-        in_ = torch.randint(0, len(xn), (iters, half), generator=gen)
-        for it in range(iters):
-            x = torch.cat([xp[ip[it]], xn[in_[it]]])
-            loss = loss_fn(model(x).squeeze(1), y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            total += loss.item()
-        if epoch % max(1, cfg["epochs"] // 10) == 0 or epoch == cfg["epochs"] - 1:
-            log(f"epoch {epoch + 1}/{cfg['epochs']} loss {total / iters:.4f} ({time.time() - t0:.1f} s)")
-    return model, {"iterations_per_epoch": iters, "seconds": time.time() - t0, "seed": seed}
+    bsz = 2 * half
+    iters = max(1, (n_pos + n_neg) // cfg["batch_size"])
+    total = iters * cfg["epochs"]
+    y = np.r_[np.ones(half, np.float32), np.zeros(half, np.float32)]
+    log_every = max(1, total // 10)
+    block = max(1, min(total, 4096 // max(1, bsz // 600)))
+    t0, step = time.time(), 0
+    while step < total:
+        k = min(block, total - step)
+        # Balanced batches drawn with replacement: half positives, half negatives.
+        idx = np.concatenate([rng.integers(0, n_pos, (k, half)), rng.integers(n_pos, n_pos + n_neg, (k, half))], 1)
+        for j in range(k):
+            x = xall[idx[j]]
+            z = x @ w
+            g = x.T @ (1.0 / (1.0 + np.exp(-z)) - y)
+            g /= bsz
+            step += 1
+            m *= b1
+            m += (1 - b1) * g
+            v *= b2
+            v += (1 - b2) * g * g
+            w -= (lr / (1 - b1 ** step)) * m / (np.sqrt(v / (1 - b2 ** step)) + eps)
+            if step % log_every == 0 or step == total:
+                loss = float((np.logaddexp(0, z).sum() - z[:half].sum()) / bsz)
+                log(f"iteration {step}/{total} (epoch {(step - 1) // iters + 1}/{cfg['epochs']}) "
+                    f"batch loss {loss:.4f} ({time.time() - t0:.1f} s)")
+    with torch.no_grad():
+        model.weight.copy_(torch.from_numpy(w[:-1]).unsqueeze(0))
+        model.bias.copy_(torch.from_numpy(w[-1:]))
+    return model, {"iterations_per_epoch": iters, "iterations": step, "seconds": time.time() - t0, "seed": seed}
 
 
 @torch.no_grad()

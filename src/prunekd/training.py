@@ -138,8 +138,9 @@ def append_curve(path, rows: list[dict]) -> None:
     """Training curve TSV; a resumed run appends to the rows of the first attempt."""
     import pandas as pd
     path = Path(path)
-    old = pd.read_csv(path, sep="\t") if path.exists() else pd.DataFrame()
-    new = pd.concat([old, pd.DataFrame(rows)], ignore_index=True)
+    cols = ["step", "loss", "lr", "steps_per_s"]
+    old = pd.read_csv(path, sep="\t") if path.exists() and path.stat().st_size else pd.DataFrame(columns=cols)
+    new = pd.concat([old, pd.DataFrame(rows, columns=cols)], ignore_index=True)
     if not new.empty:
         new = new.drop_duplicates("step", keep="last")
     from .atomic import write_table
