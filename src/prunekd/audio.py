@@ -7,6 +7,7 @@ Every problem becomes an `AudioError` with a short reason, so callers can skip a
 from __future__ import annotations
 
 import functools
+import os
 
 import numpy as np
 import soundfile as sf
@@ -44,10 +45,10 @@ def fit_length(x: np.ndarray, n: int) -> np.ndarray:
 
 def load_clip(path, sample_rate: int, n_samples: int | None = None, min_seconds: float = 0.0) -> np.ndarray:
     """Mono float32 at `sample_rate`, padded/cropped to `n_samples` when given."""
+    if not os.path.exists(path):
+        raise AudioError(path, "missing")
     try:
         data, sr = sf.read(str(path), dtype="float32", always_2d=True)
-    except FileNotFoundError:
-        raise AudioError(path, "missing") from None
     except Exception as e:  # libsndfile reports corrupt, truncated and unknown formats alike
         raise AudioError(path, "unreadable", str(e).splitlines()[0][:200]) from None
     if data.shape[0] == 0:

@@ -85,8 +85,9 @@ def distill(store_path, manifest_path, kept_path, cfg: dict, student_cfg: dict, 
         progress.update(step, loss.item(), sched.get_last_lr()[0])
         step += 1
         if step % cfg["checkpoint_every"] == 0 and step < total:
-            save_checkpoint(ckpt, step, model, opt, sched, fp)
             append_curve(curve_path, progress.rows)
+            progress.rows = []
+            save_checkpoint(ckpt, step, model, opt, sched, fp)
     append_curve(curve_path, progress.rows)
     with atomic_path(out_model) as tmp:
         torch.save({"state_dict": model.state_dict(), "n_classes": 527, "student": student_cfg,

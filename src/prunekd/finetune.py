@@ -72,8 +72,9 @@ def finetune(manifest_path, split: str, cfg: dict, student_cfg: dict, frontend_c
         progress.update(step, loss.item(), sched.get_last_lr()[0])
         step += 1
         if step % cfg["checkpoint_every"] == 0 and step < total:
-            save_checkpoint(ckpt, step, model, opt, sched, fp)
             append_curve(curve_path, progress.rows)
+            progress.rows = []
+            save_checkpoint(ckpt, step, model, opt, sched, fp)
     append_curve(curve_path, progress.rows)
     with atomic_path(out_model) as tmp:
         torch.save({"state_dict": model.state_dict(), "n_classes": N_SCENES, "student": student_cfg,

@@ -1,4 +1,5 @@
 import json
+import os
 from pathlib import Path
 
 from snakemake.utils import min_version, validate
@@ -14,7 +15,6 @@ DEMO = config["demo"]["enabled"]
 AUDIOSET = config["paths"]["audioset"]
 TAU = config["paths"]["tau"]
 WEIGHTS = config["paths"]["teacher_weights"]
-PY = "prunekd"  # the installed console script; every rule calls one of its steps
 
 SUBSET_FILES = {
     "eval": "eval_segments.csv",
@@ -167,3 +167,26 @@ def training_settings(epochs_key):
     epochs = t.pop("epochs_finetune"), t.pop("epochs_baseline")
     t["epochs"] = config["training"][epochs_key]
     return t
+
+
+def teacher_settings(dataset):
+    return settings(
+        shard_size=config["teachers"]["shard_size"],
+        teachers=config["teachers"],
+        data={
+            k: config["data"][k]
+            for k in (
+                ["audioset_clip_seconds"]
+                if dataset == "audioset"
+                else ["tau_clip_seconds", "tau_tile_to_10s"]
+            )
+        },
+    )
+
+
+def eval_settings():
+    return settings(
+        frontend=config["frontend"],
+        student=config["student"],
+        num_workers=0 if DEMO else 4,
+    )

@@ -6,6 +6,8 @@ if DEMO:
             + [f"{AUDIOSET}/class_labels_indices.csv"],
             tau=tau_lists(),
         params:
+            audioset=lambda w, output: os.path.dirname(output.audioset[0]),
+            tau=lambda w, output: os.path.dirname(output.tau[0]),
             settings=lambda w: settings(
                 **{
                     k: v
@@ -18,8 +20,10 @@ if DEMO:
             f"{R}/logs/demo_data.log",
         benchmark:
             f"{R}/benchmarks/demo_data.tsv"
+        conda:
+            "../../envs/prunekd.yaml"
         shell:
-            "{PY} demo-data --audioset-root {AUDIOSET} --tau-root {TAU} "
+            "prunekd demo-data --audioset-root {params.audioset} --tau-root {params.tau} "
             "--settings {params.settings:q} 2> {log}"
 
 
@@ -30,6 +34,7 @@ rule manifest_audioset:
         manifest=f"{R}/manifests/audioset.tsv",
         rejected=f"{R}/manifests/audioset.rejected.tsv",
     params:
+        root=lambda w: AUDIOSET,  # not from input: absent real data is left out of the DAG
         settings=lambda w: settings(
             audioset_subsets=config["data"]["audioset_subsets"],
             audioset_audio_dir=config["paths"]["audioset_audio"],
@@ -42,8 +47,10 @@ rule manifest_audioset:
     resources:
         mem_mb=16000,
         runtime=60,
+    conda:
+        "../../envs/prunekd.yaml"
     shell:
-        "{PY} manifest --dataset audioset --root {AUDIOSET} --out {output.manifest} "
+        "prunekd manifest --dataset audioset --root {params.root} --out {output.manifest} "
         "--rejected {output.rejected} --settings {params.settings:q} 2> {log}"
 
 
@@ -54,6 +61,7 @@ rule manifest_tau:
         manifest=f"{R}/manifests/tau.tsv",
         rejected=f"{R}/manifests/tau.rejected.tsv",
     params:
+        root=lambda w: TAU,
         settings=lambda w: settings(bad_audio=config["data"]["bad_audio"]),
     log:
         f"{R}/logs/manifest/tau.log",
@@ -62,6 +70,8 @@ rule manifest_tau:
     resources:
         mem_mb=4000,
         runtime=30,
+    conda:
+        "../../envs/prunekd.yaml"
     shell:
-        "{PY} manifest --dataset tau --root {TAU} --out {output.manifest} "
+        "prunekd manifest --dataset tau --root {params.root} --out {output.manifest} "
         "--rejected {output.rejected} --settings {params.settings:q} 2> {log}"

@@ -22,8 +22,10 @@ rule domain_classifier:
     resources:
         mem_mb=8000,
         runtime=60,
+    conda:
+        "../../envs/prunekd.yaml"
     shell:
-        "{PY} domain-classifier --audioset-store {input.audioset_store} "
+        "prunekd domain-classifier --audioset-store {input.audioset_store} "
         "--audioset-manifest {input.audioset_manifest} --tau-store {input.tau_store} "
         "--tau-manifest {input.tau_manifest} --split {wildcards.split} --out {output.classifier} "
         "--report {output.report} --settings {params.settings:q} 2> {log}"
@@ -44,8 +46,10 @@ rule score:
     resources:
         mem_mb=4000,
         runtime=30,
+    conda:
+        "../../envs/prunekd.yaml"
     shell:
-        "{PY} score --audioset-store {input.audioset_store} --audioset-manifest {input.audioset_manifest} "
+        "prunekd score --audioset-store {input.audioset_store} --audioset-manifest {input.audioset_manifest} "
         "--classifier {input.classifier} --out {output} 2> {log}"
 
 
@@ -66,8 +70,10 @@ rule score_histogram:
         thresholds=lambda w: " ".join(fmt_thr(t) for t in config["grid"]["thresholds"]),
     log:
         f"{R}/logs/score_histogram/split{{split}}.log",
+    conda:
+        "../../envs/prunekd.yaml"
     shell:
-        "{PY} histogram --audioset-store {input.audioset_store} --audioset-manifest {input.audioset_manifest} "
+        "prunekd histogram --audioset-store {input.audioset_store} --audioset-manifest {input.audioset_manifest} "
         "--scores {input.scores} --split {wildcards.split} --thresholds {params.thresholds} "
         "--out {output} 2> {log}"
 
@@ -87,7 +93,9 @@ rule prune:
     resources:
         mem_mb=4000,
         runtime=15,
+    conda:
+        "../../envs/prunekd.yaml"
     shell:
-        "{PY} prune --audioset-store {input.audioset_store} --audioset-manifest {input.audioset_manifest} "
+        "prunekd prune --audioset-store {input.audioset_store} --audioset-manifest {input.audioset_manifest} "
         "--scores {input.scores} --split {wildcards.split} --threshold {wildcards.thr} "
         "--out {output.kept} --stats {output.stats} 2> {log}"

@@ -1,11 +1,3 @@
-def eval_settings():
-    return settings(
-        frontend=config["frontend"],
-        student=config["student"],
-        num_workers=0 if DEMO else 4,
-    )
-
-
 rule evaluate_kd:
     input:
         model=f"{R}/finetune/split{{split}}/thr{{thr}}/seed{{seed}}/model.pt",
@@ -25,8 +17,10 @@ rule evaluate_kd:
     resources:
         mem_mb=8000,
         runtime=60,
+    conda:
+        "../../envs/prunekd.yaml"
     shell:
-        "{PY} evaluate --model {input.model} --manifest {input.manifest} --key {params.key:q} "
+        "prunekd evaluate --model {input.model} --manifest {input.manifest} --key {params.key:q} "
         "--out {output.metrics} --predictions {output.predictions} --settings {params.settings:q} 2> {log}"
 
 
@@ -49,8 +43,10 @@ rule evaluate_baseline:
     resources:
         mem_mb=8000,
         runtime=60,
+    conda:
+        "../../envs/prunekd.yaml"
     shell:
-        "{PY} evaluate --model {input.model} --manifest {input.manifest} --key {params.key:q} "
+        "prunekd evaluate --model {input.model} --manifest {input.manifest} --key {params.key:q} "
         "--out {output.metrics} --predictions {output.predictions} --settings {params.settings:q} 2> {log}"
 
 
@@ -79,6 +75,7 @@ rule summarise:
             labels=lambda p: {"figure": Path(p).stem},
         ),
     params:
+        outdir=lambda w, output: os.path.dirname(output.table1),
         settings=lambda w: settings(
             sweep_split=config["grid"]["sweep_split"], threshold=config["grid"]["threshold"]
         ),
@@ -86,6 +83,8 @@ rule summarise:
         f"{R}/logs/summarise.log",
     benchmark:
         f"{R}/benchmarks/summarise.tsv"
+    conda:
+        "../../envs/prunekd.yaml"
     shell:
-        "{PY} summarise --metrics {input.metrics} --prune-stats {input.prune_stats} "
-        "--outdir {R}/summary --settings {params.settings:q} 2> {log}"
+        "prunekd summarise --metrics {input.metrics} --prune-stats {input.prune_stats} "
+        "--outdir {params.outdir} --settings {params.settings:q} 2> {log}"

@@ -18,8 +18,10 @@ if DEMO:
             f"{R}/logs/demo_teacher/{{ckpt}}.log",
         benchmark:
             f"{R}/benchmarks/demo_teacher/{{ckpt}}.tsv"
+        conda:
+            "../../envs/prunekd.yaml"
         shell:
-            "{PY} demo-teacher --member {params.member} --manifest {input.manifest} --out {output} "
+            "prunekd demo-teacher --member {params.member} --manifest {input.manifest} --out {output} "
             "--settings {params.settings:q} 2> {log}"
 
 else:
@@ -31,25 +33,15 @@ else:
         # Runs where there is network (a login node); compute jobs then load from the local folder.
         output:
             weight_files(),
+        params:
+            weights_dir=lambda w, output: os.path.dirname(output[0]),
+            members=MEMBERS,
         log:
             f"{R}/logs/download_teachers.log",
+        conda:
+            "../../envs/prunekd.yaml"
         shell:
-            "{PY} download-teachers --weights-dir {WEIGHTS} --members {MEMBERS} 2> {log}"
-
-
-def teacher_settings(dataset):
-    return settings(
-        shard_size=config["teachers"]["shard_size"],
-        teachers=config["teachers"],
-        data={
-            k: config["data"][k]
-            for k in (
-                ["audioset_clip_seconds"]
-                if dataset == "audioset"
-                else ["tau_clip_seconds", "tau_tile_to_10s"]
-            )
-        },
-    )
+            "prunekd download-teachers --weights-dir {params.weights_dir} --members {params.members} 2> {log}"
 
 
 rule teacher_logits:
@@ -61,6 +53,7 @@ rule teacher_logits:
     params:
         settings=lambda w: teacher_settings(w.dataset),
         shard=lambda w: int(w.shard),
+        weights_dir=lambda w, input: os.path.dirname(input.weights[0]),
     log:
         f"{R}/logs/teacher_logits/{{dataset}}/{{shard}}.log",
     benchmark:
@@ -69,9 +62,11 @@ rule teacher_logits:
     resources:
         mem_mb=32000,
         runtime=240,
+    conda:
+        "../../envs/prunekd.yaml"
     shell:
-        "{PY} teacher-logits --dataset {wildcards.dataset} --manifest {input.manifest} "
-        "--shard {params.shard} --weights-dir {WEIGHTS} --out {output} --settings {params.settings:q} 2> {log}"
+        "prunekd teacher-logits --dataset {wildcards.dataset} --manifest {input.manifest} "
+        "--shard {params.shard} --weights-dir {params.weights_dir} --out {output} --settings {params.settings:q} 2> {log}"
 
 
 rule gather_logits:
@@ -85,6 +80,7 @@ rule gather_logits:
         rejected=f"{R}/logits/{{dataset}}.rejected.tsv",
     params:
         settings=lambda w: teacher_settings(w.dataset),
+        weights_dir=lambda w, input: os.path.dirname(input.weights[0]),
     log:
         f"{R}/logs/gather_logits/{{dataset}}.log",
     benchmark:
@@ -92,7 +88,9 @@ rule gather_logits:
     resources:
         mem_mb=16000,
         runtime=240,
+    conda:
+        "../../envs/prunekd.yaml"
     shell:
-        "{PY} gather --dataset {wildcards.dataset} --manifest {input.manifest} --rejected {input.rejected} "
-        "--shards {input.shards} --weights-dir {WEIGHTS} --out {output.store} "
+        "prunekd gather --dataset {wildcards.dataset} --manifest {input.manifest} --rejected {input.rejected} "
+        "--shards {input.shards} --weights-dir {params.weights_dir} --out {output.store} "
         "--rejected-out {output.rejected} --settings {params.settings:q} 2> {log}"

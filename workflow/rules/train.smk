@@ -27,8 +27,10 @@ rule distill:
     resources:
         mem_mb=32000,
         runtime=720,
+    conda:
+        "../../envs/prunekd.yaml"
     shell:
-        "{PY} distill --store {input.store} --manifest {input.manifest} --kept {input.kept} "
+        "prunekd distill --store {input.store} --manifest {input.manifest} --kept {input.kept} "
         "--out {output.model} --curve {output.curve} --checkpoint-dir {params.ckpt} "
         "--settings {params.settings:q} 2> {log}"
 
@@ -55,8 +57,10 @@ rule finetune:
     resources:
         mem_mb=16000,
         runtime=480,
+    conda:
+        "../../envs/prunekd.yaml"
     shell:
-        "{PY} finetune --manifest {input.manifest} --split {wildcards.split} --seed {wildcards.seed} "
+        "prunekd finetune --manifest {input.manifest} --split {wildcards.split} --seed {wildcards.seed} "
         "--init {input.student} --out {output.model} --curve {output.curve} --checkpoint-dir {params.ckpt} "
         "--settings {params.settings:q} 2> {log}"
 
@@ -82,7 +86,9 @@ rule baseline:
     resources:
         mem_mb=16000,
         runtime=600,
+    conda:
+        "../../envs/prunekd.yaml"
     shell:
-        "{PY} finetune --manifest {input.manifest} --split {wildcards.split} --seed {wildcards.seed} "
+        "prunekd finetune --manifest {input.manifest} --split {wildcards.split} --seed {wildcards.seed} "
         "--out {output.model} --curve {output.curve} --checkpoint-dir {params.ckpt} "
         "--settings {params.settings:q} 2> {log}"

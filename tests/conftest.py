@@ -1,0 +1,42 @@
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+def snakemake(workdir, *args, extra_config=(), check=True):
+    """Run the repo's Snakefile in `workdir` with the demo profile's config and the tiny overrides."""
+    cmd = [str(BIN / "snakemake"), "-s", str(REPO / "Snakefile"), "--directory", str(workdir),
+           "--configfiles", str(REPO / "config.yaml"), str(REPO / "profiles/demo/demo.yaml"),
+           str(REPO / "tests/tiny.yaml"), *extra_config, "--cores", "2", *args]
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    p = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if check and p.returncode != 0:
+        raise AssertionError(f"snakemake failed ({p.returncode}):\n{p.stdout[-3000:]}\n{p.stderr[-6000:]}")
+    return p
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory):
+    """The demo DAG at its smallest size, run once for the whole session."""
+    wd = tmp_path_factory.mktemp("demo")
+    snakemake(wd)
+    return wd
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory):
+    """Demo AudioSet-format pool and TAU-format scene set, small."""
+    from prunekd.demo_data import make_demo_data
+    root = tmp_path_factory.mktemp("data")
+    cfg = {"seed": 1, "audioset_clips": {"eval": 20, "balanced_train": 10, "unbalanced_train": 30},
+           "audioset_sample_rate": 32000, "audioset_clip_seconds": 1.0, "scene_share": 0.3,
+           "tau_train_clips": 40, "tau_test_clips": 30}
+    make_demo_data(root / "audioset", root / "tau", cfg)
+    return root

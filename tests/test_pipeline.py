@@ -1,0 +1,133 @@
+"""The demo DAG at its smallest size (tests/tiny.yaml), checked by what it produced."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import zarr
+
+from conftest import REPO, snakemake
+
+SPLITS, THRS, SEEDS = [5, 100], [0.2, 0.3], [0]
+PAIRS = [(100, 0.2), (100, 0.3), (5, 0.3)]  # paper grid: sweep on split 100, 0.3 elsewhere
+RULES = ["manifest_audioset", "manifest_tau", "teacher_logits", "gather_logits", "domain_classifier", "score",
+         "score_histogram", "prune", "distill", "finetune", "baseline", "evaluate_kd", "evaluate_baseline",
+         "summarise"]
+
+
+def test_logits_stores(demo_run):
+    for ds, n_listed in (("audioset", 200), ("tau", 100)):
+        man = pd.read_csv(demo_run / f"results/manifests/{ds}.tsv", sep="\t", keep_default_na=False)
+        assert len(man) == n_listed
+        g = zarr.open_group(str(demo_run / f"results/logits/{ds}.zarr"), mode="r")
+        n = (man["status"] == "ok").sum()
+        assert g["member_logits"].shape == (n, 3, 527) and g["member_logits"].dtype == np.float16
+        assert g["ensemble"].shape == (n, 527) and g["ensemble"].dtype == np.float32
+        ml, en = g["member_logits"][:].astype(np.float32), g["ensemble"][:]
+        assert np.isfinite(en).all()
+        np.testing.assert_allclose(en, ml.mean(axis=1), atol=1e-3)
+        assert np.array_equal(g["row"][:], np.sort(g["row"][:]))
+        assert list(g["id"][:]) == list(man["id"].to_numpy()[g["row"][:]])
+        assert len(g.attrs["checkpoints"]) == 3 and all(len(c["sha256"]) == 64 for c in g.attrs["checkpoints"].values())
+        # Several shards were gathered (shard size 80).
+        shards = sorted((demo_run / f"results/logits/{ds}/shards").iterdir())
+        assert len(shards) == -(-n_listed // 80)
+    labels = zarr.open_group(str(demo_run / "results/logits/audioset.zarr"), mode="r")["labels"][:]
+    assert labels.shape[1] == 527 and labels.any(axis=1).all()
+
+
+def test_domain_classifier_and_pruning(demo_run):
+    for s in SPLITS:
+        v = json.loads((demo_run / f"results/domain/split{s}/validation.json").read_text())
+        assert 0 <= v["auc"] <= 1 and v["n_val_neg"] == 12 and v["iterations"] == 300
+        assert [r["threshold"] for r in v["at_threshold"]] == [0.1, 0.3, 0.5]
+        scores = np.load(demo_run / f"results/domain/split{s}/scores.npy")
+        train = ~np.isnan(scores)
+        assert train.sum() == 140 and ((scores[train] >= 0) & (scores[train] <= 1)).all()
+    shares = []
+    for s, t in PAIRS:
+        st = json.loads((demo_run / f"results/prune/split{s}/thr{t:g}/stats.json").read_text())
+        kept = pd.read_csv(demo_run / f"results/prune/split{s}/thr{t:g}/kept.tsv", sep="\t")
+        assert len(kept) == st["kept"] and st["train_clips"] == 140
+        assert (kept["score"] > t).all()
+        scores = np.load(demo_run / f"results/domain/split{s}/scores.npy")
+        assert st["kept"] == int((scores[~np.isnan(scores)] > t).sum())
+        if s == 100:
+            shares.append(st["kept_share"])
+    assert shares == sorted(shares, reverse=True)
+
+
+def test_training_and_evaluation(demo_run):
+    for s, t in PAIRS:
+        curve = pd.read_csv(demo_run / f"results/distill/split{s}/thr{t:g}/curve.tsv", sep="\t")
+        assert list(curve["step"]) == [1, 2, 3, 4] and np.isfinite(curve["loss"]).all()
+    keys = [f"kd/split{s}/thr{t:g}/seed0" for s, t in PAIRS] + [f"baseline/split{s}/seed0" for s in SPLITS]
+    for k in keys:
+        m = json.loads((demo_run / f"results/eval/{k}/metrics.json").read_text())
+        assert 0 <= m["macro_accuracy"] <= 1 and m["n"] == 40
+        assert set(m["per_device"]) <= {"a", "b", "c", "s1", "s2", "s3", "s4", "s5", "s6"}
+        assert np.array(m["confusion"]).sum() == 40
+        assert m["complexity"] == {"parameters": 61148, "parameter_bytes_fp16": 122296, "macs": 29419156,
+                                   "within_limits": True}
+        pred = pd.read_csv(demo_run / f"results/eval/{k}/output.csv", sep="\t")
+        assert len(pred) == 40 and list(pred.columns[:2]) == ["filename", "scene_label"]
+        np.testing.assert_allclose(pred.iloc[:, 2:].sum(1), 1.0, atol=1e-3)
+
+
+def test_summary_tables_hold_every_cell(demo_run):
+    t1 = pd.read_csv(demo_run / "results/summary/table1.csv")
+    t2 = pd.read_csv(demo_run / "results/summary/table2.csv")
+    assert list(t1["threshold"]) == THRS and list(t2["split"]) == SPLITS
+    m = json.loads((demo_run / "results/eval/kd/split100/thr0.3/seed0/metrics.json").read_text())
+    assert t1.loc[t1["threshold"] == 0.3, "macro_acc"].item() == pytest.approx(100 * m["macro_accuracy"], abs=0.01)
+    b = json.loads((demo_run / "results/eval/baseline/split5/seed0/metrics.json").read_text())
+    assert t2.loc[t2["split"] == 5, "baseline_macro_acc"].item() == pytest.approx(100 * b["macro_accuracy"], abs=0.01)
+    assert t1.loc[t1["threshold"] == 0.3, "paper_macro_acc"].item() == 60.0
+    assert t2.loc[t2["split"] == 5, "paper_baseline"].item() == 42.4
+    st = json.loads((demo_run / "results/prune/split100/thr0.2/stats.json").read_text())
+    assert t1.loc[t1["threshold"] == 0.2, "kept_share_pct"].item() == pytest.approx(100 * st["kept_share"], abs=0.01)
+    assert "<table" in (demo_run / "results/summary/table2.html").read_text()
+    for f in ("table1.md", "table1.png", "table2.png", "devices.png"):
+        assert (demo_run / "results/summary" / f).stat().st_size > 100
+
+
+def test_every_rule_logs_and_benchmarks(demo_run):
+    logs = {p.parent.name if p.parent.name != "logs" else p.stem for p in (demo_run / "results/logs").rglob("*.log")}
+    for r in ["manifest", "teacher_logits", "gather_logits", "domain_classifier", "score", "prune", "distill",
+              "finetune", "baseline", "evaluate", "demo_teacher"]:
+        assert r in logs, r
+    assert len(list((demo_run / "results/benchmarks").rglob("*.tsv"))) > 20
+
+
+def test_rerun_plans_nothing_and_report_builds(demo_run):
+    p = snakemake(demo_run, "-n", "--quiet", "rules")
+    assert "Nothing to be done" in p.stdout + p.stderr
+    snakemake(demo_run, "--report", "results/report.html")
+    html = (demo_run / "results/report.html").read_text(errors="ignore")
+    assert len(html) > 10000 and "Table 1" in html
+
+
+def test_dry_run_of_default_config_lists_every_rule(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+    smk = Path(sys.executable).parent / "snakemake"
+    p = subprocess.run([str(smk), "-s", str(REPO / "Snakefile"), "--directory", str(tmp_path), "--configfile",
+                        str(REPO / "config.yaml"), "-n", "--quiet", "rules"], capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr[-3000:]
+    out = p.stdout + p.stderr
+    for r in RULES + ["download_teachers"]:
+        assert r in out, r
+    # Full AudioSet (2,084,332 listed segments) in shards of 10,000, plus 24 TAU shards.
+    assert any(line.split()[:2] == ["teacher_logits", str(209 + 24)] for line in out.splitlines())
+
+
+def test_bad_config_fails_naming_the_key(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("grid:\n  thresholds: [0.3, 1.5]\n")
+    p = snakemake(tmp_path, "-n", extra_config=[str(bad)], check=False)
+    assert p.returncode != 0 and "thresholds" in p.stderr and "1.5" in p.stderr
+    bad.write_text("distillation:\n  iteratons: 5\n")
+    p = snakemake(tmp_path, "-n", extra_config=[str(bad)], check=False)
+    assert p.returncode != 0 and "iteratons" in p.stderr

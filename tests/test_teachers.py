@@ -1,0 +1,56 @@
+import warnings
+
+import pytest
+import torch
+
+from prunekd.teachers import (MEMBERS, Ensemble, WeightsError, build_mel, build_member, checkpoint_file,
+                              load_member, locate_weights)
+
+ARCH = {"n_mels": 128, "embed_dim": 32, "depth": 1, "num_heads": 2}
+NAMES = ["passt_s_swa_p16_128_ap476", "passt_s_p16_s12_128_ap470", "passt_s_p16_s16_128_ap468"]
+
+
+@pytest.fixture
+def weights(tmp_path):
+    torch.manual_seed(0)
+    for m in NAMES:
+        torch.save(build_member(MEMBERS[m][0], ARCH, 101).state_dict(), tmp_path / checkpoint_file(m))
+    return tmp_path
+
+
+def test_saved_weights_load_back_through_the_real_path(weights):
+    paths = locate_weights(NAMES, weights)
+    for m in NAMES:
+        ref = torch.load(paths[m], weights_only=True)
+        model = load_member(paths[m], MEMBERS[m][0], ARCH, 101)
+        assert all(torch.equal(ref[k], v) for k, v in model.state_dict().items())
+
+
+def test_missing_weights_error_lists_the_files(tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    with pytest.raises(WeightsError) as e:
+        locate_weights(NAMES, tmp_path)
+    for m in NAMES:
+        assert checkpoint_file(m) in str(e.value)
+
+
+def test_wrong_size_is_refused(weights):
+    p = weights / checkpoint_file(NAMES[0])
+    with pytest.raises(WeightsError, match="expected"):
+        load_member(p, 10, ARCH, 101, expected_size=p.stat().st_size + 1)
+
+
+def test_ensemble_equals_each_member_through_hear21passt_forward(weights):
+    paths = locate_weights(NAMES, weights)
+    members = [load_member(paths[m], MEMBERS[m][0], ARCH, 101) for m in NAMES]
+    ens = Ensemble(members).eval()
+    wav = torch.randn(3, 32000) * 0.1
+    out = ens(wav)
+    assert out.shape == (3, 3, 527)
+    mel = build_mel()
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for i, m in enumerate(members):
+            # hear21passt's own path: its mel, then the network's forward (logits, features)
+            ref, _ = m(mel(wav).unsqueeze(1))
+            torch.testing.assert_close(out[:, i], ref, rtol=1e-5, atol=1e-5)
