@@ -40,8 +40,8 @@ def write_json(path, obj) -> None:
         tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
 
 
-def write_table(path, df, **kw) -> None:
-    """TSV (or CSV by extension) written atomically."""
-    sep = "," if str(path).endswith(".csv") else "\t"
+def write_table(path, df, sep=None, **kw) -> None:
+    """TSV (or CSV by extension, unless `sep` is given) written atomically."""
+    sep = sep or ("," if str(path).endswith(".csv") else "\t")
     with atomic_path(path) as tmp:
         df.to_csv(tmp, sep=sep, index=False, **kw)

@@ -208,7 +208,7 @@ def cmd_evaluate(a):
     s = _settings(a.settings)
     m, pred = evaluate(a.model, a.manifest, s["frontend"], s["student"], s.get("num_workers", 0))
     m["key"] = json.loads(a.key)
-    write_table(a.predictions, pred, float_format="%.4f")
+    write_table(a.predictions, pred, sep="\t", float_format="%.4f")  # challenge layout: tab-separated
     write_json(a.out, m)
     log(f"{a.key}: macro accuracy {100 * m['macro_accuracy']:.2f} % on {m['n']} test clips")
 

@@ -68,11 +68,23 @@ rule summarise:
             category="Results",
             labels={"figure": "Table 2"},
         ),
-        plots=report(
-            expand(f"{R}/summary/{{n}}.png", n=["table1", "table2", "devices"]),
+        plot_table1=report(
+            f"{R}/summary/table1.png",
             caption="../report/plots.rst",
             category="Results",
-            labels=lambda p: {"figure": Path(p).stem},
+            labels={"figure": "table1 plot"},
+        ),
+        plot_table2=report(
+            f"{R}/summary/table2.png",
+            caption="../report/plots.rst",
+            category="Results",
+            labels={"figure": "table2 plot"},
+        ),
+        plot_devices=report(
+            f"{R}/summary/devices.png",
+            caption="../report/plots.rst",
+            category="Results",
+            labels={"figure": "devices plot"},
         ),
     params:
         outdir=lambda w, output: os.path.dirname(output.table1),
