@@ -1,17 +1,19 @@
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import torch
+import yaml
 import zarr
 
 from prunekd import distill as distill_mod
 
-STUDENT = {"base_channels": 32, "channels_multiplier": 1.8, "expansion_rate": 2.1, "n_blocks": [3, 2, 1],
-           "strides": {"b2": [1, 1], "b3": [1, 2], "b4": [2, 1]}}
-FRONTEND = {"sample_rate": 32000, "n_fft": 4096, "win_length": 3072, "hop_length": 500, "n_mels": 256,
-            "f_min": 0, "f_max": None, "freqm": 48}
-CFG = {"batch_size": 4, "iterations": 6, "lr": 5e-3, "final_lr_fraction": 0.01, "warmup_fraction": 0.2,
-       "weight_decay": 1e-4, "grad_clip": 1.0, "kd_lambda": 0.9, "temperature": 1.0, "mixup_p": 0.5,
-       "mixup_alpha": 2.0, "seed": 0, "checkpoint_every": 3, "log_every": 1, "num_workers": 0}
+REPO = Path(__file__).resolve().parents[1]
+_CONFIG = yaml.safe_load((REPO / "config.yaml").read_text())
+STUDENT, FRONTEND = _CONFIG["student"], _CONFIG["frontend"]
+# The report's distillation settings, shrunk in size only.
+CFG = {**_CONFIG["distillation"], "batch_size": 4, "iterations": 6, "warmup_fraction": 0.2, "checkpoint_every": 3,
+       "log_every": 1, "num_workers": 0}
 
 
 def _inputs(tmp_path):

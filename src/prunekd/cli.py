@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -61,7 +62,7 @@ def cmd_demo_teacher(a):
     wav = torch.from_numpy(np.stack([load_clip(p, 32000, n) for p in man["path"]]))
     labels = torch.from_numpy(labels_multi_hot(man["labels"], 527))
     train_demo_member(a.member, MEMBERS[a.member][0], s["architecture"], wav, labels, s["demo_train_steps"],
-                      s["seed"] + list(MEMBERS).index(a.member), a.out, log)
+                      s["seed"] + list(MEMBERS).index(a.member), a.out, log, lr=s["demo_train_lr"])
 
 
 def cmd_download_teachers(a):
@@ -85,7 +86,7 @@ def cmd_gather(a):
 def _split_rows(store_path, manifest_path, column, values):
     import numpy as np
     import pandas as pd
-    from .logits import open_store
+    from .store import open_store
     store = open_store(store_path)
     man = pd.read_csv(manifest_path, sep="\t", dtype=str, keep_default_na=False)
     rows = store["row"][:]
@@ -97,7 +98,7 @@ def cmd_domain_classifier(a):
     import numpy as np
     from .atomic import write_json
     from .domain import precision_recall, roc_auc, save_classifier, score, split_holdout, train_classifier
-    from .logits import embeddings
+    from .store import embeddings
     s = _settings(a.settings)
     members = s.get("members")
     as_store, neg_pos = _split_rows(a.audioset_store, a.audioset_manifest, "subset", ["eval"])
@@ -126,17 +127,12 @@ def cmd_domain_classifier(a):
 def cmd_score(a):
     import numpy as np
     from .atomic import atomic_path
-    from .domain import load_classifier, score
-    from .logits import embeddings
+    from .domain import load_classifier, score_store
     s = _settings(a.settings) if a.settings else {}
     store, train_pos = _split_rows(a.audioset_store, a.audioset_manifest, "subset",
                                    ["balanced_train", "unbalanced_train"])
     model = load_classifier(a.classifier)
-    scores = np.full(store["row"].shape[0], np.nan, np.float32)
-    chunk = 1 << 16
-    for i in range(0, len(train_pos), chunk):  # streamed: bounded memory at 2 M clips
-        p = train_pos[i:i + chunk]
-        scores[p] = score(model, embeddings(store, p, s.get("members")))
+    scores = score_store(model, store, train_pos, s.get("members"), log=log)
     with atomic_path(a.out) as tmp:
         with open(tmp, "wb") as fh:
             np.save(fh, scores)
@@ -188,11 +184,18 @@ def cmd_prune(a):
     log(f"split{a.split} threshold {a.threshold}: kept {len(kept)} of {len(train_pos)} ({100 * stats['kept_share']:.1f} %)")
 
 
+def cmd_pack_audio(a):
+    from .packed import pack_shard
+    s = _settings(a.settings)
+    pack_shard(a.manifest, a.shard, s["shard_size"], s["subsets"], s["sample_rate"], s["clip_seconds"], a.out,
+               s["num_workers"], log)
+
+
 def cmd_distill(a):
     from .distill import distill
     s = _settings(a.settings)
     distill(a.store, a.manifest, a.kept, s["distillation"], s["student"], s["frontend"], s["clip_seconds"],
-            a.out, a.curve, a.checkpoint_dir, log, s.get("members"))
+            a.out, a.curve, a.checkpoint_dir, log, s.get("members"), packed=a.packed)
 
 
 def cmd_finetune(a):
@@ -218,6 +221,17 @@ def cmd_summarise(a):
     s = _settings(a.settings)
     summarise(a.metrics, a.prune_stats, a.outdir, s["sweep_split"], s["threshold"])
     log(f"summary written to {a.outdir}")
+
+
+def cmd_submit(a):
+    from .submit import submit, wait
+    args = [x for x in a.snakemake_args if x != "--"]
+    job = submit(a.workdir, ["--profile", a.profile, *args], Path(a.workdir) / a.log_dir, a.time_min, a.mem_gb,
+                 a.partition, a.account)
+    print(f"submitted controller job {job.job_id}; logs in {Path(a.workdir) / a.log_dir}", flush=True)
+    if a.wait:
+        wait(job, log=log)
+        log(f"controller job {job.job_id} finished")
 
 
 def main(argv=None):
@@ -272,10 +286,15 @@ def main(argv=None):
         req("--audioset-store", "AudioSet logits Zarr"), req("--audioset-manifest", "AudioSet manifest"),
         req("--scores", "scores .npy"), req("--split", "split"), req("--threshold", "threshold", type=float),
         req("--out", "kept clips TSV"), req("--stats", "kept share JSON"))
+    add("pack-audio", cmd_pack_audio, "Decode one manifest row block of AudioSet training clips into packed int16 Zarr.",
+        req("--manifest", "AudioSet manifest"), req("--shard", "row block index", type=int),
+        req("--out", "packed store"), S)
     add("distill", cmd_distill, "Distil CP-Mobile from the stored teacher logits on a pruned set.",
         req("--store", "AudioSet logits Zarr"), req("--manifest", "AudioSet manifest"),
         req("--kept", "kept clips TSV"), req("--out", "student weights"), req("--curve", "training curve TSV"),
-        req("--checkpoint-dir", "folder for resumable checkpoints"), S)
+        req("--checkpoint-dir", "folder for resumable checkpoints"),
+        (["--packed"], {"nargs": "*", "default": None,
+                        "help": "packed audio stores to read the clips from (else the source files are decoded)"}), S)
     add("finetune", cmd_finetune, "Fine-tune (or train from scratch: the baseline) on a challenge split.",
         req("--manifest", "TAU manifest"), req("--split", "split"), req("--seed", "seed", type=int),
         (["--init"], {"help": "distilled student to start from; omit for the baseline"}),
@@ -287,6 +306,16 @@ def main(argv=None):
     add("summarise", cmd_summarise, "Tables 1 and 2 (CSV, Markdown, HTML) and plots.",
         (["--metrics"], {"nargs": "+", "required": True}), (["--prune-stats"], {"nargs": "+", "required": True}),
         req("--outdir", "summary folder"), S)
+    add("submit", cmd_submit, "Run the Snakemake controller as a SLURM job (submitit), requeued on time-out.",
+        (["--profile"], {"default": "profiles/slurm", "help": "Snakemake profile for the workflow's jobs"}),
+        (["--workdir"], {"default": ".", "help": "workflow directory (holds the Snakefile)"}),
+        (["--time-min"], {"type": int, "default": 2880, "help": "controller time limit per run, minutes"}),
+        (["--mem-gb"], {"type": float, "default": 4.0}),
+        (["--partition"], {"default": os.environ.get("SBATCH_PARTITION"), "help": "default: $SBATCH_PARTITION"}),
+        (["--account"], {"default": os.environ.get("SBATCH_ACCOUNT"), "help": "default: $SBATCH_ACCOUNT"}),
+        (["--log-dir"], {"default": "results/logs/controller", "help": "controller logs (submitit)"}),
+        (["--wait"], {"action": "store_true", "help": "wait for the controller job and fail if it fails"}),
+        (["snakemake_args"], {"nargs": argparse.REMAINDER, "help": "more snakemake arguments, after --"}))
     a = p.parse_args(argv)
     a.fn(a)
 

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from .atomic import atomic_path
 from .cpmobile import build_student
 from .frontend import MelFrontEnd, mixup_params
-from .training import (Progress, fingerprint, StepSampler, WaveDataset, append_curve, load_checkpoint, loader,
+from .training import (Progress, device_and_autocast, fingerprint, StepSampler, WaveDataset, append_curve, load_checkpoint, loader,
                        save_checkpoint, warmup_cosine)
 
 
@@ -31,8 +31,8 @@ def kd_loss(student_logits, teacher_logits, labels, kd_lambda: float, temperatur
 
 
 def distill(store_path, manifest_path, kept_path, cfg: dict, student_cfg: dict, frontend_cfg: dict,
-            clip_seconds: float, out_model, curve_path, ckpt_dir, log=print, members=None) -> dict:
-    from .logits import embeddings, open_store
+            clip_seconds: float, out_model, curve_path, ckpt_dir, log=print, members=None, packed=None) -> dict:
+    from .store import embeddings, open_store
     torch.manual_seed(cfg["seed"])
     np.random.seed(cfg["seed"])
     store = open_store(store_path)
@@ -47,8 +47,10 @@ def distill(store_path, manifest_path, kept_path, cfg: dict, student_cfg: dict, 
     labels = torch.from_numpy(store["labels"].get_orthogonal_selection((pos, slice(None))).astype(np.float32))
     log(f"distilling on {len(pos)} clips from {kept_path}")
 
-    model = build_student(student_cfg, n_classes=527)
-    mel = MelFrontEnd(frontend_cfg)
+    device, autocast = device_and_autocast(cfg["precision"])
+    # channels_last: about 30 % faster convolutions on CPU, and what tensor cores want on GPU.
+    model = build_student(student_cfg, n_classes=527).to(device, memory_format=torch.channels_last)
+    mel = MelFrontEnd(frontend_cfg).to(device)
     total = cfg["iterations"]
     opt = torch.optim.AdamW(model.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
     warm = int(round(cfg["warmup_fraction"] * total))
@@ -60,7 +62,12 @@ def distill(store_path, manifest_path, kept_path, cfg: dict, student_cfg: dict, 
         log(f"resuming from {ckpt} at step {start}")
     n_samples = int(clip_seconds * frontend_cfg["sample_rate"])
     sampler = StepSampler(len(pos), min(cfg["batch_size"], len(pos)), total, cfg["seed"], start)
-    data = loader(WaveDataset(paths, frontend_cfg["sample_rate"], n_samples), sampler, cfg["num_workers"])
+    if packed:  # decoded once by `prunekd pack-audio` (see packed.py for why)
+        from .packed import PackedAudio
+        dataset = PackedAudio(packed, rows, n_samples)
+    else:
+        dataset = WaveDataset(paths, frontend_cfg["sample_rate"], n_samples)
+    data = loader(dataset, sampler, cfg["num_workers"])
     progress = Progress(total, start, log, cfg["log_every"], "distill")
     model.train()
     mel.train()
@@ -68,15 +75,17 @@ def distill(store_path, manifest_path, kept_path, cfg: dict, student_cfg: dict, 
     for wav, idx, bad in data:
         for i, why in bad:
             log(f"warning: {paths[i]}: {why}; used as silence")
-        t, y = teacher[idx], labels[idx]
+        wav = wav.to(device, non_blocking=True)
+        t, y = teacher[idx].to(device, non_blocking=True), labels[idx].to(device, non_blocking=True)
         if torch.rand(()).item() < cfg["mixup_p"]:
             perm, lam = mixup_params(len(idx), cfg["mixup_alpha"])
-            lw = lam.unsqueeze(1)
+            perm, lw = perm.to(device), lam.unsqueeze(1).to(device)
             wav = wav * lw + wav[perm] * (1 - lw)
             t = t * lw + t[perm] * (1 - lw)
             y = y * lw + y[perm] * (1 - lw)
-        out = model(mel(wav))
-        loss, _, _ = kd_loss(out, t, y, cfg["kd_lambda"], cfg["temperature"])
+        with autocast():
+            out = model(mel(wav).contiguous(memory_format=torch.channels_last))
+        loss, _, _ = kd_loss(out.float(), t, y, cfg["kd_lambda"], cfg["temperature"])
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg["grad_clip"])

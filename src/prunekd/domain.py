@@ -84,6 +84,30 @@ def score(model: nn.Linear, logits: np.ndarray, batch: int = 65536) -> np.ndarra
     return out
 
 
+def score_store(model: nn.Linear, store, positions: np.ndarray, members=None, chunk_rows: int = 1 << 16,
+                log=print) -> np.ndarray:
+    """Scores for the given store positions, streamed in row blocks so 2 M clips need bounded memory.
+
+    Returns an array over the whole store (NaN where not scored). Positions that form one contiguous
+    run inside a block are read as a slice: far faster than an orthogonal (fancy) selection.
+    """
+    from .store import embeddings
+    n = store["row"].shape[0]
+    out = np.full(n, np.nan, np.float32)
+    positions = np.sort(np.asarray(positions))
+    t0 = time.time()
+    for start in range(0, len(positions), chunk_rows):
+        p = positions[start:start + chunk_rows]
+        if p[-1] - p[0] + 1 == len(p):
+            x = embeddings(store, slice(int(p[0]), int(p[-1]) + 1), members)
+        else:
+            x = embeddings(store, p, members)
+        out[p] = score(model, x)
+        if start // chunk_rows % 8 == 7:
+            log(f"scored {start + len(p)}/{len(positions)} clips ({time.time() - t0:.1f} s)")
+    return out
+
+
 def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float:
     """Area under the ROC curve (Mann-Whitney U with tie correction)."""
     labels = labels.astype(bool)

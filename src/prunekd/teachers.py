@@ -7,6 +7,7 @@ batch and fed to every member.
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import warnings
 from pathlib import Path
@@ -155,14 +156,24 @@ def n_frames(seconds: float, sample_rate: int = 32000, hop: int = 320) -> int:
 
 
 def train_demo_member(member: str, stride: int, arch: dict, wav: torch.Tensor, labels: torch.Tensor,
-                      steps: int, seed: int, out_path, log=print) -> None:
+                      steps: int, seed: int, out_path, log=print, lr: float = 3e-3) -> None:
     """Demo only: train a shrunk PaSST briefly on the pool's labels and save it like a release checkpoint."""
     torch.manual_seed(seed)
     mel = build_mel()
     with torch.no_grad():
         spec = torch.cat([mel(wav[i:i + 64]) for i in range(0, len(wav), 64)]).unsqueeze(1)
     model = build_member(stride, arch, spec.shape[-1]).train()
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    # Start the head's biases at the label prior: with 527 mostly absent classes, Adam would otherwise spend
+    # thousands of steps walking the biases down and the brief demo run would learn only the prior.
+    prior = labels.float().mean(0).clamp(1e-3, 1 - 1e-3)
+    with torch.no_grad():
+        model.head[-1].bias.copy_(torch.log(prior / (1 - prior)))
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
+    warm = max(1, steps // 10)  # linear warm-up, then cosine to zero
+
+    def schedule(s):
+        return (s + 1) / warm if s < warm else 0.5 * (1 + math.cos(math.pi * (s - warm) / max(1, steps - warm)))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
     gen = torch.Generator().manual_seed(seed)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -173,6 +184,7 @@ def train_demo_member(member: str, stride: int, arch: dict, wav: torch.Tensor, l
             opt.zero_grad()
             loss.backward()
             opt.step()
+            sched.step()
             if step % max(1, steps // 5) == 0 or step == steps - 1:
                 log(f"{member} step {step + 1}/{steps} loss {loss.item():.4f}")
     from .atomic import atomic_path

@@ -79,6 +79,18 @@ def loader(dataset, sampler, num_workers: int):
                                        prefetch_factor=4 if num_workers else None)
 
 
+def device_and_autocast(precision: str):
+    """Training device (the GPU when there is one) and the autocast context for the model's forward.
+
+    bf16 autocast on GPU only: on CPU it is slower and would change the numbers the resume test checks.
+    """
+    import contextlib
+    dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if dev.type == "cuda" and precision == "bf16":
+        return dev, lambda: torch.autocast("cuda", dtype=torch.bfloat16)
+    return dev, contextlib.nullcontext
+
+
 def fingerprint(*parts) -> str:
     """Hash of everything a run depends on: a checkpoint is resumed only by the same run."""
     import hashlib
@@ -92,6 +104,8 @@ def fingerprint(*parts) -> str:
 def save_checkpoint(path, step: int, model, opt, sched, fp: str) -> None:
     state = {"step": step, "model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
              "torch_rng": torch.get_rng_state(), "numpy_rng": np.random.get_state(), "fingerprint": fp}
+    if torch.cuda.is_available():
+        state["cuda_rng"] = torch.cuda.get_rng_state_all()
     with atomic_path(path) as tmp:
         torch.save(state, tmp)
 
@@ -110,6 +124,8 @@ def load_checkpoint(path, model, opt, sched, fp: str, log=print) -> int:
     sched.load_state_dict(state["sched"])
     torch.set_rng_state(state["torch_rng"])
     np.random.set_state(state["numpy_rng"])
+    if "cuda_rng" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda_rng"])
     return int(state["step"])
 
 

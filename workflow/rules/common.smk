@@ -1,3 +1,4 @@
+import importlib.util
 import json
 import os
 from pathlib import Path
@@ -8,6 +9,19 @@ min_version("9.0")
 
 
 validate(config, schema="../schemas/config.schema.yaml")
+
+# The package this workflow ships with (not whatever prunekd is installed): hashes of its code go into
+# each rule's params, so that editing a step's code reruns that step and what follows.
+PACKAGE_DIR = Path(workflow.basedir) / "src" / "prunekd"
+_spec = importlib.util.spec_from_file_location("prunekd_codehash", PACKAGE_DIR / "codehash.py")
+_codehash = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_codehash)
+
+
+def code_version(command):
+    """Hash of the code that `prunekd <command>` runs (see src/prunekd/codehash.py)."""
+    return _codehash.code_version(command, PACKAGE_DIR)
+
 
 
 R = config["paths"]["results"]
@@ -48,6 +62,11 @@ wildcard_constraints:
 def settings(**parts):
     """One JSON object with exactly the config a step reads; a `params` so that a change reruns the step."""
     return json.dumps(parts, sort_keys=True)
+
+
+def mem(mb):
+    """A rule's memory request (MB): what the real data needs; the demo's jobs need far less."""
+    return min(mb, 3000) if DEMO else mb
 
 
 def fmt_thr(t):
@@ -109,6 +128,13 @@ def shards(dataset):
     n = listed_rows(dataset)
     size = config["teachers"]["shard_size"]
     return [f"{i:05d}" for i in range(max(1, -(-n // size)))]
+
+
+def packed_stores(wildcards):
+    """Packed AudioSet stores that distillation reads (none when it decodes the source files)."""
+    if config["distillation"]["audio_input"] != "packed":
+        return []
+    return expand(f"{R}/packed/audioset/{{shard}}.zarr", shard=shards("audioset"))
 
 
 def weight_files():

@@ -6,13 +6,14 @@ if DEMO:
             + [f"{AUDIOSET}/class_labels_indices.csv"],
             tau=tau_lists(),
         params:
+            code=code_version("demo-data"),
             audioset=lambda w, output: os.path.dirname(output.audioset[0]),
             tau=lambda w, output: os.path.dirname(output.tau[0]),
             settings=lambda w: settings(
                 **{
                     k: v
                     for k, v in config["demo"].items()
-                    if k not in ("enabled", "teacher_train_steps")
+                    if k not in ("enabled", "teacher_train_steps", "teacher_train_lr")
                 },
                 audioset_clip_seconds=config["data"]["audioset_clip_seconds"],
             ),
@@ -34,6 +35,7 @@ rule manifest_audioset:
         manifest=f"{R}/manifests/audioset.tsv",
         rejected=f"{R}/manifests/audioset.rejected.tsv",
     params:
+        code=code_version("manifest"),
         root=lambda w: AUDIOSET,  # not from input: absent real data is left out of the DAG
         settings=lambda w: settings(
             audioset_subsets=config["data"]["audioset_subsets"],
@@ -45,7 +47,7 @@ rule manifest_audioset:
     benchmark:
         f"{R}/benchmarks/manifest/audioset.tsv"
     resources:
-        mem_mb=16000,
+        mem_mb=mem(16000),
         runtime=60,
     conda:
         "../../envs/prunekd.yaml"
@@ -61,6 +63,7 @@ rule manifest_tau:
         manifest=f"{R}/manifests/tau.tsv",
         rejected=f"{R}/manifests/tau.rejected.tsv",
     params:
+        code=code_version("manifest"),
         root=lambda w: TAU,
         settings=lambda w: settings(bad_audio=config["data"]["bad_audio"]),
     log:
@@ -68,7 +71,7 @@ rule manifest_tau:
     benchmark:
         f"{R}/benchmarks/manifest/tau.tsv"
     resources:
-        mem_mb=4000,
+        mem_mb=mem(4000),
         runtime=30,
     conda:
         "../../envs/prunekd.yaml"

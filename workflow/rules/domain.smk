@@ -13,6 +13,7 @@ rule domain_classifier:
             labels={"split": "{split}", "figure": "validation"},
         ),
     params:
+        code=code_version("domain-classifier"),
         settings=lambda w: settings(**config["domain_classifier"]),
     log:
         f"{R}/logs/domain_classifier/split{{split}}.log",
@@ -20,7 +21,7 @@ rule domain_classifier:
         f"{R}/benchmarks/domain_classifier/split{{split}}.tsv"
     threads: 2
     resources:
-        mem_mb=8000,
+        mem_mb=mem(8000),
         runtime=60,
     conda:
         "../../envs/prunekd.yaml"
@@ -38,13 +39,15 @@ rule score:
         classifier=f"{R}/domain/split{{split}}/classifier.pt",
     output:
         f"{R}/domain/split{{split}}/scores.npy",
+    params:
+        code=code_version("score"),
     log:
         f"{R}/logs/score/split{{split}}.log",
     benchmark:
         f"{R}/benchmarks/score/split{{split}}.tsv"
     threads: 2
     resources:
-        mem_mb=4000,
+        mem_mb=mem(4000),
         runtime=30,
     conda:
         "../../envs/prunekd.yaml"
@@ -67,9 +70,12 @@ rule score_histogram:
             labels={"split": "{split}", "figure": "score histogram"},
         ),
     params:
+        code=code_version("histogram"),
         thresholds=lambda w: " ".join(fmt_thr(t) for t in config["grid"]["thresholds"]),
     log:
         f"{R}/logs/score_histogram/split{{split}}.log",
+    benchmark:
+        f"{R}/benchmarks/score_histogram/split{{split}}.tsv"
     conda:
         "../../envs/prunekd.yaml"
     shell:
@@ -86,12 +92,14 @@ rule prune:
     output:
         kept=f"{R}/prune/split{{split}}/thr{{thr}}/kept.tsv",
         stats=f"{R}/prune/split{{split}}/thr{{thr}}/stats.json",
+    params:
+        code=code_version("prune"),
     log:
         f"{R}/logs/prune/split{{split}}_thr{{thr}}.log",
     benchmark:
         f"{R}/benchmarks/prune/split{{split}}_thr{{thr}}.tsv"
     resources:
-        mem_mb=4000,
+        mem_mb=mem(4000),
         runtime=15,
     conda:
         "../../envs/prunekd.yaml"

@@ -6,6 +6,7 @@ rule evaluate_kd:
         metrics=f"{R}/eval/kd/split{{split}}/thr{{thr}}/seed{{seed}}/metrics.json",
         predictions=f"{R}/eval/kd/split{{split}}/thr{{thr}}/seed{{seed}}/output.csv",
     params:
+        code=code_version("evaluate"),
         settings=lambda w: eval_settings(),
         key=lambda w: json.dumps(
             {"method": "kd", "split": int(w.split), "threshold": float(w.thr), "seed": int(w.seed)}
@@ -15,7 +16,7 @@ rule evaluate_kd:
     benchmark:
         f"{R}/benchmarks/evaluate/kd_split{{split}}_thr{{thr}}_seed{{seed}}.tsv"
     resources:
-        mem_mb=8000,
+        mem_mb=mem(8000),
         runtime=60,
     conda:
         "../../envs/prunekd.yaml"
@@ -32,6 +33,7 @@ rule evaluate_baseline:
         metrics=f"{R}/eval/baseline/split{{split}}/seed{{seed}}/metrics.json",
         predictions=f"{R}/eval/baseline/split{{split}}/seed{{seed}}/output.csv",
     params:
+        code=code_version("evaluate"),
         settings=lambda w: eval_settings(),
         key=lambda w: json.dumps(
             {"method": "baseline", "split": int(w.split), "threshold": None, "seed": int(w.seed)}
@@ -41,7 +43,7 @@ rule evaluate_baseline:
     benchmark:
         f"{R}/benchmarks/evaluate/baseline_split{{split}}_seed{{seed}}.tsv"
     resources:
-        mem_mb=8000,
+        mem_mb=mem(8000),
         runtime=60,
     conda:
         "../../envs/prunekd.yaml"
@@ -87,6 +89,7 @@ rule summarise:
             labels={"figure": "devices plot"},
         ),
     params:
+        code=code_version("summarise"),
         outdir=lambda w, output: os.path.dirname(output.table1),
         settings=lambda w: settings(
             sweep_split=config["grid"]["sweep_split"], threshold=config["grid"]["threshold"]

@@ -7,10 +7,12 @@ if DEMO:
         output:
             f"{WEIGHTS}/{{ckpt}}",
         params:
+            code=code_version("demo-teacher"),
             member=lambda w: {v: k for k, v in CKPT_FILES.items()}[w.ckpt],
             settings=lambda w: settings(
                 architecture=config["teachers"]["architecture"],
                 demo_train_steps=config["demo"]["teacher_train_steps"],
+                demo_train_lr=config["demo"]["teacher_train_lr"],
                 seed=config["demo"]["seed"],
                 audioset_clip_seconds=config["data"]["audioset_clip_seconds"],
             ),
@@ -34,10 +36,13 @@ else:
         output:
             weight_files(),
         params:
+            code=code_version("download-teachers"),
             weights_dir=lambda w, output: os.path.dirname(output[0]),
             members=MEMBERS,
         log:
             f"{R}/logs/download_teachers.log",
+        benchmark:
+            f"{R}/benchmarks/download_teachers.tsv"
         conda:
             "../../envs/prunekd.yaml"
         shell:
@@ -51,6 +56,7 @@ rule teacher_logits:
     output:
         directory(f"{R}/logits/{{dataset}}/shards/{{shard}}.zarr"),
     params:
+        code=code_version("teacher-logits"),
         settings=lambda w: teacher_settings(w.dataset),
         shard=lambda w: int(w.shard),
         weights_dir=lambda w, input: os.path.dirname(input.weights[0]),
@@ -60,7 +66,7 @@ rule teacher_logits:
         f"{R}/benchmarks/teacher_logits/{{dataset}}/{{shard}}.tsv"
     threads: 1 if DEMO else 8
     resources:
-        mem_mb=32000,
+        mem_mb=mem(32000),
         runtime=240,
     conda:
         "../../envs/prunekd.yaml"
@@ -79,6 +85,7 @@ rule gather_logits:
         store=directory(f"{R}/logits/{{dataset}}.zarr"),
         rejected=f"{R}/logits/{{dataset}}.rejected.tsv",
     params:
+        code=code_version("gather"),
         settings=lambda w: teacher_settings(w.dataset),
         weights_dir=lambda w, input: os.path.dirname(input.weights[0]),
     log:
@@ -86,7 +93,7 @@ rule gather_logits:
     benchmark:
         f"{R}/benchmarks/gather_logits/{{dataset}}.tsv"
     resources:
-        mem_mb=16000,
+        mem_mb=mem(16000),
         runtime=240,
     conda:
         "../../envs/prunekd.yaml"

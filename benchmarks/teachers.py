@@ -1,0 +1,157 @@
+"""Benchmark: teacher ensemble throughput, the shard job's way against a naive loop.
+
+CPU (default): nine small PaSST members (the real strides, shrunk width and depth), clips written as
+WAV files and read through `compute_shard` exactly as a teacher job does (decoding workers, batches,
+mel once per batch for all members), against a naive loop: one member and one clip at a time, the mel
+recomputed for every member. Both produce the same logits (checked).
+
+GPU (when CUDA is present, or --gpu): the full nine-member PaSST-S ensemble on 10 s clips in bf16
+autocast: clips/s, FLOPs per clip (counted with torch's FlopCounterMode), the measured bf16 matmul
+rate of the device, and the share of it the ensemble reaches.
+
+    python benchmarks/teachers.py [--quick] [--gpu]     # last line: one JSON object
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+import warnings
+
+import numpy as np
+import pandas as pd
+import soundfile as sf
+import torch
+
+from prunekd.teachers import MEMBERS, Ensemble, build_member, build_mel, n_frames
+
+SMALL = {"n_mels": 128, "embed_dim": 96, "depth": 2, "num_heads": 4}
+PASST_S = {"n_mels": 128, "embed_dim": 768, "depth": 12, "num_heads": 12}
+
+
+def members(arch: dict, frames: int) -> list[torch.nn.Module]:
+    torch.manual_seed(0)
+    return [build_member(MEMBERS[m][0], arch, frames).eval() for m in MEMBERS]
+
+
+@torch.no_grad()
+def naive(models, wavs: torch.Tensor) -> np.ndarray:
+    out = np.empty((len(wavs), len(models), 527), np.float32)
+    mel = build_mel()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for i in range(len(wavs)):
+            for j, m in enumerate(models):
+                spec = mel(wavs[i:i + 1]).unsqueeze(1)  # the mel recomputed for every member
+                out[i, j] = m(spec)[0][0].numpy()
+    return out
+
+
+def cpu(quick: bool) -> dict:
+    from prunekd.logits import compute_shard
+    from prunekd.teachers import checkpoint_file
+    import zarr
+    seconds, n_clips, workers = (2.0, 16, 1) if quick else (10.0, 48, 2)
+    frames = n_frames(seconds)
+    models = members(SMALL, frames)
+    rng = np.random.default_rng(0)
+    wav = (0.1 * rng.standard_normal((n_clips, int(seconds * 32000)))).astype(np.float32)
+    with tempfile.TemporaryDirectory() as tmp:
+        wdir = os.path.join(tmp, "weights")
+        os.makedirs(wdir)
+        for name, m in zip(MEMBERS, models):
+            torch.save(m.state_dict(), os.path.join(wdir, checkpoint_file(name)))
+        paths = []
+        for i, x in enumerate(wav):
+            paths.append(os.path.join(tmp, f"clip{i}.wav"))
+            sf.write(paths[-1], x, 32000, subtype="PCM_16")
+        man = pd.DataFrame({"row": range(n_clips), "id": [f"c{i}" for i in range(n_clips)], "subset": "eval",
+                            "path": paths, "labels": "0", "duration": seconds, "status": "ok"})
+        man.to_csv(os.path.join(tmp, "m.tsv"), sep="\t", index=False)
+        teachers = {"members": list(MEMBERS), "architecture": SMALL, "batch_size": 8, "num_workers": workers,
+                    "precision": "fp32"}
+        data = {"audioset_clip_seconds": seconds, "tau_clip_seconds": 1, "tau_tile_to_10s": False}
+        out = os.path.join(tmp, "shard.zarr")
+        t0 = time.perf_counter()
+        compute_shard(os.path.join(tmp, "m.tsv"), "audioset", 0, n_clips, wdir, teachers, data, out,
+                      log=lambda *_: None)
+        t_shard = time.perf_counter() - t0
+        fast = zarr.open_group(out, mode="r")["member_logits"][:].astype(np.float32)
+    # The naive loop gets the decoded audio for free (PCM-16 round trip as in the files).
+    wav16 = torch.from_numpy(np.round(wav * 32767).clip(-32768, 32767).astype(np.float32) / 32768)
+    k = max(2, n_clips // 8)  # a slice of the clips: the naive loop is slow
+    t0 = time.perf_counter()
+    slow = naive(models, wav16[:k])
+    t_naive = (time.perf_counter() - t0) * n_clips / k
+    err = float(np.abs(slow - fast[:k]).max())
+    return {"device": "cpu", "threads": torch.get_num_threads(), "members": len(models), "arch": SMALL,
+            "clip_seconds": seconds, "clips": n_clips, "decode_workers": workers,
+            "shard_clips_per_s": round(n_clips / t_shard, 2), "naive_clips_per_s": round(n_clips / t_naive, 3),
+            "speedup": round(t_naive / t_shard, 1), "max_abs_logit_diff_fp16_store": round(err, 4)}
+
+
+def matmul_rate(dtype=torch.bfloat16, n: int = 8192, reps: int = 20) -> float:
+    a = torch.randn(n, n, device="cuda", dtype=dtype)
+    b = torch.randn(n, n, device="cuda", dtype=dtype)
+    for _ in range(3):
+        a @ b
+    torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        a @ b
+    torch.cuda.synchronize()
+    return 2 * n ** 3 * reps / (time.perf_counter() - t0)
+
+
+def flops_per_clip(models, frames: int) -> float:
+    from torch.utils.flop_counter import FlopCounterMode
+    spec = torch.zeros(1, 1, 128, frames)
+    with FlopCounterMode(display=False) as fc, torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for m in models:
+            m.cpu()(spec)
+    return float(fc.get_total_flops())
+
+
+def gpu(quick: bool) -> dict:
+    frames = n_frames(10.0)
+    models = members(PASST_S, frames)
+    flops = flops_per_clip(models, frames)
+    ens = Ensemble(models).cuda().eval()
+    batch, iters = (16, 3) if quick else (64, 10)
+    wav = torch.randn(batch, 320000, device="cuda") * 0.1
+    for _ in range(2):
+        ens(wav, torch.bfloat16)
+    torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    for _ in range(iters):
+        ens(wav, torch.bfloat16)
+    torch.cuda.synchronize()
+    rate = batch * iters / (time.perf_counter() - t0)
+    peak = matmul_rate()
+    return {"device": torch.cuda.get_device_name(), "members": len(models), "arch": PASST_S, "clip_seconds": 10,
+            "batch": batch, "gpu_clips_per_s": round(rate, 1), "tflop_per_clip": round(flops / 1e12, 3),
+            "bf16_matmul_tflops": round(peak / 1e12, 1), "share_of_matmul_rate": round(rate * flops / peak, 3),
+            "hours_for_2M_clips": round(2.08e6 / rate / 3600, 2)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="short clips, few of them: ends within a minute")
+    ap.add_argument("--gpu", action="store_true", help="only the GPU measurement (needs CUDA)")
+    a = ap.parse_args()
+    res = {"benchmark": "teachers", "quick": a.quick}
+    if not a.gpu:
+        res.update(cpu(a.quick))
+    if torch.cuda.is_available():
+        res["gpu"] = gpu(a.quick)
+    elif a.gpu:
+        raise SystemExit("--gpu: no CUDA device here")
+    print(json.dumps(res))
+
+
+if __name__ == "__main__":
+    main()

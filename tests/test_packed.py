@@ -1,0 +1,57 @@
+"""Packed audio: what distillation reads equals what decoding the sources gives, bad clips are listed."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import soundfile as sf
+import zarr
+
+from prunekd.audio import load_clip
+from prunekd.packed import CLIPS_PER_FILE, PackedAudio, pack_shard
+from prunekd.training import WaveDataset
+
+
+@pytest.fixture
+def sources(tmp_path):
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(CLIPS_PER_FILE + 9):  # more than one Zarr shard file, the last one partial
+        p = tmp_path / f"c{i}.flac"
+        if i % 3 == 0:  # stereo at 44.1 kHz: downmixed and resampled
+            p = tmp_path / f"c{i}.wav"
+            sf.write(str(p), rng.normal(0, 0.1, (44100, 2)), 44100)
+        else:
+            sf.write(str(p), rng.normal(0, 0.1, 32000 if i % 2 else 20000), 32000)  # some short: padded
+        rows.append({"row": i, "id": f"c{i}", "subset": "eval" if i == 5 else "unbalanced_train",
+                     "path": str(p), "labels": "0", "duration": 1.0, "status": "ok"})
+    (tmp_path / "c7.flac").write_bytes(b"not audio")  # corrupt after the manifest was built
+    pd.DataFrame(rows).to_csv(tmp_path / "m.tsv", sep="\t", index=False)
+    return tmp_path
+
+
+def test_packed_equals_decoded_and_lists_bad_clips(sources):
+    out = sources / "packed.zarr"
+    stats = pack_shard(sources / "m.tsv", 0, 1000, ["balanced_train", "unbalanced_train"], 32000, 1.0, out)
+    g = zarr.open_group(str(out), mode="r")
+    rows = g["row"][:]
+    assert 5 not in rows and 7 not in rows  # eval is never distilled; the corrupt clip is skipped ...
+    assert [r for r, _ in g.attrs["rejected"]] == [7] and stats["rejected"] == 1  # ... and listed
+    assert len(rows) == CLIPS_PER_FILE + 7 == g["audio"].shape[0]
+    files = [p for p in out.rglob("*") if p.is_file() and "audio" in p.parts]
+    assert len(files) <= 4  # a few shard files, not one file per clip
+    want = [r for r in rows if r % 4 == 0 or r == rows[-1]]
+    packed = PackedAudio([out], want, 32000)
+    man = pd.read_csv(sources / "m.tsv", sep="\t")
+    decoded = WaveDataset(man["path"].to_numpy()[want], 32000, 32000)
+    for i in range(len(want)):
+        x, j, why = packed[i]
+        assert j == i and why == ""
+        np.testing.assert_allclose(x.numpy(), decoded[i][0].numpy(), atol=1.5 / 32768)
+    np.testing.assert_allclose(packed[0][0].numpy(), load_clip(man["path"][want[0]], 32000, 32000), atol=1.5 / 32768)
+
+
+def test_clip_missing_from_packed_stores_is_named(sources):
+    out = sources / "packed.zarr"
+    pack_shard(sources / "m.tsv", 0, 1000, ["unbalanced_train"], 32000, 1.0, out)
+    with pytest.raises(KeyError, match=r"rows \[5\]"):
+        PackedAudio([out], [4, 5], 32000)

@@ -1,0 +1,134 @@
+"""What a changed setting or a changed line of code reruns: asserted on the jobs a dry run plans.
+
+All dry runs go against the finished tiny demo run (session fixture), never modifying it.
+"""
+
+import collections
+import os
+import re
+import shutil
+import signal
+import subprocess
+import time
+
+import numpy as np
+import zarr
+
+from conftest import BIN, REPO, snakemake
+
+UPSTREAM = {"demo_data", "manifest_audioset", "manifest_tau", "demo_teacher", "teacher_logits", "gather_logits"}
+
+
+def planned(workdir, *extra_config, snakefile=None, targets=()):
+    """Rule -> list of outputs that a dry run would (re)build (for `targets`, default: everything)."""
+    args = ["-n", *targets]
+    if snakefile:
+        args += ["-s", str(snakefile)]
+    p = snakemake(workdir, *args, extra_config=[str(c) for c in extra_config])
+    jobs, rule = collections.defaultdict(list), None
+    for line in p.stdout.splitlines():
+        m = re.match(r"^(?:local)?rule (\w+):$", line.strip())
+        if m:
+            rule = m.group(1)
+        elif rule and line.strip().startswith("output:"):
+            jobs[rule].append(line.split("output:", 1)[1].strip())
+    return dict(jobs)
+
+
+def test_nothing_planned_before_any_change(demo_run):
+    assert planned(demo_run) == {}
+
+
+def test_new_threshold_plans_only_its_own_jobs(demo_run, tmp_path):
+    cfg = tmp_path / "thr.yaml"
+    cfg.write_text("grid:\n  thresholds: [0.2, 0.3, 0.4]\n")
+    jobs = planned(demo_run, cfg)
+    # Paper grid: the new threshold is swept on split 100 only.
+    for rule in ("prune", "distill", "finetune", "evaluate_kd"):
+        assert len(jobs.pop(rule)) == 1, rule
+    assert len(jobs.pop("summarise")) == 1
+    # The histograms mark the thresholds, so they are redrawn; the scores themselves are not recomputed.
+    assert len(jobs.pop("score_histogram", [])) <= 2
+    assert jobs == {}, f"unexpected jobs: {jobs}"
+
+
+def test_distillation_setting_reruns_distillation_and_what_follows(demo_run, tmp_path):
+    cfg = tmp_path / "kd.yaml"
+    cfg.write_text("distillation:\n  lr: 0.004\n")
+    jobs = planned(demo_run, cfg)
+    assert {r: len(v) for r, v in jobs.items()} == {"distill": 3, "finetune": 3, "evaluate_kd": 3, "summarise": 1}
+
+
+def test_domain_setting_never_recomputes_teacher_logits(demo_run, tmp_path):
+    cfg = tmp_path / "dc.yaml"
+    cfg.write_text("domain_classifier:\n  lr: 0.0002\n")
+    jobs = planned(demo_run, cfg)
+    assert not UPSTREAM & set(jobs) and "baseline" not in jobs
+    assert {r: len(v) for r, v in jobs.items()} == {
+        "domain_classifier": 2, "score": 2, "score_histogram": 2, "prune": 3, "distill": 3, "finetune": 3,
+        "evaluate_kd": 3, "summarise": 1}
+
+
+def _copy_workflow(dst):
+    for part in ("Snakefile", "workflow", "src", "envs"):
+        src = REPO / part
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, dst / part)
+    return dst / "Snakefile"
+
+
+def test_code_edit_reruns_that_step_and_what_follows(demo_run, tmp_path):
+    snakefile = _copy_workflow(tmp_path)
+    code = tmp_path / "src/prunekd/distill.py"
+    original = code.read_text()
+    # A comment or docstring changes nothing that runs: nothing to do.
+    code.write_text(original + "\n# a comment only\n")
+    assert planned(demo_run, snakefile=snakefile) == {}
+    # A change to the code: distillation and everything after it, nothing before it.
+    code.write_text(original + "\nDEFAULT_LOG_EVERY = 10\n")
+    jobs = planned(demo_run, snakefile=snakefile)
+    assert {r: len(v) for r, v in jobs.items()} == {"distill": 3, "finetune": 3, "evaluate_kd": 3, "summarise": 1}
+    # A module shared by several steps reruns each of them (domain.py: classifier, scoring, pruning).
+    code.write_text(original)
+    dom = tmp_path / "src/prunekd/domain.py"
+    dom.write_text(dom.read_text() + "\nEPS = 1e-12\n")
+    jobs = planned(demo_run, snakefile=snakefile)
+    assert not UPSTREAM & set(jobs) and "baseline" not in jobs
+    assert {"domain_classifier", "score", "prune", "distill"} <= set(jobs)
+
+
+def test_killed_shard_leaves_nothing_complete_and_reruns_alone(demo_run, tmp_path):
+    wd = tmp_path / "run"
+    shutil.copytree(demo_run, wd, symlinks=True)
+    shard = wd / "results/logits/audioset/shards/00001.zarr"
+    before = zarr.open_group(str(shard), mode="r")["member_logits"][:]
+    shutil.rmtree(shard)
+    # Rebuild that shard through Snakemake, in small batches, and kill the whole run after its first batch.
+    small = tmp_path / "small.yaml"
+    small.write_text("teachers:\n  batch_size: 8\n")
+    cmd = [str(BIN / "snakemake"), "-s", str(REPO / "Snakefile"), "--directory", str(wd), "--configfiles",
+           str(REPO / "config.yaml"), str(REPO / "profiles/demo/demo.yaml"), str(REPO / "tests/tiny.yaml"),
+           str(small), "--cores", "1", str(shard.relative_to(wd))]
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    proc = subprocess.Popen(cmd, cwd=wd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    log = wd / "results/logs/teacher_logits/audioset/00001.log"
+    deadline = time.time() + 180
+    while time.time() < deadline and proc.poll() is None:
+        if log.exists() and "clips/s" in log.read_text():
+            os.killpg(proc.pid, signal.SIGKILL)
+            break
+        time.sleep(0.05)
+    proc.wait()
+    assert proc.returncode != 0, "the shard finished before it could be killed"
+    assert not shard.exists(), "a killed shard job left its output in place"
+    # The next run of the gather (as after a first run killed midway) rebuilds that shard alone.
+    snakemake(wd, "--unlock")
+    shutil.rmtree(wd / "results/logits/audioset.zarr")
+    jobs = planned(wd, targets=["results/logits/audioset.zarr"])
+    assert jobs.get("teacher_logits") == [str(shard.relative_to(wd))]
+    assert jobs.get("gather_logits") == ["results/logits/audioset.zarr, results/logits/audioset.rejected.tsv"]
+    assert set(jobs) == {"teacher_logits", "gather_logits"}
+    snakemake(wd, "results/logits/audioset.zarr")
+    np.testing.assert_array_equal(zarr.open_group(str(shard), mode="r")["member_logits"][:], before)
+    g = zarr.open_group(str(wd / "results/logits/audioset.zarr"), mode="r")
+    assert g["member_logits"].shape[0] == g.attrs["n_clips"] and np.isfinite(g["ensemble"][:]).all()

@@ -1,0 +1,143 @@
+"""The SLURM profile against a real single-node SLURM (.ci/slurm-up starts one on this machine).
+
+Where SLURM cannot be started (not root, no apt), every test here is skipped with the reason.
+"""
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+
+from conftest import BIN, REPO
+from test_reruns import planned
+
+JOBCOMP = "/var/log/slurm/jobcomp.log"
+ENV = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+FAST = ["--seconds-between-status-checks", "2", "--slurm-init-seconds-before-status-checks", "1",
+        "--latency-wait", "10", "--jobs", "6"]
+
+
+def _slurm_is_up() -> bool:
+    try:
+        ping = subprocess.run(["scontrol", "ping"], capture_output=True, text=True, timeout=20)
+        state = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return "UP" in ping.stdout and bool(re.search(r"idle|mixed|alloc", state.stdout))
+
+
+@pytest.fixture(scope="module")
+def slurm():
+    if not _slurm_is_up():
+        if os.geteuid() != 0:
+            pytest.skip("SLURM is not running here, and starting it (.ci/slurm-up) needs root")
+        p = subprocess.run([str(REPO / ".ci/slurm-up")], capture_output=True, text=True, timeout=900)
+        if p.returncode != 0 or not _slurm_is_up():
+            pytest.skip(f"SLURM could not be started by .ci/slurm-up: {(p.stderr or p.stdout)[-600:]}")
+    return JOBCOMP
+
+
+def slurm_snakemake(workdir, *args, check=True, popen=False):
+    cmd = [str(BIN / "snakemake"), "-s", str(REPO / "Snakefile"), "--directory", str(workdir),
+           "--configfiles", str(REPO / "config.yaml"), str(REPO / "profiles/demo/demo.yaml"),
+           str(REPO / "tests/tiny.yaml"), "--profile", str(REPO / "profiles/slurm"), *FAST, *args]
+    if popen:
+        return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=ENV)
+    p = subprocess.run(cmd, capture_output=True, text=True, env=ENV)
+    if check and p.returncode != 0:
+        raise AssertionError(f"snakemake failed ({p.returncode}):\n{p.stdout[-3000:]}\n{p.stderr[-6000:]}")
+    return p
+
+
+def jobcomp_records(workdir):
+    """SLURM's own record of the jobs that ran in `workdir`: JobId -> dict of fields."""
+    out = {}
+    if not os.path.exists(JOBCOMP):
+        return out
+    for line in open(JOBCOMP):
+        f = dict(kv.split("=", 1) for kv in line.split() if "=" in kv)
+        if f.get("WorkDir", "").rstrip("/") == str(workdir).rstrip("/"):
+            out[f["JobId"]] = f
+    return out
+
+
+@pytest.fixture(scope="module")
+def slurm_run(slurm, tmp_path_factory):
+    wd = tmp_path_factory.mktemp("slurm")
+    p = slurm_snakemake(wd)
+    return wd, p.stdout + p.stderr
+
+
+def test_every_job_goes_through_sbatch_and_matches_a_local_run(slurm_run, demo_run):
+    wd, out = slurm_run
+    n_jobs = len(re.findall(r"^rule \w+:", out, flags=re.M))   # non-local jobs of this run
+    records = jobcomp_records(wd)
+    assert n_jobs > 25 and len(records) == n_jobs, (n_jobs, len(records))
+    assert all(r["JobState"] == "COMPLETED" for r in records.values())
+    # The GPU rules asked SLURM for a GPU; the CPU rules did not.
+    gres = subprocess.run(["grep", "-c", "gpu", "/var/log/slurm/slurmctld.log"], capture_output=True, text=True)
+    assert int(gres.stdout.strip() or 0) > 0
+    # Same results as the local run of the same config.
+    for rel in ["results/prune/split100/thr0.2/kept.tsv", "results/prune/split5/thr0.3/kept.tsv",
+                "results/summary/table1.csv", "results/summary/table2.csv"]:
+        a, b = pd.read_csv(wd / rel, sep=None, engine="python"), pd.read_csv(demo_run / rel, sep=None, engine="python")
+        pd.testing.assert_frame_equal(a, b, check_exact=False, atol=1e-6)
+
+
+def test_scancelled_job_is_completed_by_the_next_run_and_nothing_else(slurm_run, tmp_path):
+    src, _ = slurm_run
+    wd = tmp_path / "run"
+    shutil.copytree(src, wd, symlinks=True)
+    target = wd / "results/distill/split100/thr0.2/student.pt"
+    # As if this distillation had never finished: it and what follows it are absent.
+    for d in ("distill", "finetune", "eval/kd"):
+        shutil.rmtree(wd / f"results/{d}/split100/thr0.2")
+    shutil.rmtree(wd / "results/summary")
+    proc = slurm_snakemake(wd, "--retries", "0", popen=True)
+    cancelled, deadline = None, time.time() + 300
+    while cancelled is None and time.time() < deadline and proc.poll() is None:
+        q = subprocess.run(["squeue", "-h", "-o", "%i %T %k"], capture_output=True, text=True).stdout
+        for line in q.splitlines():
+            job, state, comment = (line.split(None, 2) + [""])[:3]
+            if state == "RUNNING" and "distill" in comment:
+                subprocess.run(["scancel", job], check=True)
+                cancelled = job
+        time.sleep(0.5)
+    out = proc.communicate(timeout=600)[0]
+    assert cancelled, f"never saw the distill job running:\n{out[-2000:]}"
+    assert proc.returncode != 0 and not target.exists()
+    jobs = planned(wd)
+    assert {r: len(v) for r, v in jobs.items()} == {"distill": 1, "finetune": 1, "evaluate_kd": 1, "summarise": 1}
+    slurm_snakemake(wd)
+    assert target.exists() and planned(wd) == {}
+
+
+def test_submit_runs_the_controller_as_a_slurm_job(slurm_run, tmp_path):
+    src, _ = slurm_run
+    wd = tmp_path / "run"
+    shutil.copytree(src, wd, symlinks=True)
+    shutil.rmtree(wd / "results/summary")
+    args = ["-s", str(REPO / "Snakefile"), "--configfiles", str(REPO / "config.yaml"),
+            str(REPO / "profiles/demo/demo.yaml"), str(REPO / "tests/tiny.yaml"), *FAST]
+    p = subprocess.run([str(BIN / "prunekd"), "submit", "--workdir", str(wd), "--profile",
+                        str(REPO / "profiles/slurm"), "--time-min", "30", "--mem-gb", "2", "--wait", "--", *args],
+                       capture_output=True, text=True, env=ENV, timeout=900)
+    assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-4000:]
+    controller = re.search(r"submitted controller job (\d+)", p.stdout).group(1)
+    records = jobcomp_records(wd)
+    assert records[controller]["Name"] == "prunekd-controller" and records[controller]["JobState"] == "COMPLETED"
+    assert len(records) >= 2  # the controller and the summarise job it submitted
+    assert (wd / "results/summary/table2.csv").exists()
+
+
+def test_controller_requeues_itself_with_the_same_arguments():
+    from prunekd.submit import Controller
+    c = Controller("/w", ["--profile", "p", "-n"], sys.executable)
+    again = c.checkpoint()
+    assert again.function.args == c.args and again.function.workdir == "/w"
+    assert again.function.command()[-1] == "--rerun-incomplete"
