@@ -10,10 +10,12 @@ import zarr
 from conftest import REPO, snakemake
 
 SPLITS, THRS, SEEDS = [5, 100], [0.2, 0.3], [0]
+BAD = 5                # clips the demo damages on purpose (config demo.bad_clips), all AudioSet training
+TRAIN = 40 + 100 - BAD  # usable AudioSet training clips of the tiny demo
 PAIRS = [(100, 0.2), (100, 0.3), (5, 0.3)]  # paper grid: sweep on split 100, 0.3 elsewhere
 RULES = ["manifest_audioset", "manifest_tau", "teacher_logits", "gather_logits", "domain_classifier", "score",
          "score_histogram", "prune", "distill", "finetune", "baseline", "evaluate_kd", "evaluate_baseline",
-         "summarise"]
+         "summarise", "pack_audio", "rejected_clips"]
 
 
 def test_logits_stores(demo_run):
@@ -21,7 +23,9 @@ def test_logits_stores(demo_run):
         man = pd.read_csv(demo_run / f"results/manifests/{ds}.tsv", sep="\t", keep_default_na=False)
         assert len(man) == n_listed
         g = zarr.open_group(str(demo_run / f"results/logits/{ds}.zarr"), mode="r")
-        n = (man["status"] == "ok").sum()
+        decode_failed = len(pd.read_csv(demo_run / f"results/logits/{ds}.rejected.tsv", sep="\t")) \
+            - len(pd.read_csv(demo_run / f"results/manifests/{ds}.rejected.tsv", sep="\t"))
+        n = (man["status"] == "ok").sum() - decode_failed
         assert g["member_logits"].shape == (n, 3, 527) and g["member_logits"].dtype == np.float16
         assert g["ensemble"].shape == (n, 527) and g["ensemble"].dtype == np.float32
         ml, en = g["member_logits"][:].astype(np.float32), g["ensemble"][:]
@@ -44,12 +48,12 @@ def test_domain_classifier_and_pruning(demo_run):
         assert [r["threshold"] for r in v["at_threshold"]] == [0.1, 0.3, 0.5]
         scores = np.load(demo_run / f"results/domain/split{s}/scores.npy")
         train = ~np.isnan(scores)
-        assert train.sum() == 140 and ((scores[train] >= 0) & (scores[train] <= 1)).all()
+        assert train.sum() == TRAIN and ((scores[train] >= 0) & (scores[train] <= 1)).all()
     shares = []
     for s, t in PAIRS:
         st = json.loads((demo_run / f"results/prune/split{s}/thr{t:g}/stats.json").read_text())
         kept = pd.read_csv(demo_run / f"results/prune/split{s}/thr{t:g}/kept.tsv", sep="\t")
-        assert len(kept) == st["kept"] and st["train_clips"] == 140
+        assert len(kept) == st["kept"] and st["train_clips"] == TRAIN
         assert (kept["score"] > t).all()
         scores = np.load(demo_run / f"results/domain/split{s}/scores.npy")
         assert st["kept"] == int((scores[~np.isnan(scores)] > t).sum())
@@ -133,3 +137,17 @@ def test_bad_config_fails_naming_the_key(tmp_path):
     bad.write_text("distillation:\n  iteratons: 5\n")
     p = snakemake(tmp_path, "-n", extra_config=[str(bad)], check=False)
     assert p.returncode != 0 and "iteratons" in p.stdout + p.stderr
+
+
+def test_damaged_clips_are_skipped_listed_and_counted_in_the_report(demo_run):
+    rej = pd.read_csv(demo_run / "results/summary/rejected.tsv", sep="\t", keep_default_na=False)
+    assert sorted(rej["reason"]) == sorted(["missing", "empty", "silent", "unreadable", "non-finite samples"])
+    assert set(rej["dataset"]) == {"audioset"}
+    # Listed by the manifest (missing) or by the teacher pass (the rest), and never in a store.
+    ids = set(zarr.open_group(str(demo_run / "results/logits/audioset.zarr"), mode="r")["id"][:])
+    assert not ids & set(rej["id"])
+    counts = pd.read_csv(demo_run / "results/summary/rejected_counts.csv")
+    assert counts.loc[counts["dataset"] == "audioset", "clips"].sum() == BAD
+    assert counts.loc[counts["dataset"] == "tau", "reason"].tolist() == ["(none)"]
+    html = (demo_run / "results/summary/rejected_counts.html").read_text()
+    assert "non-finite samples" in html and "unreadable" in html

@@ -52,15 +52,23 @@ def cmd_demo_teacher(a):
     import numpy as np
     import pandas as pd
     import torch
-    from .audio import load_clip
+    from .audio import AudioError, load_clip
     from .manifest import labels_multi_hot
     from .teachers import MEMBERS, train_demo_member
     s = _settings(a.settings)
     man = pd.read_csv(a.manifest, sep="\t", dtype={"labels": str}, keep_default_na=False)
     man = man[(man["status"] == "ok") & man["subset"].isin(["balanced_train", "unbalanced_train"])]
     n = int(s["audioset_clip_seconds"] * 32000)
-    wav = torch.from_numpy(np.stack([load_clip(p, 32000, n) for p in man["path"]]))
-    labels = torch.from_numpy(labels_multi_hot(man["labels"], 527))
+    clips, usable = [], []
+    for p in man["path"]:
+        try:
+            clips.append(load_clip(p, 32000, n))
+            usable.append(True)
+        except AudioError as e:  # the teacher pass lists these; here they are only left out
+            log(f"skipped {e}")
+            usable.append(False)
+    wav = torch.from_numpy(np.stack(clips))
+    labels = torch.from_numpy(labels_multi_hot(man["labels"][usable], 527))
     train_demo_member(a.member, MEMBERS[a.member][0], s["architecture"], wav, labels, s["demo_train_steps"],
                       s["seed"] + list(MEMBERS).index(a.member), a.out, log, lr=s["demo_train_lr"])
 
@@ -223,6 +231,13 @@ def cmd_summarise(a):
     log(f"summary written to {a.outdir}")
 
 
+def cmd_rejected(a):
+    from .quality import rejected_report
+    tables = dict(t.split("=", 1) for t in a.tables)
+    counts = rejected_report(tables, a.outdir)
+    log(f"rejected clips: {int(counts['clips'].sum())} ({', '.join(f'{k}: {v}' for k, v in tables.items())})")
+
+
 def cmd_submit(a):
     from .submit import submit, wait
     args = [x for x in a.snakemake_args if x != "--"]
@@ -306,6 +321,9 @@ def main(argv=None):
     add("summarise", cmd_summarise, "Tables 1 and 2 (CSV, Markdown, HTML) and plots.",
         (["--metrics"], {"nargs": "+", "required": True}), (["--prune-stats"], {"nargs": "+", "required": True}),
         req("--outdir", "summary folder"), S)
+    add("rejected", cmd_rejected, "Count the rejected clips of every dataset by reason, for the report.",
+        (["--tables"], {"nargs": "+", "required": True, "help": "DATASET=rejected.tsv ..."}),
+        req("--outdir", "summary folder"))
     add("submit", cmd_submit, "Run the Snakemake controller as a SLURM job (submitit), requeued on time-out.",
         (["--profile"], {"default": "profiles/slurm", "help": "Snakemake profile for the workflow's jobs"}),
         (["--workdir"], {"default": ".", "help": "workflow directory (holds the Snakefile)"}),

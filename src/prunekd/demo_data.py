@@ -175,8 +175,35 @@ def make_tau(root: Path, n_train: int, n_test: int, sr: int, rng: np.random.Gene
             fh.write(f"{name}\n")
 
 
+BAD_KINDS = ("missing", "empty", "silent", "unreadable", "non-finite samples")
+
+
+def damage_clips(audio_dir: Path, k: int) -> list[tuple[str, str]]:
+    """Damage the last k clips of a folder the ways real copies go bad (one kind after another), so the
+    demo shows them skipped and listed. Returns (clip id, expected reason)."""
+    out = []
+    for i, path in enumerate(sorted(audio_dir.glob("*.wav"))[-k:] if k else []):
+        kind = BAD_KINDS[i % len(BAD_KINDS)]
+        sr = sf.info(str(path)).samplerate
+        if kind == "missing":
+            path.unlink()
+        elif kind == "empty":
+            sf.write(str(path), np.zeros(0, np.float32), sr, subtype="PCM_16")
+        elif kind == "silent":
+            sf.write(str(path), np.zeros(sr, np.float32), sr, subtype="PCM_16")
+        elif kind == "unreadable":
+            path.write_bytes(b"RIFF\x00\x00\x00\x00WAVEnot really audio")
+        else:
+            x = np.zeros(sr, np.float32)
+            x[::7] = np.nan
+            sf.write(str(path), x, sr, subtype="FLOAT")
+        out.append((path.stem, kind))
+    return out
+
+
 def make_demo_data(audioset_root, tau_root, cfg: dict) -> None:
     rng = np.random.default_rng(cfg["seed"])
     make_audioset(Path(audioset_root), cfg["audioset_clips"], cfg["audioset_clip_seconds"],
                   cfg["audioset_sample_rate"], cfg["scene_share"], rng)
+    damage_clips(Path(audioset_root) / "audio" / "unbalanced_train", cfg.get("bad_clips", 0))
     make_tau(Path(tau_root), cfg["tau_train_clips"], cfg["tau_test_clips"], 44100, rng)

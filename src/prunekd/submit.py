@@ -62,7 +62,8 @@ def submit(workdir, snakemake_args: list[str], log_dir, time_min: int, mem_gb: f
     if account:
         extra["account"] = account
     ex.update_parameters(name=name, timeout_min=time_min, mem_gb=mem_gb, cpus_per_task=1, nodes=1,
-                         tasks_per_node=1, slurm_additional_parameters={"requeue": True},
+                         tasks_per_node=1,
+                         slurm_additional_parameters={"requeue": True, "chdir": str(Path(workdir).resolve())},
                          **{f"slurm_{k}": v for k, v in extra.items()})
     return ex.submit(Controller(str(Path(workdir).resolve()), snakemake_args, snakemake_exe()))
 

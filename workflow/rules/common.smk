@@ -182,6 +182,7 @@ def summary_outputs():
         + [f"{R}/summary/{n}.png" for n in ("table1", "table2", "devices")]
         + [f"{R}/domain/split{s}/score_histogram.png" for s in splits]
         + [f"{R}/domain/split{s}/validation.json" for s in splits]
+        + [f"{R}/summary/rejected_counts.html"]
     )
 
 

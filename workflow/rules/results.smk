@@ -103,3 +103,31 @@ rule summarise:
     shell:
         "prunekd summarise --metrics {input.metrics} --prune-stats {input.prune_stats} "
         "--outdir {params.outdir} --settings {params.settings:q} 2> {log}"
+
+
+rule rejected_clips:
+    # Every clip skipped anywhere (missing, unreadable, empty, silent, non-finite), counted by reason.
+    input:
+        audioset=f"{R}/logits/audioset.rejected.tsv",
+        tau=f"{R}/logits/tau.rejected.tsv",
+    output:
+        listing=f"{R}/summary/rejected.tsv",
+        counts=f"{R}/summary/rejected_counts.csv",
+        md=f"{R}/summary/rejected_counts.md",
+        html=report(
+            f"{R}/summary/rejected_counts.html",
+            caption="../report/rejected.rst",
+            category="Data",
+            labels={"figure": "rejected clips"},
+        ),
+    params:
+        code=code_version("rejected"),
+        outdir=lambda w, output: os.path.dirname(output.html),
+    log:
+        f"{R}/logs/rejected_clips.log",
+    benchmark:
+        f"{R}/benchmarks/rejected_clips.tsv"
+    conda:
+        "../../envs/prunekd.yaml"
+    shell:
+        "prunekd rejected --tables audioset={input.audioset} tau={input.tau} --outdir {params.outdir} 2> {log}"
