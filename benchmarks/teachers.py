@@ -3,7 +3,8 @@
 CPU (default): nine small PaSST members (the real strides, shrunk width and depth), clips written as
 WAV files and read through `compute_shard` exactly as a teacher job does (decoding workers, batches,
 mel once per batch for all members), against a naive loop: one member and one clip at a time, the mel
-recomputed for every member. Both produce the same logits (checked).
+recomputed for every member, hear21passt's model as it comes (its own attention, where the shard job
+uses torch's fused scaled_dot_product_attention). Both produce the same logits (checked).
 
 GPU (when CUDA is present, or --gpu): the full nine-member PaSST-S ensemble on 10 s clips in bf16
 autocast: clips/s, FLOPs per clip (counted with torch's FlopCounterMode), the measured bf16 matmul
@@ -83,8 +84,12 @@ def cpu(quick: bool) -> dict:
     # The naive loop gets the decoded audio for free (PCM-16 round trip as in the files).
     wav16 = torch.from_numpy(np.round(wav * 32767).clip(-32768, 32767).astype(np.float32) / 32768)
     k = max(2, n_clips // 8)  # a slice of the clips: the naive loop is slow
+    plain = []  # hear21passt out of the box: its own attention
+    for name, m in zip(MEMBERS, models):
+        plain.append(build_member(MEMBERS[name][0], SMALL, frames, fused_attention=False).eval())
+        plain[-1].load_state_dict(m.state_dict())
     t0 = time.perf_counter()
-    slow = naive(models, wav16[:k])
+    slow = naive(plain, wav16[:k])
     t_naive = (time.perf_counter() - t0) * n_clips / k
     err = float(np.abs(slow - fast[:k]).max())
     return {"device": "cpu", "threads": torch.get_num_threads(), "members": len(models), "arch": SMALL,

@@ -51,6 +51,8 @@ def test_ensemble_equals_each_member_through_hear21passt_forward(weights):
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for i, m in enumerate(members):
-            # hear21passt's own path: its mel, then the network's forward (logits, features)
-            ref, _ = m(mel(wav).unsqueeze(1))
+            # hear21passt's own path: its mel, then its network's forward, unmodified (logits, features)
+            plain = build_member(MEMBERS[NAMES[i]][0], ARCH, 101, fused_attention=False).eval()
+            plain.load_state_dict(m.state_dict())
+            ref, _ = plain(mel(wav).unsqueeze(1))
             torch.testing.assert_close(out[:, i], ref, rtol=1e-5, atol=1e-5)

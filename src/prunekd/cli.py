@@ -42,7 +42,9 @@ def cmd_manifest(a):
         man, rej = tau_manifest(a.root)
     if len(rej) and s["bad_audio"] == "fail":
         r = rej.iloc[0]
-        raise SystemExit(f"{a.dataset}: clip {r['id']} is {r['reason']} (bad_audio: fail); {len(rej)} such clips")
+        where = f"{r['list']} line {r['line']}" if "list" in r else str(man.loc[man["row"] == r["row"], "path"].iloc[0])
+        raise SystemExit(f"{where}: clip {r['id']} is {r['reason']} ({a.dataset}; data.bad_audio: fail); "
+                         f"{len(rej)} such clips")
     write_table(a.rejected, rej)
     write_table(a.out, man)
     log(f"{a.dataset}: {len(man)} rows, {len(rej)} rejected, {time.time() - t0:.1f} s")
@@ -88,7 +90,8 @@ def cmd_teacher_logits(a):
 def cmd_gather(a):
     from .logits import gather
     s = _settings(a.settings)
-    gather(a.manifest, a.rejected, a.shards, a.dataset, s["teachers"], a.weights_dir, a.out, a.rejected_out, log)
+    gather(a.manifest, a.rejected, a.shards, a.dataset, s["teachers"], a.weights_dir, a.out, a.rejected_out, log,
+           bad_audio=a.bad_audio)
 
 
 def _split_rows(store_path, manifest_path, column, values):
@@ -283,7 +286,9 @@ def main(argv=None):
         req("--dataset", "audioset or tau"), req("--manifest", "manifest TSV"),
         req("--rejected", "manifest's rejected TSV"), (["--shards"], {"nargs": "+", "required": True}),
         req("--weights-dir", "teacher checkpoints (hashed into the provenance)"), req("--out", "Zarr store"),
-        req("--rejected-out", "all rejected clips TSV"), S)
+        req("--rejected-out", "all rejected clips TSV"),
+        (["--bad-audio"], {"choices": ["skip", "fail"], "default": "skip",
+                           "help": "fail: stop at the first clip that failed to decode, naming it"}), S)
     add("domain-classifier", cmd_domain_classifier, "Train the linear domain classifier for one split.",
         req("--audioset-store", "AudioSet logits Zarr"), req("--audioset-manifest", "AudioSet manifest"),
         req("--tau-store", "TAU logits Zarr"), req("--tau-manifest", "TAU manifest"),

@@ -107,13 +107,20 @@ def compute_shard(manifest_path, dataset: str, shard: int, shard_size: int, weig
 
 
 def gather(manifest_path, rejected_path, shard_paths, dataset: str, teacher_cfg: dict, weights_dir, out,
-           rejected_out, log=print) -> dict:
-    """Check that every usable manifest row was written exactly once and is finite, then concatenate."""
+           rejected_out, log=print, bad_audio: str = "skip") -> dict:
+    """Check that every usable manifest row was written exactly once and is finite, then concatenate.
+
+    bad_audio "fail": clips that failed to decode stop the run here, named, before anything downstream.
+    """
     from .teachers import locate_weights
     manifest = pd.read_csv(manifest_path, sep="\t", dtype={"labels": str}, keep_default_na=False)
     shards = [zarr.open_group(str(p), mode="r") for p in shard_paths]
     members = teacher_cfg["members"]
     decode_rejected = [(r, why) for g in shards for r, why in g.attrs["rejected"]]
+    if decode_rejected and bad_audio == "fail":
+        r, why = decode_rejected[0]
+        raise RuntimeError(f"{manifest['path'][r]}: {why} (manifest row {r}; data.bad_audio: fail); "
+                           f"{len(decode_rejected)} clips of {dataset} failed to decode")
     rows = np.concatenate([g["row"][:] for g in shards]) if shards else np.zeros(0, np.int64)
     counts = np.bincount(rows, minlength=len(manifest))
     expected = (manifest["status"] == "ok").to_numpy().copy()

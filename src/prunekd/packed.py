@@ -53,8 +53,9 @@ def pack_shard(manifest_path, shard: int, shard_size: int, subsets, sample_rate:
     keep, rejected, t0 = [], [], time.time()
     with atomic_path(out) as tmp:
         g = zarr.open_group(str(tmp), mode="w")
+        # Uncompressed: zstd saved 7 % of the bytes on audio and cost 37 % of the read rate (measured).
         audio = g.create_array("audio", shape=(len(part), n), dtype="int16", chunks=(1, n),
-                               shards=(max(1, min(len(part), CLIPS_PER_FILE)), n))
+                               shards=(max(1, min(len(part), CLIPS_PER_FILE)), n), compressors=None)
         buf = np.zeros((CLIPS_PER_FILE, n), np.int16)
         k = 0  # clips written (rejected clips leave no gap)
         for j, (i, x, why) in enumerate(loader):

@@ -87,6 +87,7 @@ rule gather_logits:
     params:
         code=code_version("gather"),
         settings=lambda w: teacher_settings(w.dataset),
+        bad_audio=config["data"]["bad_audio"],
         weights_dir=lambda w, input: os.path.dirname(input.weights[0]),
     log:
         f"{R}/logs/gather_logits/{{dataset}}.log",
@@ -100,4 +101,4 @@ rule gather_logits:
     shell:
         "prunekd gather --dataset {wildcards.dataset} --manifest {input.manifest} --rejected {input.rejected} "
         "--shards {input.shards} --weights-dir {params.weights_dir} --out {output.store} "
-        "--rejected-out {output.rejected} --settings {params.settings:q} 2> {log}"
+        "--rejected-out {output.rejected} --bad-audio {params.bad_audio} --settings {params.settings:q} 2> {log}"
