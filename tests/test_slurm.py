@@ -115,10 +115,10 @@ def test_scancelled_job_is_completed_by_the_next_run_and_nothing_else(slurm_run,
     out = proc.communicate(timeout=600)[0]
     assert cancelled, f"never saw the distill job running:\n{out[-2000:]}"
     assert proc.returncode != 0 and not target.exists()
-    jobs = planned(wd)
+    jobs = planned(wd, SLURM_GRID)
     assert {r: len(v) for r, v in jobs.items()} == {"distill": 1, "finetune": 1, "evaluate_kd": 1, "summarise": 1}
     slurm_snakemake(wd)
-    assert target.exists() and planned(wd) == {}
+    assert target.exists() and planned(wd, SLURM_GRID) == {}
 
 
 def test_submit_runs_the_controller_as_a_slurm_job(slurm_run, tmp_path):
