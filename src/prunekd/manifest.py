@@ -116,19 +116,25 @@ def audioset_manifest(root, subsets, audio_dir=None) -> tuple[pd.DataFrame, pd.D
     if dup.any():
         r = df[dup].iloc[0]
         raise MetadataError(f"{r['list']} line {r['line']}: duplicate YTID {r['ytid']}")
-    labels = []
-    for mids, lst, line in zip(df["mids"], df["list"], df["line"]):
-        idx = []
-        for m in mids.split(","):
-            m = m.strip()
-            if m not in mid_index:
-                raise MetadataError(f"{lst} line {line}: unknown label id {m!r} (not in class_labels_indices.csv)")
-            idx.append(str(mid_index[m]))
-        labels.append(" ".join(idx))
+    # Plain lists (iterating pandas string columns is slow) and one parse per distinct label set: 2 M rows
+    # carry a few hundred thousand distinct sets.
+    labels, parsed = [], {}
+    for i, mids in enumerate(df["mids"].tolist()):
+        out = parsed.get(mids)
+        if out is None:
+            idx = []
+            for m in mids.split(","):
+                m = m.strip()
+                if m not in mid_index:
+                    raise MetadataError(f"{df['list'].iat[i]} line {df['line'].iat[i]}: unknown label id {m!r} "
+                                        "(not in class_labels_indices.csv)")
+                idx.append(str(mid_index[m]))
+            out = parsed[mids] = " ".join(idx)
+        labels.append(out)
     df["labels"] = labels
     # Local copies name files after the YTID, sometimes with a 'Y' prefix or the start time.
     paths = []
-    for y, s in zip(df["ytid"], df["start"]):
+    for y, s in zip(df["ytid"].tolist(), df["start"].tolist()):
         p = files.get(y) or files.get("Y" + y) or files.get(f"{y}_{int(s)}") or files.get(f"{y}_{int(s * 1000)}") \
             or files.get(f"Y{y}_{s:.3f}_{s + 10:.3f}")
         paths.append(p or "")
