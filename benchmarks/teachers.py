@@ -74,7 +74,7 @@ def cpu(quick: bool) -> dict:
         man.to_csv(os.path.join(tmp, "m.tsv"), sep="\t", index=False)
         teachers = {"members": list(MEMBERS), "architecture": SMALL, "batch_size": 8, "num_workers": workers,
                     "precision": "fp32"}
-        data = {"audioset_clip_seconds": seconds, "tau_clip_seconds": 1, "tau_tile_to_10s": False}
+        data = {"clip_seconds": seconds, "tile_to_10s": False}
         out = os.path.join(tmp, "shard.zarr")
         t0 = time.perf_counter()
         compute_shard(os.path.join(tmp, "m.tsv"), "audioset", 0, n_clips, wdir, teachers, data, out,

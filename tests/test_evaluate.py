@@ -9,10 +9,10 @@ def test_macro_accuracy_by_hand_on_imbalanced_classes():
     y_true = np.array([0] * 8 + [1] * 2)
     y_pred = np.array([0] * 6 + [1] * 2 + [1, 0])
     dev = np.array(["a"] * 5 + ["s4"] * 5)
-    m = metrics(y_true, y_pred, dev, n_classes=2)
+    m = metrics(y_true, y_pred, dev, ["x", "y"])
     assert m["accuracy"] == pytest.approx(7 / 10)
     assert m["macro_accuracy"] == pytest.approx((6 / 8 + 1 / 2) / 2)   # 0.625, not 0.7
-    assert m["per_class"] == {"0": pytest.approx(0.75), "1": pytest.approx(0.5)}
+    assert m["per_class"] == {"x": pytest.approx(0.75), "y": pytest.approx(0.5)}
     # device a: five class-0 clips, all right -> 1.0; device s4: 3 class-0 (1 right), 2 class-1 (1 right)
     assert m["per_device"]["a"] == pytest.approx(1.0)
     assert m["per_device"]["s4"] == pytest.approx((1 / 3 + 1 / 2) / 2)

@@ -27,27 +27,29 @@ def _settings(s: str) -> dict:
 
 def cmd_demo_data(a):
     from .demo_data import make_demo_data
-    make_demo_data(a.audioset_root, a.tau_root, _settings(a.settings))
-    log(f"demo data written to {a.audioset_root} and {a.tau_root}")
+    make_demo_data(a.audioset_root, a.tau_roots, _settings(a.settings), a.csv_targets)
+    log(f"demo data written to {', '.join([a.audioset_root, *a.tau_roots, *a.csv_targets])}")
 
 
 def cmd_manifest(a):
     from .atomic import write_table
-    from .manifest import audioset_manifest, tau_manifest
+    from .manifest import audioset_manifest, target_manifest
     s = _settings(a.settings)
     t0 = time.time()
-    if a.dataset == "audioset":
+    if s["adapter"] == "audioset":
+        if not a.root:
+            raise SystemExit("prunekd manifest: --root (the AudioSet folder) is needed for the audioset adapter")
         man, rej = audioset_manifest(a.root, s["audioset_subsets"], s.get("audioset_audio_dir") or None)
     else:
-        man, rej = tau_manifest(a.root)
+        man, rej = target_manifest(s)
     if len(rej) and s["bad_audio"] == "fail":
         r = rej.iloc[0]
         where = f"{r['list']} line {r['line']}" if "list" in r else str(man.loc[man["row"] == r["row"], "path"].iloc[0])
-        raise SystemExit(f"{where}: clip {r['id']} is {r['reason']} ({a.dataset}; data.bad_audio: fail); "
+        raise SystemExit(f"{where}: clip {r['id']} is {r['reason']} ({a.out}; data.bad_audio: fail); "
                          f"{len(rej)} such clips")
     write_table(a.rejected, rej)
     write_table(a.out, man)
-    log(f"{a.dataset}: {len(man)} rows, {len(rej)} rejected, {time.time() - t0:.1f} s")
+    log(f"{a.out}: {len(man)} rows, {len(rej)} rejected, {time.time() - t0:.1f} s")
 
 
 def cmd_demo_teacher(a):
@@ -113,22 +115,22 @@ def cmd_domain_classifier(a):
     s = _settings(a.settings)
     members = s.get("members")
     as_store, neg_pos = _split_rows(a.audioset_store, a.audioset_manifest, "subset", ["eval"])
-    tau_store, pos_pos = _split_rows(a.tau_store, a.tau_manifest, f"split{a.split}", ["True"])
+    target_store, pos_pos = _split_rows(a.target_store, a.target_manifest, f"split{a.split}", ["True"])
     if len(pos_pos) == 0:
-        raise SystemExit(f"{a.tau_manifest}: split{a.split} has no clips with logits")
+        raise SystemExit(f"{a.target_manifest}: split{a.split} has no clips with logits")
     if len(neg_pos) == 0:
         raise SystemExit(f"{a.audioset_manifest}: no AudioSet eval clips with logits")
     rng = np.random.default_rng(s["seed"])
     neg_tr, neg_va = split_holdout(len(neg_pos), s["holdout_fraction"], rng)
     pos_tr, pos_va = split_holdout(len(pos_pos), s["holdout_fraction"], rng)
     neg = embeddings(as_store, neg_pos, members)
-    pos = embeddings(tau_store, pos_pos, members)
+    pos = embeddings(target_store, pos_pos, members)
     log(f"split{a.split}: {len(pos_tr)} positives, {len(neg_tr)} negatives for training")
     model, stats = train_classifier(pos[pos_tr], neg[neg_tr], s, log)
     save_classifier(model, a.out)
     sv = score(model, np.concatenate([pos[pos_va], neg[neg_va]]))
     yv = np.r_[np.ones(len(pos_va)), np.zeros(len(neg_va))]
-    report = {"split": int(a.split), "auc": roc_auc(sv, yv), "n_val_pos": int(len(pos_va)),
+    report = {"split": a.split, "members": members or list(as_store.attrs["members"]), "auc": roc_auc(sv, yv), "n_val_pos": int(len(pos_va)),
               "n_val_neg": int(len(neg_va)), "n_train_pos": int(len(pos_tr)), "n_train_neg": int(len(neg_tr)),
               "at_threshold": precision_recall(sv, yv, s["report_thresholds"]), **stats}
     write_json(a.report, report)
@@ -153,10 +155,10 @@ def cmd_score(a):
 def cmd_histogram(a):
     import numpy as np
     _, train_pos = _split_rows(a.audioset_store, a.audioset_manifest, "subset", ["balanced_train", "unbalanced_train"])
-    _histogram(np.load(a.scores)[train_pos], a.thresholds, a.split, a.out)
+    _histogram(np.load(a.scores)[train_pos], a.thresholds, a.title, a.out)
 
 
-def _histogram(scores, thresholds, split, out):
+def _histogram(scores, thresholds, title, out):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -169,7 +171,7 @@ def _histogram(scores, thresholds, split, out):
         ax.text(t, ax.get_ylim()[1] * 0.5, f" {t:g}: {100 * (scores > t).mean():.1f} %", rotation=90, fontsize=7)
     ax.set_xlabel("domain classifier score")
     ax.set_ylabel("AudioSet training clips")
-    ax.set_title(f"Scores, classifier of split {split}")
+    ax.set_title(f"Domain classifier scores: {title}")
     fig.tight_layout()
     with atomic_path(out) as tmp:
         fig.savefig(tmp, format="png", dpi=100)
@@ -189,10 +191,33 @@ def cmd_prune(a):
     ids = store["id"][:]
     write_table(a.out, pd.DataFrame({"position": kept, "row": rows[kept], "id": ids[kept],
                                      "score": scores[kept]}))
-    stats = {"split": int(a.split), "threshold": a.threshold, "train_clips": int(len(train_pos)),
+    stats = {**json.loads(a.key), "threshold": a.threshold, "train_clips": int(len(train_pos)),
              "kept": int(len(kept)), "kept_share": float(len(kept) / max(1, len(train_pos)))}
     write_json(a.stats, stats)
-    log(f"split{a.split} threshold {a.threshold}: kept {len(kept)} of {len(train_pos)} ({100 * stats['kept_share']:.1f} %)")
+    log(f"{a.key} threshold {a.threshold}: kept {len(kept)} of {len(train_pos)} ({100 * stats['kept_share']:.1f} %)")
+
+
+def cmd_random_subset(a):
+    import pandas as pd
+    from .atomic import write_table
+    from .controls import random_subset
+    store, train_pos = _split_rows(a.audioset_store, a.audioset_manifest, "subset",
+                                   ["balanced_train", "unbalanced_train"])
+    like = pd.read_csv(a.like, sep="\t")
+    out = random_subset(store, train_pos, len(like), a.seed, a.name)
+    write_table(a.out, out)
+    overlap = len(set(out["position"]) & set(like["position"]))
+    log(f"random subset of {len(out)} of {len(train_pos)} clips (seed {a.seed}, {a.name}); "
+        f"{overlap} also in the pruned set")
+
+
+def cmd_full_set(a):
+    from .atomic import write_table
+    from .controls import full_set
+    store, train_pos = _split_rows(a.audioset_store, a.audioset_manifest, "subset",
+                                   ["balanced_train", "unbalanced_train"])
+    write_table(a.out, full_set(store, train_pos))
+    log(f"all {len(train_pos)} AudioSet training clips with logits")
 
 
 def cmd_pack_audio(a):
@@ -220,7 +245,8 @@ def cmd_evaluate(a):
     from .atomic import write_json, write_table
     from .evaluate import evaluate
     s = _settings(a.settings)
-    m, pred = evaluate(a.model, a.manifest, s["frontend"], s["student"], s.get("num_workers", 0))
+    m, pred = evaluate(a.model, a.manifest, s["frontend"], s["student"], s.get("clip_seconds", 1.0),
+                       s.get("num_workers", 0))
     m["key"] = json.loads(a.key)
     write_table(a.predictions, pred, sep="\t", float_format="%.4f")  # challenge layout: tab-separated
     write_json(a.out, m)
@@ -230,7 +256,8 @@ def cmd_evaluate(a):
 def cmd_summarise(a):
     from .summarise import summarise
     s = _settings(a.settings)
-    summarise(a.metrics, a.prune_stats, a.outdir, s["sweep_split"], s["threshold"])
+    summarise(a.metrics, a.prune_stats, a.outdir, s["sweep_split"], s["threshold"], s.get("target", ""),
+              s.get("adapter", "tau2022"))
     log(f"summary written to {a.outdir}")
 
 
@@ -269,9 +296,11 @@ def main(argv=None):
 
     add("demo-data", cmd_demo_data, "Write the synthetic AudioSet-format pool and TAU-format scene set.",
         req("--audioset-root", "output folder for the AudioSet-format pool"),
-        req("--tau-root", "output folder for the TAU-format scene set"), S)
+        (["--tau-roots"], {"nargs": "*", "default": [], "help": "output folders for TAU-format scene sets"}),
+        (["--csv-targets"], {"nargs": "*", "default": [],
+                             "help": "CSV paths of generic targets to write (audio beside the CSV)"}), S)
     add("manifest", cmd_manifest, "Build a dataset manifest (and its rejected table) from on-disk metadata.",
-        req("--dataset", "audioset or tau", choices=["audioset", "tau"]), req("--root", "dataset root folder"),
+        (["--root"], {"help": "AudioSet folder (the adapter audioset); targets name theirs in --settings"}),
         req("--out", "manifest TSV"), req("--rejected", "rejected-clips TSV"), S)
     add("demo-teacher", cmd_demo_teacher, "Demo only: train one shrunk PaSST member on the pool's labels.",
         req("--member", "ensemble member name"), req("--manifest", "AudioSet manifest TSV"),
@@ -291,8 +320,8 @@ def main(argv=None):
                            "help": "fail: stop at the first clip that failed to decode, naming it"}), S)
     add("domain-classifier", cmd_domain_classifier, "Train the linear domain classifier for one split.",
         req("--audioset-store", "AudioSet logits Zarr"), req("--audioset-manifest", "AudioSet manifest"),
-        req("--tau-store", "TAU logits Zarr"), req("--tau-manifest", "TAU manifest"),
-        req("--split", "challenge split (5, 10, 25, 50, 100)"), req("--out", "classifier weights"),
+        req("--target-store", "target logits Zarr"), req("--target-manifest", "target manifest"),
+        req("--split", "training split of the target (5, 10, 25, 50, 100 for TAU)"), req("--out", "classifier weights"),
         req("--report", "validation report JSON"), S)
     add("score", cmd_score, "Score every AudioSet training clip with a split's domain classifier.",
         req("--audioset-store", "AudioSet logits Zarr"), req("--audioset-manifest", "AudioSet manifest"),
@@ -300,12 +329,20 @@ def main(argv=None):
         (["--settings"], {"help": "JSON: {\"members\": [...]} to score on a member subset"}))
     add("histogram", cmd_histogram, "Histogram of a split's scores with the thresholds marked.",
         req("--audioset-store", "AudioSet logits Zarr"), req("--audioset-manifest", "AudioSet manifest"),
-        req("--scores", "scores .npy"), req("--split", "split"),
+        req("--scores", "scores .npy"), req("--title", "what the scores are of"),
         (["--thresholds"], {"nargs": "+", "type": float, "required": True}), req("--out", "PNG"))
     add("prune", cmd_prune, "Keep the AudioSet training clips whose score exceeds a threshold.",
         req("--audioset-store", "AudioSet logits Zarr"), req("--audioset-manifest", "AudioSet manifest"),
-        req("--scores", "scores .npy"), req("--split", "split"), req("--threshold", "threshold", type=float),
+        req("--scores", "scores .npy"), req("--key", "JSON: target, ensemble, split (copied into the stats)"),
+        req("--threshold", "threshold", type=float),
         req("--out", "kept clips TSV"), req("--stats", "kept share JSON"))
+    add("random-subset", cmd_random_subset, "Control: a random AudioSet training subset as large as a pruned set.",
+        req("--audioset-store", "AudioSet logits Zarr"), req("--audioset-manifest", "AudioSet manifest"),
+        req("--like", "the pruned set (kept clips TSV) whose size to match"), req("--seed", "seed", type=int),
+        req("--name", "the pruned set's name; with the seed it fixes the draw"), req("--out", "clips TSV"))
+    add("full-set", cmd_full_set, "Control: every AudioSet training clip with logits (distillation without pruning).",
+        req("--audioset-store", "AudioSet logits Zarr"), req("--audioset-manifest", "AudioSet manifest"),
+        req("--out", "clips TSV"))
     add("pack-audio", cmd_pack_audio, "Decode one manifest row block of AudioSet training clips into packed int16 Zarr.",
         req("--manifest", "AudioSet manifest"), req("--shard", "row block index", type=int),
         req("--out", "packed store"), S)

@@ -201,9 +201,40 @@ def damage_clips(audio_dir: Path, k: int) -> list[tuple[str, str]]:
     return out
 
 
-def make_demo_data(audioset_root, tau_root, cfg: dict) -> None:
+SOUND_CLASSES = ["chirps", "clicks", "hum", "bells", "sirens"]
+GROUPS = ["near", "far"]
+
+
+def make_csv_target(csv_path: Path, n_train: int, n_test: int, rng: np.random.Generator, sr: int = 16000,
+                    seconds: float = 2.0) -> None:
+    """A generic target in the CSV layout: 2 s FLAC clips at 16 kHz of five sound classes (each dominated by
+    a different scene event over a street background), heard from two distances (the `device` column)."""
+    root = csv_path.parent
+    n = int(sr * seconds)
+    lines = ["filename,label,device,split"]
+    for i in range(n_train + n_test):
+        c = i % len(SOUND_CLASSES)
+        group = GROUPS[int(rng.integers(0, len(GROUPS)))]
+        x = _background(int(rng.integers(0, len(SCENES))), rng, sr, n) * 0.5
+        for _ in range(int(rng.integers(1, 3))):
+            x = x + _event(SCENE_EVENTS[(c * 3 + 2) % len(SCENE_EVENTS)], rng, sr, n)
+        if group == "far":  # distance: quieter, duller, noisier
+            x = np.convolve(x, np.ones(8) / 8, mode="same") * 0.5 + rng.standard_normal(n) * 0.01
+        name = f"clips/{SOUND_CLASSES[c]}_{i:04d}.flac"
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        sf.write(str(path), np.clip(x, -1, 1).astype(np.float32), sr, format="FLAC", subtype="PCM_16")
+        lines.append(f"{name},{SOUND_CLASSES[c]},{group},{'train' if i < n_train else 'test'}")
+    csv_path.write_text("\n".join(lines) + "\n")
+
+
+def make_demo_data(audioset_root, tau_roots, cfg: dict, csv_targets=()) -> None:
     rng = np.random.default_rng(cfg["seed"])
     make_audioset(Path(audioset_root), cfg["audioset_clips"], cfg["audioset_clip_seconds"],
                   cfg["audioset_sample_rate"], cfg["scene_share"], rng)
     damage_clips(Path(audioset_root) / "audio" / "unbalanced_train", cfg.get("bad_clips", 0))
-    make_tau(Path(tau_root), cfg["tau_train_clips"], cfg["tau_test_clips"], 44100, rng)
+    for root in [tau_roots] if isinstance(tau_roots, (str, Path)) else tau_roots:
+        make_tau(Path(root), cfg["tau_train_clips"], cfg["tau_test_clips"], 44100, rng)
+    for csv_path in csv_targets:
+        clips = cfg.get("csv_target_clips", {"train": 120, "test": 80})
+        make_csv_target(Path(csv_path), clips["train"], clips["test"], rng)

@@ -1,7 +1,7 @@
-"""Evaluation on the challenge test split: macro-average class accuracy, per device, per class.
+"""Evaluation on a target's test split: macro-average class accuracy, per device, per class.
 
 Also the challenge's complexity check and a predictions file in the submission layout
-(filename, scene_label, one score column per class).
+(filename, scene_label, one score column per class; `label` in place of scene_label for generic targets).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import torch
 
 from .cpmobile import build_student, count_macs, count_params
 from .frontend import MelFrontEnd
-from .manifest import SCENES
+from .manifest import class_names
 from .training import WaveDataset, collate
 
 DEVICE_GROUPS = {"real": ["a", "b", "c"], "seen_simulated": ["s1", "s2", "s3"], "unseen_simulated": ["s4", "s5", "s6"]}
@@ -29,13 +29,13 @@ def class_accuracies(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> 
     return acc
 
 
-def metrics(y_true: np.ndarray, y_pred: np.ndarray, devices: np.ndarray, n_classes: int = 10) -> dict:
+def metrics(y_true: np.ndarray, y_pred: np.ndarray, devices: np.ndarray, classes: list[str]) -> dict:
     """Macro accuracy = mean of the per-class accuracies (classes present in y_true)."""
+    n_classes = len(classes)
     per_class = class_accuracies(y_true, y_pred, n_classes)
     out = {"macro_accuracy": float(np.nanmean(per_class)), "accuracy": float((y_true == y_pred).mean()),
            "n": int(len(y_true)),
-           "per_class": {SCENES[c] if n_classes == len(SCENES) else str(c): (None if np.isnan(a) else float(a))
-                         for c, a in enumerate(per_class)}}
+           "per_class": {classes[c]: (None if np.isnan(a) else float(a)) for c, a in enumerate(per_class)}}
     per_device = {}
     for d in sorted(set(devices)):
         m = devices == d
@@ -53,9 +53,10 @@ def metrics(y_true: np.ndarray, y_pred: np.ndarray, devices: np.ndarray, n_class
     return out
 
 
-def complexity(student_cfg: dict, frontend_cfg: dict) -> dict:
-    model = build_student(student_cfg, n_classes=len(SCENES))
-    frames = frontend_cfg["sample_rate"] // frontend_cfg["hop_length"] + 1
+def complexity(student_cfg: dict, frontend_cfg: dict, n_classes: int = 10, clip_seconds: float = 1.0) -> dict:
+    """Parameters and MACs per clip; the challenge's limits are for TAU's 1 s clips and 10 classes."""
+    model = build_student(student_cfg, n_classes=n_classes)
+    frames = int(clip_seconds * frontend_cfg["sample_rate"]) // frontend_cfg["hop_length"] + 1
     params = count_params(model)
     macs = count_macs(model, (1, 1, frontend_cfg["n_mels"], frames))
     return {"parameters": params, "parameter_bytes_fp16": params * 2, "macs": macs,
@@ -63,7 +64,8 @@ def complexity(student_cfg: dict, frontend_cfg: dict) -> dict:
 
 
 @torch.no_grad()
-def predict(model_path, manifest_path, frontend_cfg: dict, batch_size: int = 256, num_workers: int = 0):
+def predict(model_path, manifest_path, frontend_cfg: dict, clip_seconds: float = 1.0, batch_size: int = 256,
+            num_workers: int = 0):
     ck = torch.load(model_path, map_location="cpu", weights_only=True)
     model = build_student(ck["student"], ck["n_classes"])
     model.load_state_dict(ck["state_dict"])
@@ -72,24 +74,28 @@ def predict(model_path, manifest_path, frontend_cfg: dict, batch_size: int = 256
     manifest = pd.read_csv(manifest_path, sep="\t", keep_default_na=False)
     test = manifest[(manifest["test"].astype(str) == "True") & (manifest["status"] == "ok")].reset_index(drop=True)
     sr = frontend_cfg["sample_rate"]
-    ds = WaveDataset(test["path"], sr, sr)
+    ds = WaveDataset(test["path"], sr, int(clip_seconds * sr))
     dl = torch.utils.data.DataLoader(ds, batch_size=batch_size, num_workers=num_workers, collate_fn=collate)
     probs, skipped = [], []
     for wav, idx, bad in dl:
         skipped += bad
         probs.append(torch.softmax(model(mel(wav)), dim=1).numpy())
-    return test, np.concatenate(probs), skipped
+    return manifest, test, np.concatenate(probs), skipped
 
 
-def evaluate(model_path, manifest_path, frontend_cfg: dict, student_cfg: dict, num_workers: int = 0):
-    test, probs, skipped = predict(model_path, manifest_path, frontend_cfg, num_workers=num_workers)
+def evaluate(model_path, manifest_path, frontend_cfg: dict, student_cfg: dict, clip_seconds: float = 1.0,
+             num_workers: int = 0):
+    manifest, test, probs, skipped = predict(model_path, manifest_path, frontend_cfg, clip_seconds,
+                                             num_workers=num_workers)
+    classes = class_names(manifest)
     bad = {i for i, _ in skipped}
     keep = np.array([i not in bad for i in range(len(test))], dtype=bool)
     y_pred = probs.argmax(1)
-    m = metrics(test["label"].to_numpy()[keep], y_pred[keep], test["device"].to_numpy()[keep])
-    m["complexity"] = complexity(student_cfg, frontend_cfg)
+    m = metrics(test["label"].to_numpy()[keep], y_pred[keep], test["device"].astype(str).to_numpy()[keep], classes)
+    m["complexity"] = complexity(student_cfg, frontend_cfg, len(classes), clip_seconds)
     m["skipped"] = [{"id": test["id"][i], "reason": why} for i, why in skipped]
-    pred = pd.DataFrame({"filename": test["id"], "scene_label": [SCENES[i] for i in y_pred]})
-    for c, s in enumerate(SCENES):
+    label_col = "scene_label" if "scene_label" in manifest.columns else "label"
+    pred = pd.DataFrame({"filename": test["id"], label_col: [classes[i] for i in y_pred]})
+    for c, s in enumerate(classes):
         pred[s] = probs[:, c]
     return m, pred

@@ -1,7 +1,7 @@
 """Fine-tuning on a challenge split with the DCASE2024 baseline recipe (REFERENCE.md section 3).
 
-From a distilled student (its 527-class layer replaced by a new random 10-class layer) or, for the
-baseline, from scratch. Waveform roll, Freq-MixStyle and SpecAugment; AdamW; cosine schedule with
+From a distilled student (its 527-class layer replaced by a new random layer for the target's classes,
+10 scenes for TAU) or, for the baseline, from scratch. Waveform roll, Freq-MixStyle and SpecAugment; AdamW; cosine schedule with
 warm-up stepped per batch; cross-entropy.
 """
 
@@ -20,9 +20,6 @@ from .frontend import MelFrontEnd, freq_mixstyle, roll_waveform
 from .training import (Progress, device_and_autocast, StepSampler, WaveDataset, append_curve, fingerprint, load_checkpoint, loader,
                        save_checkpoint, warmup_cosine)
 
-N_SCENES = 10
-
-
 def finetune(manifest_path, split: str, cfg: dict, student_cfg: dict, frontend_cfg: dict, seed: int, out_model,
              curve_path, ckpt_dir, init_model=None, log=print) -> dict:
     torch.manual_seed(seed)
@@ -31,11 +28,12 @@ def finetune(manifest_path, split: str, cfg: dict, student_cfg: dict, frontend_c
     train = manifest[(manifest[split].astype(str) == "True") & (manifest["status"] == "ok")]
     if train.empty:
         raise RuntimeError(f"{manifest_path}: no usable clips in {split}")
-    model = build_student(student_cfg, n_classes=527 if init_model else N_SCENES)
+    n_classes = int(manifest["label"].max()) + 1
+    model = build_student(student_cfg, n_classes=527 if init_model else n_classes)
     if init_model:
         state = torch.load(init_model, map_location="cpu", weights_only=True)
         model.load_state_dict(state["state_dict"])
-        model.replace_head(N_SCENES)  # new randomly initialised 10-class layer
+        model.replace_head(n_classes)  # new randomly initialised layer for the target's classes
     device, autocast = device_and_autocast(cfg["precision"])
     model.to(device, memory_format=torch.channels_last)  # about 30 % faster convolutions on CPU
     mel = MelFrontEnd(frontend_cfg).to(device)
@@ -81,6 +79,6 @@ def finetune(manifest_path, split: str, cfg: dict, student_cfg: dict, frontend_c
             save_checkpoint(ckpt, step, model, opt, sched, fp)
     append_curve(curve_path, progress.rows)
     with atomic_path(out_model) as tmp:
-        torch.save({"state_dict": model.state_dict(), "n_classes": N_SCENES, "student": student_cfg,
+        torch.save({"state_dict": model.state_dict(), "n_classes": n_classes, "student": student_cfg,
                     "steps": total, "split": split, "seed": seed}, tmp)
     return {"steps": total, "clips": int(len(train))}

@@ -55,12 +55,11 @@ def _collate(items):
     return [r for r, _ in good], wav, bad
 
 
-def clip_samples(dataset: str, data_cfg: dict, sample_rate: int = 32000) -> tuple[int, int | None]:
-    """(samples per clip, tiled length) for the teacher pass of a dataset."""
-    if dataset == "audioset":
-        return int(data_cfg["audioset_clip_seconds"] * sample_rate), None
-    n = int(data_cfg["tau_clip_seconds"] * sample_rate)
-    return n, (int(10 * sample_rate) if data_cfg["tau_tile_to_10s"] else None)
+def clip_samples(data_cfg: dict, sample_rate: int = 32000) -> tuple[int, int | None]:
+    """(samples per clip, tiled length) for the teacher pass: clips are cut to `clip_seconds`, and short target
+    clips optionally repeated up to the teachers' 10 s."""
+    n = int(data_cfg["clip_seconds"] * sample_rate)
+    return n, (int(10 * sample_rate) if data_cfg.get("tile_to_10s") else None)
 
 
 def compute_shard(manifest_path, dataset: str, shard: int, shard_size: int, weights_dir, teacher_cfg: dict,
@@ -69,7 +68,7 @@ def compute_shard(manifest_path, dataset: str, shard: int, shard_size: int, weig
     manifest = pd.read_csv(manifest_path, sep="\t", dtype={"labels": str}, keep_default_na=False)
     part = ok_rows(manifest, shard * shard_size, (shard + 1) * shard_size)
     members = teacher_cfg["members"]
-    n, tile = clip_samples(dataset, data_cfg)
+    n, tile = clip_samples(data_cfg)
     frames = n_frames((tile or n) / 32000)
     paths = locate_weights(members, weights_dir)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")

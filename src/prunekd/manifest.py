@@ -5,7 +5,12 @@ as indices into class_labels_indices.csv, and a status. Missing files are found 
 scan (no decoding), so 2 M rows take seconds. Decoding problems are found later, by the teacher
 pass, which reads every clip anyway.
 
-TAU 2022 Mobile: every row of meta.csv, with scene index, device and split membership.
+Targets (one layout whatever the adapter): row, id, path, class_label, label (class index), device,
+one boolean column per training split (split5, ..., or split<name>), test, status.
+  tau2022: every row of TAU Urban Acoustic Scenes 2022 Mobile's meta.csv, with the challenge split files.
+  csv:     any dataset described by one CSV: filename (relative to the audio root), label, split (the
+           names of the splits the clip belongs to, space-separated, e.g. "train" or "25 50 100" or
+           "test"), optional device (or group) for the per-device accuracies.
 """
 
 from __future__ import annotations
@@ -174,7 +179,7 @@ def tau_manifest(root, splits=TAU_SPLITS) -> tuple[pd.DataFrame, pd.DataFrame]:
         raise MetadataError(f"{root / 'meta.csv'} line {i + 2}: unknown scene label {meta['scene_label'][i]!r}")
     df = pd.DataFrame({"row": np.arange(len(meta)), "id": meta["filename"],
                        "path": [str(root / f) for f in meta["filename"]],
-                       "scene_label": meta["scene_label"],
+                       "class_label": meta["scene_label"], "scene_label": meta["scene_label"],
                        "label": meta["scene_label"].map({s: i for i, s in enumerate(SCENES)}),
                        "device": meta["source_label"], "identifier": meta["identifier"]})
     known = set(meta["filename"])
@@ -192,6 +197,61 @@ def tau_manifest(root, splits=TAU_SPLITS) -> tuple[pd.DataFrame, pd.DataFrame]:
     df["status"] = np.where(exists, "ok", "missing")
     rejected = df.loc[~exists, ["row", "id"]].assign(reason="missing")
     return df, rejected
+
+
+def csv_target_manifest(csv_path, audio_root, splits, test_split: str = "test") -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Return (manifest, rejected) for a target described by a CSV (see the module docstring)."""
+    csv_path, audio_root = Path(csv_path), Path(audio_root)
+    try:
+        meta = pd.read_csv(csv_path, dtype=str, keep_default_na=False, sep=None, engine="python")
+    except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as e:
+        raise MetadataError(f"{csv_path}: cannot parse: {e}") from None
+    except FileNotFoundError:
+        raise MetadataError(f"{csv_path}: no such file (targets.<name>.csv)") from None
+    missing = [c for c in ("filename", "label", "split") if c not in meta.columns]
+    if missing:
+        raise MetadataError(f"{csv_path}: missing column(s) {missing}; found {list(meta.columns)}")
+    for col in ("filename", "label", "split"):
+        empty = meta[col].str.strip() == ""
+        if empty.any():
+            raise MetadataError(f"{csv_path} line {int(np.flatnonzero(empty)[0]) + 2}: empty {col}")
+    dup = meta["filename"].duplicated()
+    if dup.any():
+        i = int(np.flatnonzero(dup)[0])
+        raise MetadataError(f"{csv_path} line {i + 2}: duplicate filename {meta['filename'][i]}")
+    classes = sorted(meta["label"].str.strip().unique())
+    member = [set(v.replace(";", " ").replace(",", " ").split()) for v in meta["split"]]
+    df = pd.DataFrame({"row": np.arange(len(meta)), "id": meta["filename"],
+                       "path": [str(audio_root / f) for f in meta["filename"]],
+                       "class_label": meta["label"].str.strip(),
+                       "label": meta["label"].str.strip().map({c: i for i, c in enumerate(classes)}),
+                       "device": meta["device"] if "device" in meta.columns else "all"})
+    for name in [str(x) for x in splits] + [test_split]:
+        col = "test" if name == test_split else f"split{name}"
+        df[col] = [name in m for m in member]
+        if not df[col].any():
+            raise MetadataError(f"{csv_path}: no clip is in split {name!r} (column `split`)")
+    both = df["test"] & df[[f"split{x}" for x in splits]].any(axis=1)
+    if both.any():
+        i = int(np.flatnonzero(both)[0])
+        raise MetadataError(f"{csv_path} line {i + 2}: {df['id'][i]} is in a training split and in the test split")
+    exists = np.array([os.path.exists(p) for p in df["path"]])
+    df["status"] = np.where(exists, "ok", "missing")
+    rejected = df.loc[~exists, ["row", "id"]].assign(reason="missing")
+    return df, rejected
+
+
+def target_manifest(s: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A target's manifest from its settings (the adapter and where its data lies)."""
+    if s["adapter"] == "tau2022":
+        return tau_manifest(s["root"])
+    return csv_target_manifest(s["csv"], s["audio_root"], s["splits"], s.get("test_split", "test"))
+
+
+def class_names(manifest: pd.DataFrame) -> list[str]:
+    """Class names of a target manifest, in label order."""
+    pairs = manifest[["label", "class_label"]].drop_duplicates().sort_values("label")
+    return pairs["class_label"].astype(str).tolist()
 
 
 def ok_rows(manifest: pd.DataFrame, start: int, stop: int) -> pd.DataFrame:

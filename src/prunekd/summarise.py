@@ -1,6 +1,8 @@
-"""Table 1 (thresholds on split 100) and Table 2 (every split: method vs baseline), with plots.
+"""Per target: Table 1 (thresholds on the sweep split), Table 2 (every split: method vs baseline) and the
+controls (pruned vs random subset of the same size vs all of AudioSet vs no distillation, per ensemble), with
+plots.
 
-Each table is written as CSV, Markdown and HTML; the report's published numbers stand beside ours.
+Each table is written as CSV, Markdown and HTML; for TAU the report's published numbers stand beside ours.
 """
 
 from __future__ import annotations
@@ -22,6 +24,16 @@ def _mean_std(values):
     return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0
 
 
+def _split_order(split) -> tuple:
+    """Numeric splits (TAU's 5..100) in number order, named ones after them by name."""
+    s = str(split)
+    return (0, float(s), "") if s.replace(".", "", 1).isdigit() else (1, 0.0, s)
+
+
+def _sorted_splits(values) -> list[str]:
+    return sorted({str(v) for v in values}, key=_split_order)
+
+
 def collect(metric_files: list[str], prune_files: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Long tables of every evaluated model and every pruned set, keyed by the path layout."""
     runs = []
@@ -29,34 +41,83 @@ def collect(metric_files: list[str], prune_files: list[str]) -> tuple[pd.DataFra
         m = json.loads(Path(f).read_text())
         runs.append({**m["key"], "macro_accuracy": m["macro_accuracy"], **{f"device_{d}": a for d, a in m["per_device"].items()}})
     prunes = [json.loads(Path(f).read_text()) for f in prune_files]
-    return pd.DataFrame(runs), pd.DataFrame(prunes)
+    runs, prunes = pd.DataFrame(runs), pd.DataFrame(prunes)
+    for df in (runs, prunes):
+        if "split" in df.columns:
+            df["split"] = df["split"].astype(str)
+        if "ensemble" not in df.columns:
+            df["ensemble"] = "all"
+    return runs, prunes
 
 
-def table1(runs: pd.DataFrame, prunes: pd.DataFrame, sweep_split: int) -> pd.DataFrame:
+def _main(runs: pd.DataFrame) -> pd.DataFrame:
+    """The method itself: the report's ensemble, distilled on the pruned sets."""
+    return runs[(runs["method"] == "pruned") & (runs["ensemble"].fillna("all") == "all")]
+
+
+def table1(runs: pd.DataFrame, prunes: pd.DataFrame, sweep_split, paper: bool = True) -> pd.DataFrame:
     rows = []
-    kd = runs[(runs["method"] == "kd") & (runs["split"] == sweep_split)]
+    sweep_split = str(sweep_split)
+    kd = _main(runs)
+    kd = kd[kd["split"] == sweep_split]
+    prunes = prunes[prunes["ensemble"] == "all"]
     for thr, g in sorted(kd.groupby("threshold"), key=lambda x: x[0]):
         mean, std = _mean_std(g["macro_accuracy"])
         p = prunes[(prunes["split"] == sweep_split) & np.isclose(prunes["threshold"], thr)].iloc[0]
-        paper = PAPER_TABLE1.get(round(thr, 3), (np.nan, np.nan))
+        paper_row = PAPER_TABLE1.get(round(thr, 3), (np.nan, np.nan)) if paper else (np.nan, np.nan)
         rows.append({"threshold": thr, "macro_acc": round(mean, 2), "macro_acc_std": round(std, 2), "seeds": len(g),
                      "kept_share_pct": round(100 * p["kept_share"], 2), "kept_clips": int(p["kept"]),
-                     "paper_macro_acc": paper[0], "paper_kept_share_pct": paper[1]})
-    return pd.DataFrame(rows)
+                     "paper_macro_acc": paper_row[0], "paper_kept_share_pct": paper_row[1]})
+    cols = ["threshold", "macro_acc", "macro_acc_std", "seeds", "kept_share_pct", "kept_clips"]
+    out = pd.DataFrame(rows, columns=cols + ["paper_macro_acc", "paper_kept_share_pct"])
+    return out if paper else out[cols]
 
 
-def table2(runs: pd.DataFrame, threshold: float) -> pd.DataFrame:
+def table2(runs: pd.DataFrame, threshold: float, paper: bool = True) -> pd.DataFrame:
     rows = []
-    for split in sorted(runs["split"].unique()):
-        kd = runs[(runs["method"] == "kd") & (runs["split"] == split) & np.isclose(runs["threshold"], threshold)]
+    main = _main(runs)
+    for split in _sorted_splits(runs["split"]):
+        kd = main[(main["split"] == split) & np.isclose(main["threshold"], threshold)]
         base = runs[(runs["method"] == "baseline") & (runs["split"] == split)]
         km, ks = _mean_std(kd["macro_accuracy"]) if len(kd) else (np.nan, np.nan)
         bm, bs = _mean_std(base["macro_accuracy"]) if len(base) else (np.nan, np.nan)
-        paper = PAPER_TABLE2.get(int(split), (np.nan, np.nan))
-        rows.append({"split": int(split), "method_macro_acc": round(km, 2), "method_std": round(ks, 2),
+        paper_row = PAPER_TABLE2.get(int(split), (np.nan, np.nan)) if paper and split.isdigit() else (np.nan, np.nan)
+        rows.append({"split": int(split) if split.isdigit() else split, "method_macro_acc": round(km, 2), "method_std": round(ks, 2),
                      "baseline_macro_acc": round(bm, 2), "baseline_std": round(bs, 2),
-                     "gain": round(km - bm, 2), "paper_method": paper[0], "paper_baseline": paper[1]})
-    return pd.DataFrame(rows)
+                     "gain": round(km - bm, 2), "paper_method": paper_row[0], "paper_baseline": paper_row[1]})
+    out = pd.DataFrame(rows)
+    return out if paper else out.drop(columns=["paper_method", "paper_baseline"])
+
+
+CONTROL_METHODS = ["pruned", "random", "full", "baseline"]
+
+
+def controls(runs: pd.DataFrame, prunes: pd.DataFrame) -> pd.DataFrame:
+    """One row per pruned set (ensemble, split, threshold): the accuracy after distilling on it, on a random
+    subset of its size, on all of AudioSet (per split) and with no distillation (the baseline)."""
+    rows = []
+    for _, p in prunes.sort_values(["ensemble", "threshold"]).iterrows():
+        split, ens, thr = str(p["split"]), p["ensemble"], p["threshold"]
+        here = runs[runs["split"] == split]
+        sel = {
+            "pruned": here[(here["method"] == "pruned") & (here["ensemble"] == ens) & np.isclose(here["threshold"].astype(float), thr)],
+            "random": here[(here["method"] == "random") & (here["ensemble"] == ens) & np.isclose(here["threshold"].astype(float), thr)],
+            "full": here[(here["method"] == "full") & (here["ensemble"] == ens)],
+            "baseline": here[here["method"] == "baseline"],
+        }
+        row = {"ensemble": ens, "split": int(split) if split.isdigit() else split, "threshold": thr,
+               "kept_clips": int(p["kept"]), "kept_share_pct": round(100 * p["kept_share"], 2)}
+        for name, g in sel.items():
+            label = "no_distillation" if name == "baseline" else name
+            m, sd = _mean_std(g["macro_accuracy"]) if len(g) else (np.nan, np.nan)
+            row[label], row[f"{label}_std"], row[f"{label}_seeds"] = round(m, 2), round(sd, 2), len(g)
+        row["pruned_minus_random"] = round(row["pruned"] - row["random"], 2)
+        row["pruned_minus_none"] = round(row["pruned"] - row["no_distillation"], 2)
+        rows.append(row)
+    out = pd.DataFrame(rows)
+    if len(out):
+        out = out.sort_values(["ensemble", "split", "threshold"], key=lambda c: c.map(_split_order) if c.name == "split" else c)
+    return out.reset_index(drop=True)
 
 
 def write_table_formats(df: pd.DataFrame, stem, title: str) -> None:
@@ -76,7 +137,8 @@ def plot_table1(t1: pd.DataFrame, out) -> None:
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.errorbar(t1["threshold"], t1["macro_acc"], yerr=t1["macro_acc_std"], marker="o", label="this run")
-    ax.plot(t1["threshold"], t1["paper_macro_acc"], "s--", label="report")
+    if "paper_macro_acc" in t1:
+        ax.plot(t1["threshold"], t1["paper_macro_acc"], "s--", label="report")
     ax.set_xlabel("pruning threshold")
     ax.set_ylabel("macro accuracy (%)")
     ax2 = ax.twinx()
@@ -98,13 +160,37 @@ def plot_table2(t2: pd.DataFrame, out) -> None:
     x = np.arange(len(t2))
     ax.bar(x - 0.2, t2["method_macro_acc"], 0.4, yerr=t2["method_std"], label="pruned KD + fine-tune")
     ax.bar(x + 0.2, t2["baseline_macro_acc"], 0.4, yerr=t2["baseline_std"], label="baseline")
-    ax.plot(x - 0.2, t2["paper_method"], "k^", label="report: method")
-    ax.plot(x + 0.2, t2["paper_baseline"], "kv", label="report: baseline")
+    if "paper_method" in t2:
+        ax.plot(x - 0.2, t2["paper_method"], "k^", label="report: method")
+        ax.plot(x + 0.2, t2["paper_baseline"], "kv", label="report: baseline")
     ax.set_xticks(x, [f"{s} %" for s in t2["split"]])
     ax.set_xlabel("training split")
     ax.set_ylabel("macro accuracy (%)")
     ax.legend(fontsize=8)
     ax.set_title("Table 2: method vs baseline")
+    fig.tight_layout()
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+
+
+def plot_controls(ct: pd.DataFrame, out) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(ct) + 2), 4))
+    x = np.arange(len(ct))
+    names = [("pruned", "pruned set"), ("random", "random subset, same size"), ("full", "all of AudioSet"),
+             ("no_distillation", "no distillation")]
+    for i, (col, label) in enumerate(names):
+        if col in ct.columns and ct[col].notna().any():
+            ax.bar(x + (i - 1.5) * 0.2, ct[col], 0.2, yerr=ct[f"{col}_std"], label=label)
+    ax.set_xticks(x, [f"{e}\n{s}/{t:g}" for e, s, t in zip(ct.get("ensemble", []), ct.get("split", []),
+                                                              ct.get("threshold", []))], fontsize=7)
+    ax.set_xlabel("ensemble, split / threshold")
+    ax.set_ylabel("macro accuracy (%)")
+    ax.legend(fontsize=7)
+    ax.set_title("Controls: distilled on the pruned set vs a random subset vs all vs none")
     fig.tight_layout()
     with atomic_path(out) as tmp:
         fig.savefig(tmp, format="png", dpi=110)
@@ -117,14 +203,16 @@ def plot_devices(runs: pd.DataFrame, threshold: float, out) -> None:
     import matplotlib.pyplot as plt
     cols = sorted(c for c in runs.columns if c.startswith("device_"))
     fig, ax = plt.subplots(figsize=(7, 4))
-    for label, sel in (("method", (runs["method"] == "kd") & np.isclose(runs["threshold"].fillna(-1), threshold)),
+    last = _sorted_splits(runs["split"])[-1]
+    main = (runs["method"] == "pruned") & (runs["ensemble"].fillna("all") == "all")
+    for label, sel in (("method", main & np.isclose(runs["threshold"].astype(float).fillna(-1), threshold)),
                        ("baseline", runs["method"] == "baseline")):
-        g = runs[sel & (runs["split"] == runs["split"].max())]
+        g = runs[sel & (runs["split"] == last)]
         if len(g):
             ax.plot([c[7:] for c in cols], 100 * g[cols].mean().to_numpy(), "o-", label=label)
     ax.set_xlabel("device")
     ax.set_ylabel("macro accuracy (%)")
-    ax.set_title(f"Accuracy per device (split {int(runs['split'].max())})")
+    ax.set_title(f"Accuracy per device (split {last})")
     ax.legend()
     fig.tight_layout()
     with atomic_path(out) as tmp:
@@ -132,15 +220,21 @@ def plot_devices(runs: pd.DataFrame, threshold: float, out) -> None:
     plt.close(fig)
 
 
-def summarise(metric_files, prune_files, outdir, sweep_split: int, threshold: float) -> dict:
+def summarise(metric_files, prune_files, outdir, sweep_split, threshold: float, target: str = "",
+              adapter: str = "tau2022") -> dict:
     outdir = Path(outdir)
     runs, prunes = collect(metric_files, prune_files)
+    paper = adapter == "tau2022"  # the report's numbers are for TAU only
     write_table(outdir / "runs.tsv", runs)
-    t1 = table1(runs, prunes, sweep_split)
-    t2 = table2(runs, threshold)
-    write_table_formats(t1, outdir / "table1", f"Table 1: pruning thresholds on split {sweep_split}")
-    write_table_formats(t2, outdir / "table2", f"Table 2: every split, threshold {threshold}")
+    t1 = table1(runs, prunes, sweep_split, paper) if sweep_split is not None else table1(runs.iloc[:0], prunes, "", paper)
+    t2 = table2(runs, threshold, paper)
+    ct = controls(runs, prunes)
+    name = f"{target}: " if target else ""
+    write_table_formats(t1, outdir / "table1", f"{name}Table 1, pruning thresholds on split {sweep_split}")
+    write_table_formats(t2, outdir / "table2", f"{name}Table 2, every split, threshold {threshold}")
+    write_table_formats(ct, outdir / "controls", f"{name}pruned vs random subset vs all of AudioSet vs no distillation")
     plot_table1(t1, outdir / "table1.png")
     plot_table2(t2, outdir / "table2.png")
+    plot_controls(ct, outdir / "controls.png")
     plot_devices(runs, threshold, outdir / "devices.png")
-    return {"table1_rows": len(t1), "table2_rows": len(t2)}
+    return {"table1_rows": len(t1), "table2_rows": len(t2), "control_rows": len(ct)}

@@ -133,8 +133,14 @@ def load_member(path, stride: int, arch: dict, n_frames: int, expected_size: int
     if expected_size is not None and path.stat().st_size != expected_size:
         raise WeightsError(f"{path}: size {path.stat().st_size} bytes, expected {expected_size}; re-download it")
     passt = _quiet_import()
-    model = build_member(stride, arch, n_frames)
     state = torch.load(path, map_location="cpu", weights_only=True)
+    # A checkpoint covers the clip length it was trained on (10 s for the releases): longer target clips are
+    # cut to it, as PaSST cannot place more time patches than its positional embedding holds.
+    trained = state.get("time_new_pos_embed")
+    if trained is not None and trained.ndim == 4 and n_frames // stride > trained.shape[-1]:
+        n_frames = trained.shape[-1] * stride
+    model = build_member(stride, arch, n_frames)
+    model.max_frames = (n_frames // stride - 1) * stride + 16 + stride - 1  # longest input its grid takes
     state = passt.checkpoint_filter_fn(state, model)
     try:
         model.load_state_dict(state, strict=True)
@@ -154,6 +160,8 @@ class Ensemble(nn.Module):
     @torch.no_grad()
     def forward(self, wav: torch.Tensor, autocast_dtype: torch.dtype | None = None) -> torch.Tensor:
         spec = self.mel(wav).unsqueeze(1)  # [B, 1, 128, frames], float32
+        longest = min(getattr(m, "max_frames", spec.shape[-1]) for m in self.members)
+        spec = spec[..., :longest]  # clips longer than the teachers were trained on: their start
         outs = []
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

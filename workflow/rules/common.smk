@@ -1,6 +1,7 @@
 import importlib.util
 import json
 import os
+import re
 from pathlib import Path
 
 from snakemake.utils import min_version, validate
@@ -27,7 +28,6 @@ def code_version(command):
 R = config["paths"]["results"]
 DEMO = config["demo"]["enabled"]
 AUDIOSET = config["paths"]["audioset"]
-TAU = config["paths"]["tau"]
 WEIGHTS = config["paths"]["teacher_weights"]
 
 SUBSET_FILES = {
@@ -36,7 +36,7 @@ SUBSET_FILES = {
     "unbalanced_train": "unbalanced_train_segments.csv",
 }
 # Listed rows of the real data, to plan shards before the metadata is on disk (REFERENCE.md 4).
-NOMINAL_ROWS = {"eval": 20383, "balanced_train": 22160, "unbalanced_train": 2041789, "tau": 230350}
+NOMINAL_ROWS = {"eval": 20383, "balanced_train": 22160, "unbalanced_train": 2041789, "tau2022": 230350}
 CKPT_FILES = {
     "passt_s_swa_p16_128_ap476": "passt-s-f128-p16-s10-ap.476-swa.pt",
     "passt_s_swa_p16_128_ap4761": "passt-s-f128-p16-s10-ap.4761-swa.pt",
@@ -51,12 +51,47 @@ CKPT_FILES = {
 MEMBERS = config["teachers"]["members"]
 
 
+def _checked_targets():
+    """The targets that run (grid.targets), each defined under `targets`."""
+    out = {}
+    for t in config["grid"]["targets"]:
+        if t not in config["targets"]:
+            raise ValueError(f"grid.targets: {t!r} is not defined under `targets` (defined: {sorted(config['targets'])})")
+        out[t] = config["targets"][t]
+        bad = [s for s in [out[t]["sweep_split"]] if s is not None and s not in out[t]["splits"]]
+        if bad:
+            raise ValueError(f"targets.{t}.sweep_split: {bad[0]!r} is not one of targets.{t}.splits {out[t]['splits']}")
+    return out
+
+
+def _checked_ensembles():
+    """Ensemble name -> member subset (None: every member, the report's ensemble)."""
+    out = {"all": None}
+    for name, members in config["ensembles"].items():
+        unknown = [m for m in members if m not in MEMBERS]
+        if unknown:
+            raise ValueError(f"ensembles.{name}: {unknown} not in teachers.members (the stored logits hold {MEMBERS})")
+        out[name] = list(members)
+    return out
+
+
+TARGETS = _checked_targets()
+ENSEMBLES = _checked_ensembles()
+
+
+def _alternatives(names):
+    return "|".join(re.escape(n) for n in names)
+
+
 wildcard_constraints:
-    dataset="audioset|tau",
+    dataset="audioset|" + _alternatives(TARGETS),
+    target=_alternatives(TARGETS),
+    ens=_alternatives(ENSEMBLES),
     shard=r"\d+",
-    split="5|10|25|50|100",
+    split=r"[A-Za-z0-9_]+",
     thr=r"0\.\d+",
     seed=r"\d+",
+    method=r"(?:pruned|random)_thr0\.\d+|full",
 
 
 def settings(**parts):
@@ -73,6 +108,7 @@ def fmt_thr(t):
     return f"{float(t):g}"
 
 
+
 # ---- raw inputs -----------------------------------------------------------------------------------
 
 
@@ -80,17 +116,28 @@ def audioset_lists():
     return [f"{AUDIOSET}/{SUBSET_FILES[s]}" for s in config["data"]["audioset_subsets"]]
 
 
-def tau_lists():
-    return [f"{TAU}/{n}.csv" for n in ("meta", "split5", "split10", "split25", "split50", "split100", "test")]
+def tau_lists(root):
+    return [f"{root}/{n}.csv" for n in ("meta", "split5", "split10", "split25", "split50", "split100", "test")]
 
 
-def raw_inputs(files):
+def target_lists(target):
+    """The metadata files a target's manifest is built from."""
+    t = TARGETS[target]
+    return tau_lists(t["root"]) if t["adapter"] == "tau2022" else [t["csv"]]
+
+
+def demo_writes(target):
+    """Whether the demo generates this target's data (TAU format, or a csv target it is asked for)."""
+    return DEMO and (TARGETS[target]["adapter"] == "tau2022" or target in config["demo"]["csv_targets"])
+
+
+def raw_inputs(files, generated=DEMO):
     """Metadata files as inputs when they exist or a rule makes them (demo).
 
     Absent real data is left out of the DAG so that a dry run still plans every job; the manifest
     step then stops at once with an error naming the missing file.
     """
-    if DEMO:
+    if generated:
         return files
     return [f for f in files if Path(f).exists()]
 
@@ -104,7 +151,7 @@ def count_rows(path, header_lines):
 
 
 def listed_rows(dataset):
-    """Rows of a dataset's manifest (= listed segments), known before the manifest is built."""
+    """Rows of a dataset's manifest (= listed clips), known before the manifest is built."""
     if dataset == "audioset":
         total = 0
         for s in config["data"]["audioset_subsets"]:
@@ -116,12 +163,15 @@ def listed_rows(dataset):
             else:
                 total += NOMINAL_ROWS[s]
         return total
-    f = Path(TAU) / "meta.csv"
+    t = TARGETS[dataset]
+    f = Path(target_lists(dataset)[0])
     if f.exists():
         return count_rows(f, 1)
-    if DEMO:
-        return config["demo"]["tau_train_clips"] + config["demo"]["tau_test_clips"]
-    return NOMINAL_ROWS["tau"]
+    if demo_writes(dataset):
+        if t["adapter"] == "tau2022":
+            return config["demo"]["tau_train_clips"] + config["demo"]["tau_test_clips"]
+        return sum(config["demo"]["csv_target_clips"].values())
+    return NOMINAL_ROWS["tau2022"] if t["adapter"] == "tau2022" else 1
 
 
 def shards(dataset):
@@ -142,78 +192,137 @@ def weight_files():
 
 
 # ---- the experiment grid ------------------------------------------------------------------------
+# Per target, ensemble and (split, threshold) pair: a pruned set, and as `controls` asks a random subset of
+# its size; per ensemble one distillation on all of AudioSet. Each distilled student is fine-tuned on the
+# split and evaluated, beside the baseline trained from scratch.
 
 
-def grid_pairs():
-    """(split, threshold) pairs that get a pruned set, a distillation and fine-tunings."""
-    g = config["grid"]
-    splits, thrs = g["splits"], [fmt_thr(t) for t in g["thresholds"]]
+def splits(target):
+    return [str(s) for s in TARGETS[target]["splits"]]
+
+
+def grid_pairs(target):
+    """(split, threshold) pairs of a target that get a pruned set, a distillation and fine-tunings."""
+    g, sweep = config["grid"], TARGETS[target]["sweep_split"]
+    thrs = [fmt_thr(t) for t in g["thresholds"]]
     if g["mode"] == "full":
-        return [(s, t) for s in splits for t in thrs]
-    pairs = [(g["sweep_split"], t) for t in thrs] if g["sweep_split"] in splits else []
-    pairs += [(s, fmt_thr(g["threshold"])) for s in splits if s != g["sweep_split"]]
+        return [(s, t) for s in splits(target) for t in thrs]
+    sweep = None if sweep is None else str(sweep)
+    pairs = [(sweep, t) for t in thrs] if sweep in splits(target) else []
+    pairs += [(s, fmt_thr(g["threshold"])) for s in splits(target) if s != sweep]
     return pairs
 
 
-def kd_metrics():
-    return [
-        f"{R}/eval/kd/split{s}/thr{t}/seed{seed}/metrics.json"
-        for s, t in grid_pairs()
-        for seed in config["grid"]["seeds"]
-    ]
+def selections(ens):
+    """Which AudioSet subsets get distilled per pruned set: the pruned set, and its random control."""
+    return ["pruned", "random"] if ens == "all" and config["controls"]["random"] else ["pruned"]
 
 
-def baseline_metrics():
-    return [
-        f"{R}/eval/baseline/split{s}/seed{seed}/metrics.json"
-        for s in config["grid"]["splits"]
-        for seed in config["grid"]["seeds"]
-    ]
+def with_full(ens):
+    return ens == "all" and config["controls"]["full"]
 
 
-def prune_stats():
-    return [f"{R}/prune/split{s}/thr{t}/stats.json" for s, t in grid_pairs()]
+def finetune_runs(target):
+    """run paths (finetune/... and baseline/...) of a target, one per evaluated model."""
+    seeds = config["grid"]["seeds"]
+    runs = []
+    for ens in ENSEMBLES:
+        for s, t in grid_pairs(target):
+            runs += [f"finetune/{target}/{ens}/split{s}/{sel}_thr{t}/seed{k}" for sel in selections(ens) for k in seeds]
+        if with_full(ens):
+            runs += [f"finetune/{target}/{ens}/split{s}/full/seed{k}" for s in splits(target) for k in seeds]
+    runs += [f"baseline/{target}/split{s}/seed{k}" for s in splits(target) for k in seeds]
+    return runs
+
+
+def run_key(run):
+    """What an evaluated model is, from its path: the summary's row key."""
+    p = run.split("/")
+    if p[0] == "baseline":
+        return {"target": p[1], "ensemble": None, "split": p[2][5:], "method": "baseline", "threshold": None,
+                "seed": int(p[3][4:])}
+    sel, _, thr = p[4].partition("_thr")
+    return {"target": p[1], "ensemble": p[2], "split": p[3][5:], "method": sel, "threshold": float(thr) if thr else None,
+            "seed": int(p[5][4:])}
+
+
+def eval_metrics(target):
+    return [f"{R}/eval/{run}/metrics.json" for run in finetune_runs(target)]
+
+
+def prune_stats(target):
+    return [f"{R}/prune/{target}/{ens}/split{s}/thr{t}/stats.json" for ens in ENSEMBLES for s, t in grid_pairs(target)]
+
+
+def student_for(w):
+    """The distilled student a fine-tuning starts from."""
+    if w.method == "full":
+        return f"{R}/distill/full/{w.ens}/student.pt"
+    return f"{R}/distill/{w.target}/{w.ens}/split{w.split}/{w.method}/student.pt"
+
+
+def selection_list(w):
+    """The AudioSet clips a distillation trains on: a pruned set, its random control, or all clips."""
+    if w.trainset.startswith("full/"):
+        return f"{R}/prune/full.tsv"
+    target, ens, split, method = w.trainset.split("/")
+    sel, thr = method.split("_thr")
+    return f"{R}/prune/{target}/{ens}/{split}/thr{thr}/{'kept' if sel == 'pruned' else 'random'}.tsv"
+
+
+def trainset_members(w):
+    ens = w.trainset.split("/")[1]
+    return ENSEMBLES[ens]
+
+
+SUMMARY_NAMES = ["table1", "table2", "controls"]
 
 
 def summary_outputs():
-    splits = sorted({s for s, _ in grid_pairs()})
-    return (
-        expand(f"{R}/summary/{{name}}.{{ext}}", name=["table1", "table2"], ext=["csv", "md", "html"])
-        + [f"{R}/summary/{n}.png" for n in ("table1", "table2", "devices")]
-        + [f"{R}/domain/split{s}/score_histogram.png" for s in splits]
-        + [f"{R}/domain/split{s}/validation.json" for s in splits]
-        + [f"{R}/summary/rejected_counts.html"]
-    )
+    out = []
+    for target in TARGETS:
+        out += expand(f"{R}/summary/{target}/{{name}}.{{ext}}", name=SUMMARY_NAMES, ext=["csv", "md", "html"])
+        out += [f"{R}/summary/{target}/{n}.png" for n in ("table1", "table2", "controls", "devices")]
+        for ens in ENSEMBLES:
+            for s in sorted({s for s, _ in grid_pairs(target)}):
+                out += [f"{R}/domain/{target}/{ens}/split{s}/{f}" for f in ("score_histogram.png", "validation.json")]
+    return out + [f"{R}/summary/rejected_counts.html"]
 
 
 # ---- settings slices ----------------------------------------------------------------------------
 
 
-def training_settings(epochs_key):
+def training_settings(epochs_key, target):
     t = dict(config["training"])
-    epochs = t.pop("epochs_finetune"), t.pop("epochs_baseline")
+    t.pop("epochs_finetune"), t.pop("epochs_baseline")
     t["epochs"] = config["training"][epochs_key]
+    t["clip_seconds"] = TARGETS[target]["clip_seconds"]
     return t
 
 
+def clip_settings(dataset):
+    """How a dataset's clips are cut for the teachers."""
+    if dataset == "audioset":
+        return {"clip_seconds": config["data"]["audioset_clip_seconds"], "tile_to_10s": False}
+    return {k: TARGETS[dataset][k] for k in ("clip_seconds", "tile_to_10s")}
+
+
 def teacher_settings(dataset):
-    return settings(
-        shard_size=config["teachers"]["shard_size"],
-        teachers=config["teachers"],
-        data={
-            k: config["data"][k]
-            for k in (
-                ["audioset_clip_seconds"]
-                if dataset == "audioset"
-                else ["tau_clip_seconds", "tau_tile_to_10s"]
-            )
-        },
-    )
+    return settings(shard_size=config["teachers"]["shard_size"], teachers=config["teachers"], data=clip_settings(dataset))
 
 
-def eval_settings():
+def target_settings(target):
+    """What a target's manifest is built from."""
+    t = TARGETS[target]
+    keys = ["adapter", "splits"] + (["root"] if t["adapter"] == "tau2022" else ["csv", "audio_root"])
+    return settings(**{k: t[k] for k in keys}, test_split=t.get("test_split", "test"),
+                    bad_audio=config["data"]["bad_audio"])
+
+
+def eval_settings(target):
     return settings(
         frontend=config["frontend"],
         student=config["student"],
+        clip_seconds=TARGETS[target]["clip_seconds"],
         num_workers=0 if DEMO else 4,
     )

@@ -4,16 +4,17 @@ if DEMO:
         output:
             audioset=[f"{AUDIOSET}/{SUBSET_FILES[s]}" for s in SUBSET_FILES]
             + [f"{AUDIOSET}/class_labels_indices.csv"],
-            tau=tau_lists(),
+            targets=[f for t in TARGETS if demo_writes(t) for f in target_lists(t)],
         params:
             code=code_version("demo-data"),
             audioset=lambda w, output: os.path.dirname(output.audioset[0]),
-            tau=lambda w, output: os.path.dirname(output.tau[0]),
+            tau=[TARGETS[t]["root"] for t in TARGETS if demo_writes(t) and TARGETS[t]["adapter"] == "tau2022"],
+            csv=[TARGETS[t]["csv"] for t in TARGETS if demo_writes(t) and TARGETS[t]["adapter"] == "csv"],
             settings=lambda w: settings(
                 **{
                     k: v
                     for k, v in config["demo"].items()
-                    if k not in ("enabled", "teacher_train_steps", "teacher_train_lr")
+                    if k not in ("enabled", "teacher_train_steps", "teacher_train_lr", "csv_targets")
                 },
                 audioset_clip_seconds=config["data"]["audioset_clip_seconds"],
             ),
@@ -24,8 +25,8 @@ if DEMO:
         conda:
             "../../envs/prunekd.yaml"
         shell:
-            "prunekd demo-data --audioset-root {params.audioset} --tau-root {params.tau} "
-            "--settings {params.settings:q} 2> {log}"
+            "prunekd demo-data --audioset-root {params.audioset} --tau-roots {params.tau} "
+            "--csv-targets {params.csv} --settings {params.settings:q} 2> {log}"
 
 
 rule manifest_audioset:
@@ -38,6 +39,7 @@ rule manifest_audioset:
         code=code_version("manifest"),
         root=lambda w: AUDIOSET,  # not from input: absent real data is left out of the DAG
         settings=lambda w: settings(
+            adapter="audioset",
             audioset_subsets=config["data"]["audioset_subsets"],
             audioset_audio_dir=config["paths"]["audioset_audio"],
             bad_audio=config["data"]["bad_audio"],
@@ -52,29 +54,28 @@ rule manifest_audioset:
     conda:
         "../../envs/prunekd.yaml"
     shell:
-        "prunekd manifest --dataset audioset --root {params.root} --out {output.manifest} "
+        "prunekd manifest --root {params.root} --out {output.manifest} "
         "--rejected {output.rejected} --settings {params.settings:q} 2> {log}"
 
 
-rule manifest_tau:
+rule manifest_target:
+    # Any target: the TAU 2022 adapter or the generic CSV adapter, one manifest layout for every step after.
     input:
-        raw_inputs(tau_lists()),
+        lambda w: raw_inputs(target_lists(w.target), demo_writes(w.target)),
     output:
-        manifest=f"{R}/manifests/tau.tsv",
-        rejected=f"{R}/manifests/tau.rejected.tsv",
+        manifest=f"{R}/manifests/{{target}}.tsv",
+        rejected=f"{R}/manifests/{{target}}.rejected.tsv",
     params:
         code=code_version("manifest"),
-        root=lambda w: TAU,
-        settings=lambda w: settings(bad_audio=config["data"]["bad_audio"]),
+        settings=lambda w: target_settings(w.target),
     log:
-        f"{R}/logs/manifest/tau.log",
+        f"{R}/logs/manifest/{{target}}.log",
     benchmark:
-        f"{R}/benchmarks/manifest/tau.tsv"
+        f"{R}/benchmarks/manifest/{{target}}.tsv"
     resources:
         mem_mb=mem(4000),
         runtime=30,
     conda:
         "../../envs/prunekd.yaml"
     shell:
-        "prunekd manifest --dataset tau --root {params.root} --out {output.manifest} "
-        "--rejected {output.rejected} --settings {params.settings:q} 2> {log}"
+        "prunekd manifest --out {output.manifest} --rejected {output.rejected} --settings {params.settings:q} 2> {log}"

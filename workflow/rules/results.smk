@@ -1,20 +1,21 @@
-rule evaluate_kd:
+rule evaluate:
+    # Every trained model, distilled-and-fine-tuned or baseline: run = its folder under results/.
     input:
-        model=f"{R}/finetune/split{{split}}/thr{{thr}}/seed{{seed}}/model.pt",
-        manifest=f"{R}/manifests/tau.tsv",
+        model=f"{R}/{{run}}/model.pt",
+        manifest=lambda w: f"{R}/manifests/{run_key(w.run)['target']}.tsv",
     output:
-        metrics=f"{R}/eval/kd/split{{split}}/thr{{thr}}/seed{{seed}}/metrics.json",
-        predictions=f"{R}/eval/kd/split{{split}}/thr{{thr}}/seed{{seed}}/output.csv",
+        metrics=f"{R}/eval/{{run}}/metrics.json",
+        predictions=f"{R}/eval/{{run}}/output.csv",
+    wildcard_constraints:
+        run=r"finetune/\w+/\w+/split\w+/(?:(?:pruned|random)_thr0\.\d+|full)/seed\d+|baseline/\w+/split\w+/seed\d+",
     params:
         code=code_version("evaluate"),
-        settings=lambda w: eval_settings(),
-        key=lambda w: json.dumps(
-            {"method": "kd", "split": int(w.split), "threshold": float(w.thr), "seed": int(w.seed)}
-        ),
+        settings=lambda w: eval_settings(run_key(w.run)["target"]),
+        key=lambda w: json.dumps(run_key(w.run)),
     log:
-        f"{R}/logs/evaluate/kd_split{{split}}_thr{{thr}}_seed{{seed}}.log",
+        f"{R}/logs/evaluate/{{run}}.log",
     benchmark:
-        f"{R}/benchmarks/evaluate/kd_split{{split}}_thr{{thr}}_seed{{seed}}.tsv"
+        f"{R}/benchmarks/evaluate/{{run}}.tsv"
     resources:
         mem_mb=mem(8000),
         runtime=60,
@@ -25,79 +26,42 @@ rule evaluate_kd:
         "--out {output.metrics} --predictions {output.predictions} --settings {params.settings:q} 2> {log}"
 
 
-rule evaluate_baseline:
-    input:
-        model=f"{R}/baseline/split{{split}}/seed{{seed}}/model.pt",
-        manifest=f"{R}/manifests/tau.tsv",
-    output:
-        metrics=f"{R}/eval/baseline/split{{split}}/seed{{seed}}/metrics.json",
-        predictions=f"{R}/eval/baseline/split{{split}}/seed{{seed}}/output.csv",
-    params:
-        code=code_version("evaluate"),
-        settings=lambda w: eval_settings(),
-        key=lambda w: json.dumps(
-            {"method": "baseline", "split": int(w.split), "threshold": None, "seed": int(w.seed)}
-        ),
-    log:
-        f"{R}/logs/evaluate/baseline_split{{split}}_seed{{seed}}.log",
-    benchmark:
-        f"{R}/benchmarks/evaluate/baseline_split{{split}}_seed{{seed}}.tsv"
-    resources:
-        mem_mb=mem(8000),
-        runtime=60,
-    conda:
-        "../../envs/prunekd.yaml"
-    shell:
-        "prunekd evaluate --model {input.model} --manifest {input.manifest} --key {params.key:q} "
-        "--out {output.metrics} --predictions {output.predictions} --settings {params.settings:q} 2> {log}"
+def _summary_report(name, caption, figure):
+    return report(
+        f"{R}/summary/{{target}}/{name}",
+        caption=f"../report/{caption}.rst",
+        category="Results",
+        subcategory="{target}",
+        labels={"figure": figure},
+    )
 
 
 rule summarise:
     input:
-        metrics=kd_metrics() + baseline_metrics(),
-        prune_stats=prune_stats(),
+        metrics=lambda w: eval_metrics(w.target),
+        prune_stats=lambda w: prune_stats(w.target),
     output:
-        tables=expand(f"{R}/summary/{{name}}.{{ext}}", name=["table1", "table2"], ext=["csv", "md"]),
-        table1=report(
-            f"{R}/summary/table1.html",
-            caption="../report/table1.rst",
-            category="Results",
-            labels={"figure": "Table 1"},
-        ),
-        table2=report(
-            f"{R}/summary/table2.html",
-            caption="../report/table2.rst",
-            category="Results",
-            labels={"figure": "Table 2"},
-        ),
-        plot_table1=report(
-            f"{R}/summary/table1.png",
-            caption="../report/plots.rst",
-            category="Results",
-            labels={"figure": "table1 plot"},
-        ),
-        plot_table2=report(
-            f"{R}/summary/table2.png",
-            caption="../report/plots.rst",
-            category="Results",
-            labels={"figure": "table2 plot"},
-        ),
-        plot_devices=report(
-            f"{R}/summary/devices.png",
-            caption="../report/plots.rst",
-            category="Results",
-            labels={"figure": "devices plot"},
-        ),
+        tables=expand(f"{R}/summary/{{{{target}}}}/{{name}}.{{ext}}", name=SUMMARY_NAMES, ext=["csv", "md"]),
+        table1=_summary_report("table1.html", "table1", "Table 1"),
+        table2=_summary_report("table2.html", "table2", "Table 2"),
+        controls=_summary_report("controls.html", "controls", "Controls and ablations"),
+        plot_table1=_summary_report("table1.png", "plots", "table1 plot"),
+        plot_table2=_summary_report("table2.png", "plots", "table2 plot"),
+        plot_controls=_summary_report("controls.png", "controls", "controls plot"),
+        plot_devices=_summary_report("devices.png", "plots", "devices plot"),
     params:
         code=code_version("summarise"),
         outdir=lambda w, output: os.path.dirname(output.table1),
         settings=lambda w: settings(
-            sweep_split=config["grid"]["sweep_split"], threshold=config["grid"]["threshold"]
+            target=w.target,
+            adapter=TARGETS[w.target]["adapter"],
+            sweep_split=TARGETS[w.target]["sweep_split"],
+            threshold=config["grid"]["threshold"],
         ),
     log:
-        f"{R}/logs/summarise.log",
+        f"{R}/logs/summarise/{{target}}.log",
     benchmark:
-        f"{R}/benchmarks/summarise.tsv"
+        f"{R}/benchmarks/summarise/{{target}}.tsv"
     conda:
         "../../envs/prunekd.yaml"
     shell:
@@ -108,8 +72,7 @@ rule summarise:
 rule rejected_clips:
     # Every clip skipped anywhere (missing, unreadable, empty, silent, non-finite), counted by reason.
     input:
-        audioset=f"{R}/logits/audioset.rejected.tsv",
-        tau=f"{R}/logits/tau.rejected.tsv",
+        tables=expand(f"{R}/logits/{{dataset}}.rejected.tsv", dataset=["audioset", *TARGETS]),
     output:
         listing=f"{R}/summary/rejected.tsv",
         counts=f"{R}/summary/rejected_counts.csv",
@@ -123,6 +86,9 @@ rule rejected_clips:
     params:
         code=code_version("rejected"),
         outdir=lambda w, output: os.path.dirname(output.html),
+        tables=lambda w, input: " ".join(
+            f"{d}={t}" for d, t in zip(["audioset", *TARGETS], input.tables)
+        ),
     log:
         f"{R}/logs/rejected_clips.log",
     benchmark:
@@ -130,4 +96,4 @@ rule rejected_clips:
     conda:
         "../../envs/prunekd.yaml"
     shell:
-        "prunekd rejected --tables audioset={input.audioset} tau={input.tau} --outdir {params.outdir} 2> {log}"
+        "prunekd rejected --tables {params.tables} --outdir {params.outdir} 2> {log}"

@@ -30,19 +30,23 @@ rule pack_audio:
 
 
 rule distill:
+    # One rule for every AudioSet subset a student is distilled on: a pruned set, its random control
+    # ({target}/{ens}/split{split}/random_thr{thr}) or all of AudioSet (full/{ens}).
     input:
         store=f"{R}/logits/audioset.zarr",
         manifest=f"{R}/manifests/audioset.tsv",
-        kept=f"{R}/prune/split{{split}}/thr{{thr}}/kept.tsv",
+        kept=selection_list,
         packed=packed_stores,
     output:
-        model=f"{R}/distill/split{{split}}/thr{{thr}}/student.pt",
+        model=f"{R}/distill/{{trainset}}/student.pt",
         curve=report(
-            f"{R}/distill/split{{split}}/thr{{thr}}/curve.tsv",
+            f"{R}/distill/{{trainset}}/curve.tsv",
             caption="../report/curve.rst",
             category="Training curves",
-            labels={"step": "distillation", "split": "{split}", "threshold": "{thr}"},
+            labels={"step": "distillation", "training set": "{trainset}"},
         ),
+    wildcard_constraints:
+        trainset=r"full/\w+|\w+/\w+/split\w+/(?:pruned|random)_thr0\.\d+",
     params:
         code=code_version("distill"),
         settings=lambda w: settings(
@@ -50,13 +54,14 @@ rule distill:
             student=config["student"],
             frontend=config["frontend"],
             clip_seconds=config["data"]["audioset_clip_seconds"],
+            members=trainset_members(w),
         ),
-        ckpt=lambda w: f"{R}/distill/split{w.split}/thr{w.thr}/checkpoints",
+        ckpt=lambda w: f"{R}/distill/{w.trainset}/checkpoints",
         packed=lambda w, input: f"--packed {' '.join(input.packed)}" if input.packed else "",
     log:
-        f"{R}/logs/distill/split{{split}}_thr{{thr}}.log",
+        f"{R}/logs/distill/{{trainset}}.log",
     benchmark:
-        f"{R}/benchmarks/distill/split{{split}}_thr{{thr}}.tsv"
+        f"{R}/benchmarks/distill/{{trainset}}.tsv"
     threads: 1 if DEMO else 8
     resources:
         mem_mb=mem(32000),
@@ -71,23 +76,23 @@ rule distill:
 
 rule finetune:
     input:
-        manifest=f"{R}/manifests/tau.tsv",
-        student=f"{R}/distill/split{{split}}/thr{{thr}}/student.pt",
+        manifest=f"{R}/manifests/{{target}}.tsv",
+        student=student_for,
     output:
-        model=f"{R}/finetune/split{{split}}/thr{{thr}}/seed{{seed}}/model.pt",
-        curve=f"{R}/finetune/split{{split}}/thr{{thr}}/seed{{seed}}/curve.tsv",
+        model=f"{R}/finetune/{{target}}/{{ens}}/split{{split}}/{{method}}/seed{{seed}}/model.pt",
+        curve=f"{R}/finetune/{{target}}/{{ens}}/split{{split}}/{{method}}/seed{{seed}}/curve.tsv",
     params:
         code=code_version("finetune"),
         settings=lambda w: settings(
-            training=training_settings("epochs_finetune"),
+            training=training_settings("epochs_finetune", w.target),
             student=config["student"],
             frontend=config["frontend"],
         ),
-        ckpt=lambda w: f"{R}/finetune/split{w.split}/thr{w.thr}/seed{w.seed}/checkpoints",
+        ckpt=lambda w, output: os.path.join(os.path.dirname(output.model), "checkpoints"),
     log:
-        f"{R}/logs/finetune/split{{split}}_thr{{thr}}_seed{{seed}}.log",
+        f"{R}/logs/finetune/{{target}}/{{ens}}/split{{split}}/{{method}}_seed{{seed}}.log",
     benchmark:
-        f"{R}/benchmarks/finetune/split{{split}}_thr{{thr}}_seed{{seed}}.tsv"
+        f"{R}/benchmarks/finetune/{{target}}/{{ens}}/split{{split}}/{{method}}_seed{{seed}}.tsv"
     threads: 1 if DEMO else 8
     resources:
         mem_mb=mem(16000),
@@ -102,22 +107,22 @@ rule finetune:
 
 rule baseline:
     input:
-        manifest=f"{R}/manifests/tau.tsv",
+        manifest=f"{R}/manifests/{{target}}.tsv",
     output:
-        model=f"{R}/baseline/split{{split}}/seed{{seed}}/model.pt",
-        curve=f"{R}/baseline/split{{split}}/seed{{seed}}/curve.tsv",
+        model=f"{R}/baseline/{{target}}/split{{split}}/seed{{seed}}/model.pt",
+        curve=f"{R}/baseline/{{target}}/split{{split}}/seed{{seed}}/curve.tsv",
     params:
         code=code_version("finetune"),
         settings=lambda w: settings(
-            training=training_settings("epochs_baseline"),
+            training=training_settings("epochs_baseline", w.target),
             student=config["student"],
             frontend=config["frontend"],
         ),
-        ckpt=lambda w: f"{R}/baseline/split{w.split}/seed{w.seed}/checkpoints",
+        ckpt=lambda w, output: os.path.join(os.path.dirname(output.model), "checkpoints"),
     log:
-        f"{R}/logs/baseline/split{{split}}_seed{{seed}}.log",
+        f"{R}/logs/baseline/{{target}}/split{{split}}_seed{{seed}}.log",
     benchmark:
-        f"{R}/benchmarks/baseline/split{{split}}_seed{{seed}}.tsv"
+        f"{R}/benchmarks/baseline/{{target}}/split{{split}}_seed{{seed}}.tsv"
     threads: 1 if DEMO else 8
     resources:
         mem_mb=mem(16000),

@@ -1,0 +1,35 @@
+"""Control subsets of AudioSet for the distillation: a random draw of a pruned set's size, and every clip.
+
+Same layout as a pruned set (position, row, id), so the distillation reads them the same way.
+"""
+
+from __future__ import annotations
+
+import zlib
+
+import numpy as np
+import pandas as pd
+
+
+def subset_rng(seed: int, name: str) -> np.random.Generator:
+    """A generator fixed by the seed and the pruned set's name: each pruned set gets its own draw, and the
+    same seed always gives the same draw."""
+    return np.random.default_rng(np.random.SeedSequence([int(seed), zlib.crc32(name.encode())]))
+
+
+def _table(store, positions: np.ndarray) -> pd.DataFrame:
+    positions = np.sort(np.asarray(positions, dtype=np.int64))
+    rows, ids = store["row"][:], store["id"][:]
+    return pd.DataFrame({"position": positions, "row": rows[positions], "id": ids[positions]})
+
+
+def random_subset(store, train_positions: np.ndarray, size: int, seed: int, name: str) -> pd.DataFrame:
+    """`size` of the training positions, uniformly without replacement."""
+    if size > len(train_positions):
+        raise ValueError(f"random subset for {name}: {size} clips asked, only {len(train_positions)} exist")
+    pick = subset_rng(seed, name).choice(len(train_positions), size=size, replace=False)
+    return _table(store, np.asarray(train_positions)[pick])
+
+
+def full_set(store, train_positions: np.ndarray) -> pd.DataFrame:
+    return _table(store, train_positions)
