@@ -2,12 +2,20 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
+# Local runs never talk to SLURM, but every Snakemake start imports the SLURM executor plugin, which asks
+# `scontrol show config` for MinJobAge: 9 s per start where scontrol is installed and no controller answers.
+# A stand-in that fails at once makes the plugin fall back to its default (the SLURM tests use the real one).
+_NO_SLURM = Path(tempfile.mkdtemp(prefix="prunekd-noslurm-"))
+(_NO_SLURM / "scontrol").write_text("#!/bin/sh\nexit 1\n")
+(_NO_SLURM / "scontrol").chmod(0o755)
+LOCAL_ENV = {**os.environ, "PATH": os.pathsep.join([str(BIN), str(_NO_SLURM), os.environ["PATH"]])}
 
 
 def snakemake(workdir, *args, extra_config=(), check=True):
@@ -15,8 +23,7 @@ def snakemake(workdir, *args, extra_config=(), check=True):
     cmd = [str(BIN / "snakemake"), "-s", str(REPO / "Snakefile"), "--directory", str(workdir),
            "--configfiles", str(REPO / "config.yaml"), str(REPO / "profiles/demo/demo.yaml"),
            str(REPO / "tests/tiny.yaml"), *extra_config, "--cores", "2", *args]
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
-    p = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    p = subprocess.run(cmd, capture_output=True, text=True, env=LOCAL_ENV)
     if check and p.returncode != 0:
         raise AssertionError(f"snakemake failed ({p.returncode}):\n{p.stdout[-3000:]}\n{p.stderr[-6000:]}")
     return p

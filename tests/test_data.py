@@ -6,7 +6,7 @@ import pytest
 import soundfile as sf
 
 from prunekd.audio import AudioError, load_clip
-from prunekd.manifest import MetadataError, audioset_manifest, read_segments, tau_manifest
+from prunekd.manifest import MetadataError, audioset_manifest, csv_target_manifest, read_segments, tau_manifest
 
 
 def test_demo_data_is_in_the_real_formats(tiny_data):
@@ -108,3 +108,35 @@ def test_bad_clips_raise_a_named_reason(tmp_path, kind, reason):
     with pytest.raises(AudioError) as e:
         load_clip(p, 32000, 32000)
     assert e.value.reason == reason and str(p) in str(e.value)
+
+
+def _csv_target(tmp_path, rows, header="filename,label,device,split"):
+    for name in {r.split(",")[0] for r in rows}:
+        sf.write(str(tmp_path / name), np.zeros(800, np.float32) + 0.1, 8000)
+    f = tmp_path / "t.csv"
+    f.write_text("\n".join([header, *rows]) + "\n")
+    return f
+
+
+def test_csv_target_manifest_has_the_target_layout(tmp_path):
+    f = _csv_target(tmp_path, ["a.wav,dog,p1,train", "b.wav,cat,p2,train small", "c.wav,dog,p1,test"])
+    (tmp_path / "b.wav").unlink()
+    man, rej = csv_target_manifest(f, tmp_path, ["train", "small"])
+    assert list(man["class_label"]) == ["dog", "cat", "dog"] and list(man["label"]) == [1, 0, 1]
+    assert list(man["splittrain"]) == [True, True, False] and list(man["splitsmall"]) == [False, True, False]
+    assert list(man["test"]) == [False, False, True] and list(man["device"]) == ["p1", "p2", "p1"]
+    assert list(man["status"]) == ["ok", "missing", "ok"] and list(rej["id"]) == ["b.wav"]
+
+
+@pytest.mark.parametrize("rows,header,message", [
+    (["a.wav,dog,train"], "filename,class,split", "missing column(s) ['label']"),
+    (["a.wav,dog,train", "a.wav,cat,test"], "filename,label,split", "line 3: duplicate filename a.wav"),
+    (["a.wav,,train", "b.wav,cat,test"], "filename,label,split", "line 2: empty label"),
+    (["a.wav,dog,train test", "b.wav,cat,test"], "filename,label,split", "line 2: a.wav is in a training split and"),
+    (["a.wav,dog,other", "b.wav,cat,test"], "filename,label,split", "no clip is in split 'train'"),
+])
+def test_csv_target_errors_name_file_and_line(tmp_path, rows, header, message):
+    f = _csv_target(tmp_path, rows, header)
+    with pytest.raises(MetadataError, match=None) as e:
+        csv_target_manifest(f, tmp_path, ["train"])
+    assert str(f) in str(e.value) and message in str(e.value)

@@ -28,8 +28,9 @@ def test_strict_mode_stops_at_the_first_undecodable_clip_naming_it(demo_run, tmp
 
 
 def test_strict_mode_manifest_names_list_and_line(demo_run, tmp_path):
-    settings = json.dumps({"audioset_subsets": ["eval", "balanced_train", "unbalanced_train"], "bad_audio": "fail"})
-    p = subprocess.run([str(BIN / "prunekd"), "manifest", "--dataset", "audioset", "--root",
+    settings = json.dumps({"adapter": "audioset", "audioset_subsets": ["eval", "balanced_train", "unbalanced_train"],
+                           "bad_audio": "fail"})
+    p = subprocess.run([str(BIN / "prunekd"), "manifest", "--root",
                         str(demo_run / "data/demo/audioset"), "--out", str(tmp_path / "m.tsv"),
                         "--rejected", str(tmp_path / "r.tsv"), "--settings", settings], capture_output=True, text=True)
     assert p.returncode != 0 and "unbalanced_train_segments.csv line" in p.stderr and "missing" in p.stderr
@@ -38,7 +39,9 @@ def test_strict_mode_manifest_names_list_and_line(demo_run, tmp_path):
 
 @pytest.mark.parametrize("yaml_text,key", [
     ("distillation:\n  iterations: many\n", "iterations"),
-    ("grid:\n  splits: [5, 7]\n", "splits"),
+    ("targets:\n  tau:\n    splits: [5, 7]\n", "splits"),
+    ("targets:\n  mine:\n    adapter: csv\n    clip_seconds: 1\n    tile_to_10s: false\n    splits: [a]\n"
+     "    sweep_split: null\n", "audio_root"),
     ("training:\n  batch_size: 0\n", "batch_size"),
     ("paths:\n  audioset: 3\n", "audioset"),
 ])
@@ -48,6 +51,20 @@ def test_bad_config_is_refused_before_any_job_naming_the_key(tmp_path, yaml_text
     p = snakemake(tmp_path, "-n", extra_config=[str(bad)], check=False)
     out = p.stdout + p.stderr
     assert p.returncode != 0 and key in out and "ValidationError" in out
+    assert not (tmp_path / "results").exists()
+
+
+@pytest.mark.parametrize("yaml_text,message", [
+    ("grid:\n  targets: [tau, esc50]\n", "grid.targets: 'esc50' is not defined under `targets`"),
+    ("ensembles:\n  two: [passt_s_swa_p16_128_ap476, passt_s_p16_128_ap472]\n",
+     "ensembles.two: ['passt_s_p16_128_ap472'] not in teachers.members"),
+    ("targets:\n  tau:\n    sweep_split: 50\n", "targets.tau.sweep_split: 50 is not one of targets.tau.splits"),
+])
+def test_inconsistent_config_is_refused_naming_the_key(tmp_path, yaml_text, message):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml_text)
+    p = snakemake(tmp_path, "-n", extra_config=[str(bad)], check=False)
+    assert p.returncode != 0 and message in p.stdout + p.stderr
     assert not (tmp_path / "results").exists()
 
 

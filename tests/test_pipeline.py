@@ -7,19 +7,21 @@ import pandas as pd
 import pytest
 import zarr
 
-from conftest import REPO, snakemake
+from conftest import LOCAL_ENV, REPO, snakemake
 
 SPLITS, THRS, SEEDS = [5, 100], [0.2, 0.3], [0]
 BAD = 5                # clips the demo damages on purpose (config demo.bad_clips), all AudioSet training
 TRAIN = 40 + 100 - BAD  # usable AudioSet training clips of the tiny demo
 PAIRS = [(100, 0.2), (100, 0.3), (5, 0.3)]  # paper grid: sweep on split 100, 0.3 elsewhere
-RULES = ["manifest_audioset", "manifest_tau", "teacher_logits", "gather_logits", "domain_classifier", "score",
-         "score_histogram", "prune", "distill", "finetune", "baseline", "evaluate_kd", "evaluate_baseline",
+RULES = ["manifest_audioset", "manifest_target", "teacher_logits", "gather_logits", "domain_classifier", "score",
+         "score_histogram", "prune", "random_subset", "distill", "finetune", "baseline", "evaluate",
          "summarise", "pack_audio", "rejected_clips"]
+DOM = "results/domain/tau/all"
+PRUNE = "results/prune/tau/all"
 
 
 def test_logits_stores(demo_run):
-    for ds, n_listed in (("audioset", 200), ("tau", 100)):
+    for ds, n_listed in (("audioset", 200), ("tau", 100), ("sounds", 70)):
         man = pd.read_csv(demo_run / f"results/manifests/{ds}.tsv", sep="\t", keep_default_na=False)
         assert len(man) == n_listed
         g = zarr.open_group(str(demo_run / f"results/logits/{ds}.zarr"), mode="r")
@@ -43,19 +45,19 @@ def test_logits_stores(demo_run):
 
 def test_domain_classifier_and_pruning(demo_run):
     for s in SPLITS:
-        v = json.loads((demo_run / f"results/domain/split{s}/validation.json").read_text())
+        v = json.loads((demo_run / f"{DOM}/split{s}/validation.json").read_text())
         assert 0 <= v["auc"] <= 1 and v["n_val_neg"] == 12 and v["iterations"] == 300
         assert [r["threshold"] for r in v["at_threshold"]] == [0.1, 0.3, 0.5]
-        scores = np.load(demo_run / f"results/domain/split{s}/scores.npy")
+        scores = np.load(demo_run / f"{DOM}/split{s}/scores.npy")
         train = ~np.isnan(scores)
         assert train.sum() == TRAIN and ((scores[train] >= 0) & (scores[train] <= 1)).all()
     shares = []
     for s, t in PAIRS:
-        st = json.loads((demo_run / f"results/prune/split{s}/thr{t:g}/stats.json").read_text())
-        kept = pd.read_csv(demo_run / f"results/prune/split{s}/thr{t:g}/kept.tsv", sep="\t")
+        st = json.loads((demo_run / f"{PRUNE}/split{s}/thr{t:g}/stats.json").read_text())
+        kept = pd.read_csv(demo_run / f"{PRUNE}/split{s}/thr{t:g}/kept.tsv", sep="\t")
         assert len(kept) == st["kept"] and st["train_clips"] == TRAIN
         assert (kept["score"] > t).all()
-        scores = np.load(demo_run / f"results/domain/split{s}/scores.npy")
+        scores = np.load(demo_run / f"{DOM}/split{s}/scores.npy")
         assert st["kept"] == int((scores[~np.isnan(scores)] > t).sum())
         if s == 100:
             shares.append(st["kept_share"])
@@ -64,9 +66,10 @@ def test_domain_classifier_and_pruning(demo_run):
 
 def test_training_and_evaluation(demo_run):
     for s, t in PAIRS:
-        curve = pd.read_csv(demo_run / f"results/distill/split{s}/thr{t:g}/curve.tsv", sep="\t")
+        curve = pd.read_csv(demo_run / f"results/distill/tau/all/split{s}/pruned_thr{t:g}/curve.tsv", sep="\t")
         assert list(curve["step"]) == [1, 2, 3, 4] and np.isfinite(curve["loss"]).all()
-    keys = [f"kd/split{s}/thr{t:g}/seed0" for s, t in PAIRS] + [f"baseline/split{s}/seed0" for s in SPLITS]
+    keys = [f"finetune/tau/all/split{s}/{sel}_thr{t:g}/seed0" for s, t in PAIRS for sel in ("pruned", "random")] \
+        + [f"finetune/tau/all/split{s}/full/seed0" for s in SPLITS] + [f"baseline/tau/split{s}/seed0" for s in SPLITS]
     for k in keys:
         m = json.loads((demo_run / f"results/eval/{k}/metrics.json").read_text())
         assert 0 <= m["macro_accuracy"] <= 1 and m["n"] == 40
@@ -80,20 +83,20 @@ def test_training_and_evaluation(demo_run):
 
 
 def test_summary_tables_hold_every_cell(demo_run):
-    t1 = pd.read_csv(demo_run / "results/summary/table1.csv")
-    t2 = pd.read_csv(demo_run / "results/summary/table2.csv")
+    t1 = pd.read_csv(demo_run / "results/summary/tau/table1.csv")
+    t2 = pd.read_csv(demo_run / "results/summary/tau/table2.csv")
     assert list(t1["threshold"]) == THRS and list(t2["split"]) == SPLITS
-    m = json.loads((demo_run / "results/eval/kd/split100/thr0.3/seed0/metrics.json").read_text())
+    m = json.loads((demo_run / "results/eval/finetune/tau/all/split100/pruned_thr0.3/seed0/metrics.json").read_text())
     assert t1.loc[t1["threshold"] == 0.3, "macro_acc"].item() == pytest.approx(100 * m["macro_accuracy"], abs=0.01)
-    b = json.loads((demo_run / "results/eval/baseline/split5/seed0/metrics.json").read_text())
+    b = json.loads((demo_run / "results/eval/baseline/tau/split5/seed0/metrics.json").read_text())
     assert t2.loc[t2["split"] == 5, "baseline_macro_acc"].item() == pytest.approx(100 * b["macro_accuracy"], abs=0.01)
     assert t1.loc[t1["threshold"] == 0.3, "paper_macro_acc"].item() == 60.0
     assert t2.loc[t2["split"] == 5, "paper_baseline"].item() == 42.4
-    st = json.loads((demo_run / "results/prune/split100/thr0.2/stats.json").read_text())
+    st = json.loads((demo_run / f"{PRUNE}/split100/thr0.2/stats.json").read_text())
     assert t1.loc[t1["threshold"] == 0.2, "kept_share_pct"].item() == pytest.approx(100 * st["kept_share"], abs=0.01)
-    assert "<table" in (demo_run / "results/summary/table2.html").read_text()
+    assert "<table" in (demo_run / "results/summary/tau/table2.html").read_text()
     for f in ("table1.md", "table1.png", "table2.png", "devices.png"):
-        assert (demo_run / "results/summary" / f).stat().st_size > 100
+        assert (demo_run / "results/summary/tau" / f).stat().st_size > 100
 
 
 def test_every_rule_logs_and_benchmarks(demo_run):
@@ -119,7 +122,8 @@ def test_dry_run_of_default_config_lists_every_rule(tmp_path):
     from pathlib import Path
     smk = Path(sys.executable).parent / "snakemake"
     p = subprocess.run([str(smk), "-s", str(REPO / "Snakefile"), "--directory", str(tmp_path), "--configfile",
-                        str(REPO / "config.yaml"), "-n", "--quiet", "rules"], capture_output=True, text=True)
+                        str(REPO / "config.yaml"), "-n", "--quiet", "rules"], capture_output=True, text=True,
+                       env=LOCAL_ENV)
     assert p.returncode == 0, p.stderr[-3000:]
     out = p.stdout + p.stderr
     for r in RULES + ["download_teachers"]:

@@ -85,11 +85,13 @@ def test_every_job_goes_through_sbatch_and_matches_a_local_run(slurm_run, demo_r
     gres = subprocess.run(["grep", "-c", "gpu", "/var/log/slurm/slurmctld.log"], capture_output=True, text=True)
     assert int(gres.stdout.strip() or 0) > 0
     # Same results as the local run of the same config.
-    for rel in ["results/prune/split100/thr0.2/kept.tsv", "results/prune/split100/thr0.3/kept.tsv",
-                "results/summary/table1.csv", "results/summary/rejected_counts.csv"]:
+    for rel in ["results/prune/tau/all/split100/thr0.2/kept.tsv", "results/prune/tau/all/split100/thr0.3/kept.tsv",
+                "results/summary/tau/table1.csv"]:
         a, b = pd.read_csv(wd / rel, sep=None, engine="python"), pd.read_csv(demo_run / rel, sep=None, engine="python")
         pd.testing.assert_frame_equal(a, b, check_exact=False, atol=1e-6)
-    t2 = [pd.read_csv(d / "results/summary/table2.csv") for d in (wd, demo_run)]
+    rc = [pd.read_csv(d / "results/summary/rejected_counts.csv") for d in (wd, demo_run)]
+    pd.testing.assert_frame_equal(rc[0], rc[1][rc[1]["dataset"] != "sounds"].reset_index(drop=True))
+    t2 = [pd.read_csv(d / "results/summary/tau/table2.csv") for d in (wd, demo_run)]
     pd.testing.assert_frame_equal(t2[0], t2[1][t2[1]["split"] == 100].reset_index(drop=True))
 
 
@@ -97,10 +99,10 @@ def test_scancelled_job_is_completed_by_the_next_run_and_nothing_else(slurm_run,
     src, _ = slurm_run
     wd = tmp_path / "run"
     shutil.copytree(src, wd, symlinks=True)
-    target = wd / "results/distill/split100/thr0.2/student.pt"
+    target = wd / "results/distill/tau/all/split100/pruned_thr0.2/student.pt"
     # As if this distillation had never finished: it and what follows it are absent.
-    for d in ("distill", "finetune", "eval/kd"):
-        shutil.rmtree(wd / f"results/{d}/split100/thr0.2")
+    for d in ("distill", "finetune", "eval/finetune"):
+        shutil.rmtree(wd / f"results/{d}/tau/all/split100/pruned_thr0.2")
     shutil.rmtree(wd / "results/summary")
     proc = slurm_snakemake(wd, "--retries", "0", popen=True)
     cancelled, deadline = None, time.time() + 300
@@ -116,7 +118,7 @@ def test_scancelled_job_is_completed_by_the_next_run_and_nothing_else(slurm_run,
     assert cancelled, f"never saw the distill job running:\n{out[-2000:]}"
     assert proc.returncode != 0 and not target.exists()
     jobs = planned(wd, SLURM_GRID)
-    assert {r: len(v) for r, v in jobs.items()} == {"distill": 1, "finetune": 1, "evaluate_kd": 1, "summarise": 1}
+    assert {r: len(v) for r, v in jobs.items()} == {"distill": 1, "finetune": 1, "evaluate": 1, "summarise": 1}
     slurm_snakemake(wd)
     assert target.exists() and planned(wd, SLURM_GRID) == {}
 
@@ -136,7 +138,7 @@ def test_submit_runs_the_controller_as_a_slurm_job(slurm_run, tmp_path):
     records = jobcomp_records(wd)
     assert records[controller]["Name"] == "prunekd-controller" and records[controller]["JobState"] == "COMPLETED"
     assert len(records) >= 2  # the controller and the summarise job it submitted
-    assert (wd / "results/summary/table2.csv").exists()
+    assert (wd / "results/summary/tau/table2.csv").exists()
 
 
 def test_controller_requeues_itself_with_the_same_arguments():

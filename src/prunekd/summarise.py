@@ -31,7 +31,9 @@ def _split_order(split) -> tuple:
 
 
 def _sorted_splits(values) -> list[str]:
-    return sorted({str(v) for v in values}, key=_split_order)
+    """TAU's numeric splits in number order; named splits in the order they come (the config's)."""
+    seen = list(dict.fromkeys(str(v) for v in values))
+    return sorted(seen, key=_split_order) if all(_split_order(v)[0] == 0 for v in seen) else seen
 
 
 def collect(metric_files: list[str], prune_files: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:

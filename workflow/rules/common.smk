@@ -122,13 +122,17 @@ def tau_lists(root):
 
 def target_lists(target):
     """The metadata files a target's manifest is built from."""
-    t = TARGETS[target]
+    t = config["targets"][target]
     return tau_lists(t["root"]) if t["adapter"] == "tau2022" else [t["csv"]]
 
 
 def demo_writes(target):
-    """Whether the demo generates this target's data (TAU format, or a csv target it is asked for)."""
-    return DEMO and (TARGETS[target]["adapter"] == "tau2022" or target in config["demo"]["csv_targets"])
+    """Whether the demo generates this target's data (TAU format, or a csv target it is asked for).
+
+    Over every defined target, not only those that run: choosing targets never reruns the demo data.
+    """
+    t = config["targets"][target]
+    return DEMO and (t["adapter"] == "tau2022" or target in config["demo"]["csv_targets"])
 
 
 def raw_inputs(files, generated=DEMO):

@@ -4,12 +4,12 @@ if DEMO:
         output:
             audioset=[f"{AUDIOSET}/{SUBSET_FILES[s]}" for s in SUBSET_FILES]
             + [f"{AUDIOSET}/class_labels_indices.csv"],
-            targets=[f for t in TARGETS if demo_writes(t) for f in target_lists(t)],
+            targets=[f for t in config["targets"] if demo_writes(t) for f in target_lists(t)],
         params:
             code=code_version("demo-data"),
             audioset=lambda w, output: os.path.dirname(output.audioset[0]),
-            tau=[TARGETS[t]["root"] for t in TARGETS if demo_writes(t) and TARGETS[t]["adapter"] == "tau2022"],
-            csv=[TARGETS[t]["csv"] for t in TARGETS if demo_writes(t) and TARGETS[t]["adapter"] == "csv"],
+            tau=[v["root"] for t, v in config["targets"].items() if demo_writes(t) and v["adapter"] == "tau2022"],
+            csv=[v["csv"] for t, v in config["targets"].items() if demo_writes(t) and v["adapter"] == "csv"],
             settings=lambda w: settings(
                 **{
                     k: v
