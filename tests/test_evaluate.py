@@ -19,3 +19,9 @@ def test_macro_accuracy_by_hand_on_imbalanced_classes():
     assert m["per_device_group"]["real"] == pytest.approx(1.0)
     assert m["per_device_group"]["unseen_simulated"] == pytest.approx((1 / 3 + 1 / 2) / 2)
     assert m["confusion"] == [[6, 2], [1, 1]]
+
+
+def test_summary_orders_numeric_splits_by_number_and_named_ones_as_configured():
+    from prunekd.summarise import _sorted_splits
+    assert _sorted_splits(["100", "5", "25", "5"]) == ["5", "25", "100"]
+    assert _sorted_splits(["small", "big", "small", "all"]) == ["small", "big", "all"]

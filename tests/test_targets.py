@@ -39,7 +39,7 @@ def test_generic_target_runs_through_the_dag(demo_run, tmp_path):
     cfg = tmp_path / "tones.yaml"
     cfg.write_text(
         "targets:\n  tones:\n    adapter: csv\n    csv: data/tones/tones.csv\n    audio_root: data/tones\n"
-        "    clip_seconds: 1.5\n    tile_to_10s: false\n    splits: [small, big]\n    sweep_split: null\n"
+        "    clip_seconds: 1.5\n    tile_to_10s: false\n    splits: [big]\n    sweep_split: null\n"
         "grid:\n  targets: [tones]\ncontrols:\n  random: false\n  full: false\n")
     jobs = planned(wd, cfg)
     # Only the new target's own jobs: its manifest and teacher pass, never AudioSet's.
@@ -47,16 +47,16 @@ def test_generic_target_runs_through_the_dag(demo_run, tmp_path):
     assert not {"demo_data", "manifest_audioset", "demo_teacher", "pack_audio"} & set(jobs)
     assert {r: len(v) for r, v in jobs.items() if r in ("domain_classifier", "distill", "finetune", "baseline",
                                                          "evaluate")} == {
-        "domain_classifier": 2, "distill": 2, "finetune": 2, "baseline": 2, "evaluate": 4}
+        "domain_classifier": 1, "distill": 1, "finetune": 1, "baseline": 1, "evaluate": 2}
     snakemake(wd, extra_config=[str(cfg)])
     man = pd.read_csv(wd / "results/manifests/tones.tsv", sep="\t", keep_default_na=False)
-    assert (man["splitsmall"].sum(), man["splitbig"].sum(), man["test"].sum()) == (12, 24, 12)
+    assert (man["splitbig"].sum(), man["test"].sum()) == (24, 12) and "splitsmall" not in man  # not asked for
     assert sorted(man["class_label"].unique()) == ["high", "low", "mid"]
     g = zarr.open_group(str(wd / "results/logits/tones.zarr"), mode="r")
     assert g["ensemble"].shape == (36, 527)
-    for s in ("small", "big"):
+    for s in ("big",):
         v = json.loads((wd / f"results/domain/tones/all/split{s}/validation.json").read_text())
-        assert v["n_train_pos"] + v["n_val_pos"] == {"small": 12, "big": 24}[s]
+        assert v["n_train_pos"] + v["n_val_pos"] == 24
         m = json.loads((wd / f"results/eval/finetune/tones/all/split{s}/pruned_thr0.3/seed0/metrics.json").read_text())
         assert set(m["per_class"]) == {"low", "mid", "high"} and m["n"] == 12 and m["per_device"].keys() == {"all"}
         assert m["key"] == {"target": "tones", "ensemble": "all", "split": s, "method": "pruned",
@@ -64,7 +64,7 @@ def test_generic_target_runs_through_the_dag(demo_run, tmp_path):
         pred = pd.read_csv(wd / f"results/eval/baseline/tones/split{s}/seed0/output.csv", sep="\t")
         assert list(pred.columns) == ["filename", "label", "high", "low", "mid"]
     t2 = pd.read_csv(wd / "results/summary/tones/table2.csv")
-    assert list(t2["split"]) == ["small", "big"] and "paper_method" not in t2
+    assert list(t2["split"]) == ["big"] and "paper_method" not in t2
     assert set(pd.read_csv(wd / "results/summary/rejected_counts.csv")["dataset"]) == {"audioset", "tones"}
 
 
