@@ -84,7 +84,7 @@ def _alternatives(names):
 
 
 wildcard_constraints:
-    dataset="audioset|" + _alternatives(TARGETS),
+    dataset=f"audioset|{_alternatives(TARGETS)}",
     target=_alternatives(TARGETS),
     ens=_alternatives(ENSEMBLES),
     shard=r"\d+",
@@ -291,6 +291,17 @@ def summary_outputs():
             for s in sorted({s for s, _ in grid_pairs(target)}):
                 out += [f"{R}/domain/{target}/{ens}/split{s}/{f}" for f in ("score_histogram.png", "validation.json")]
     return out + [f"{R}/summary/rejected_counts.html"]
+
+
+def summary_report(name, caption, figure):
+    """A per-target summary file, in the report under Results / <target>."""
+    return report(
+        f"{R}/summary/{{target}}/{name}",
+        caption=f"../report/{caption}.rst",
+        category="Results",
+        subcategory="{target}",
+        labels={"figure": figure},
+    )
 
 
 # ---- settings slices ----------------------------------------------------------------------------

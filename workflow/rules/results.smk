@@ -26,29 +26,19 @@ rule evaluate:
         "--out {output.metrics} --predictions {output.predictions} --settings {params.settings:q} 2> {log}"
 
 
-def _summary_report(name, caption, figure):
-    return report(
-        f"{R}/summary/{{target}}/{name}",
-        caption=f"../report/{caption}.rst",
-        category="Results",
-        subcategory="{target}",
-        labels={"figure": figure},
-    )
-
-
 rule summarise:
     input:
         metrics=lambda w: eval_metrics(w.target),
         prune_stats=lambda w: prune_stats(w.target),
     output:
         tables=expand(f"{R}/summary/{{{{target}}}}/{{name}}.{{ext}}", name=SUMMARY_NAMES, ext=["csv", "md"]),
-        table1=_summary_report("table1.html", "table1", "Table 1"),
-        table2=_summary_report("table2.html", "table2", "Table 2"),
-        controls=_summary_report("controls.html", "controls", "Controls and ablations"),
-        plot_table1=_summary_report("table1.png", "plots", "table1 plot"),
-        plot_table2=_summary_report("table2.png", "plots", "table2 plot"),
-        plot_controls=_summary_report("controls.png", "controls", "controls plot"),
-        plot_devices=_summary_report("devices.png", "plots", "devices plot"),
+        table1=summary_report("table1.html", "table1", "Table 1"),
+        table2=summary_report("table2.html", "table2", "Table 2"),
+        controls=summary_report("controls.html", "controls", "Controls and ablations"),
+        plot_table1=summary_report("table1.png", "plots", "table1 plot"),
+        plot_table2=summary_report("table2.png", "plots", "table2 plot"),
+        plot_controls=summary_report("controls.png", "controls", "controls plot"),
+        plot_devices=summary_report("devices.png", "plots", "devices plot"),
     params:
         code=code_version("summarise"),
         outdir=lambda w, output: os.path.dirname(output.table1),
