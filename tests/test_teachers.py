@@ -56,3 +56,21 @@ def test_ensemble_equals_each_member_through_hear21passt_forward(weights):
             plain.load_state_dict(m.state_dict())
             ref, _ = plain(mel(wav).unsqueeze(1))
             torch.testing.assert_close(out[:, i], ref, rtol=1e-5, atol=1e-5)
+
+
+def test_clips_longer_than_the_checkpoint_see_their_start(weights):
+    # Checkpoints trained on 1 s (101 frames); a target with 3 s clips asks for 301 frames.
+    paths = locate_weights(NAMES, weights)
+    longer = Ensemble([load_member(paths[m], MEMBERS[m][0], ARCH, 301) for m in NAMES]).eval()
+    exact = Ensemble([load_member(paths[m], MEMBERS[m][0], ARCH, 101) for m in NAMES]).eval()
+    wav = torch.randn(2, 3 * 32000) * 0.1
+    out = longer(wav)
+    # The start of the clip: as many frames as the checkpoints' positional embeddings take (about 1 s).
+    frames = min(m.max_frames for m in longer.members)
+    assert 101 <= frames < 130
+    spec = exact.mel(wav).unsqueeze(1)[..., :frames]
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref = torch.stack([m(spec)[0] for m in exact.members], dim=1)
+    assert out.shape == (2, 3, 527) and torch.isfinite(out).all()
+    torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-4)
