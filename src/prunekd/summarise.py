@@ -133,6 +133,14 @@ def write_table_formats(df: pd.DataFrame, stem, title: str) -> None:
                        f"<body><h2>{title}</h2>" + df.to_html(index=False, na_rep="-") + "</body></html>\n")
 
 
+def _save(fig, out) -> None:
+    import matplotlib.pyplot as plt
+    fig.tight_layout()
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+
+
 def plot_table1(t1: pd.DataFrame, out) -> None:
     import matplotlib
     matplotlib.use("Agg")
@@ -148,10 +156,7 @@ def plot_table1(t1: pd.DataFrame, out) -> None:
     ax2.set_ylabel("kept share of AudioSet (%)")
     ax.legend(loc="lower left")
     ax.set_title("Table 1: threshold sweep")
-    fig.tight_layout()
-    with atomic_path(out) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
+    _save(fig, out)
 
 
 def plot_table2(t2: pd.DataFrame, out) -> None:
@@ -170,10 +175,7 @@ def plot_table2(t2: pd.DataFrame, out) -> None:
     ax.set_ylabel("macro accuracy (%)")
     ax.legend(fontsize=8)
     ax.set_title("Table 2: method vs baseline")
-    fig.tight_layout()
-    with atomic_path(out) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
+    _save(fig, out)
 
 
 def plot_controls(ct: pd.DataFrame, out) -> None:
@@ -193,10 +195,7 @@ def plot_controls(ct: pd.DataFrame, out) -> None:
     ax.set_ylabel("macro accuracy (%)")
     ax.legend(fontsize=7)
     ax.set_title("Controls: distilled on the pruned set vs a random subset vs all vs none")
-    fig.tight_layout()
-    with atomic_path(out) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
+    _save(fig, out)
 
 
 def plot_devices(runs: pd.DataFrame, threshold: float, out) -> None:
@@ -216,10 +215,7 @@ def plot_devices(runs: pd.DataFrame, threshold: float, out) -> None:
     ax.set_ylabel("macro accuracy (%)")
     ax.set_title(f"Accuracy per device (split {last})")
     ax.legend()
-    fig.tight_layout()
-    with atomic_path(out) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
+    _save(fig, out)
 
 
 def summarise(metric_files, prune_files, outdir, sweep_split, threshold: float, target: str = "",
