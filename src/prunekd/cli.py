@@ -107,6 +107,11 @@ def _split_rows(store_path, manifest_path, column, values):
     return store, np.flatnonzero(np.isin(col, values))
 
 
+def _training_rows(a):
+    """(AudioSet store, its positions of the training clips): what is scored, pruned and drawn from."""
+    return _split_rows(a.audioset_store, a.audioset_manifest, "subset", ["balanced_train", "unbalanced_train"])
+
+
 def cmd_domain_classifier(a):
     import numpy as np
     from .atomic import write_json
@@ -142,8 +147,7 @@ def cmd_score(a):
     from .atomic import atomic_path
     from .domain import load_classifier, score_store
     s = _settings(a.settings) if a.settings else {}
-    store, train_pos = _split_rows(a.audioset_store, a.audioset_manifest, "subset",
-                                   ["balanced_train", "unbalanced_train"])
+    store, train_pos = _training_rows(a)
     model = load_classifier(a.classifier)
     scores = score_store(model, store, train_pos, s.get("members"), log=log)
     with atomic_path(a.out) as tmp:
@@ -154,7 +158,7 @@ def cmd_score(a):
 
 def cmd_histogram(a):
     import numpy as np
-    _, train_pos = _split_rows(a.audioset_store, a.audioset_manifest, "subset", ["balanced_train", "unbalanced_train"])
+    _, train_pos = _training_rows(a)
     _histogram(np.load(a.scores)[train_pos], a.thresholds, a.title, a.out)
 
 
@@ -183,8 +187,7 @@ def cmd_prune(a):
     import pandas as pd
     from .atomic import write_json, write_table
     from .domain import prune
-    store, train_pos = _split_rows(a.audioset_store, a.audioset_manifest, "subset",
-                                   ["balanced_train", "unbalanced_train"])
+    store, train_pos = _training_rows(a)
     scores = np.load(a.scores)
     kept = train_pos[prune(scores[train_pos], a.threshold)]
     rows = store["row"][:]
@@ -201,8 +204,7 @@ def cmd_random_subset(a):
     import pandas as pd
     from .atomic import write_table
     from .controls import random_subset
-    store, train_pos = _split_rows(a.audioset_store, a.audioset_manifest, "subset",
-                                   ["balanced_train", "unbalanced_train"])
+    store, train_pos = _training_rows(a)
     like = pd.read_csv(a.like, sep="\t")
     out = random_subset(store, train_pos, len(like), a.seed, a.name)
     write_table(a.out, out)
@@ -214,8 +216,7 @@ def cmd_random_subset(a):
 def cmd_full_set(a):
     from .atomic import write_table
     from .controls import full_set
-    store, train_pos = _split_rows(a.audioset_store, a.audioset_manifest, "subset",
-                                   ["balanced_train", "unbalanced_train"])
+    store, train_pos = _training_rows(a)
     write_table(a.out, full_set(store, train_pos))
     log(f"all {len(train_pos)} AudioSet training clips with logits")
 

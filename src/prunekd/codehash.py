@@ -79,12 +79,17 @@ def _command_function(command: str, package_dir: Path) -> ast.FunctionDef:
 
 
 def _step_nodes(command: str, package_dir: Path) -> list[ast.FunctionDef]:
-    """The CLI function of `command` and the private cli.py helpers it calls (e.g. _split_rows)."""
+    """The CLI function of `command` and the private cli.py helpers it calls (e.g. _split_rows), transitively."""
     fn = _command_function(command, package_dir)
-    helpers = {n.func.id for n in ast.walk(fn) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)
-               and n.func.id.startswith("_")}
-    return [fn] + sorted((n for n in _parse(package_dir / "cli.py").body
-                          if isinstance(n, ast.FunctionDef) and n.name in helpers), key=lambda n: n.name)
+    defs = {n.name: n for n in _parse(package_dir / "cli.py").body if isinstance(n, ast.FunctionDef)}
+    seen, todo = set(), [fn]
+    while todo:
+        for n in ast.walk(todo.pop()):
+            if isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id.startswith("_") \
+                    and n.func.id in defs and n.func.id not in seen:
+                seen.add(n.func.id)
+                todo.append(defs[n.func.id])
+    return [fn] + [defs[name] for name in sorted(seen)]
 
 
 def step_modules(command: str, package_dir: Path = HERE) -> list[str]:
