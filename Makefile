@@ -18,7 +18,7 @@ $(STAMP): envs/requirements.txt pyproject.toml
 demo: $(STAMP)
 	PATH=$(abspath $(BIN)):$$PATH $(SMK) --profile profiles/demo
 	PATH=$(abspath $(BIN)):$$PATH $(SMK) --profile profiles/demo --report results/report.html
-	@echo "Tables: results/summary/table1.md results/summary/table2.md  Report: results/report.html"
+	@echo "Tables: results/summary/<target>/ (table1, table2, controls: .md .csv .html; tau, sounds)  Report: results/report.html"
 
 test: $(STAMP)
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/python -m pytest -q tests

@@ -17,6 +17,8 @@ from conftest import BIN, REPO
 from test_reruns import planned
 
 JOBCOMP = "/var/log/slurm/jobcomp.log"
+GRES_LOG = "/var/log/slurm/job-gres.log"   # written by the node's Epilog (.ci/slurm-up) after every job
+GPU_RULES = {"teacher_logits", "distill", "finetune", "baseline"}
 ENV = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
 # Split 100 only (its threshold sweep): every rule, fewer jobs; SLURM adds seconds per job here.
 SLURM_GRID = REPO / "tests/slurm_grid.yaml"
@@ -35,12 +37,14 @@ def _slurm_is_up() -> bool:
 
 @pytest.fixture(scope="module")
 def slurm():
-    if not _slurm_is_up():
-        if os.geteuid() != 0:
-            pytest.skip("SLURM is not running here, and starting it (.ci/slurm-up) needs root")
+    # As root, always (re)apply .ci/slurm-up: it is idempotent and installs the Epilog the GPU check reads,
+    # also where an older configuration is running.
+    if os.geteuid() == 0:
         p = subprocess.run([str(REPO / ".ci/slurm-up")], capture_output=True, text=True, timeout=900)
         if p.returncode != 0 or not _slurm_is_up():
             pytest.skip(f"SLURM could not be started by .ci/slurm-up: {(p.stderr or p.stdout)[-600:]}")
+    elif not _slurm_is_up():
+        pytest.skip("SLURM is not running here, and starting it (.ci/slurm-up) needs root")
     return JOBCOMP
 
 
@@ -68,6 +72,18 @@ def jobcomp_records(workdir):
     return out
 
 
+def gres_records(workdir):
+    """The Epilog's record of the jobs that ran in `workdir`: JobId -> (rule, GPUs SLURM gave it or "none")."""
+    out = {}
+    if not os.path.exists(GRES_LOG):
+        return out
+    for line in open(GRES_LOG):
+        m = re.match(r"JobId=(\d+) GPUs=(\S+) WorkDir=(.*) Comment=(.*)$", line.rstrip("\n"))
+        if m and m[3].rstrip("/") == str(workdir).rstrip("/"):
+            out[m[1]] = (m[4].removeprefix("rule_").split("_wildcards_")[0], m[2])
+    return out
+
+
 @pytest.fixture(scope="module")
 def slurm_run(slurm, tmp_path_factory):
     wd = tmp_path_factory.mktemp("slurm")
@@ -81,9 +97,15 @@ def test_every_job_goes_through_sbatch_and_matches_a_local_run(slurm_run, demo_r
     records = jobcomp_records(wd)
     assert n_jobs > 20 and len(records) == n_jobs, (n_jobs, len(records))
     assert all(r["JobState"] == "COMPLETED" for r in records.values())
-    # The GPU rules asked SLURM for a GPU; the CPU rules did not.
-    gres = subprocess.run(["grep", "-c", "gpu", "/var/log/slurm/slurmctld.log"], capture_output=True, text=True)
-    assert int(gres.stdout.strip() or 0) > 0
+    # Each GPU rule's jobs got a GPU from SLURM; no CPU rule's job got one (the Epilog's record of every job).
+    deadline = time.time() + 30  # the Epilog may still be writing the last job's line
+    while set(gres := gres_records(wd)) != set(records) and time.time() < deadline:
+        time.sleep(1)
+    assert set(gres) == set(records), (sorted(gres), sorted(records))
+    rules = {rule for rule, _ in gres.values()}
+    assert GPU_RULES <= rules and rules - GPU_RULES, rules
+    wrong = {job: (rule, gpus) for job, (rule, gpus) in gres.items() if (gpus != "none") != (rule in GPU_RULES)}
+    assert not wrong, wrong
     # Same results as the local run of the same config.
     for rel in ["results/prune/tau/all/split100/thr0.2/kept.tsv", "results/prune/tau/all/split100/thr0.3/kept.tsv",
                 "results/summary/tau/table1.csv"]:

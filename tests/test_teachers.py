@@ -22,7 +22,7 @@ def test_saved_weights_load_back_through_the_real_path(weights):
     paths = locate_weights(NAMES, weights)
     for m in NAMES:
         ref = torch.load(paths[m], weights_only=True)
-        model = load_member(paths[m], MEMBERS[m][0], ARCH, 101)
+        model = load_member(paths[m], MEMBERS[m][0], ARCH)
         assert all(torch.equal(ref[k], v) for k, v in model.state_dict().items())
 
 
@@ -37,12 +37,12 @@ def test_missing_weights_error_lists_the_files(tmp_path, monkeypatch):
 def test_wrong_size_is_refused(weights):
     p = weights / checkpoint_file(NAMES[0])
     with pytest.raises(WeightsError, match="expected"):
-        load_member(p, 10, ARCH, 101, expected_size=p.stat().st_size + 1)
+        load_member(p, 10, ARCH, expected_size=p.stat().st_size + 1)
 
 
 def test_ensemble_equals_each_member_through_hear21passt_forward(weights):
     paths = locate_weights(NAMES, weights)
-    members = [load_member(paths[m], MEMBERS[m][0], ARCH, 101) for m in NAMES]
+    members = [load_member(paths[m], MEMBERS[m][0], ARCH) for m in NAMES]
     ens = Ensemble(members).eval()
     wav = torch.randn(3, 32000) * 0.1
     out = ens(wav)
@@ -59,10 +59,10 @@ def test_ensemble_equals_each_member_through_hear21passt_forward(weights):
 
 
 def test_clips_longer_than_the_checkpoint_see_their_start(weights):
-    # Checkpoints trained on 1 s (101 frames); a target with 3 s clips asks for 301 frames.
+    # Checkpoints trained on 1 s (101 frames); a target with 3 s clips gives 300 frames.
     paths = locate_weights(NAMES, weights)
-    longer = Ensemble([load_member(paths[m], MEMBERS[m][0], ARCH, 301) for m in NAMES]).eval()
-    exact = Ensemble([load_member(paths[m], MEMBERS[m][0], ARCH, 101) for m in NAMES]).eval()
+    longer = Ensemble([load_member(paths[m], MEMBERS[m][0], ARCH) for m in NAMES]).eval()
+    exact = Ensemble([load_member(paths[m], MEMBERS[m][0], ARCH) for m in NAMES]).eval()
     wav = torch.randn(2, 3 * 32000) * 0.1
     out = longer(wav)
     # The start of the clip: as many frames as the checkpoints' positional embeddings take (about 1 s).
@@ -74,3 +74,48 @@ def test_clips_longer_than_the_checkpoint_see_their_start(weights):
         ref = torch.stack([m(spec)[0] for m in exact.members], dim=1)
     assert out.shape == (2, 3, 527) and torch.isfinite(out).all()
     torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-4)
+
+
+# The nine PaSST releases as hear21passt builds them (get_model: 128 x 998 input, patch 16, the member's
+# stride, PaSST-S width and heads, distilled token); one block instead of twelve keeps the test fast, every
+# embedding has the released shape (e.g. time_new_pos_embed [1, 768, 1, 99] at stride 10).
+RELEASE = {"n_mels": 128, "embed_dim": 768, "depth": 1, "num_heads": 12}
+
+
+def hear21passt_release(stride):
+    import hear21passt.models.passt as passt
+    passt.first_RUN = False
+    return passt.PaSST(img_size=(128, 998), patch_size=16, stride=(stride, stride), in_chans=1, num_classes=527,
+                       embed_dim=768, depth=RELEASE["depth"], num_heads=12, distilled=True)
+
+
+@pytest.fixture(scope="module")
+def release_weights(tmp_path_factory):
+    d = tmp_path_factory.mktemp("passt-releases")
+    torch.manual_seed(0)
+    for m, (stride, _, f) in MEMBERS.items():
+        torch.save(hear21passt_release(stride).state_dict(), d / f)  # a plain state dict, as released
+    return d
+
+
+def test_release_shaped_checkpoints_give_hear21passt_logits_on_1s_and_10s_clips(release_weights):
+    paths = locate_weights(list(MEMBERS), release_weights)
+    assert torch.load(paths["passt_s_swa_p16_128_ap476"], weights_only=True)["time_new_pos_embed"].shape == (1, 768, 1, 99)
+    members = [load_member(paths[m], MEMBERS[m][0], RELEASE) for m in MEMBERS]
+    ens = Ensemble(members).eval()
+    mel = build_mel()
+    torch.manual_seed(1)
+    for seconds in (1, 10):
+        wav = torch.randn(2, seconds * 32000) * 0.1
+        out = ens(wav)
+        assert out.shape == (2, 9, 527) and torch.isfinite(out).all()
+        # The same mel input: the ensemble cuts a 10 s clip (1000 frames) to what every member's grid takes.
+        cut = min(m.max_frames for m in members)
+        assert cut >= 998
+        spec = mel(wav).unsqueeze(1)[..., :cut]
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            for i, (m, (stride, _, f)) in enumerate(MEMBERS.items()):
+                ref = hear21passt_release(stride).eval()
+                ref.load_state_dict(torch.load(paths[m], weights_only=True))
+                torch.testing.assert_close(out[:, i], ref(spec)[0], rtol=1e-4, atol=1e-4, msg=f"{m}, {seconds} s")

@@ -24,7 +24,7 @@ from .atomic import atomic_path, write_table
 from .audio import AudioError, load_clip
 from .manifest import labels_multi_hot, ok_rows
 from .store import N_CLASSES, ROW_CHUNK, create_ensemble_array
-from .teachers import MEMBERS, Ensemble, load_member, n_frames, sha256
+from .teachers import MEMBERS, Ensemble, load_member, sha256
 
 
 
@@ -69,10 +69,9 @@ def compute_shard(manifest_path, dataset: str, shard: int, shard_size: int, weig
     part = ok_rows(manifest, shard * shard_size, (shard + 1) * shard_size)
     members = teacher_cfg["members"]
     n, tile = clip_samples(data_cfg)
-    frames = n_frames((tile or n) / 32000)
     paths = locate_weights(members, weights_dir)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    ens = Ensemble([load_member(paths[m], MEMBERS[m][0], teacher_cfg["architecture"], frames) for m in members])
+    ens = Ensemble([load_member(paths[m], MEMBERS[m][0], teacher_cfg["architecture"]) for m in members])
     ens.to(device)
     amp = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": None}[teacher_cfg["precision"]]
     amp = amp if device.type == "cuda" else None

@@ -1,4 +1,4 @@
-"""The PaSST teacher ensemble (REFERENCE.md section 2): build, locate weights, load, run.
+"""The PaSST teacher ensemble (docs/method.md, "Teachers"): build, locate weights, load, run.
 
 All members share one front end (128 mels, hop 320), so the mel spectrogram is computed once per
 batch and fed to every member.
@@ -31,6 +31,9 @@ MEMBERS = {
 }
 
 
+RELEASE_FRAMES = 998  # mel frames of a 10 s clip: what every released PaSST checkpoint was trained on
+
+
 class WeightsError(FileNotFoundError):
     pass
 
@@ -51,8 +54,9 @@ def _quiet_import():
     return passt
 
 
-def build_member(stride: int, arch: dict, n_frames: int, fused_attention: bool = True) -> nn.Module:
-    """PaSST-S with the given patch stride; `arch` shrinks it for the demo.
+def build_member(stride: int, arch: dict, n_frames: int = 998, fused_attention: bool = True) -> nn.Module:
+    """PaSST-S with the given patch stride, built for `n_frames` (998: 10 s, as released); `arch` shrinks the
+    transformer for the demo (the embedding shapes over time and frequency stay the releases').
 
     fused_attention: hear21passt's attention, computed by torch's scaled_dot_product_attention (the
     same function, to float tolerance; tested): 2.3x faster on CPU, flash attention on GPU.
@@ -127,20 +131,33 @@ def download_weights(members: list[str], weights_dir) -> list[Path]:
     return out
 
 
-def load_member(path, stride: int, arch: dict, n_frames: int, expected_size: int | None = None) -> nn.Module:
-    """Load a PaSST checkpoint (a plain state dict, as released) with weights_only=True."""
+def trained_frames(time_patches: int, stride: int) -> int:
+    """Mel frames a member was built for, from its checkpoint's time positional embedding (99 patches at
+    stride 10 for the 10 s releases): 998, as hear21passt builds them, where that gives the same grid."""
+    return RELEASE_FRAMES if (RELEASE_FRAMES - 16) // stride + 1 == time_patches else (time_patches - 1) * stride + 16
+
+
+def load_member(path, stride: int, arch: dict, expected_size: int | None = None) -> nn.Module:
+    """Load a PaSST checkpoint (a plain state dict, as released) with weights_only=True.
+
+    The member is built for the frames its checkpoint was trained on (998 for every release), whatever the
+    clips it will see: PaSST cuts its time positional embedding to a shorter input (1 s TAU clips take the
+    first 10 of 99 time patches at stride 10), as hear21passt's own forward_features does. Longer inputs
+    than it was trained on are cut by Ensemble to `max_frames`.
+    """
     path = Path(path)
     if expected_size is not None and path.stat().st_size != expected_size:
         raise WeightsError(f"{path}: size {path.stat().st_size} bytes, expected {expected_size}; re-download it")
     passt = _quiet_import()
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    # A checkpoint covers the clip length it was trained on (10 s for the releases): longer target clips are
-    # cut to it, as PaSST cannot place more time patches than its positional embedding holds.
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # a truncated download or another file under the release's name
+        raise WeightsError(f"{path}: not a readable PyTorch checkpoint ({type(e).__name__}: {str(e)[:200]})") from None
     trained = state.get("time_new_pos_embed")
-    if trained is not None and trained.ndim == 4 and n_frames // stride > trained.shape[-1]:
-        n_frames = trained.shape[-1] * stride
-    model = build_member(stride, arch, n_frames)
-    model.max_frames = (n_frames // stride - 1) * stride + 16 + stride - 1  # longest input its grid takes
+    patches = trained.shape[-1] if trained is not None and trained.ndim == 4 else (RELEASE_FRAMES - 16) // stride + 1
+    frames = trained_frames(patches, stride)
+    model = build_member(stride, arch, frames)
+    model.max_frames = (patches - 1) * stride + 16 + stride - 1  # longest input whose grid its embedding covers
     state = passt.checkpoint_filter_fn(state, model)
     try:
         model.load_state_dict(state, strict=True)
@@ -187,7 +204,8 @@ def train_demo_member(member: str, stride: int, arch: dict, wav: torch.Tensor, l
     mel = build_mel()
     with torch.no_grad():
         spec = torch.cat([mel(wav[i:i + 64]) for i in range(0, len(wav), 64)]).unsqueeze(1)
-    model = build_member(stride, arch, spec.shape[-1]).train()
+    # Release-shaped (built for 998 frames) like the real checkpoints, so the demo loads them the real way.
+    model = build_member(stride, arch, RELEASE_FRAMES).train()
     # Start the head's biases at the label prior: with 527 mostly absent classes, Adam would otherwise spend
     # thousands of steps walking the biases down and the brief demo run would learn only the prior.
     prior = labels.float().mean(0).clamp(1e-3, 1 - 1e-3)
