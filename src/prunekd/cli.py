@@ -33,15 +33,22 @@ def cmd_demo_data(a):
 
 def cmd_manifest(a):
     from .atomic import write_table
-    from .manifest import audioset_manifest, target_manifest
+    from .manifest import MetadataError, audioset_manifest, class_coverage_warnings, target_manifest
     s = _settings(a.settings)
     t0 = time.time()
-    if s["adapter"] == "audioset":
-        if not a.root:
-            raise SystemExit("prunekd manifest: --root (the AudioSet folder) is needed for the audioset adapter")
-        man, rej = audioset_manifest(a.root, s["audioset_subsets"], s.get("audioset_audio_dir") or None)
-    else:
-        man, rej = target_manifest(s)
+    try:
+        if s["adapter"] == "audioset":
+            if not a.root:
+                raise SystemExit("prunekd manifest: --root (the AudioSet folder) is needed for the audioset adapter")
+            man, rej = audioset_manifest(a.root, s["audioset_subsets"], s.get("audioset_audio_dir") or None,
+                                         bad_labels=s["bad_audio"])
+        else:
+            man, rej = target_manifest(s)
+    except MetadataError as e:  # one line naming the file (and line), not a traceback
+        raise SystemExit(f"prunekd manifest: {e}") from None
+    if s["adapter"] != "audioset":
+        for w in class_coverage_warnings(man):
+            log(f"warning: {a.out}: {w}")
     if len(rej) and s["bad_audio"] == "fail":
         r = rej.iloc[0]
         where = f"{r['list']} line {r['line']}" if "list" in r else str(man.loc[man["row"] == r["row"], "path"].iloc[0])
@@ -255,10 +262,17 @@ def cmd_evaluate(a):
 
 
 def cmd_summarise(a):
+    import pandas as pd
+    from .manifest import class_coverage_warnings
     from .summarise import summarise
     s = _settings(a.settings)
+    warnings = []
+    if a.manifest:
+        warnings = class_coverage_warnings(pd.read_csv(a.manifest, sep="\t", dtype=str, keep_default_na=False))
+        for w in warnings:
+            log(f"warning: {a.manifest}: {w}")
     summarise(a.metrics, a.prune_stats, a.outdir, s["sweep_split"], s["threshold"], s.get("target", ""),
-              s.get("adapter", "tau2022"))
+              s.get("adapter", "tau2022"), warnings)
     log(f"summary written to {a.outdir}")
 
 
@@ -363,6 +377,7 @@ def main(argv=None):
         req("--out", "metrics JSON"), req("--predictions", "predictions CSV (submission layout)"), S)
     add("summarise", cmd_summarise, "Tables 1 and 2 (CSV, Markdown, HTML) and plots.",
         (["--metrics"], {"nargs": "+", "required": True}), (["--prune-stats"], {"nargs": "+", "required": True}),
+        (["--manifest"], {"help": "target manifest: warns above the tables about classes a split lacks"}),
         req("--outdir", "summary folder"), S)
     add("rejected", cmd_rejected, "Count the rejected clips of every dataset by reason, for the report.",
         (["--tables"], {"nargs": "+", "required": True, "help": "DATASET=rejected.tsv ..."}),
