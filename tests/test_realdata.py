@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
-from conftest import BIN
+from conftest import BIN, REPO
 from prunekd.audio import AudioError, load_clip
 from prunekd.manifest import MetadataError, audioset_manifest
 
@@ -126,3 +126,85 @@ def test_test_classes_missing_from_training_are_warned_in_the_manifest_log_and_t
     assert p.returncode == 0, p.stderr
     for name in ("table1.md", "table2.md", "table1.html"):
         assert "test classes never in training: park" in (tmp_path / "sum" / name).read_text(), name
+
+
+# ---- the workflow: a user's folders, config mistakes, absent data, profiles --------------------------------
+
+DEMO_CFG = {"seed": 1, "audioset_clips": {"eval": 3, "balanced_train": 3, "unbalanced_train": 3},
+            "audioset_sample_rate": 32000, "audioset_clip_seconds": 1.0, "scene_share": 0.3,
+            "tau_train_clips": 20, "tau_test_clips": 10}
+
+
+def _users_audioset(root):
+    """A user's AudioSet copy: the four metadata files and one FLAC per segment."""
+    rows = [("--PJHxphWEs", 30.0, "/m/09x0r"), ("-0RWZT-miFs", 0.0, "/m/07qfr4h")]
+    _audioset(root, rows, eval_rows=[("-1nilez17Dg", 20.0, "/m/09x0r")])
+    (root / "audio").mkdir()
+    for y, _, _ in rows + [("-1nilez17Dg", 0, "")]:
+        sf.write(str(root / "audio" / f"{y}.flac"), _tone(1, 32000), 32000)
+    return {p: p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
+def _smk(workdir, *args, cwd=None):
+    from conftest import LOCAL_ENV
+    p = subprocess.run([str(BIN / "snakemake"), *args, "--directory", str(workdir), "--cores", "1"], cwd=cwd or REPO,
+                       capture_output=True, text=True, env=LOCAL_ENV)
+    return p.returncode, p.stdout + p.stderr
+
+
+def _demo_args(*extra):
+    return ["-s", str(REPO / "Snakefile"), "--configfiles", str(REPO / "config.yaml"),
+            str(REPO / "profiles/demo/demo.yaml"), str(REPO / "tests/tiny.yaml"), *map(str, extra)]
+
+
+def test_demo_never_writes_into_a_users_folder(tmp_path):
+    from prunekd.checks import CheckError
+    from prunekd.demo_data import make_demo_data
+    users = tmp_path / "AudioSet"
+    before = _users_audioset(users)
+    with pytest.raises(CheckError, match=rf"paths.audioset: {users} holds files the demo did not write"):
+        make_demo_data(users, tmp_path / "tau", DEMO_CFG)
+    assert {p: p.read_bytes() for p in users.rglob("*") if p.is_file()} == before
+    assert not (tmp_path / "tau").exists()                     # nothing written anywhere
+    # The workflow refuses when the DAG is built (Snakemake would delete the demo's outputs before its job).
+    cfg = tmp_path / "mine.yaml"
+    cfg.write_text(f"paths:\n  audioset: {users}\n")
+    for args in (["-n"], ["-n", "--forceall"], []):
+        rc, out = _smk(tmp_path / "wd", *_demo_args(cfg), *args)
+        assert rc != 0 and f"paths.audioset: {users} holds files the demo did not write" in out, out[-2000:]
+    assert {p: p.read_bytes() for p in users.rglob("*") if p.is_file()} == before
+    # A folder the demo made is its own: a second run may rewrite it.
+    make_demo_data(tmp_path / "demo_as", tmp_path / "demo_tau", DEMO_CFG)
+    make_demo_data(tmp_path / "demo_as", tmp_path / "demo_tau", DEMO_CFG)
+
+
+def test_config_typo_is_one_short_line_naming_file_key_and_the_nearest_key(tmp_path):
+    cfg = tmp_path / "mine.yaml"
+    cfg.write_text("distilation:\n  iterations: 3\n")
+    rc, out = _smk(tmp_path / "wd", *_demo_args(cfg), "-n")
+    assert rc != 0 and f"{cfg}: unknown config key 'distilation'; did you mean 'distillation'?" in out
+    assert len(out.splitlines()) < 10 and "additionalProperties" not in out
+
+
+def test_absent_target_root_warns_in_a_dry_run_and_stops_a_real_run_before_any_job(tmp_path):
+    _users_audioset(tmp_path / "AudioSet")
+    cfg = tmp_path / "real.yaml"
+    cfg.write_text(f"demo:\n  enabled: false\npaths:\n  audioset: {tmp_path / 'AudioSet'}\n"
+                   f"targets:\n  tau:\n    root: {tmp_path / 'TAU-mistyped'}\n")
+    args = ["-s", str(REPO / "Snakefile"), "--configfiles", str(REPO / "config.yaml"), str(cfg)]
+    line = f"targets.tau.root: {tmp_path / 'TAU-mistyped'} does not exist"
+    rc, out = _smk(tmp_path / "wd", *args, "-n")
+    assert rc == 0 and f"warning: {line}" in out                  # a dry run still plans, and says so
+    rc, out = _smk(tmp_path / "wd", *args)
+    assert rc != 0 and line in out and "FileNotFoundError" not in out
+    assert not (tmp_path / "wd/results").exists()                 # stopped before any job
+
+
+def test_own_config_over_the_demo_profile_is_refused_with_the_way_that_layers(tmp_path):
+    mine = tmp_path / "mine.yaml"
+    mine.write_text("grid:\n  seeds: [0, 1]\n")
+    rc, out = _smk(tmp_path / "wd", "--profile", "profiles/demo", "--configfile", str(mine), "-n")
+    layered = f"--configfiles config.yaml profiles/demo/demo.yaml {mine}"
+    assert rc != 0 and "profiles/demo/demo.yaml would be dropped" in out and layered in out
+    rc, out = _smk(tmp_path / "wd", "--profile", "profiles/demo", *layered.split(), "-n")
+    assert rc == 0 and "demo_data" in out and "baseline" in out, out[-2000:]

@@ -26,8 +26,12 @@ def _settings(s: str) -> dict:
 
 
 def cmd_demo_data(a):
+    from .checks import CheckError
     from .demo_data import make_demo_data
-    make_demo_data(a.audioset_root, a.tau_roots, _settings(a.settings), a.csv_targets)
+    try:
+        make_demo_data(a.audioset_root, a.tau_roots, _settings(a.settings), a.csv_targets)
+    except CheckError as e:
+        raise SystemExit(f"prunekd demo-data: {e}") from None
     log(f"demo data written to {', '.join([a.audioset_root, *a.tau_roots, *a.csv_targets])}")
 
 
