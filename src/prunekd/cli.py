@@ -305,6 +305,25 @@ def cmd_rejected(a):
     log(f"rejected clips: {int(counts['clips'].sum())} ({', '.join(f'{k}: {v}' for k, v in tables.items())})")
 
 
+def cmd_clip_jobs(a):
+    """Outputs to pass to `snakemake --forcerun` so that replaced clips are read again (README, Reruns)."""
+    import pandas as pd
+    man_path = Path(a.manifest)
+    dataset, results = man_path.stem, man_path.parent.parent
+    man = pd.read_csv(man_path, sep="\t", dtype=str, keep_default_na=False)
+    out = []
+    for clip in a.clips:
+        hit = man[(man["id"] == clip) | (man["path"] == clip) | (man["path"].map(lambda p: Path(p).name) == clip)]
+        if hit.empty:
+            raise SystemExit(f"{man_path}: no clip {clip!r} (give an id, a path or a file name)")
+        for row in hit["row"].astype(int):
+            shard = f"{row // a.shard_size:05d}"
+            out.append(f"{results}/logits/{dataset}/shards/{shard}.zarr")
+            if dataset == "audioset":
+                out.append(f"{results}/packed/audioset/{shard}.zarr")
+    print(" ".join(dict.fromkeys(out)))
+
+
 def cmd_submit(a):
     from .submit import submit, wait
     args = [x for x in a.snakemake_args if x != "--"]
@@ -404,6 +423,10 @@ def main(argv=None):
     add("rejected", cmd_rejected, "Count the rejected clips of every dataset by reason, for the report.",
         (["--tables"], {"nargs": "+", "required": True, "help": "DATASET=rejected.tsv ..."}),
         req("--outdir", "summary folder"))
+    add("clip-jobs", cmd_clip_jobs, "The shard outputs that read given clips: snakemake --forcerun $(prunekd clip-jobs ...).",
+        req("--manifest", "the dataset's manifest (results/manifests/<dataset>.tsv)"),
+        (["--shard-size"], {"type": int, "default": 10000, "help": "teachers.shard_size (default 10000)"}),
+        (["clips"], {"nargs": "+", "help": "clip ids (the YTID), paths or file names"}))
     add("submit", cmd_submit, "Run the Snakemake controller as a SLURM job (submitit), requeued on time-out.",
         (["--profile"], {"default": "profiles/slurm", "help": "Snakemake profile for the workflow's jobs"}),
         (["--workdir"], {"default": ".", "help": "workflow directory (holds the Snakefile)"}),
