@@ -16,6 +16,10 @@ include: "workflow/rules/results.smk"
 report: "workflow/report/workflow.rst"
 
 
+onstart:
+    refuse_missing_data(workflow.dag)
+
+
 rule all:
     input:
         summary_outputs(),

@@ -93,7 +93,7 @@ def test_audio_is_downmixed_resampled_and_padded(tmp_path):
     assert np.abs(x[:15000]).max() == pytest.approx(0.5, abs=0.02) and np.all(x[16100:] == 0)
 
 
-@pytest.mark.parametrize("kind,reason", [("missing", "missing"), ("empty", "empty"), ("corrupt", "unreadable"),
+@pytest.mark.parametrize("kind,reason", [("missing", "missing"), ("empty", "empty"), ("corrupt", "exists but unreadable"),
                                          ("nan", "non-finite samples"), ("silent", "silent")])
 def test_bad_clips_raise_a_named_reason(tmp_path, kind, reason):
     p = tmp_path / f"{kind}.wav"

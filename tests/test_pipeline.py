@@ -145,7 +145,7 @@ def test_bad_config_fails_naming_the_key(tmp_path):
 
 def test_damaged_clips_are_skipped_listed_and_counted_in_the_report(demo_run):
     rej = pd.read_csv(demo_run / "results/summary/rejected.tsv", sep="\t", keep_default_na=False)
-    assert sorted(rej["reason"]) == sorted(["missing", "empty", "silent", "unreadable", "non-finite samples"])
+    assert sorted(rej["reason"]) == sorted(["missing", "empty", "silent", "exists but unreadable", "non-finite samples"])
     assert set(rej["dataset"]) == {"audioset"}
     # Listed by the manifest (missing) or by the teacher pass (the rest), and never in a store.
     ids = set(zarr.open_group(str(demo_run / "results/logits/audioset.zarr"), mode="r")["id"][:])

@@ -139,3 +139,22 @@ def test_killed_shard_leaves_nothing_complete_and_reruns_alone(demo_run, tmp_pat
     np.testing.assert_array_equal(zarr.open_group(str(shard), mode="r")["member_logits"][:], before)
     g = zarr.open_group(str(wd / "results/logits/audioset.zarr"), mode="r")
     assert g["member_logits"].shape[0] == g.attrs["n_clips"] and np.isfinite(g["ensemble"][:]).all()
+
+
+def test_replaced_clip_reruns_only_its_shards_with_the_documented_forcerun(demo_run):
+    """Audio files are not tracked (a stat of 2 M files per DAG build; README, Reruns): the README's command
+    names the shards that read a replaced clip, and forcing them reruns those and what follows, nothing else."""
+    import pandas as pd
+    man = pd.read_csv(demo_run / "results/manifests/audioset.tsv", sep="\t", keep_default_na=False)
+    clip = man[(man["status"] == "ok") & (man["subset"] == "unbalanced_train")].iloc[0]
+    p = subprocess.run([str(BIN / "prunekd"), "clip-jobs", "--manifest", "results/manifests/audioset.tsv",
+                        "--shard-size", "80", os.path.basename(clip["path"])], cwd=demo_run, capture_output=True,
+                       text=True)
+    assert p.returncode == 0, p.stderr
+    shard = f"{int(clip['row']) // 80:05d}"
+    forced = p.stdout.split()
+    assert forced == [f"results/logits/audioset/shards/{shard}.zarr", f"results/packed/audioset/{shard}.zarr"]
+    jobs = planned(demo_run, targets=["--forcerun", *forced])
+    assert jobs["teacher_logits"] == [forced[0]] and jobs["pack_audio"] == [forced[1]]
+    assert "manifest_audioset" not in jobs and "distill" in jobs
+    assert "--forcerun $(prunekd clip-jobs" in (REPO / "README.md").read_text()

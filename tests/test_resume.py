@@ -69,3 +69,35 @@ def test_killed_distillation_resumes_to_identical_weights(tmp_path, monkeypatch)
     assert all(torch.equal(a[k], b[k]) for k in a)
     curve = pd.read_csv(tmp_path / "cut.tsv", sep="\t")
     assert list(curve["step"]) == list(range(1, 7))
+
+
+def test_killed_job_resumes_with_the_whole_curve_after_snakemake_deleted_its_outputs(tmp_path, monkeypatch):
+    """`prunekd distill` as the rule runs it: Snakemake deletes a failed job's curve.tsv, the checkpoints stay."""
+    import json
+    from prunekd import cli
+    _inputs(tmp_path)
+    settings = json.dumps({"distillation": CFG, "student": STUDENT, "frontend": FRONTEND, "clip_seconds": 1.0})
+    argv = ["distill", "--store", str(tmp_path / "s.zarr"), "--manifest", str(tmp_path / "m.tsv"),
+            "--kept", str(tmp_path / "k.tsv"), "--out", str(tmp_path / "out/student.pt"),
+            "--curve", str(tmp_path / "out/curve.tsv"), "--checkpoint-dir", str(tmp_path / "out/checkpoints"),
+            "--settings", settings]
+    real_save = distill_mod.save_checkpoint
+
+    class Killed(Exception):
+        pass
+
+    def save_then_die(*a, **k):
+        real_save(*a, **k)
+        raise Killed
+
+    monkeypatch.setattr(distill_mod, "save_checkpoint", save_then_die)
+    try:
+        cli.main(argv)
+    except Killed:
+        pass
+    for out in ("student.pt", "curve.tsv"):           # what Snakemake removes of a failed job
+        (tmp_path / "out" / out).unlink(missing_ok=True)
+    monkeypatch.setattr(distill_mod, "save_checkpoint", real_save)
+    cli.main(argv)
+    curve = pd.read_csv(tmp_path / "out/curve.tsv", sep="\t")
+    assert list(curve["step"]) == list(range(1, 7))

@@ -1,7 +1,7 @@
 """Decode, downmix, resample and pad/crop audio clips.
 
-soundfile (libsndfile) decodes WAV, FLAC and MP3, the formats local AudioSet copies use.
-Every problem becomes an `AudioError` with a short reason, so callers can skip and list.
+soundfile (libsndfile) decodes WAV, FLAC, MP3, OGG (Vorbis and Opus) and the other formats in
+`manifest.AUDIO_EXTS`. Every problem becomes an `AudioError` with a short reason, so callers can skip and list.
 """
 
 from __future__ import annotations
@@ -47,10 +47,13 @@ def load_clip(path, sample_rate: int, n_samples: int | None = None, min_seconds:
     """Mono float32 at `sample_rate`, padded/cropped to `n_samples` when given."""
     if not os.path.exists(path):
         raise AudioError(path, "missing")
+    size = os.path.getsize(path)
+    if size == 0:  # libsndfile would call it "not a regular file (possibly a pipe?)"
+        raise AudioError(path, "empty", "0 bytes")
     try:
         data, sr = sf.read(str(path), dtype="float32", always_2d=True)
     except Exception as e:  # libsndfile reports corrupt, truncated and unknown formats alike
-        raise AudioError(path, "unreadable", str(e).splitlines()[0][:200]) from None
+        raise AudioError(path, "exists but unreadable", f"{size} bytes: " + (str(e).splitlines() or [""])[0][:200]) from None
     if data.shape[0] == 0:
         raise AudioError(path, "empty")
     if not np.isfinite(data).all():

@@ -26,22 +26,33 @@ def _settings(s: str) -> dict:
 
 
 def cmd_demo_data(a):
+    from .checks import CheckError
     from .demo_data import make_demo_data
-    make_demo_data(a.audioset_root, a.tau_roots, _settings(a.settings), a.csv_targets)
+    try:
+        make_demo_data(a.audioset_root, a.tau_roots, _settings(a.settings), a.csv_targets)
+    except CheckError as e:
+        raise SystemExit(f"prunekd demo-data: {e}") from None
     log(f"demo data written to {', '.join([a.audioset_root, *a.tau_roots, *a.csv_targets])}")
 
 
 def cmd_manifest(a):
     from .atomic import write_table
-    from .manifest import audioset_manifest, target_manifest
+    from .manifest import MetadataError, audioset_manifest, class_coverage_warnings, target_manifest
     s = _settings(a.settings)
     t0 = time.time()
-    if s["adapter"] == "audioset":
-        if not a.root:
-            raise SystemExit("prunekd manifest: --root (the AudioSet folder) is needed for the audioset adapter")
-        man, rej = audioset_manifest(a.root, s["audioset_subsets"], s.get("audioset_audio_dir") or None)
-    else:
-        man, rej = target_manifest(s)
+    try:
+        if s["adapter"] == "audioset":
+            if not a.root:
+                raise SystemExit("prunekd manifest: --root (the AudioSet folder) is needed for the audioset adapter")
+            man, rej = audioset_manifest(a.root, s["audioset_subsets"], s.get("audioset_audio_dir") or None,
+                                         bad_labels=s["bad_audio"])
+        else:
+            man, rej = target_manifest(s)
+    except MetadataError as e:  # one line naming the file (and line), not a traceback
+        raise SystemExit(f"prunekd manifest: {e}") from None
+    if s["adapter"] != "audioset":
+        for w in class_coverage_warnings(man):
+            log(f"warning: {a.out}: {w}")
     if len(rej) and s["bad_audio"] == "fail":
         r = rej.iloc[0]
         where = f"{r['list']} line {r['line']}" if "list" in r else str(man.loc[man["row"] == r["row"], "path"].iloc[0])
@@ -228,18 +239,36 @@ def cmd_pack_audio(a):
                s["num_workers"], log)
 
 
+def _kept_curve(a) -> Path:
+    """The curve a training job appends to: beside its checkpoint, which survives a killed job (training.py)."""
+    from .training import CURVE_NAME
+    Path(a.checkpoint_dir).mkdir(parents=True, exist_ok=True)
+    return Path(a.checkpoint_dir) / CURVE_NAME
+
+
+def _publish_curve(kept: Path, out) -> None:
+    import shutil
+    from .atomic import atomic_path
+    with atomic_path(out) as tmp:
+        shutil.copyfile(kept, tmp)
+
+
 def cmd_distill(a):
     from .distill import distill
     s = _settings(a.settings)
+    curve = _kept_curve(a)
     distill(a.store, a.manifest, a.kept, s["distillation"], s["student"], s["frontend"], s["clip_seconds"],
-            a.out, a.curve, a.checkpoint_dir, log, s.get("members"), packed=a.packed)
+            a.out, curve, a.checkpoint_dir, log, s.get("members"), packed=a.packed)
+    _publish_curve(curve, a.curve)
 
 
 def cmd_finetune(a):
     from .finetune import finetune
     s = _settings(a.settings)
-    finetune(a.manifest, f"split{a.split}", s["training"], s["student"], s["frontend"], a.seed, a.out, a.curve,
+    curve = _kept_curve(a)
+    finetune(a.manifest, f"split{a.split}", s["training"], s["student"], s["frontend"], a.seed, a.out, curve,
              a.checkpoint_dir, a.init, log)
+    _publish_curve(curve, a.curve)
 
 
 def cmd_evaluate(a):
@@ -255,10 +284,17 @@ def cmd_evaluate(a):
 
 
 def cmd_summarise(a):
+    import pandas as pd
+    from .manifest import class_coverage_warnings
     from .summarise import summarise
     s = _settings(a.settings)
+    warnings = []
+    if a.manifest:
+        warnings = class_coverage_warnings(pd.read_csv(a.manifest, sep="\t", dtype=str, keep_default_na=False))
+        for w in warnings:
+            log(f"warning: {a.manifest}: {w}")
     summarise(a.metrics, a.prune_stats, a.outdir, s["sweep_split"], s["threshold"], s.get("target", ""),
-              s.get("adapter", "tau2022"))
+              s.get("adapter", "tau2022"), warnings)
     log(f"summary written to {a.outdir}")
 
 
@@ -267,6 +303,25 @@ def cmd_rejected(a):
     tables = dict(t.split("=", 1) for t in a.tables)
     counts = rejected_report(tables, a.outdir)
     log(f"rejected clips: {int(counts['clips'].sum())} ({', '.join(f'{k}: {v}' for k, v in tables.items())})")
+
+
+def cmd_clip_jobs(a):
+    """Outputs to pass to `snakemake --forcerun` so that replaced clips are read again (README, Reruns)."""
+    import pandas as pd
+    man_path = Path(a.manifest)
+    dataset, results = man_path.stem, man_path.parent.parent
+    man = pd.read_csv(man_path, sep="\t", dtype=str, keep_default_na=False)
+    out = []
+    for clip in a.clips:
+        hit = man[(man["id"] == clip) | (man["path"] == clip) | (man["path"].map(lambda p: Path(p).name) == clip)]
+        if hit.empty:
+            raise SystemExit(f"{man_path}: no clip {clip!r} (give an id, a path or a file name)")
+        for row in hit["row"].astype(int):
+            shard = f"{row // a.shard_size:05d}"
+            out.append(f"{results}/logits/{dataset}/shards/{shard}.zarr")
+            if dataset == "audioset":
+                out.append(f"{results}/packed/audioset/{shard}.zarr")
+    print(" ".join(dict.fromkeys(out)))
 
 
 def cmd_submit(a):
@@ -363,10 +418,15 @@ def main(argv=None):
         req("--out", "metrics JSON"), req("--predictions", "predictions CSV (submission layout)"), S)
     add("summarise", cmd_summarise, "Tables 1 and 2 (CSV, Markdown, HTML) and plots.",
         (["--metrics"], {"nargs": "+", "required": True}), (["--prune-stats"], {"nargs": "+", "required": True}),
+        (["--manifest"], {"help": "target manifest: warns above the tables about classes a split lacks"}),
         req("--outdir", "summary folder"), S)
     add("rejected", cmd_rejected, "Count the rejected clips of every dataset by reason, for the report.",
         (["--tables"], {"nargs": "+", "required": True, "help": "DATASET=rejected.tsv ..."}),
         req("--outdir", "summary folder"))
+    add("clip-jobs", cmd_clip_jobs, "The shard outputs that read given clips: snakemake --forcerun $(prunekd clip-jobs ...).",
+        req("--manifest", "the dataset's manifest (results/manifests/<dataset>.tsv)"),
+        (["--shard-size"], {"type": int, "default": 10000, "help": "teachers.shard_size (default 10000)"}),
+        (["clips"], {"nargs": "+", "help": "clip ids (the YTID), paths or file names"}))
     add("submit", cmd_submit, "Run the Snakemake controller as a SLURM job (submitit), requeued on time-out.",
         (["--profile"], {"default": "profiles/slurm", "help": "Snakemake profile for the workflow's jobs"}),
         (["--workdir"], {"default": ".", "help": "workflow directory (holds the Snakefile)"}),

@@ -229,11 +229,20 @@ def make_csv_target(csv_path: Path, n_train: int, n_test: int, rng: np.random.Ge
 
 
 def make_demo_data(audioset_root, tau_roots, cfg: dict, csv_targets=()) -> None:
+    """Write the demo's data, only into folders that are absent, empty or the demo's own (checks.DEMO_MARKER):
+    pointed at a user's folder by mistake, it stops before writing anything."""
+    from .checks import check_demo_folders, claim_demo_folder
+    tau_roots = [tau_roots] if isinstance(tau_roots, (str, Path)) else list(tau_roots)
+    folders = [("paths.audioset", audioset_root), *[("targets.<name>.root", r) for r in tau_roots],
+               *[("targets.<name>.csv", Path(c).parent) for c in csv_targets]]
+    check_demo_folders(folders)  # every folder first: nothing is written if one is refused
+    for key, folder in folders:
+        claim_demo_folder(folder, key)
     rng = np.random.default_rng(cfg["seed"])
     make_audioset(Path(audioset_root), cfg["audioset_clips"], cfg["audioset_clip_seconds"],
                   cfg["audioset_sample_rate"], cfg["scene_share"], rng)
     damage_clips(Path(audioset_root) / "audio" / "unbalanced_train", cfg.get("bad_clips", 0))
-    for root in [tau_roots] if isinstance(tau_roots, (str, Path)) else tau_roots:
+    for root in tau_roots:
         make_tau(Path(root), cfg["tau_train_clips"], cfg["tau_test_clips"], 44100, rng)
     for csv_path in csv_targets:
         clips = cfg.get("csv_target_clips", {"train": 120, "test": 80})

@@ -21,10 +21,15 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import soundfile as sf
 
 SUBSET_FILES = {"eval": "eval_segments.csv", "balanced_train": "balanced_train_segments.csv",
                 "unbalanced_train": "unbalanced_train_segments.csv"}
-AUDIO_EXTS = (".wav", ".flac", ".mp3")
+# File extensions per libsndfile format: the manifest looks for exactly the files the decoder reads.
+_FORMAT_EXTENSIONS = {"WAV": (".wav",), "WAVEX": (".wav",), "FLAC": (".flac",), "MP3": (".mp3",),
+                      "OGG": (".ogg", ".oga", ".opus"), "AIFF": (".aiff", ".aif"), "CAF": (".caf",),
+                      "AU": (".au", ".snd"), "W64": (".w64",), "RF64": (".rf64",)}
+AUDIO_EXTS = tuple(sorted({e for f, exts in _FORMAT_EXTENSIONS.items() if f in sf.available_formats() for e in exts}))
 SCENES = ["airport", "bus", "metro", "metro_station", "park", "public_square", "shopping_mall",
           "street_pedestrian", "street_traffic", "tram"]
 TAU_SPLITS = (5, 10, 25, 50, 100)
@@ -83,9 +88,13 @@ def _isfloat(s) -> bool:
         return False
 
 
-def scan_audio(root) -> dict[str, str]:
-    """Map file stem -> path for every audio file under root (one recursive scan)."""
+def scan_audio(root) -> tuple[dict[str, str], dict[str, str]]:
+    """One recursive scan of root: (stem -> path of every file the decoder reads, stem -> path of any other file).
+
+    The second map lets a listed clip whose only file is in another format be reported as existing.
+    """
     found: dict[str, str] = {}
+    other: dict[str, str] = {}
     stack = [str(root)]
     while stack:
         d = stack.pop()
@@ -99,15 +108,28 @@ def scan_audio(root) -> dict[str, str]:
                     stack.append(e.path)
                 elif e.name.lower().endswith(AUDIO_EXTS):
                     found.setdefault(os.path.splitext(e.name)[0], e.path)
-    return found
+                else:
+                    other.setdefault(os.path.splitext(e.name)[0], e.path)
+    return found, other
 
 
-def audioset_manifest(root, subsets, audio_dir=None) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Return (manifest, rejected). Manifest rows are in list order: eval, balanced, unbalanced."""
+def _find(files: dict, y: str, s: float):
+    # Local copies name files after the YTID, sometimes with a 'Y' prefix or the start time.
+    return files.get(y) or files.get("Y" + y) or files.get(f"{y}_{int(s)}") or files.get(f"{y}_{int(s * 1000)}") \
+        or files.get(f"Y{y}_{s:.3f}_{s + 10:.3f}")
+
+
+def audioset_manifest(root, subsets, audio_dir=None, bad_labels: str = "fail") -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Return (manifest, rejected). Manifest rows are in list order: eval, balanced, unbalanced.
+
+    bad_labels: "fail" stops at a label id missing from class_labels_indices.csv; "skip" drops the id
+    from the clip's labels (the clip itself when no label is left) and lists it in `rejected`: the
+    ontology changed between AudioSet releases, so real copies have such lines.
+    """
     root = Path(root)
     classes = read_class_labels(root / "class_labels_indices.csv")
     mid_index = dict(zip(classes["mid"], classes["index"]))
-    files = scan_audio(Path(audio_dir) if audio_dir else root / "audio")
+    files, other = scan_audio(Path(audio_dir) if audio_dir else root / "audio")
     parts = []
     for subset in subsets:
         path = root / SUBSET_FILES[subset]
@@ -123,33 +145,46 @@ def audioset_manifest(root, subsets, audio_dir=None) -> tuple[pd.DataFrame, pd.D
         raise MetadataError(f"{r['list']} line {r['line']}: duplicate YTID {r['ytid']}")
     # Plain lists (iterating pandas string columns is slow) and one parse per distinct label set: 2 M rows
     # carry a few hundred thousand distinct sets.
-    labels, parsed = [], {}
+    labels, unknown, parsed = [], [], {}
     for i, mids in enumerate(df["mids"].tolist()):
         out = parsed.get(mids)
         if out is None:
-            idx = []
+            idx, bad = [], []
             for m in mids.split(","):
                 m = m.strip()
-                if m not in mid_index:
+                if m in mid_index:
+                    idx.append(str(mid_index[m]))
+                elif bad_labels == "skip":
+                    bad.append(m)
+                else:
                     raise MetadataError(f"{df['list'].iat[i]} line {df['line'].iat[i]}: unknown label id {m!r} "
-                                        "(not in class_labels_indices.csv)")
-                idx.append(str(mid_index[m]))
-            out = parsed[mids] = " ".join(idx)
-        labels.append(out)
+                                        "(not in class_labels_indices.csv; data.bad_audio: skip drops it)")
+            out = parsed[mids] = (" ".join(idx), " ".join(bad))
+        labels.append(out[0])
+        unknown.append(out[1])
     df["labels"] = labels
-    # Local copies name files after the YTID, sometimes with a 'Y' prefix or the start time.
-    paths = []
-    for y, s in zip(df["ytid"].tolist(), df["start"].tolist()):
-        p = files.get(y) or files.get("Y" + y) or files.get(f"{y}_{int(s)}") or files.get(f"{y}_{int(s * 1000)}") \
-            or files.get(f"Y{y}_{s:.3f}_{s + 10:.3f}")
-        paths.append(p or "")
+    paths = [_find(files, y, s) or "" for y, s in zip(df["ytid"].tolist(), df["start"].tolist())]
     df["path"] = paths
     df["duration"] = df["end"] - df["start"]
-    df["status"] = np.where(df["path"] == "", "missing", "ok")
+    status = np.where(df["path"] == "", "missing", "ok").astype(object)
+    for i in np.flatnonzero(df["path"] == ""):  # a file in a format the decoder does not read is not "missing"
+        o = _find(other, df["ytid"].iat[i], df["start"].iat[i])
+        if o:
+            status[i] = f"exists but not in a format the decoder reads ({os.path.splitext(o)[1] or 'no extension'})"
+    unknown = np.array(unknown, dtype=object)
+    has_unknown = unknown != ""
+    no_label = has_unknown & (df["labels"] == "").to_numpy()
+    status[no_label] = "no known label"
+    df["status"] = status
     df.insert(0, "row", np.arange(len(df)))
     df = df.rename(columns={"ytid": "id"})
     manifest = df[["row", "id", "subset", "path", "labels", "duration", "status"]]
-    rejected = df.loc[df["status"] != "ok", ["row", "id", "subset", "list", "line"]].assign(reason="missing")
+    reason = pd.Series(status, index=df.index, dtype=object)
+    reason[no_label] = [f"unknown label id {u} (clip dropped: no label left)" for u in unknown[no_label]]
+    dropped = has_unknown & ~no_label
+    reason[dropped] = [f"unknown label id {u} (label dropped, clip kept)" for u in unknown[dropped]]
+    listed = (reason != "ok").to_numpy()
+    rejected = df.loc[listed, ["row", "id", "subset", "list", "line"]].assign(reason=reason[listed].to_numpy())
     return manifest, rejected
 
 
@@ -157,6 +192,8 @@ def read_tsv(path, required: list[str]) -> pd.DataFrame:
     path = Path(path)
     try:
         df = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False, on_bad_lines="error")
+    except FileNotFoundError:
+        raise MetadataError(f"{path}: no such file (targets.<name>.root)") from None
     except pd.errors.ParserError as e:
         raise MetadataError(f"{path}: malformed row: {e}") from None
     missing = [c for c in required if c not in df.columns]
@@ -246,6 +283,27 @@ def target_manifest(s: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
     if s["adapter"] == "tau2022":
         return tau_manifest(s["root"])
     return csv_target_manifest(s["csv"], s["audio_root"], s["splits"], s.get("test_split", "test"))
+
+
+def class_coverage_warnings(manifest: pd.DataFrame) -> list[str]:
+    """Classes a split cannot teach: test classes absent from a training split's usable clips, and
+    classes of the dataset a split lacks. Without a warning every such accuracy reads 0 unexplained."""
+    ok = manifest[manifest["status"] == "ok"]
+    every = set(manifest["class_label"].astype(str))
+    test = set(ok.loc[ok["test"].astype(str) == "True", "class_label"].astype(str))
+    out = []
+    for col in [c for c in manifest.columns if c.startswith("split")]:
+        have = set(ok.loc[ok[col].astype(str) == "True", "class_label"].astype(str))
+        never = sorted(test - have)
+        if never:
+            out.append(f"{col}: test classes never in training: {', '.join(never)} (their accuracy will be 0)")
+        lacks = sorted(every - have - test)
+        if lacks:
+            out.append(f"{col}: lacks classes {', '.join(lacks)}")
+    lacks = sorted(every - test)
+    if lacks:
+        out.append(f"test split: lacks classes {', '.join(lacks)}")
+    return out
 
 
 def class_names(manifest: pd.DataFrame) -> list[str]:

@@ -122,15 +122,18 @@ def controls(runs: pd.DataFrame, prunes: pd.DataFrame) -> pd.DataFrame:
     return out.reset_index(drop=True)
 
 
-def write_table_formats(df: pd.DataFrame, stem, title: str) -> None:
+def write_table_formats(df: pd.DataFrame, stem, title: str, warnings=()) -> None:
+    import html
     write_table(f"{stem}.csv", df)
+    md_warn = "".join(f"> **Warning:** {w}\n" for w in warnings) + ("\n" if warnings else "")
+    html_warn = "".join(f"<p style='color:#a00'><b>Warning:</b> {html.escape(w)}</p>" for w in warnings)
     with atomic_path(f"{stem}.md") as tmp:
-        tmp.write_text(f"# {title}\n\n" + df.to_markdown(index=False) + "\n")
+        tmp.write_text(f"# {title}\n\n" + md_warn + df.to_markdown(index=False) + "\n")
     with atomic_path(f"{stem}.html") as tmp:
         tmp.write_text(f"<html><head><meta charset='utf-8'><title>{title}</title>"
                        "<style>table{border-collapse:collapse;font-family:sans-serif}"
                        "td,th{border:1px solid #999;padding:4px 8px;text-align:right}</style></head>"
-                       f"<body><h2>{title}</h2>" + df.to_html(index=False, na_rep="-") + "</body></html>\n")
+                       f"<body><h2>{title}</h2>" + html_warn + df.to_html(index=False, na_rep="-") + "</body></html>\n")
 
 
 def _save(fig, out) -> None:
@@ -219,7 +222,8 @@ def plot_devices(runs: pd.DataFrame, threshold: float, out) -> None:
 
 
 def summarise(metric_files, prune_files, outdir, sweep_split, threshold: float, target: str = "",
-              adapter: str = "tau2022") -> dict:
+              adapter: str = "tau2022", warnings=()) -> dict:
+    """warnings: lines shown above every table (e.g. test classes that never occur in training)."""
     outdir = Path(outdir)
     runs, prunes = collect(metric_files, prune_files)
     paper = adapter == "tau2022"  # the report's numbers are for TAU only
@@ -228,9 +232,9 @@ def summarise(metric_files, prune_files, outdir, sweep_split, threshold: float, 
     t2 = table2(runs, threshold, paper)
     ct = controls(runs, prunes)
     name = f"{target}: " if target else ""
-    write_table_formats(t1, outdir / "table1", f"{name}Table 1, pruning thresholds on split {sweep_split}")
-    write_table_formats(t2, outdir / "table2", f"{name}Table 2, every split, threshold {threshold}")
-    write_table_formats(ct, outdir / "controls", f"{name}pruned vs random subset vs all of AudioSet vs no distillation")
+    write_table_formats(t1, outdir / "table1", f"{name}Table 1, pruning thresholds on split {sweep_split}", warnings)
+    write_table_formats(t2, outdir / "table2", f"{name}Table 2, every split, threshold {threshold}", warnings)
+    write_table_formats(ct, outdir / "controls", f"{name}pruned vs random subset vs all of AudioSet vs no distillation", warnings)
     plot_table1(t1, outdir / "table1.png")
     plot_table2(t2, outdir / "table2.png")
     plot_controls(ct, outdir / "controls.png")

@@ -110,14 +110,35 @@ def save_checkpoint(path, step: int, model, opt, sched, fp: str) -> None:
         torch.save(state, tmp)
 
 
+# The training curve lives beside the checkpoint (`prunekd distill/finetune` copy it to the rule's output at
+# the end): Snakemake deletes a failed job's outputs, but not this folder, so a resumed curve stays whole.
+CURVE_NAME = "curve.tsv"
+
+
+def _restart_curve(ckpt: Path, step: int) -> None:
+    """Keep the rows of the curve beside a checkpoint up to the step the run continues from."""
+    curve = ckpt.with_name(CURVE_NAME)
+    if not curve.exists():
+        return
+    if step == 0:
+        curve.unlink()
+        return
+    import pandas as pd
+    from .atomic import write_table
+    old = pd.read_csv(curve, sep="\t") if curve.stat().st_size else pd.DataFrame(columns=["step"])
+    write_table(curve, old[old["step"] <= step])
+
+
 def load_checkpoint(path, model, opt, sched, fp: str, log=print) -> int:
     """Restore the last checkpoint of the same run; returns the step to continue from (0 if none)."""
     path = Path(path)
     if not path.exists():
+        _restart_curve(path, 0)
         return 0
     state = torch.load(path, map_location="cpu", weights_only=False)
     if state.get("fingerprint") != fp:
         log(f"{path}: written by a run with other settings or inputs; starting afresh")
+        _restart_curve(path, 0)
         return 0
     model.load_state_dict(state["model"])
     opt.load_state_dict(state["opt"])
@@ -126,6 +147,7 @@ def load_checkpoint(path, model, opt, sched, fp: str, log=print) -> int:
     np.random.set_state(state["numpy_rng"])
     if "cuda_rng" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda_rng"])
+    _restart_curve(path, int(state["step"]))
     return int(state["step"])
 
 

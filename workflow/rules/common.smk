@@ -2,21 +2,55 @@ import importlib.util
 import json
 import os
 import re
+import sys
 from pathlib import Path
 
+import yaml
 from snakemake.utils import min_version, validate
 
 min_version("9.0")
 
 
-validate(config, schema="../schemas/config.schema.yaml")
-
 # The package this workflow ships with (not whatever prunekd is installed): hashes of its code go into
 # each rule's params, so that editing a step's code reruns that step and what follows.
 PACKAGE_DIR = Path(workflow.basedir) / "src" / "prunekd"
-_spec = importlib.util.spec_from_file_location("prunekd_codehash", PACKAGE_DIR / "codehash.py")
-_codehash = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_codehash)
+
+
+def _load(name):
+    spec = importlib.util.spec_from_file_location(f"prunekd_{name}", PACKAGE_DIR / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+_codehash = _load("codehash")
+_checks = _load("checks")  # config, profile and data-path checks: one line each (src/prunekd/checks.py)
+CONFIG_FILES = list(dict.fromkeys(str(f) for f in [*workflow.configfiles, *(workflow.overwrite_configfiles or [])]))
+
+
+def refuse(message):
+    """Stop before any job with one line (a bare exception: Snakemake prints its message only)."""
+    raise _checks.CheckError(message)
+
+
+if workflow.is_main_process:
+    _msg = _checks.dropped_profile_configfiles(
+        sys.argv[1:], os.environ, CONFIG_FILES, [os.environ.get("PWD", "."), workflow.workdir_init, workflow.basedir]
+    )
+    if _msg:
+        refuse(_msg)
+with open(Path(workflow.basedir) / "workflow/schemas/config.schema.yaml") as _fh:
+    _schema = yaml.safe_load(_fh)
+_msg = _checks.unknown_key_message(config, _schema, CONFIG_FILES)
+if _msg:
+    refuse(_msg)
+try:
+    validate(config, schema="../schemas/config.schema.yaml")
+except Exception as e:  # Snakemake's own message appends the whole schema and config
+    cause = e.__context__  # the jsonschema ValidationError
+    if not hasattr(cause, "absolute_path"):
+        raise
+    refuse(_checks.validation_message(cause, CONFIG_FILES))
 
 
 def code_version(command):
@@ -144,6 +178,63 @@ def raw_inputs(files, generated=DEMO):
     if generated:
         return files
     return [f for f in files if Path(f).exists()]
+
+
+def demo_folders():
+    """Config key -> folder the demo writes into (it may write only into folders it created)."""
+    out = {"paths.audioset": AUDIOSET} if DEMO else {}
+    for t, v in config["targets"].items():
+        if demo_writes(t):
+            if v["adapter"] == "tau2022":
+                out[f"targets.{t}.root"] = v["root"]
+            else:
+                out[f"targets.{t}.csv"] = os.path.dirname(v["csv"]) or "."
+    return out
+
+
+def data_paths():
+    """(dataset, config key -> path) of the real data the manifests read; what the demo writes is left out."""
+    out = []
+    if not DEMO:
+        keys = {"paths.audioset": AUDIOSET}
+        for s in config["data"]["audioset_subsets"] + ["class_labels"]:
+            f = "class_labels_indices.csv" if s == "class_labels" else SUBSET_FILES[s]
+            keys[f"paths.audioset ({f})"] = f"{AUDIOSET}/{f}"
+        keys["paths.audioset_audio"] = config["paths"]["audioset_audio"] or f"{AUDIOSET}/audio"
+        out.append(("audioset", keys))
+    for t, v in TARGETS.items():
+        if demo_writes(t):
+            continue
+        if v["adapter"] == "tau2022":
+            keys = {f"targets.{t}.root": v["root"], f"targets.{t}.root (meta.csv)": f"{v['root']}/meta.csv"}
+        else:
+            keys = {f"targets.{t}.csv": v["csv"], f"targets.{t}.audio_root": v["audio_root"]}
+        out.append((t, keys))
+    return out
+
+
+# A user's folder is never a demo folder: Snakemake would delete its metadata (the demo's outputs) before
+# the demo job even starts, so refuse when the DAG is built.
+try:
+    _checks.check_demo_folders(demo_folders())
+except _checks.CheckError as e:
+    refuse(str(e))
+
+# Absent data: a dry run still plans every job (shards sized from the nominal list lengths) and says what is
+# missing; a real run stops before any job (onstart), one line per path, if it would build that manifest.
+MISSING_DATA = {ds: _checks.missing_data(keys)[:1] for ds, keys in data_paths()}  # the first absent path says it
+if workflow.is_main_process:
+    for _line in [l for lines in MISSING_DATA.values() for l in lines]:
+        print(f"warning: {_line}", file=sys.stderr)
+
+
+def refuse_missing_data(dag):
+    """onstart: stop a real run whose manifests would read data that is not there."""
+    planned = {j.wildcards.get("target", "audioset") for j in dag.needrun_jobs()
+               if j.rule.name in ("manifest_audioset", "manifest_target")}
+    lines = [l for ds, lines in MISSING_DATA.items() if ds in planned for l in lines]
+    if lines:
+        refuse("\n".join(lines) + f"\n(config files: {', '.join(CONFIG_FILES)}; a dry run, -n, plans without data)")
 
 
 def count_rows(path, header_lines):

@@ -30,6 +30,7 @@ rule summarise:
     input:
         metrics=lambda w: eval_metrics(w.target),
         prune_stats=lambda w: prune_stats(w.target),
+        manifest=f"{R}/manifests/{{target}}.tsv",
     output:
         tables=expand(f"{R}/summary/{{{{target}}}}/{{name}}.{{ext}}", name=SUMMARY_NAMES, ext=["csv", "md"]),
         table1=summary_report("table1.html", "table1", "Table 1"),
@@ -55,7 +56,7 @@ rule summarise:
     conda:
         "../../envs/prunekd.yaml"
     shell:
-        "prunekd summarise --metrics {input.metrics} --prune-stats {input.prune_stats} "
+        "prunekd summarise --metrics {input.metrics} --prune-stats {input.prune_stats} --manifest {input.manifest} "
         "--outdir {params.outdir} --settings {params.settings:q} 2> {log}"
 
 
