@@ -11,6 +11,7 @@ include: "workflow/rules/teachers.smk"
 include: "workflow/rules/domain.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/results.smk"
+include: "workflow/rules/submission.smk"
 
 
 report: "workflow/report/workflow.rst"
@@ -19,4 +20,5 @@ report: "workflow/report/workflow.rst"
 rule all:
     input:
         summary_outputs(),
+        submission_outputs(),
     default_target: True
