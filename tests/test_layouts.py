@@ -31,10 +31,11 @@ def mp3_bytes(x, sr=32000) -> bytes:
     return b.getvalue()
 
 
-def write_both_layouts(src_root, src_manifest, files_root, hdf5_root, per_subset, corrupt_id=None):
+def write_both_layouts(src_root, src_manifest, files_root, hdf5_root, per_subset, corrupt_id=None, base="."):
     """The same clips (MP3 bytes, 32 kHz mono) twice: segment lists + one file per clip, and PaSST's HDF5 files.
 
-    src: an AudioSet-format pool (class_labels_indices.csv) and its manifest (id, subset, path, labels).
+    src: an AudioSet-format pool (class_labels_indices.csv) and its manifest (id, subset, path relative to
+    `base`, labels).
     """
     classes = pd.read_csv(Path(src_root) / "class_labels_indices.csv")
     man = pd.read_csv(src_manifest, sep="\t", dtype={"labels": str}, keep_default_na=False)
@@ -48,7 +49,7 @@ def write_both_layouts(src_root, src_manifest, files_root, hdf5_root, per_subset
             if len(names) == n:
                 break
             try:
-                data = CORRUPT if r.id == corrupt_id else mp3_bytes(sf.read(r.path, dtype="float32")[0])
+                data = CORRUPT if r.id == corrupt_id else mp3_bytes(sf.read(Path(base) / r.path, dtype="float32")[0])
             except sf.LibsndfileError:  # the pool's damaged clips
                 continue
             k, idx = len(names), [int(t) for t in r.labels.split()]
@@ -141,7 +142,7 @@ def test_hdf5_audioset_split_setup_and_submission_through_the_dag(demo_run, tmp_
     victim = pd.read_csv(demo_run / "results/manifests/audioset.tsv", sep="\t").query(
         "subset == 'unbalanced_train' and status == 'ok'")["id"].iloc[2]
     write_both_layouts(src, demo_run / "results/manifests/audioset.tsv", data / "as_files", data / "as_hdf5",
-                       {"eval": 30, "balanced_train": 10, "unbalanced_train": 30}, corrupt_id=victim)
+                       {"eval": 30, "balanced_train": 10, "unbalanced_train": 30}, corrupt_id=victim, base=demo_run)
     tau = data / "tau"
     shutil.copytree(demo_run / "data/demo/tau", tau)
     (tau / "split_setup").mkdir()
