@@ -6,11 +6,13 @@ configfile: "config.yaml"
 
 
 include: "workflow/rules/common.smk"
+include: "workflow/rules/submission_common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/teachers.smk"
 include: "workflow/rules/domain.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/results.smk"
+include: "workflow/rules/submission.smk"
 
 
 report: "workflow/report/workflow.rst"
@@ -23,4 +25,5 @@ onstart:
 rule all:
     input:
         summary_outputs(),
+        submission_outputs(),
     default_target: True

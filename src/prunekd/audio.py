@@ -14,6 +14,8 @@ import soundfile as sf
 import torch
 import torchaudio
 
+from .audioset_hdf5 import hdf5_clip
+
 
 class AudioError(Exception):
     """A clip that cannot be used; `reason` is a short machine-friendly tag."""
@@ -45,13 +47,14 @@ def fit_length(x: np.ndarray, n: int) -> np.ndarray:
 
 def load_clip(path, sample_rate: int, n_samples: int | None = None, min_seconds: float = 0.0) -> np.ndarray:
     """Mono float32 at `sample_rate`, padded/cropped to `n_samples` when given."""
-    if not os.path.exists(path):
+    src = hdf5_clip(path)  # an MP3 inside a PaSST-style HDF5 file, decoded from memory; else None
+    if src is None and not os.path.exists(path):
         raise AudioError(path, "missing")
     size = os.path.getsize(path)
     if size == 0:  # libsndfile would call it "not a regular file (possibly a pipe?)"
         raise AudioError(path, "empty", "0 bytes")
     try:
-        data, sr = sf.read(str(path), dtype="float32", always_2d=True)
+        data, sr = sf.read(src or str(path), dtype="float32", always_2d=True)
     except Exception as e:  # libsndfile reports corrupt, truncated and unknown formats alike
         raise AudioError(path, "exists but unreadable", f"{size} bytes: " + (str(e).splitlines() or [""])[0][:200]) from None
     if data.shape[0] == 0:

@@ -44,8 +44,12 @@ def cmd_manifest(a):
         if s["adapter"] == "audioset":
             if not a.root:
                 raise SystemExit("prunekd manifest: --root (the AudioSet folder) is needed for the audioset adapter")
-            man, rej = audioset_manifest(a.root, s["audioset_subsets"], s.get("audioset_audio_dir") or None,
-                                         bad_labels=s["bad_audio"])
+            if s.get("layout") == "hdf5":  # PaSST's *_mp3.hdf files: names, labels and MP3 bytes in one file per subset
+                from .audioset_hdf5 import audioset_hdf5_manifest
+                man, rej = audioset_hdf5_manifest(a.root, s["audioset_subsets"])
+            else:
+                man, rej = audioset_manifest(a.root, s["audioset_subsets"], s.get("audioset_audio_dir") or None,
+                                             bad_labels=s["bad_audio"])
         else:
             man, rej = target_manifest(s)
     except MetadataError as e:  # one line naming the file (and line), not a traceback
@@ -283,6 +287,15 @@ def cmd_evaluate(a):
     log(f"{a.key}: macro accuracy {100 * m['macro_accuracy']:.2f} % on {m['n']} test clips")
 
 
+def cmd_submission(a):
+    from .submission import submission
+    s = _settings(a.settings)
+    if len(a.models) != len(a.metrics):
+        raise SystemExit("prunekd submission: --models and --metrics must pair up (one metrics.json per model)")
+    submission(a.models, a.metrics, a.manifest, a.eval_root, s["frontend"], s["clip_seconds"], s["models"],
+               a.out, a.info, s.get("num_workers", 0), log)
+
+
 def cmd_summarise(a):
     import pandas as pd
     from .manifest import class_coverage_warnings
@@ -416,6 +429,13 @@ def main(argv=None):
     add("evaluate", cmd_evaluate, "Evaluate a model on the test split: macro, per device, per class.",
         req("--model", "model weights"), req("--manifest", "TAU manifest"), req("--key", "JSON run key"),
         req("--out", "metrics JSON"), req("--predictions", "predictions CSV (submission layout)"), S)
+    add("submission", cmd_submission, "Predict the challenge evaluation set with the chosen fine-tuned model "
+        "(submission format, with parameters and MACs).",
+        (["--models"], {"nargs": "+", "required": True, "help": "candidate fine-tuned models"}),
+        (["--metrics"], {"nargs": "+", "required": True, "help": "their development-test metrics.json, same order"}),
+        req("--manifest", "target manifest (class names)"),
+        req("--eval-root", "evaluation set folder (meta.csv with filename, the audio)"),
+        req("--out", "output.csv (submission format)"), req("--info", "info.json (MACs, Params, test results)"), S)
     add("summarise", cmd_summarise, "Tables 1 and 2 (CSV, Markdown, HTML) and plots.",
         (["--metrics"], {"nargs": "+", "required": True}), (["--prune-stats"], {"nargs": "+", "required": True}),
         (["--manifest"], {"help": "target manifest: warns above the tables about classes a split lacks"}),

@@ -23,6 +23,8 @@ import numpy as np
 import pandas as pd
 import soundfile as sf
 
+from .layouts import tau_split_dir
+
 SUBSET_FILES = {"eval": "eval_segments.csv", "balanced_train": "balanced_train_segments.csv",
                 "unbalanced_train": "unbalanced_train_segments.csv"}
 # File extensions per libsndfile format: the manifest looks for exactly the files the decoder reads.
@@ -202,9 +204,13 @@ def read_tsv(path, required: list[str]) -> pd.DataFrame:
     return df
 
 
-def tau_manifest(root, splits=TAU_SPLITS) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Return (manifest, rejected) for TAU Urban Acoustic Scenes 2022 Mobile (development set)."""
+def tau_manifest(root, splits=TAU_SPLITS, split_dir=None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Return (manifest, rejected) for TAU Urban Acoustic Scenes 2022 Mobile (development set).
+
+    The split files are read from `split_dir` (layouts.tau_split_dir: the root, else <root>/split_setup).
+    """
     root = Path(root)
+    split_dir = Path(tau_split_dir(root, split_dir))
     meta = read_tsv(root / "meta.csv", ["filename", "scene_label", "identifier", "source_label"])
     dup = meta["filename"].duplicated()
     if dup.any():
@@ -221,7 +227,10 @@ def tau_manifest(root, splits=TAU_SPLITS) -> tuple[pd.DataFrame, pd.DataFrame]:
                        "device": meta["source_label"], "identifier": meta["identifier"]})
     known = set(meta["filename"])
     for name in [f"split{s}" for s in splits] + ["test"]:
-        f = root / f"{name}.csv"
+        f = split_dir / f"{name}.csv"
+        if not f.exists():
+            raise MetadataError(f"{f}: no such split file (targets.<name>.split_dir; default: the dataset root, "
+                                "then <root>/split_setup)")
         part = read_tsv(f, ["filename"])
         if part.empty:
             raise MetadataError(f"{f}: split is empty")
@@ -281,7 +290,7 @@ def csv_target_manifest(csv_path, audio_root, splits, test_split: str = "test") 
 def target_manifest(s: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
     """A target's manifest from its settings (the adapter and where its data lies)."""
     if s["adapter"] == "tau2022":
-        return tau_manifest(s["root"])
+        return tau_manifest(s["root"], split_dir=s.get("split_dir"))
     return csv_target_manifest(s["csv"], s["audio_root"], s["splits"], s.get("test_split", "test"))
 
 

@@ -25,6 +25,7 @@ def _load(name):
 
 _codehash = _load("codehash")
 _checks = _load("checks")  # config, profile and data-path checks: one line each (src/prunekd/checks.py)
+_layouts = _load("layouts")  # where the data lies in the layouts users hold (src/prunekd/layouts.py)
 CONFIG_FILES = list(dict.fromkeys(str(f) for f in [*workflow.configfiles, *(workflow.overwrite_configfiles or [])]))
 
 
@@ -63,6 +64,9 @@ R = config["paths"]["results"]
 DEMO = config["demo"]["enabled"]
 AUDIOSET = config["paths"]["audioset"]
 WEIGHTS = config["paths"]["teacher_weights"]
+# segments (lists + one file per clip) or hdf5 (PaSST's *_mp3.hdf); the demo writes segment lists.
+AUDIOSET_LAYOUT = "segments" if DEMO else _layouts.audioset_layout(
+    AUDIOSET, config["data"]["audioset_subsets"], config["paths"]["audioset_layout"])
 
 SUBSET_FILES = {
     "eval": "eval_segments.csv",
@@ -147,17 +151,24 @@ def fmt_thr(t):
 
 
 def audioset_lists():
+    if AUDIOSET_LAYOUT == "hdf5":  # one file per subset holds the names, labels and MP3 bytes
+        return [f"{AUDIOSET}/{_layouts.HDF5_FILES[s]}" for s in config["data"]["audioset_subsets"]]
     return [f"{AUDIOSET}/{SUBSET_FILES[s]}" for s in config["data"]["audioset_subsets"]]
 
 
-def tau_lists(root):
-    return [f"{root}/{n}.csv" for n in ("meta", "split5", "split10", "split25", "split50", "split100", "test")]
+def tau_lists(root, split_dir=None):
+    return [f"{root}/meta.csv"] + [f"{split_dir or root}/{n}" for n in _layouts.TAU_SPLIT_FILES]
+
+
+def tau_split_dir(t):
+    """Folder of a TAU target's split files (targets.<name>.split_dir, else the root, else root/split_setup)."""
+    return _layouts.tau_split_dir(t["root"], t.get("split_dir"))
 
 
 def target_lists(target):
     """The metadata files a target's manifest is built from."""
     t = config["targets"][target]
-    return tau_lists(t["root"]) if t["adapter"] == "tau2022" else [t["csv"]]
+    return tau_lists(t["root"], tau_split_dir(t)) if t["adapter"] == "tau2022" else [t["csv"]]
 
 
 def demo_writes(target):
@@ -250,6 +261,10 @@ def listed_rows(dataset):
     if dataset == "audioset":
         total = 0
         for s in config["data"]["audioset_subsets"]:
+            h = Path(AUDIOSET) / _layouts.HDF5_FILES[s]
+            if AUDIOSET_LAYOUT == "hdf5" and h.exists():
+                total += _layouts.hdf5_rows(h)
+                continue
             f = Path(AUDIOSET) / SUBSET_FILES[s]
             if f.exists():
                 total += count_rows(f, 3)
@@ -421,6 +436,8 @@ def target_settings(target):
     """What a target's manifest is built from."""
     t = TARGETS[target]
     keys = ["adapter", "splits"] + (["root"] if t["adapter"] == "tau2022" else ["csv", "audio_root"])
+    if t["adapter"] == "tau2022":
+        keys, t = keys + ["split_dir"], {**t, "split_dir": tau_split_dir(t)}
     return settings(**{k: t[k] for k in keys}, test_split=t.get("test_split", "test"),
                     bad_audio=config["data"]["bad_audio"])
 

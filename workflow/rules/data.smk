@@ -43,6 +43,8 @@ rule manifest_audioset:
             audioset_subsets=config["data"]["audioset_subsets"],
             audioset_audio_dir=config["paths"]["audioset_audio"],
             bad_audio=config["data"]["bad_audio"],
+            # only when set, so that existing segment-list runs keep their params (and are not rerun)
+            **({"layout": "hdf5"} if AUDIOSET_LAYOUT == "hdf5" else {}),
         ),
     log:
         f"{R}/logs/manifest/audioset.log",

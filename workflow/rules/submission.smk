@@ -1,0 +1,43 @@
+# The challenge's evaluation set (targets.<name>.evaluation): predictions of the chosen fine-tuned model in the
+# submission format, with its parameters and MACs (src/prunekd/submission.py).
+
+
+rule submission:
+    input:
+        models=lambda w: [f"{R}/{r}/model.pt" for r in submission_candidates(w.target, w.split, w.pick)],
+        metrics=lambda w: [f"{R}/eval/{r}/metrics.json" for r in submission_candidates(w.target, w.split, w.pick)],
+        manifest=f"{R}/manifests/{{target}}.tsv",
+        meta=lambda w: raw_inputs([f"{evaluation_set(w.target)['root']}/meta.csv"], False),
+    output:
+        predictions=report(
+            f"{R}/submission/{{target}}/split{{split}}/{{pick}}/output.csv",
+            caption="../report/submission.rst",
+            category="Submission",
+            subcategory="{target}",
+            labels={"split": "{split}", "model": "{pick}"},
+        ),
+        info=f"{R}/submission/{{target}}/split{{split}}/{{pick}}/info.json",
+    wildcard_constraints:
+        pick=r"seed\d+|best",
+    params:
+        code=code_version("submission"),
+        eval_root=lambda w: evaluation_set(w.target)["root"],  # not from input: absent data is left out of the DAG
+        settings=lambda w: settings(
+            frontend=config["frontend"],
+            clip_seconds=TARGETS[w.target]["clip_seconds"],
+            models=evaluation_set(w.target)["models"],
+            num_workers=0 if DEMO else 4,
+        ),
+    log:
+        f"{R}/logs/submission/{{target}}/split{{split}}_{{pick}}.log",
+    benchmark:
+        f"{R}/benchmarks/submission/{{target}}/split{{split}}_{{pick}}.tsv"
+    resources:
+        mem_mb=mem(8000),
+        runtime=60,
+    conda:
+        "../../envs/prunekd.yaml"
+    shell:
+        "prunekd submission --models {input.models} --metrics {input.metrics} --manifest {input.manifest} "
+        "--eval-root {params.eval_root} --out {output.predictions} --info {output.info} "
+        "--settings {params.settings:q} 2> {log}"
