@@ -48,6 +48,12 @@ def test_domain_classifier_and_pruning(demo_run):
         v = json.loads((demo_run / f"{DOM}/split{s}/validation.json").read_text())
         assert 0 <= v["auc"] <= 1 and v["n_val_neg"] == 12 and v["iterations"] == 300
         assert [r["threshold"] for r in v["at_threshold"]] == [0.1, 0.3, 0.5]
+        # Trained on every clip of the split; validated on held-out eval against the target's test split.
+        man = pd.read_csv(demo_run / "results/manifests/tau.tsv", sep="\t", dtype=str, keep_default_na=False)
+        ok = man["status"] == "ok"
+        assert v["n_train_pos"] == v["n_split_clips"] == ((man[f"split{s}"] == "True") & ok).sum() > 0
+        assert v["n_val_pos"] == ((man["test"] == "True") & ok).sum() > 0
+        assert all(0 <= r["recall"] <= 1 and not r["precision"] > 1 for r in v["at_threshold"])  # NaN: none kept
         scores = np.load(demo_run / f"{DOM}/split{s}/scores.npy")
         train = ~np.isnan(scores)
         assert train.sum() == TRAIN and ((scores[train] >= 0) & (scores[train] <= 1)).all()

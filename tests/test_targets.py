@@ -56,7 +56,7 @@ def test_generic_target_runs_through_the_dag(demo_run, tmp_path):
     assert g["ensemble"].shape == (36, 527)
     for s in ("big",):
         v = json.loads((wd / f"results/domain/tones/all/split{s}/validation.json").read_text())
-        assert v["n_train_pos"] + v["n_val_pos"] == 24
+        assert v["n_train_pos"] == v["n_split_clips"] == 24 and v["n_val_pos"] == 12  # whole split; test split
         m = json.loads((wd / f"results/eval/finetune/tones/all/split{s}/pruned_thr0.3/seed0/metrics.json").read_text())
         assert set(m["per_class"]) == {"low", "mid", "high"} and m["n"] == 12 and m["per_device"].keys() == {"all"}
         assert m["key"] == {"target": "tones", "ensemble": "all", "split": s, "method": "pruned",

@@ -119,3 +119,17 @@ def test_release_shaped_checkpoints_give_hear21passt_logits_on_1s_and_10s_clips(
                 ref = hear21passt_release(stride).eval()
                 ref.load_state_dict(torch.load(paths[m], weights_only=True))
                 torch.testing.assert_close(out[:, i], ref(spec)[0], rtol=1e-4, atol=1e-4, msg=f"{m}, {seconds} s")
+
+
+def test_check_teachers_names_a_checkpoint_that_does_not_load(release_weights, tmp_path, capsys):
+    from prunekd.cli import main
+    members = ["passt_s_swa_p16_128_ap476", "passt_s_p16_s12_128_ap470"]
+    arch = '{"n_mels": 128, "embed_dim": 768, "depth": 1, "num_heads": 12}'
+    main(["check-teachers", "--weights-dir", str(release_weights), "--members", *members, "--architecture", arch])
+    assert capsys.readouterr().err.count("1 s and 10 s clips give finite logits") == 2
+    # A truncated download under the release's name.
+    f = checkpoint_file(members[1])
+    (tmp_path / f).write_bytes((release_weights / f).read_bytes()[:4096])
+    (tmp_path / checkpoint_file(members[0])).write_bytes((release_weights / checkpoint_file(members[0])).read_bytes())
+    with pytest.raises(SystemExit, match=f"{f}: not a readable PyTorch checkpoint"):
+        main(["check-teachers", "--weights-dir", str(tmp_path), "--members", *members, "--architecture", arch])

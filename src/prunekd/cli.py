@@ -98,6 +98,14 @@ def cmd_download_teachers(a):
         log(f"have {p}")
 
 
+def cmd_check_teachers(a):
+    from .teachers import WeightsError, check_weights
+    try:
+        check_weights(a.members, a.weights_dir, json.loads(a.architecture), log)
+    except WeightsError as e:
+        raise SystemExit(f"prunekd check-teachers: {e}") from None
+
+
 def cmd_teacher_logits(a):
     from .logits import compute_shard
     s = _settings(a.settings)
@@ -140,18 +148,22 @@ def cmd_domain_classifier(a):
         raise SystemExit(f"{a.target_manifest}: split{a.split} has no clips with logits")
     if len(neg_pos) == 0:
         raise SystemExit(f"{a.audioset_manifest}: no AudioSet eval clips with logits")
+    # As the authors: the classifier trains on every clip of the split and on 4/5 of AudioSet eval; it is
+    # validated on the held-out fifth of eval against the target's test split (docs/method.md).
+    _, test_pos = _split_rows(a.target_store, a.target_manifest, "test", ["True"])
     rng = np.random.default_rng(s["seed"])
     neg_tr, neg_va = split_holdout(len(neg_pos), s["holdout_fraction"], rng)
-    pos_tr, pos_va = split_holdout(len(pos_pos), s["holdout_fraction"], rng)
     neg = embeddings(as_store, neg_pos, members)
     pos = embeddings(target_store, pos_pos, members)
-    log(f"split{a.split}: {len(pos_tr)} positives, {len(neg_tr)} negatives for training")
-    model, stats = train_classifier(pos[pos_tr], neg[neg_tr], s, log)
+    log(f"split{a.split}: {len(pos)} positives (every clip of the split), {len(neg_tr)} negatives for training")
+    model, stats = train_classifier(pos, neg[neg_tr], s, log)
     save_classifier(model, a.out)
-    sv = score(model, np.concatenate([pos[pos_va], neg[neg_va]]))
-    yv = np.r_[np.ones(len(pos_va)), np.zeros(len(neg_va))]
-    report = {"split": a.split, "members": members or list(as_store.attrs["members"]), "auc": roc_auc(sv, yv), "n_val_pos": int(len(pos_va)),
-              "n_val_neg": int(len(neg_va)), "n_train_pos": int(len(pos_tr)), "n_train_neg": int(len(neg_tr)),
+    sv = score(model, np.concatenate([embeddings(target_store, test_pos, members), neg[neg_va]]))
+    yv = np.r_[np.ones(len(test_pos)), np.zeros(len(neg_va))]
+    report = {"split": a.split, "members": members or list(as_store.attrs["members"]), "auc": roc_auc(sv, yv),
+              "validation": "held-out AudioSet eval (negatives) vs the target's test split (positives)",
+              "n_val_pos": int(len(test_pos)), "n_val_neg": int(len(neg_va)), "n_split_clips": int(len(pos_pos)),
+              "n_train_pos": int(len(pos)), "n_train_neg": int(len(neg_tr)),
               "at_threshold": precision_recall(sv, yv, s["report_thresholds"]), **stats}
     write_json(a.report, report)
     log(f"split{a.split}: held-out ROC AUC {report['auc']:.3f}")
@@ -376,6 +388,10 @@ def main(argv=None):
         req("--out", "checkpoint path"), S)
     add("download-teachers", cmd_download_teachers, "Fetch the PaSST checkpoints (needs network).",
         req("--weights-dir", "folder for the checkpoints"), (["--members"], {"nargs": "+", "required": True}))
+    add("check-teachers", cmd_check_teachers, "Load each PaSST checkpoint as the teacher jobs do; run a 1 s and a 10 s clip.",
+        req("--weights-dir", "folder with the checkpoints"), (["--members"], {"nargs": "+", "required": True}),
+        (["--architecture"], {"default": '{"n_mels": 128, "embed_dim": 768, "depth": 12, "num_heads": 12}',
+                              "help": "JSON: teachers.architecture (default PaSST-S)"}))
     add("teacher-logits", cmd_teacher_logits, "Teacher ensemble logits for one shard of a manifest into Zarr.",
         req("--dataset", "audioset or tau"), req("--manifest", "manifest TSV"),
         req("--shard", "shard index", type=int), req("--weights-dir", "teacher checkpoints"),

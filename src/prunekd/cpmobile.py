@@ -1,4 +1,4 @@
-"""CP-Mobile, the DCASE2024 Task 1 baseline student (REFERENCE.md section 3).
+"""CP-Mobile, the DCASE2024 Task 1 baseline student (docs/method.md).
 
 The same module serves distillation (527 outputs) and fine-tuning (10 outputs):
 `replace_head` swaps the classifier for a freshly initialised one.

@@ -3,7 +3,7 @@
 Loss = lambda * BCEWithLogits(student, sigmoid(teacher)) + (1 - lambda) * BCEWithLogits(student, labels),
 teacher = ensemble mean logits read from the Zarr store. Waveform MixUp (p 0.5, Beta(2, 2), folded),
 teacher logits and labels mixed with the same lambda; SpecAugment on the student's input; AdamW,
-warm-up then cosine to 1 % of the max lr, gradient-norm clip. REFERENCE.md section 1 item 4.
+warm-up then cosine to 1 % of the max lr, gradient-norm clip. docs/method.md, "Distillation".
 """
 
 from __future__ import annotations

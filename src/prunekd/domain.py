@@ -1,7 +1,7 @@
-"""Domain classifier (REFERENCE.md section 1 item 2), scoring and pruning.
+"""Domain classifier (docs/method.md, "Domain classifier"), scoring and pruning.
 
 Linear layer on sigmoid(ensemble logits), sigmoid output, BCE. Negatives: AudioSet eval (one fifth
-held out); positives: the challenge split (one fifth held out for the validation report). Each batch
+held out for validation); positives: every clip of the challenge split. Each batch
 holds batch_size/2 positives and batch_size/2 negatives drawn with replacement; an epoch is
 (number of training samples // batch_size) iterations.
 """

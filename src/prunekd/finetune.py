@@ -1,4 +1,4 @@
-"""Fine-tuning on a challenge split with the DCASE2024 baseline recipe (REFERENCE.md section 3).
+"""Fine-tuning on a challenge split with the DCASE2024 baseline recipe (docs/method.md).
 
 From a distilled student (its 527-class layer replaced by a new random layer for the target's classes,
 10 scenes for TAU) or, for the baseline, from scratch. Waveform roll, Freq-MixStyle and SpecAugment; AdamW; cosine schedule with
@@ -38,7 +38,7 @@ def finetune(manifest_path, split: str, cfg: dict, student_cfg: dict, frontend_c
     model.to(device, memory_format=torch.channels_last)  # about 30 % faster convolutions on CPU
     mel = MelFrontEnd(frontend_cfg).to(device)
     bs = min(cfg["batch_size"], len(train))
-    per_epoch = max(1, len(train) // bs)
+    per_epoch = -(-len(train) // bs)  # ceil: the baseline's loader keeps the last partial batch
     total = cfg["epochs"] * per_epoch
     opt = torch.optim.AdamW(model.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: warmup_cosine(s, total, cfg["warmup_steps"], 0.0))
@@ -51,7 +51,7 @@ def finetune(manifest_path, split: str, cfg: dict, student_cfg: dict, frontend_c
     sr = frontend_cfg["sample_rate"]
     paths = train["path"].to_numpy()
     y_all = torch.tensor(train["label"].to_numpy(), dtype=torch.long)
-    sampler = StepSampler(len(train), bs, total, seed, start)
+    sampler = StepSampler(len(train), bs, total, seed, start, drop_last=False)
     data = loader(WaveDataset(paths, sr, int(cfg["clip_seconds"] * sr)), sampler, cfg["num_workers"])
     progress = Progress(total, start, log, cfg["log_every"], "finetune")
     model.train()

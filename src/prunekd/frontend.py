@@ -1,4 +1,4 @@
-"""Student front end and augmentations of the DCASE2024 baseline (REFERENCE.md section 3)."""
+"""Student front end and augmentations of the DCASE2024 baseline (docs/method.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Manifests: one table per dataset, built from the on-disk metadata (REFERENCE.md section 4).
+"""Manifests: one table per dataset, built from the on-disk metadata (docs/method.md, "Data").
 
 AudioSet: every listed segment becomes a row in list order, with its local audio file, its labels
 as indices into class_labels_indices.csv, and a status. Missing files are found with one directory

@@ -132,9 +132,9 @@ def download_weights(members: list[str], weights_dir) -> list[Path]:
 
 
 def trained_frames(time_patches: int, stride: int) -> int:
-    """Mel frames a member was built for, from its checkpoint's time positional embedding (99 patches at
-    stride 10 for the 10 s releases): 998, as hear21passt builds them, where that gives the same grid."""
-    return RELEASE_FRAMES if (RELEASE_FRAMES - 16) // stride + 1 == time_patches else (time_patches - 1) * stride + 16
+    """Mel frames a member was built for, from its checkpoint's time positional embedding: hear21passt sizes
+    it frames // stride (99 at stride 10, 83 at 12 for the 10 s releases), so 998 where that matches."""
+    return RELEASE_FRAMES if RELEASE_FRAMES // stride == time_patches else time_patches * stride
 
 
 def load_member(path, stride: int, arch: dict, expected_size: int | None = None) -> nn.Module:
@@ -154,7 +154,7 @@ def load_member(path, stride: int, arch: dict, expected_size: int | None = None)
     except Exception as e:  # a truncated download or another file under the release's name
         raise WeightsError(f"{path}: not a readable PyTorch checkpoint ({type(e).__name__}: {str(e)[:200]})") from None
     trained = state.get("time_new_pos_embed")
-    patches = trained.shape[-1] if trained is not None and trained.ndim == 4 else (RELEASE_FRAMES - 16) // stride + 1
+    patches = trained.shape[-1] if trained is not None and trained.ndim == 4 else RELEASE_FRAMES // stride
     frames = trained_frames(patches, stride)
     model = build_member(stride, arch, frames)
     model.max_frames = (patches - 1) * stride + 16 + stride - 1  # longest input whose grid its embedding covers
@@ -164,6 +164,26 @@ def load_member(path, stride: int, arch: dict, expected_size: int | None = None)
     except RuntimeError as e:
         raise WeightsError(f"{path}: does not fit PaSST with stride {stride} and {arch}: {str(e)[:300]}") from None
     return model.eval()
+
+
+def check_weights(members: list[str], weights_dir, arch: dict, log=print) -> None:
+    """Load every member's checkpoint the way the teacher jobs do and run a 1 s and a 10 s clip through it:
+    the check to make on a login node before submitting the teacher pass. Raises WeightsError naming the file."""
+    paths = locate_weights(members, weights_dir)
+    for m in members:
+        model = load_member(paths[m], MEMBERS[m][0], arch)
+        ens = Ensemble([model]).eval()
+        for seconds in (1, 10):
+            out = ens(torch.zeros(1, seconds * 32000))
+            if out.shape != (1, 1, 527) or not torch.isfinite(out).all():
+                raise WeightsError(f"{paths[m]}: {seconds} s clip gave {tuple(out.shape)} logits, finite: "
+                                   f"{bool(torch.isfinite(out).all())}")
+        log(f"{m}: {paths[m]} loads (stride {MEMBERS[m][0]}, built for {trained_frames_of(model)} frames); "
+            f"1 s and 10 s clips give finite logits")
+
+
+def trained_frames_of(model: nn.Module) -> int:
+    return model.patch_embed.img_size[1]
 
 
 class Ensemble(nn.Module):

@@ -73,7 +73,7 @@ SUBSET_FILES = {
     "balanced_train": "balanced_train_segments.csv",
     "unbalanced_train": "unbalanced_train_segments.csv",
 }
-# Listed rows of the real data, to plan shards before the metadata is on disk (REFERENCE.md 4).
+# Listed rows of the real data, to plan shards before the metadata is on disk (docs/method.md, "Data").
 NOMINAL_ROWS = {"eval": 20383, "balanced_train": 22160, "unbalanced_train": 2041789, "tau2022": 230350}
 CKPT_FILES = {
     "passt_s_swa_p16_128_ap476": "passt-s-f128-p16-s10-ap.476-swa.pt",
