@@ -47,9 +47,11 @@ def roll_waveform(wav: torch.Tensor, max_shift: int, gen: torch.Generator | None
     """Roll each clip by its own random shift in [-max_shift, max_shift] samples."""
     if max_shift <= 0:
         return wav
-    shifts = torch.randint(-max_shift, max_shift + 1, (wav.size(0),), generator=gen)
-    idx = (torch.arange(wav.size(1)).unsqueeze(0) - shifts.unsqueeze(1)) % wav.size(1)
-    return torch.gather(wav, 1, idx.to(wav.device))
+    # Shifts drawn on the CPU (the same numbers on any device); the [B, T] index is built where the clips are,
+    # not on the CPU and copied every step.
+    shifts = torch.randint(-max_shift, max_shift + 1, (wav.size(0),), generator=gen).to(wav.device)
+    idx = (torch.arange(wav.size(1), device=wav.device).unsqueeze(0) - shifts.unsqueeze(1)) % wav.size(1)
+    return torch.gather(wav, 1, idx)
 
 
 def mixup_params(batch: int, alpha: float, gen: torch.Generator | None = None):
