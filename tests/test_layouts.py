@@ -90,7 +90,7 @@ def test_hdf5_manifest_and_clips_equal_the_single_files(tiny_data, tmp_path):
             for p in (pa, pb):
                 with pytest.raises(AudioError) as e:
                     load_clip(p, 32000, 32000)
-                assert e.value.reason == "unreadable"
+                assert e.value.reason == "exists but unreadable"
         else:
             np.testing.assert_array_equal(load_clip(pa, 32000, 32000), load_clip(pb, 32000, 32000))
     assert audioset_layout(tmp_path / "hdf5", SUBSETS) == "hdf5"
@@ -173,7 +173,7 @@ def test_hdf5_audioset_split_setup_and_submission_through_the_dag(demo_run, tmp_
     man_h = pd.read_csv(wd / "results/manifests/audioset.tsv", sep="\t", keep_default_na=False)
     assert man_h["path"].str.contains(r"_mp3\.hdf::\d+$").all() and len(man_h) == 70
     rej = pd.read_csv(wd / "results/logits/audioset.rejected.tsv", sep="\t")
-    assert rej.set_index("id")["reason"][victim] == "unreadable"
+    assert rej.set_index("id")["reason"][victim] == "exists but unreadable"
     # The submission: every decodable evaluation clip, in the challenge's format, with the model's complexity.
     out = pd.read_csv(wd / f"{sub}/output.csv", sep="\t")
     classes = ["airport", "bus", "metro", "metro_station", "park", "public_square", "shopping_mall",
@@ -185,7 +185,7 @@ def test_hdf5_audioset_split_setup_and_submission_through_the_dag(demo_run, tmp_
     info = json.loads((wd / f"{sub}/info.json").read_text())
     assert (info["Params"], info["MACs"]) == (61148, 29419156) and info["within_limits"]
     assert info["model"].endswith("finetune/tau/all/split100/pruned_thr0.3/seed0/model.pt")
-    assert info["skipped"] == [{"filename": "audio/5.wav", "reason": "unreadable"}]
+    assert info["skipped"] == [{"filename": "audio/5.wav", "reason": "exists but unreadable"}]
     dev = json.loads((wd / "results/eval/finetune/tau/all/split100/pruned_thr0.3/seed0/metrics.json").read_text())
     assert info["test"]["macro_accuracy"] == dev["macro_accuracy"]
     assert dev["complexity"]["macs"] == info["MACs"]

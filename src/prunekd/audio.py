@@ -50,7 +50,7 @@ def load_clip(path, sample_rate: int, n_samples: int | None = None, min_seconds:
     src = hdf5_clip(path)  # an MP3 inside a PaSST-style HDF5 file, decoded from memory; else None
     if src is None and not os.path.exists(path):
         raise AudioError(path, "missing")
-    size = os.path.getsize(path)
+    size = src.getbuffer().nbytes if src is not None else os.path.getsize(path)
     if size == 0:  # libsndfile would call it "not a regular file (possibly a pipe?)"
         raise AudioError(path, "empty", "0 bytes")
     try:
