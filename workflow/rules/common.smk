@@ -208,10 +208,14 @@ def data_paths():
     out = []
     if not DEMO:
         keys = {"paths.audioset": AUDIOSET}
-        for s in config["data"]["audioset_subsets"] + ["class_labels"]:
-            f = "class_labels_indices.csv" if s == "class_labels" else SUBSET_FILES[s]
-            keys[f"paths.audioset ({f})"] = f"{AUDIOSET}/{f}"
-        keys["paths.audioset_audio"] = config["paths"]["audioset_audio"] or f"{AUDIOSET}/audio"
+        if AUDIOSET_LAYOUT == "hdf5":  # names, labels and audio all in the three HDF5 files
+            for s in config["data"]["audioset_subsets"]:
+                keys[f"paths.audioset ({_layouts.HDF5_FILES[s]})"] = f"{AUDIOSET}/{_layouts.HDF5_FILES[s]}"
+        else:
+            for s in config["data"]["audioset_subsets"] + ["class_labels"]:
+                f = "class_labels_indices.csv" if s == "class_labels" else SUBSET_FILES[s]
+                keys[f"paths.audioset ({f})"] = f"{AUDIOSET}/{f}"
+            keys["paths.audioset_audio"] = config["paths"]["audioset_audio"] or f"{AUDIOSET}/audio"
         out.append(("audioset", keys))
     for t, v in TARGETS.items():
         if demo_writes(t):
