@@ -349,6 +349,12 @@ def cmd_clip_jobs(a):
     print(" ".join(dict.fromkeys(out)))
 
 
+def cmd_cost(a):
+    from .cost import cost
+    est, text = cost(a.workdir, a.snakemake_args, a.rates)
+    print(text, flush=True)
+
+
 def cmd_submit(a):
     from .submit import submit, wait
     args = [x for x in a.snakemake_args if x != "--"]
@@ -463,6 +469,13 @@ def main(argv=None):
         req("--manifest", "the dataset's manifest (results/manifests/<dataset>.tsv)"),
         (["--shard-size"], {"type": int, "default": 10000, "help": "teachers.shard_size (default 10000)"}),
         (["clips"], {"nargs": "+", "help": "clip ids (the YTID), paths or file names"}))
+    sp = sub.add_parser("cost", help="GPU-hours of the planned jobs per rule and in total (snakemake --dry-run "
+                        "and the measured rates), before anyone submits.")
+    sp.add_argument("--rates", help="YAML of per-step GPU rates (default: benchmarks/rates_h100.yaml)")
+    sp.add_argument("--workdir", default=".", help="workflow directory (holds the Snakefile)")
+    sp.add_argument("snakemake_args", nargs=argparse.REMAINDER,
+                    help="snakemake arguments after --, e.g. -- --profile profiles/slurm --configfile my.yaml")
+    sp.set_defaults(fn=cmd_cost)
     add("submit", cmd_submit, "Run the Snakemake controller as a SLURM job (submitit), requeued on time-out.",
         (["--profile"], {"default": "profiles/slurm", "help": "Snakemake profile for the workflow's jobs"}),
         (["--workdir"], {"default": ".", "help": "workflow directory (holds the Snakefile)"}),

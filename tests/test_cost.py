@@ -1,0 +1,101 @@
+"""`prunekd cost`: the jobs Snakemake plans, and hours = work / rate per job (issue 15)."""
+
+import json
+import math
+import re
+import subprocess
+
+import pytest
+import yaml
+
+from conftest import BIN, LOCAL_ENV, REPO
+from prunekd import cost
+
+DEMO_CONFIGS = [str(REPO / "config.yaml"), str(REPO / "profiles/demo/demo.yaml"), str(REPO / "tests/tiny.yaml")]
+
+
+def planned_counts(workdir, args=()):
+    """Per-rule job counts from Snakemake's own job stats (`--quiet rules`), independent of cost.py's parser."""
+    p = subprocess.run([str(BIN / "snakemake"), "-n", "--quiet", "rules", *args], cwd=workdir, capture_output=True,
+                       text=True, env=LOCAL_ENV)
+    assert p.returncode == 0, p.stderr[-3000:]
+    table = p.stdout.split("Job stats:")[1]
+    return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)\s*$", table, re.M) if m[1] != "total"}
+
+
+def test_default_grid_counts_match_snakemake():
+    est, text = cost.cost(REPO, [], env=LOCAL_ENV)
+    counts = planned_counts(REPO)
+    assert {r: est["rules"][r]["jobs"] for r in est["rules"]} == {r: counts[r] for r in cost.GPU_RULES if r in counts}
+    assert set(est["rules"]) == set(cost.GPU_RULES)
+    assert est["jobs_planned"] == sum(counts.values())
+    summary = json.loads(text.splitlines()[-1])  # the last line is for scripts
+    assert summary["total_gpu_hours"] == pytest.approx(est["total"]["measured"], abs=1e-3)
+    assert summary["target_total_gpu_hours"] < summary["total_gpu_hours"]
+
+
+def test_hours_are_work_over_rate(tmp_path):
+    """Tiny demo grid, manifests on disk (a partial shard, rejected clips), synthetic rates: exact arithmetic."""
+    man = tmp_path / "results/manifests"
+    man.mkdir(parents=True)
+    status = ["ok"] * 170
+    status[5] = "missing"
+    (man / "audioset.tsv").write_text("row\tid\tstatus\n" + "".join(f"{i}\ta{i}\t{s}\n" for i, s in enumerate(status)))
+    rows = ["row\tid\tsplit5\tsplit100\ttest\tstatus\n"]
+    for i in range(100):
+        rows.append(f"{i}\tt{i}\t{i < 5}\t{i < 60}\t{i >= 60}\t{'missing' if i == 3 else 'ok'}\n")
+    (man / "tau.tsv").write_text("".join(rows))
+    rates = {"source": "test", "date": "today",
+             "measured": {"teacher_logits": {"clips_per_s": 8, "load_s": 2}, "distill": {"steps_per_s": 2},
+                          "finetune": {"steps_per_s": 4}, "baseline": {"steps_per_s": 5}},
+             "target": {"teacher_logits": {"clips_per_s": 16, "load_s": 1}, "distill": {"steps_per_s": 4},
+                        "finetune": {"steps_per_s": 8}}}  # no baseline: the fine-tuning rate stands in
+    (tmp_path / "rates.yaml").write_text(yaml.safe_dump(rates))
+    args = ["-s", str(REPO / "Snakefile"), "--directory", str(tmp_path), "--configfiles", *DEMO_CONFIGS]
+    jobs = cost.parse_dry_run(cost.dry_run(tmp_path, args, LOCAL_ENV))
+    est = cost.estimate(jobs, cost.load_rates(tmp_path / "rates.yaml"), "rates.yaml", tmp_path)
+    text = cost.report(est, rates, "rates.yaml")
+    counts = planned_counts(tmp_path, args)
+    assert {r: est["rules"][r]["jobs"] for r in est["rules"]} == {r: counts[r] for r in cost.GPU_RULES}
+
+    tiny = yaml.safe_load((REPO / "tests/tiny.yaml").read_text())
+    size = tiny["teachers"]["shard_size"]  # 80: AudioSet 170 rows -> 79 (one rejected), 80, 10; TAU 100 -> 79, 20
+    assert (counts["teacher_logits"], size) == (5, 80)
+    clips = 79 + 80 + 10 + 79 + 20
+    steps = {"5": 1, "100": math.ceil(59 / tiny["training"]["batch_size"])}  # 4 ok clips (batch 4) and 59 ok clips
+    ft = [steps[j.wildcards["split"]] * tiny["training"]["epochs_finetune"] for j in jobs if j.rule == "finetune"]
+    bl = [steps[j.wildcards["split"]] * tiny["training"]["epochs_baseline"] for j in jobs if j.rule == "baseline"]
+    it = tiny["distillation"]["iterations"]
+    want = {"teacher_logits": (clips / 8 + 5 * 2) / 3600, "distill": counts["distill"] * it / 2 / 3600,
+            "finetune": sum(ft) / 4 / 3600, "baseline": sum(bl) / 5 / 3600}
+    want_target = {"teacher_logits": (clips / 16 + 5 * 1) / 3600, "distill": counts["distill"] * it / 4 / 3600,
+                   "finetune": sum(ft) / 8 / 3600, "baseline": sum(bl) / 8 / 3600}
+    for rule in cost.GPU_RULES:
+        assert est["rules"][rule]["measured"]["gpu_hours"] == pytest.approx(want[rule], rel=1e-12)
+        assert est["rules"][rule]["target"]["gpu_hours"] == pytest.approx(want_target[rule], rel=1e-12)
+    assert est["total"]["measured"] == pytest.approx(sum(want.values()), rel=1e-12)
+    assert est["rules"]["teacher_logits"]["work_min"] == 10 and est["rules"]["teacher_logits"]["work_max"] == 80
+    summary = json.loads(text.splitlines()[-1])
+    assert summary["jobs"] == {r: counts[r] for r in cost.GPU_RULES}
+    assert re.search(r"^total\s+" + str(sum(counts[r] for r in cost.GPU_RULES)) + r"\s", text, re.M)
+
+
+def test_parser_needs_only_rule_names_and_shell_commands():
+    """Renamed wildcards (a refactor) change nothing: the work comes from the job's shell command."""
+    text = """[Mon Jan  1 00:00:00 2026]
+rule finetune:
+    input: r/manifests/tau.tsv
+    wildcards: target=tau, selection=pruned, threshold=0.3, ensemble=all, split=25, seed=0
+    resources: tmpdir=/tmp
+Shell command: prunekd finetune --manifest r/manifests/tau.tsv --split 25 --seed 0 --settings '{"training": {"epochs": 2, "batch_size": 256}}' 2> log
+
+[Mon Jan  1 00:00:00 2026]
+localrule all:
+    input: x
+"""
+    jobs = cost.parse_dry_run(text)
+    assert [j.rule for j in jobs] == ["finetune", "all"]
+    assert jobs[0].wildcards["selection"] == "pruned" and jobs[0].arg("--split") == "25"
+    rates = {"measured": {"finetune": {"steps_per_s": 1}}}
+    est = cost.estimate(jobs, rates, "r.yaml", REPO / "nonexistent")
+    assert est["rules"]["finetune"]["measured"]["gpu_hours"] == 2 * math.ceil(34900 / 256) / 3600
