@@ -98,6 +98,27 @@ def cpu(quick: bool) -> dict:
             "speedup": round(t_naive / t_shard, 1), "max_abs_logit_diff_fp16_store": round(err, 4)}
 
 
+def member_load(repeats: int = 2) -> dict:
+    """Seconds to load one release-shaped PaSST-S checkpoint (768 dims, depth 12, 998 frames) the way a shard
+    job does, against building the member (hear21passt's random init) and then loading the state dict."""
+    from prunekd.teachers import load_member
+    stride = MEMBERS[next(iter(MEMBERS))][0]
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "member.pt")
+        torch.save(build_member(stride, PASST_S, 998).state_dict(), path)
+        times = {"load_member_s": [], "build_then_load_s": []}
+        for _ in range(repeats):  # the first of each warms the file cache and the imports
+            t0 = time.perf_counter()
+            load_member(path, stride, PASST_S)
+            times["load_member_s"].append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            build_member(stride, PASST_S, 998).load_state_dict(torch.load(path, weights_only=True))
+            times["build_then_load_s"].append(time.perf_counter() - t0)
+    out = {k: round(v[-1], 2) for k, v in times.items()}
+    out["nine_members_s"] = round(9 * out["load_member_s"], 1)
+    return out
+
+
 def matmul_rate(dtype=torch.bfloat16, n: int = 8192, reps: int = 20) -> float:
     a = torch.randn(n, n, device="cuda", dtype=dtype)
     b = torch.randn(n, n, device="cuda", dtype=dtype)
@@ -151,6 +172,7 @@ def main() -> None:
     res = {"benchmark": "teachers", "quick": a.quick}
     if not a.gpu:
         res.update(cpu(a.quick))
+        res["checkpoint_load"] = member_load()
     if torch.cuda.is_available():
         res["gpu"] = gpu(a.quick)
     elif a.gpu:

@@ -26,6 +26,19 @@ def test_saved_weights_load_back_through_the_real_path(weights):
         assert all(torch.equal(ref[k], v) for k, v in model.state_dict().items())
 
 
+def test_a_checkpoint_lacking_a_parameter_is_refused_not_left_unset(weights):
+    # Members are built without random init (parameters on the meta device): a parameter the checkpoint
+    # lacks must fail the load, never reach the device uninitialised.
+    p = weights / checkpoint_file(NAMES[0])
+    state = torch.load(p, weights_only=True)
+    del state["head.1.weight"]
+    torch.save(state, p)
+    with pytest.raises(WeightsError, match="head.1.weight"):
+        load_member(p, 10, ARCH)
+    model = load_member(weights / checkpoint_file(NAMES[1]), 12, ARCH)
+    assert not any(t.is_meta for t in [*model.parameters(), *model.buffers()])
+
+
 def test_missing_weights_error_lists_the_files(tmp_path, monkeypatch):
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
     with pytest.raises(WeightsError) as e:
