@@ -23,8 +23,8 @@ import pandas as pd
 
 from .layouts import HDF5_FILES
 from .manifest import MetadataError
+from .store import N_CLASSES
 
-N_CLASSES = 527
 _REF = re.compile(r"^(?P<file>.+\.(?:hdf|hdf5|h5))::(?P<index>\d+)$")
 
 

@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-N_AUDIOSET_CLASSES = 527
+from .store import N_CLASSES
+
 N_EVENTS = 24          # event types that actually sound; the other classes never occur
 SCENE_EVENTS = list(range(8))   # events 0..7 occur in the scenes, 8..23 never do
 SCENES = ["airport", "bus", "metro", "metro_station", "park", "public_square", "shopping_mall",
@@ -103,8 +104,8 @@ def _write(path: Path, x: np.ndarray, sr: int) -> None:
 def make_audioset(root: Path, counts: dict, clip_seconds: float, sr: int, scene_share: float,
                   rng: np.random.Generator) -> None:
     """Segment lists with the real header lines and quoting, class_labels_indices.csv, one file per segment."""
-    mids = [f"/m/demo{i:03d}" for i in range(N_AUDIOSET_CLASSES)]
-    names = EVENT_NAMES + [f"Unused class {i}" for i in range(N_EVENTS, N_AUDIOSET_CLASSES)]
+    mids = [f"/m/demo{i:03d}" for i in range(N_CLASSES)]
+    names = EVENT_NAMES + [f"Unused class {i}" for i in range(N_EVENTS, N_CLASSES)]
     root.mkdir(parents=True, exist_ok=True)
     with open(root / "class_labels_indices.csv", "w") as fh:
         fh.write("index,mid,display_name\n")

@@ -160,3 +160,72 @@ def load_classifier(path) -> nn.Linear:
 def prune(scores: np.ndarray, threshold: float) -> np.ndarray:
     """Indices of the clips whose score exceeds the threshold."""
     return np.flatnonzero(scores > threshold)
+
+
+class NoClipsError(ValueError):
+    """A split, or AudioSet eval, with no clips that have logits: nothing to train on."""
+
+
+def train_and_validate(audioset_store, audioset_manifest, target_store, target_manifest, split: str, cfg: dict,
+                       out, report_path, log=print) -> dict:
+    """Train one split's classifier, save it to `out`, and write its validation report to `report_path`."""
+    from .atomic import write_json
+    from .store import embeddings, rows_where
+    members = cfg.get("members")
+    as_store, neg_pos = rows_where(audioset_store, audioset_manifest, "subset", ["eval"])
+    t_store, pos_pos = rows_where(target_store, target_manifest, f"split{split}", ["True"])
+    if len(pos_pos) == 0:
+        raise NoClipsError(f"{target_manifest}: split{split} has no clips with logits")
+    if len(neg_pos) == 0:
+        raise NoClipsError(f"{audioset_manifest}: no AudioSet eval clips with logits")
+    # As the authors: the classifier trains on every clip of the split and on 4/5 of AudioSet eval; it is
+    # validated on the held-out fifth of eval against the target's test split (docs/method.md).
+    _, test_pos = rows_where(target_store, target_manifest, "test", ["True"])
+    neg_tr, neg_va = split_holdout(len(neg_pos), cfg["holdout_fraction"], np.random.default_rng(cfg["seed"]))
+    neg = embeddings(as_store, neg_pos, members)
+    pos = embeddings(t_store, pos_pos, members)
+    log(f"split{split}: {len(pos)} positives (every clip of the split), {len(neg_tr)} negatives for training")
+    model, stats = train_classifier(pos, neg[neg_tr], cfg, log)
+    save_classifier(model, out)
+    sv = score(model, np.concatenate([embeddings(t_store, test_pos, members), neg[neg_va]]))
+    yv = np.r_[np.ones(len(test_pos)), np.zeros(len(neg_va))]
+    report = {"split": split, "members": members or list(as_store.attrs["members"]), "auc": roc_auc(sv, yv),
+              "validation": "held-out AudioSet eval (negatives) vs the target's test split (positives)",
+              "n_val_pos": int(len(test_pos)), "n_val_neg": int(len(neg_va)), "n_split_clips": int(len(pos_pos)),
+              "n_train_pos": int(len(pos)), "n_train_neg": int(len(neg_tr)),
+              "at_threshold": precision_recall(sv, yv, cfg["report_thresholds"]), **stats}
+    write_json(report_path, report)
+    log(f"split{split}: held-out ROC AUC {report['auc']:.3f}")
+    return report
+
+
+def score_training_clips(audioset_store, audioset_manifest, classifier, members, out, log=print) -> None:
+    """Score every AudioSet training clip with a saved classifier; save the scores (over the whole store) as .npy."""
+    from .atomic import atomic_path
+    from .store import training_rows
+    store, train_pos = training_rows(audioset_store, audioset_manifest)
+    scores = score_store(load_classifier(classifier), store, train_pos, members, log=log)
+    with atomic_path(out) as tmp:
+        with open(tmp, "wb") as fh:
+            np.save(fh, scores)
+    log(f"scored {len(train_pos)} AudioSet training clips")
+
+
+def prune_training_clips(audioset_store, audioset_manifest, scores_path, threshold: float, key: dict, out,
+                         stats_path, log=print) -> dict:
+    """Write the training clips scoring above `threshold` (TSV) and their share (JSON, with `key` copied in)."""
+    import json
+    import pandas as pd
+    from .atomic import write_json, write_table
+    from .store import training_rows
+    store, train_pos = training_rows(audioset_store, audioset_manifest)
+    scores = np.load(scores_path)
+    kept = train_pos[prune(scores[train_pos], threshold)]
+    rows, ids = store["row"][:], store["id"][:]
+    write_table(out, pd.DataFrame({"position": kept, "row": rows[kept], "id": ids[kept], "score": scores[kept]}))
+    stats = {**key, "threshold": threshold, "train_clips": int(len(train_pos)),
+             "kept": int(len(kept)), "kept_share": float(len(kept) / max(1, len(train_pos)))}
+    write_json(stats_path, stats)
+    log(f"{json.dumps(key)} threshold {threshold}: kept {len(kept)} of {len(train_pos)} "
+        f"({100 * stats['kept_share']:.1f} %)")
+    return stats

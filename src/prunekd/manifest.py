@@ -41,6 +41,10 @@ class MetadataError(ValueError):
     """Bad metadata; the message names the file and line."""
 
 
+class BadAudioError(RuntimeError):
+    """A clip that cannot be used while data.bad_audio is `fail`; the message names its list and line (or file)."""
+
+
 def read_class_labels(path) -> pd.DataFrame:
     path = Path(path)
     try:
@@ -292,6 +296,34 @@ def target_manifest(s: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
     if s["adapter"] == "tau2022":
         return tau_manifest(s["root"], split_dir=s.get("split_dir"))
     return csv_target_manifest(s["csv"], s["audio_root"], s["splits"], s.get("test_split", "test"))
+
+
+def build_manifest(s: dict, root, out, rejected_out, log=print) -> None:
+    """Write a dataset's manifest and its rejected table, from the settings `s` (the adapter, where the data lies)."""
+    import time
+    from .atomic import write_table
+    t0 = time.time()
+    if s["adapter"] == "audioset":
+        if not root:
+            raise MetadataError("--root (the AudioSet folder) is needed for the audioset adapter")
+        if s.get("layout") == "hdf5":  # PaSST's *_mp3.hdf files: names, labels and MP3 bytes in one file per subset
+            from .audioset_hdf5 import audioset_hdf5_manifest
+            man, rej = audioset_hdf5_manifest(root, s["audioset_subsets"])
+        else:
+            man, rej = audioset_manifest(root, s["audioset_subsets"], s.get("audioset_audio_dir") or None,
+                                         bad_labels=s["bad_audio"])
+    else:
+        man, rej = target_manifest(s)
+        for w in class_coverage_warnings(man):
+            log(f"warning: {out}: {w}")
+    if len(rej) and s["bad_audio"] == "fail":
+        r = rej.iloc[0]
+        where = f"{r['list']} line {r['line']}" if "list" in r else str(man.loc[man["row"] == r["row"], "path"].iloc[0])
+        raise BadAudioError(f"{where}: clip {r['id']} is {r['reason']} ({out}; data.bad_audio: fail); "
+                            f"{len(rej)} such clips")
+    write_table(rejected_out, rej)
+    write_table(out, man)
+    log(f"{out}: {len(man)} rows, {len(rej)} rejected, {time.time() - t0:.1f} s")
 
 
 def class_coverage_warnings(manifest: pd.DataFrame) -> list[str]:

@@ -12,6 +12,7 @@ import numpy as np
 import zarr
 
 N_CLASSES = 527
+TRAIN_SUBSETS = ["balanced_train", "unbalanced_train"]  # what is scored, pruned and drawn from
 ROW_CHUNK = 1024       # rows per chunk of member_logits and labels
 ENSEMBLE_CHUNK = 8192  # rows per chunk of the ensemble array, read in long streams by scoring
 
@@ -25,6 +26,20 @@ def create_ensemble_array(group, n: int):
 
 def open_store(path):
     return zarr.open_group(str(path), mode="r")
+
+
+def rows_where(store_path, manifest_path, column: str, values: list[str]):
+    """(store, its positions whose manifest row has `column` in `values`)."""
+    import pandas as pd
+    store = open_store(store_path)
+    man = pd.read_csv(manifest_path, sep="\t", dtype=str, keep_default_na=False)
+    col = man[column].to_numpy()[store["row"][:]]
+    return store, np.flatnonzero(np.isin(col, values))
+
+
+def training_rows(store_path, manifest_path):
+    """(AudioSet store, its positions of the training clips)."""
+    return rows_where(store_path, manifest_path, "subset", TRAIN_SUBSETS)
 
 
 def embeddings(store, rows: np.ndarray | slice | None = None, members: list[str] | None = None) -> np.ndarray:

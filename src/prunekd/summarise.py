@@ -240,3 +240,17 @@ def summarise(metric_files, prune_files, outdir, sweep_split, threshold: float, 
     plot_controls(ct, outdir / "controls.png")
     plot_devices(runs, threshold, outdir / "devices.png")
     return {"table1_rows": len(t1), "table2_rows": len(t2), "control_rows": len(ct)}
+
+
+def write_summary(metric_files, prune_files, outdir, cfg: dict, manifest=None, log=print) -> dict:
+    """The summary from the step's settings; with the target `manifest`, its class coverage warnings go above the tables."""
+    from .manifest import class_coverage_warnings
+    warnings = []
+    if manifest:
+        warnings = class_coverage_warnings(pd.read_csv(manifest, sep="\t", dtype=str, keep_default_na=False))
+        for w in warnings:
+            log(f"warning: {manifest}: {w}")
+    out = summarise(metric_files, prune_files, outdir, cfg["sweep_split"], cfg["threshold"], cfg.get("target", ""),
+                    cfg.get("adapter", "tau2022"), warnings)
+    log(f"summary written to {outdir}")
+    return out

@@ -277,3 +277,27 @@ def train_demo_member(member: str, stride: int, arch: dict, wav: torch.Tensor, l
     from .atomic import atomic_path
     with atomic_path(out_path) as tmp:
         torch.save(model.state_dict(), tmp)
+
+
+def train_demo_teacher(member: str, stride: int, seed: int, cfg: dict, manifest_path, out_path, log=print) -> None:
+    """Demo only: train one member on the usable AudioSet training clips of a manifest and save its checkpoint."""
+    import numpy as np
+    import pandas as pd
+    from .audio import AudioError, load_clip
+    from .manifest import labels_multi_hot
+    from .store import N_CLASSES, TRAIN_SUBSETS
+    man = pd.read_csv(manifest_path, sep="\t", dtype={"labels": str}, keep_default_na=False)
+    man = man[(man["status"] == "ok") & man["subset"].isin(TRAIN_SUBSETS)]
+    n = int(cfg["audioset_clip_seconds"] * 32000)
+    clips, usable = [], []
+    for p in man["path"]:
+        try:
+            clips.append(load_clip(p, 32000, n))
+            usable.append(True)
+        except AudioError as e:  # the teacher pass lists these; here they are only left out
+            log(f"skipped {e}")
+            usable.append(False)
+    wav = torch.from_numpy(np.stack(clips))
+    labels = torch.from_numpy(labels_multi_hot(man["labels"][usable], N_CLASSES))
+    train_demo_member(member, stride, cfg["architecture"], wav, labels, cfg["demo_train_steps"], seed, out_path, log,
+                      lr=cfg["demo_train_lr"])

@@ -1,0 +1,28 @@
+"""The job outputs that read given clips, for `snakemake --forcerun` after clips were replaced (README, Reruns)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class UnknownClipError(LookupError):
+    """A clip the manifest does not hold; the message names the manifest."""
+
+
+def clip_jobs(manifest_path, clips, shard_size: int) -> list[str]:
+    """Teacher-logits shards (and, for AudioSet, packed-audio shards) holding `clips` (ids, paths or file names)."""
+    import pandas as pd
+    man_path = Path(manifest_path)
+    dataset, results = man_path.stem, man_path.parent.parent  # results/manifests/<dataset>.tsv
+    man = pd.read_csv(man_path, sep="\t", dtype=str, keep_default_na=False)
+    out = []
+    for clip in clips:
+        hit = man[(man["id"] == clip) | (man["path"] == clip) | (man["path"].map(lambda p: Path(p).name) == clip)]
+        if hit.empty:
+            raise UnknownClipError(f"{man_path}: no clip {clip!r} (give an id, a path or a file name)")
+        for row in hit["row"].astype(int):
+            shard = f"{row // shard_size:05d}"
+            out.append(f"{results}/logits/{dataset}/shards/{shard}.zarr")
+            if dataset == "audioset":
+                out.append(f"{results}/packed/audioset/{shard}.zarr")
+    return list(dict.fromkeys(out))
