@@ -29,7 +29,7 @@ def snakemake(workdir, *args, extra_config=(), check=True):
     """Run the repo's Snakefile in `workdir` with the demo profile's config and the tiny overrides."""
     cmd = [str(BIN / "snakemake"), "-s", str(REPO / "Snakefile"), "--directory", str(workdir),
            "--configfiles", str(REPO / "config.yaml"), str(REPO / "profiles/demo/demo.yaml"),
-           str(REPO / "tests/tiny.yaml"), *extra_config, "--cores", "2", *demo_threads(), *args]
+           str(REPO / "tests/tiny.yaml"), *extra_config, *demo_threads(), "--cores", "2", *args]
     p = subprocess.run(cmd, capture_output=True, text=True, env=LOCAL_ENV)
     if check and p.returncode != 0:
         raise AssertionError(f"snakemake failed ({p.returncode}):\n{p.stdout[-3000:]}\n{p.stderr[-6000:]}")
