@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SMK := $(BIN)/snakemake
 
-.PHONY: demo test report lint dryrun bench clean
+.PHONY: demo test report lint dryrun bench clean install-profile
 
 $(STAMP): envs/requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -32,3 +32,10 @@ dryrun: $(STAMP)
 
 clean:
 	rm -rf results data/demo .snakemake
+
+# The SLURM profile, installed by name: afterwards `snakemake --profile slurm` (README, "Running on SLURM").
+PROFILE_DIR := $(or $(XDG_CONFIG_HOME),$(HOME)/.config)/snakemake
+install-profile:
+	mkdir -p $(PROFILE_DIR)
+	ln -sfn $(abspath profiles/slurm) $(PROFILE_DIR)/slurm
+	@echo "$(PROFILE_DIR)/slurm -> $(abspath profiles/slurm)"

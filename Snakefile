@@ -5,8 +5,14 @@
 configfile: "config.yaml"
 
 
+# Helpers (no rules): config and checks, data paths, shard planning, the grid, the settings slices.
 include: "workflow/rules/common.smk"
+include: "workflow/rules/inputs.smk"
+include: "workflow/rules/shards.smk"
+include: "workflow/rules/grid.smk"
+include: "workflow/rules/settings.smk"
 include: "workflow/rules/submission_common.smk"
+# Rules, in the order of the data flow (docs/architecture.md).
 include: "workflow/rules/data.smk"
 include: "workflow/rules/teachers.smk"
 include: "workflow/rules/domain.smk"

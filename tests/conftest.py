@@ -18,11 +18,18 @@ _NO_SLURM = Path(tempfile.mkdtemp(prefix="prunekd-noslurm-"))
 LOCAL_ENV = {**os.environ, "PATH": os.pathsep.join([str(BIN), str(_NO_SLURM), os.environ["PATH"]])}
 
 
+def demo_threads():
+    """The demo profile's threads (profiles/demo/config.yaml, set-threads), as command-line arguments."""
+    import yaml
+    prof = yaml.safe_load((REPO / "profiles/demo/config.yaml").read_text())
+    return ["--set-threads", *(f"{rule}={n}" for rule, n in prof["set-threads"].items())]
+
+
 def snakemake(workdir, *args, extra_config=(), check=True):
     """Run the repo's Snakefile in `workdir` with the demo profile's config and the tiny overrides."""
     cmd = [str(BIN / "snakemake"), "-s", str(REPO / "Snakefile"), "--directory", str(workdir),
            "--configfiles", str(REPO / "config.yaml"), str(REPO / "profiles/demo/demo.yaml"),
-           str(REPO / "tests/tiny.yaml"), *extra_config, "--cores", "2", *args]
+           str(REPO / "tests/tiny.yaml"), *extra_config, *demo_threads(), "--cores", "2", *args]
     p = subprocess.run(cmd, capture_output=True, text=True, env=LOCAL_ENV)
     if check and p.returncode != 0:
         raise AssertionError(f"snakemake failed ({p.returncode}):\n{p.stdout[-3000:]}\n{p.stderr[-6000:]}")

@@ -8,18 +8,22 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 
 import pandas as pd
 import pytest
 
-from conftest import BIN, REPO
+from conftest import BIN, REPO, demo_threads
 from test_reruns import planned
 
 JOBCOMP = "/var/log/slurm/jobcomp.log"
 GRES_LOG = "/var/log/slurm/job-gres.log"   # written by the node's Epilog (.ci/slurm-up) after every job
 GPU_RULES = {"teacher_logits", "distill", "finetune", "baseline"}
-ENV = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+# The SLURM profile as users install it (README, "Running on SLURM": make install-profile), into a
+# configuration folder of this test run only: `--profile slurm` finds it there, the home folder is untouched.
+XDG = tempfile.mkdtemp(prefix="prunekd-xdg-")
+ENV = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "XDG_CONFIG_HOME": XDG}
 # Split 100 only (its threshold sweep): every rule, fewer jobs; SLURM adds seconds per job here.
 SLURM_GRID = REPO / "tests/slurm_grid.yaml"
 FAST = ["--seconds-between-status-checks", "2", "--slurm-init-seconds-before-status-checks", "1",
@@ -45,13 +49,16 @@ def slurm():
             pytest.skip(f"SLURM could not be started by .ci/slurm-up: {(p.stderr or p.stdout)[-600:]}")
     elif not _slurm_is_up():
         pytest.skip("SLURM is not running here, and starting it (.ci/slurm-up) needs root")
+    p = subprocess.run(["make", "-C", str(REPO), "install-profile"], capture_output=True, text=True, env=ENV)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert os.path.samefile(os.path.join(XDG, "snakemake/slurm"), REPO / "profiles/slurm")
     return JOBCOMP
 
 
 def slurm_snakemake(workdir, *args, check=True, popen=False):
     cmd = [str(BIN / "snakemake"), "-s", str(REPO / "Snakefile"), "--directory", str(workdir),
            "--configfiles", str(REPO / "config.yaml"), str(REPO / "profiles/demo/demo.yaml"),
-           str(REPO / "tests/tiny.yaml"), str(SLURM_GRID), "--profile", str(REPO / "profiles/slurm"), *FAST, *args]
+           str(REPO / "tests/tiny.yaml"), str(SLURM_GRID), *demo_threads(), "--profile", "slurm", *FAST, *args]
     if popen:
         return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=ENV)
     p = subprocess.run(cmd, capture_output=True, text=True, env=ENV)
@@ -93,6 +100,8 @@ def slurm_run(slurm, tmp_path_factory):
 
 def test_every_job_goes_through_sbatch_and_matches_a_local_run(slurm_run, demo_run):
     wd, out = slurm_run
+    # The installed executor profile, and the workflow profile with the GPU requests (profiles/default).
+    assert re.search(r"Using profiles? slurm and workflow specific profile \S*profiles/default", out), out[:2000]
     n_jobs = len(re.findall(r"^rule \w+:", out, flags=re.M))   # non-local jobs of this run
     records = jobcomp_records(wd)
     assert n_jobs > 20 and len(records) == n_jobs, (n_jobs, len(records))
@@ -154,7 +163,7 @@ def test_submit_runs_the_controller_as_a_slurm_job(slurm_run, tmp_path):
     shutil.copytree(src, wd, symlinks=True)
     shutil.rmtree(wd / "results/summary")
     args = ["-s", str(REPO / "Snakefile"), "--configfiles", str(REPO / "config.yaml"),
-            str(REPO / "profiles/demo/demo.yaml"), str(REPO / "tests/tiny.yaml"), str(SLURM_GRID), *FAST]
+            str(REPO / "profiles/demo/demo.yaml"), str(REPO / "tests/tiny.yaml"), str(SLURM_GRID), *demo_threads(), *FAST]
     p = subprocess.run([str(BIN / "prunekd"), "submit", "--workdir", str(wd), "--profile",
                         str(REPO / "profiles/slurm"), "--time-min", "30", "--mem-gb", "2", "--wait", "--", *args],
                        capture_output=True, text=True, env=ENV, timeout=900)

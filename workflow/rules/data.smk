@@ -23,7 +23,7 @@ if DEMO:
         benchmark:
             f"{R}/benchmarks/demo_data.tsv"
         conda:
-            "../../envs/prunekd.yaml"
+            ENV
         shell:
             "prunekd demo-data --audioset-root {params.audioset} --tau-roots {params.tau} "
             "--csv-targets {params.csv} --settings {params.settings:q} 2> {log}"
@@ -51,10 +51,10 @@ rule manifest_audioset:
     benchmark:
         f"{R}/benchmarks/manifest/audioset.tsv"
     resources:
-        mem_mb=mem(16000),
+        mem_mb=16000,
         runtime=60,
     conda:
-        "../../envs/prunekd.yaml"
+        ENV
     shell:
         "prunekd manifest --root {params.root} --out {output.manifest} "
         "--rejected {output.rejected} --settings {params.settings:q} 2> {log}"
@@ -75,9 +75,9 @@ rule manifest_target:
     benchmark:
         f"{R}/benchmarks/manifest/{{target}}.tsv"
     resources:
-        mem_mb=mem(4000),
+        mem_mb=4000,
         runtime=30,
     conda:
-        "../../envs/prunekd.yaml"
+        ENV
     shell:
         "prunekd manifest --out {output.manifest} --rejected {output.rejected} --settings {params.settings:q} 2> {log}"

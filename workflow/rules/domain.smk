@@ -1,6 +1,9 @@
 # Per target, ensemble and split: the linear domain classifier (AudioSet eval vs the split), scores for all
 # of AudioSet, and per threshold the pruned set with its random control.
 
+DOMAIN = f"{R}/domain/{{target}}/{{ensemble}}/split{{split}}"  # classifier, scores, histogram
+PRUNED = f"{R}/prune/{{target}}/{{ensemble}}/split{{split}}/thr{{threshold}}"  # a pruned set and its random control
+
 
 rule domain_classifier:
     input:
@@ -9,27 +12,27 @@ rule domain_classifier:
         target_store=f"{R}/logits/{{target}}.zarr",
         target_manifest=f"{R}/manifests/{{target}}.tsv",
     output:
-        classifier=f"{R}/domain/{{target}}/{{ens}}/split{{split}}/classifier.pt",
+        classifier=f"{DOMAIN}/classifier.pt",
         report=report(
-            f"{R}/domain/{{target}}/{{ens}}/split{{split}}/validation.json",
+            f"{DOMAIN}/validation.json",
             caption="../report/validation.rst",
             category="Domain classifier",
             subcategory="{target}",
-            labels={"ensemble": "{ens}", "split": "{split}", "figure": "validation"},
+            labels={"ensemble": "{ensemble}", "split": "{split}", "figure": "validation"},
         ),
     params:
         code=code_version("domain-classifier"),
-        settings=lambda w: settings(**config["domain_classifier"], members=ENSEMBLES[w.ens]),
+        settings=lambda w: settings(**config["domain_classifier"], members=ENSEMBLES[w.ensemble]),
     log:
-        f"{R}/logs/domain_classifier/{{target}}/{{ens}}/split{{split}}.log",
+        f"{R}/logs/domain_classifier/{{target}}/{{ensemble}}/split{{split}}.log",
     benchmark:
-        f"{R}/benchmarks/domain_classifier/{{target}}/{{ens}}/split{{split}}.tsv"
+        f"{R}/benchmarks/domain_classifier/{{target}}/{{ensemble}}/split{{split}}.tsv"
     threads: 2
     resources:
-        mem_mb=mem(8000),
+        mem_mb=8000,
         runtime=60,
     conda:
-        "../../envs/prunekd.yaml"
+        ENV
     shell:
         "prunekd domain-classifier --audioset-store {input.audioset_store} "
         "--audioset-manifest {input.audioset_manifest} --target-store {input.target_store} "
@@ -41,22 +44,22 @@ rule score:
     input:
         audioset_store=f"{R}/logits/audioset.zarr",
         audioset_manifest=f"{R}/manifests/audioset.tsv",
-        classifier=f"{R}/domain/{{target}}/{{ens}}/split{{split}}/classifier.pt",
+        classifier=f"{DOMAIN}/classifier.pt",
     output:
-        f"{R}/domain/{{target}}/{{ens}}/split{{split}}/scores.npy",
+        f"{DOMAIN}/scores.npy",
     params:
         code=code_version("score"),
-        settings=lambda w: settings(members=ENSEMBLES[w.ens]),
+        settings=lambda w: settings(members=ENSEMBLES[w.ensemble]),
     log:
-        f"{R}/logs/score/{{target}}/{{ens}}/split{{split}}.log",
+        f"{R}/logs/score/{{target}}/{{ensemble}}/split{{split}}.log",
     benchmark:
-        f"{R}/benchmarks/score/{{target}}/{{ens}}/split{{split}}.tsv"
+        f"{R}/benchmarks/score/{{target}}/{{ensemble}}/split{{split}}.tsv"
     threads: 2
     resources:
-        mem_mb=mem(4000),
+        mem_mb=4000,
         runtime=30,
     conda:
-        "../../envs/prunekd.yaml"
+        ENV
     shell:
         "prunekd score --audioset-store {input.audioset_store} --audioset-manifest {input.audioset_manifest} "
         "--classifier {input.classifier} --out {output} --settings {params.settings:q} 2> {log}"
@@ -67,25 +70,25 @@ rule score_histogram:
     input:
         audioset_store=f"{R}/logits/audioset.zarr",
         audioset_manifest=f"{R}/manifests/audioset.tsv",
-        scores=f"{R}/domain/{{target}}/{{ens}}/split{{split}}/scores.npy",
+        scores=f"{DOMAIN}/scores.npy",
     output:
         report(
-            f"{R}/domain/{{target}}/{{ens}}/split{{split}}/score_histogram.png",
+            f"{DOMAIN}/score_histogram.png",
             caption="../report/histogram.rst",
             category="Domain classifier",
             subcategory="{target}",
-            labels={"ensemble": "{ens}", "split": "{split}", "figure": "score histogram"},
+            labels={"ensemble": "{ensemble}", "split": "{split}", "figure": "score histogram"},
         ),
     params:
         code=code_version("histogram"),
-        thresholds=lambda w: " ".join(fmt_thr(t) for t in config["grid"]["thresholds"]),
-        title=lambda w: f"{w.target} split {w.split}, ensemble {w.ens}",
+        thresholds=lambda w: " ".join(threshold_label(t) for t in config["grid"]["thresholds"]),
+        title=lambda w: f"{w.target} split {w.split}, ensemble {w.ensemble}",
     log:
-        f"{R}/logs/score_histogram/{{target}}/{{ens}}/split{{split}}.log",
+        f"{R}/logs/score_histogram/{{target}}/{{ensemble}}/split{{split}}.log",
     benchmark:
-        f"{R}/benchmarks/score_histogram/{{target}}/{{ens}}/split{{split}}.tsv"
+        f"{R}/benchmarks/score_histogram/{{target}}/{{ensemble}}/split{{split}}.tsv"
     conda:
-        "../../envs/prunekd.yaml"
+        ENV
     shell:
         "prunekd histogram --audioset-store {input.audioset_store} --audioset-manifest {input.audioset_manifest} "
         "--scores {input.scores} --title {params.title:q} --thresholds {params.thresholds} "
@@ -96,25 +99,25 @@ rule prune:
     input:
         audioset_store=f"{R}/logits/audioset.zarr",
         audioset_manifest=f"{R}/manifests/audioset.tsv",
-        scores=f"{R}/domain/{{target}}/{{ens}}/split{{split}}/scores.npy",
+        scores=f"{DOMAIN}/scores.npy",
     output:
-        kept=f"{R}/prune/{{target}}/{{ens}}/split{{split}}/thr{{thr}}/kept.tsv",
-        stats=f"{R}/prune/{{target}}/{{ens}}/split{{split}}/thr{{thr}}/stats.json",
+        kept=f"{PRUNED}/kept.tsv",
+        stats=f"{PRUNED}/stats.json",
     params:
         code=code_version("prune"),
-        key=lambda w: json.dumps({"target": w.target, "ensemble": w.ens, "split": w.split}),
+        key=lambda w: json.dumps({"target": w.target, "ensemble": w.ensemble, "split": w.split}),
     log:
-        f"{R}/logs/prune/{{target}}/{{ens}}/split{{split}}_thr{{thr}}.log",
+        f"{R}/logs/prune/{{target}}/{{ensemble}}/split{{split}}_thr{{threshold}}.log",
     benchmark:
-        f"{R}/benchmarks/prune/{{target}}/{{ens}}/split{{split}}_thr{{thr}}.tsv"
+        f"{R}/benchmarks/prune/{{target}}/{{ensemble}}/split{{split}}_thr{{threshold}}.tsv"
     resources:
-        mem_mb=mem(4000),
+        mem_mb=4000,
         runtime=15,
     conda:
-        "../../envs/prunekd.yaml"
+        ENV
     shell:
         "prunekd prune --audioset-store {input.audioset_store} --audioset-manifest {input.audioset_manifest} "
-        "--scores {input.scores} --key {params.key:q} --threshold {wildcards.thr} "
+        "--scores {input.scores} --key {params.key:q} --threshold {wildcards.threshold} "
         "--out {output.kept} --stats {output.stats} 2> {log}"
 
 
@@ -124,22 +127,22 @@ rule random_subset:
     input:
         audioset_store=f"{R}/logits/audioset.zarr",
         audioset_manifest=f"{R}/manifests/audioset.tsv",
-        kept=f"{R}/prune/{{target}}/{{ens}}/split{{split}}/thr{{thr}}/kept.tsv",
+        kept=f"{PRUNED}/kept.tsv",
     output:
-        f"{R}/prune/{{target}}/{{ens}}/split{{split}}/thr{{thr}}/random.tsv",
+        f"{PRUNED}/random.tsv",
     params:
         code=code_version("random-subset"),
         seed=config["controls"]["seed"],
-        name=lambda w: f"{w.target}/{w.ens}/split{w.split}/thr{w.thr}",
+        name=lambda w: f"{w.target}/{w.ensemble}/split{w.split}/thr{w.threshold}",
     log:
-        f"{R}/logs/random_subset/{{target}}/{{ens}}/split{{split}}_thr{{thr}}.log",
+        f"{R}/logs/random_subset/{{target}}/{{ensemble}}/split{{split}}_thr{{threshold}}.log",
     benchmark:
-        f"{R}/benchmarks/random_subset/{{target}}/{{ens}}/split{{split}}_thr{{thr}}.tsv"
+        f"{R}/benchmarks/random_subset/{{target}}/{{ensemble}}/split{{split}}_thr{{threshold}}.tsv"
     resources:
-        mem_mb=mem(4000),
+        mem_mb=4000,
         runtime=15,
     conda:
-        "../../envs/prunekd.yaml"
+        ENV
     shell:
         "prunekd random-subset --audioset-store {input.audioset_store} --audioset-manifest {input.audioset_manifest} "
         "--like {input.kept} --seed {params.seed} --name {params.name} --out {output} 2> {log}"
@@ -159,10 +162,10 @@ rule full_set:
     benchmark:
         f"{R}/benchmarks/full_set.tsv"
     resources:
-        mem_mb=mem(4000),
+        mem_mb=4000,
         runtime=15,
     conda:
-        "../../envs/prunekd.yaml"
+        ENV
     shell:
         "prunekd full-set --audioset-store {input.audioset_store} --audioset-manifest {input.audioset_manifest} "
         "--out {output} 2> {log}"

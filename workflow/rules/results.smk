@@ -1,26 +1,24 @@
 rule evaluate:
-    # Every trained model, distilled-and-fine-tuned or baseline: run = its folder under results/.
+    # Every trained model, distilled-and-fine-tuned or baseline (MODELS, workflow/rules/grid.smk).
     input:
-        model=f"{R}/{{run}}/model.pt",
-        manifest=lambda w: f"{R}/manifests/{run_key(w.run)['target']}.tsv",
+        model=f"{R}/{{model}}/model.pt",
+        manifest=lambda w: f"{R}/manifests/{MODELS[w.model]['target']}.tsv",
     output:
-        metrics=f"{R}/eval/{{run}}/metrics.json",
-        predictions=f"{R}/eval/{{run}}/output.csv",
-    wildcard_constraints:
-        run=r"finetune/\w+/\w+/split\w+/(?:(?:pruned|random)_thr0\.\d+|full)/seed\d+|baseline/\w+/split\w+/seed\d+",
+        metrics=f"{R}/eval/{{model}}/metrics.json",
+        predictions=f"{R}/eval/{{model}}/output.csv",
     params:
         code=code_version("evaluate"),
-        settings=lambda w: eval_settings(run_key(w.run)["target"]),
-        key=lambda w: json.dumps(run_key(w.run)),
+        settings=lambda w: eval_settings(MODELS[w.model]["target"]),
+        key=lambda w: json.dumps(summary_key(MODELS[w.model])),
     log:
-        f"{R}/logs/evaluate/{{run}}.log",
+        f"{R}/logs/evaluate/{{model}}.log",
     benchmark:
-        f"{R}/benchmarks/evaluate/{{run}}.tsv"
+        f"{R}/benchmarks/evaluate/{{model}}.tsv"
     resources:
-        mem_mb=mem(8000),
+        mem_mb=8000,
         runtime=60,
     conda:
-        "../../envs/prunekd.yaml"
+        ENV
     shell:
         "prunekd evaluate --model {input.model} --manifest {input.manifest} --key {params.key:q} "
         "--out {output.metrics} --predictions {output.predictions} --settings {params.settings:q} 2> {log}"
@@ -54,7 +52,7 @@ rule summarise:
     benchmark:
         f"{R}/benchmarks/summarise/{{target}}.tsv"
     conda:
-        "../../envs/prunekd.yaml"
+        ENV
     shell:
         "prunekd summarise --metrics {input.metrics} --prune-stats {input.prune_stats} --manifest {input.manifest} "
         "--outdir {params.outdir} --settings {params.settings:q} 2> {log}"
@@ -85,6 +83,6 @@ rule rejected_clips:
     benchmark:
         f"{R}/benchmarks/rejected_clips.tsv"
     conda:
-        "../../envs/prunekd.yaml"
+        ENV
     shell:
         "prunekd rejected --tables {params.tables} --outdir {params.outdir} 2> {log}"

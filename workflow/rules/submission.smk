@@ -33,10 +33,10 @@ rule submission:
     benchmark:
         f"{R}/benchmarks/submission/{{target}}/split{{split}}_{{pick}}.tsv"
     resources:
-        mem_mb=mem(8000),
+        mem_mb=8000,
         runtime=60,
     conda:
-        "../../envs/prunekd.yaml"
+        ENV
     shell:
         "prunekd submission --models {input.models} --metrics {input.metrics} --manifest {input.manifest} "
         "--eval-root {params.eval_root} --out {output.predictions} --info {output.info} "

@@ -16,13 +16,14 @@ def submission_picks(target):
 def submission_candidates(target, split, pick):
     """Evaluated runs a submission chooses from: the method's fine-tunings (report ensemble, pruned sets)."""
     thrs = [t for s, t in grid_pairs(target) if s == split]
+    method = dict(target=target, ensemble="all", split=split, selection="pruned")
     if pick == "best":
-        return [f"finetune/{target}/all/split{split}/pruned_thr{t}/seed{k}" for t in thrs for k in config["grid"]["seeds"]]
-    thr = fmt_thr(config["grid"]["threshold"])
+        return [model_name({**method, "threshold": t, "seed": k}) for t in thrs for k in config["grid"]["seeds"]]
+    thr = threshold_label(config["grid"]["threshold"])
     if thr not in thrs:
         raise ValueError(f"targets.{target}.evaluation.models: per_seed submits the pruned set at grid.threshold {thr}, "
                          f"which split {split} does not have (its thresholds: {thrs}); use models: best")
-    return [f"finetune/{target}/all/split{split}/pruned_thr{thr}/{pick}"]
+    return [model_name({**method, "threshold": thr, "seed": pick.removeprefix("seed")})]
 
 
 def submission_outputs():

@@ -8,7 +8,7 @@ if DEMO:
             f"{WEIGHTS}/{{ckpt}}",
         params:
             code=code_version("demo-teacher"),
-            member=lambda w: {v: k for k, v in CKPT_FILES.items()}[w.ckpt],
+            member=lambda w: {f: m for m, f in CKPT_FILES.items()}[w.ckpt],
             settings=lambda w: settings(
                 architecture=config["teachers"]["architecture"],
                 demo_train_steps=config["demo"]["teacher_train_steps"],
@@ -21,7 +21,7 @@ if DEMO:
         benchmark:
             f"{R}/benchmarks/demo_teacher/{{ckpt}}.tsv"
         conda:
-            "../../envs/prunekd.yaml"
+            ENV
         shell:
             "prunekd demo-teacher --member {params.member} --manifest {input.manifest} --out {output} "
             "--settings {params.settings:q} 2> {log}"
@@ -44,7 +44,7 @@ else:
         benchmark:
             f"{R}/benchmarks/download_teachers.tsv"
         conda:
-            "../../envs/prunekd.yaml"
+            ENV
         shell:
             "prunekd download-teachers --weights-dir {params.weights_dir} --members {params.members} 2> {log}"
 
@@ -64,12 +64,12 @@ rule teacher_logits:
         f"{R}/logs/teacher_logits/{{dataset}}/{{shard}}.log",
     benchmark:
         f"{R}/benchmarks/teacher_logits/{{dataset}}/{{shard}}.tsv"
-    threads: 1 if DEMO else 8
+    threads: 8
     resources:
-        mem_mb=mem(32000),
+        mem_mb=lambda w, threads: 4000 * threads,  # mostly the decoding workers
         runtime=240,
     conda:
-        "../../envs/prunekd.yaml"
+        ENV
     shell:
         "prunekd teacher-logits --dataset {wildcards.dataset} --manifest {input.manifest} "
         "--shard {params.shard} --weights-dir {params.weights_dir} --out {output} --settings {params.settings:q} 2> {log}"
@@ -94,10 +94,10 @@ rule gather_logits:
     benchmark:
         f"{R}/benchmarks/gather_logits/{{dataset}}.tsv"
     resources:
-        mem_mb=mem(16000),
+        mem_mb=16000,
         runtime=240,
     conda:
-        "../../envs/prunekd.yaml"
+        ENV
     shell:
         "prunekd gather --dataset {wildcards.dataset} --manifest {input.manifest} --rejected {input.rejected} "
         "--shards {input.shards} --weights-dir {params.weights_dir} --out {output.store} "

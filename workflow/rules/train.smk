@@ -1,3 +1,7 @@
+# Distillation on a pruned set (or a control), fine-tuning of the student on a split, and the baseline
+# trained from scratch. Memory requests grow with the threads (the data-loading workers).
+
+
 rule pack_audio:
     # AudioSet training clips decoded once into int16 Zarr, per row block: every pruned set, any split or
     # threshold, reads from the same packed stores (distillation.audio_input: packed).
@@ -18,20 +22,21 @@ rule pack_audio:
         f"{R}/logs/pack_audio/{{shard}}.log",
     benchmark:
         f"{R}/benchmarks/pack_audio/{{shard}}.tsv"
-    threads: 1 if DEMO else 8
+    threads: 8
     resources:
-        mem_mb=mem(8000),
+        mem_mb=lambda w, threads: 1000 * threads,
         runtime=240,
     conda:
-        "../../envs/prunekd.yaml"
+        ENV
     shell:
         "prunekd pack-audio --manifest {input.manifest} --shard {wildcards.shard} --out {output} "
         "--settings {params.settings:q} 2> {log}"
 
 
 rule distill:
-    # One rule for every AudioSet subset a student is distilled on: a pruned set, its random control
-    # ({target}/{ens}/split{split}/random_thr{thr}) or all of AudioSet (full/{ens}).
+    # One rule for every AudioSet subset a student is distilled on (TRAINSETS, workflow/rules/grid.smk):
+    # a pruned set, its random control ({target}/{ensemble}/split{split}/random_thr{threshold}) or all
+    # of AudioSet (full/{ensemble}).
     input:
         store=f"{R}/logits/audioset.zarr",
         manifest=f"{R}/manifests/audioset.tsv",
@@ -45,8 +50,6 @@ rule distill:
             category="Training curves",
             labels={"step": "distillation", "training set": "{trainset}"},
         ),
-    wildcard_constraints:
-        trainset=r"full/\w+|\w+/\w+/split\w+/(?:pruned|random)_thr0\.\d+",
     params:
         code=code_version("distill"),
         settings=lambda w: settings(
@@ -54,7 +57,7 @@ rule distill:
             student=config["student"],
             frontend=config["frontend"],
             clip_seconds=config["data"]["audioset_clip_seconds"],
-            members=trainset_members(w),
+            members=ENSEMBLES[TRAINSETS[w.trainset]["ensemble"]],
         ),
         ckpt=lambda w: f"{R}/distill/{w.trainset}/checkpoints",
         packed=lambda w, input: f"--packed {' '.join(input.packed)}" if input.packed else "",
@@ -62,12 +65,12 @@ rule distill:
         f"{R}/logs/distill/{{trainset}}.log",
     benchmark:
         f"{R}/benchmarks/distill/{{trainset}}.tsv"
-    threads: 1 if DEMO else 8
+    threads: 8
     resources:
-        mem_mb=mem(32000),
+        mem_mb=lambda w, threads: 4000 * threads,
         runtime=720,
     conda:
-        "../../envs/prunekd.yaml"
+        ENV
     shell:
         "prunekd distill --store {input.store} --manifest {input.manifest} --kept {input.kept} "
         "--out {output.model} --curve {output.curve} --checkpoint-dir {params.ckpt} {params.packed} "
@@ -75,61 +78,52 @@ rule distill:
 
 
 rule finetune:
+    # A distilled student fine-tuned on a split: model = finetune/{target}/{ensemble}/split{split}/
+    # {selection}_thr{threshold} or full/seed{seed} (MODELS, workflow/rules/grid.smk).
     input:
-        manifest=f"{R}/manifests/{{target}}.tsv",
+        manifest=lambda w: f"{R}/manifests/{MODELS[w.model]['target']}.tsv",
         student=student_for,
     output:
-        model=f"{R}/finetune/{{target}}/{{ens}}/split{{split}}/{{method}}/seed{{seed}}/model.pt",
-        curve=f"{R}/finetune/{{target}}/{{ens}}/split{{split}}/{{method}}/seed{{seed}}/curve.tsv",
+        model=f"{R}/{{model}}/model.pt",
+        curve=f"{R}/{{model}}/curve.tsv",
+    wildcard_constraints:
+        model=_alternatives(FINETUNED),
     params:
         code=code_version("finetune"),
         settings=lambda w: settings(
-            training=training_settings("epochs_finetune", w.target),
+            training=training_settings(
+                "epochs_baseline" if MODELS[w.model]["selection"] == "baseline" else "epochs_finetune",
+                MODELS[w.model]["target"],
+            ),
             student=config["student"],
             frontend=config["frontend"],
         ),
+        split=lambda w: MODELS[w.model]["split"],
+        seed=lambda w: MODELS[w.model]["seed"],
+        init=lambda w, input: f"--init {input.student}" if "student" in input.keys() else "",
         ckpt=lambda w, output: os.path.join(os.path.dirname(output.model), "checkpoints"),
     log:
-        f"{R}/logs/finetune/{{target}}/{{ens}}/split{{split}}/{{method}}_seed{{seed}}.log",
+        f"{R}/logs/{{model}}.log",
     benchmark:
-        f"{R}/benchmarks/finetune/{{target}}/{{ens}}/split{{split}}/{{method}}_seed{{seed}}.tsv"
-    threads: 1 if DEMO else 8
+        f"{R}/benchmarks/{{model}}.tsv"
+    threads: 8
     resources:
-        mem_mb=mem(16000),
+        mem_mb=lambda w, threads: 2000 * threads,
         runtime=480,
     conda:
-        "../../envs/prunekd.yaml"
+        ENV
     shell:
-        "prunekd finetune --manifest {input.manifest} --split {wildcards.split} --seed {wildcards.seed} "
-        "--init {input.student} --out {output.model} --curve {output.curve} --checkpoint-dir {params.ckpt} "
-        "--settings {params.settings:q} 2> {log}"
-
-
-rule baseline:
-    input:
-        manifest=f"{R}/manifests/{{target}}.tsv",
-    output:
-        model=f"{R}/baseline/{{target}}/split{{split}}/seed{{seed}}/model.pt",
-        curve=f"{R}/baseline/{{target}}/split{{split}}/seed{{seed}}/curve.tsv",
-    params:
-        code=code_version("finetune"),
-        settings=lambda w: settings(
-            training=training_settings("epochs_baseline", w.target),
-            student=config["student"],
-            frontend=config["frontend"],
-        ),
-        ckpt=lambda w, output: os.path.join(os.path.dirname(output.model), "checkpoints"),
-    log:
-        f"{R}/logs/baseline/{{target}}/split{{split}}_seed{{seed}}.log",
-    benchmark:
-        f"{R}/benchmarks/baseline/{{target}}/split{{split}}_seed{{seed}}.tsv"
-    threads: 1 if DEMO else 8
-    resources:
-        mem_mb=mem(16000),
-        runtime=600,
-    conda:
-        "../../envs/prunekd.yaml"
-    shell:
-        "prunekd finetune --manifest {input.manifest} --split {wildcards.split} --seed {wildcards.seed} "
+        "prunekd finetune --manifest {input.manifest} --split {params.split} --seed {params.seed} {params.init} "
         "--out {output.model} --curve {output.curve} --checkpoint-dir {params.ckpt} "
         "--settings {params.settings:q} 2> {log}"
+
+
+use rule finetune as baseline with:
+    # The same recipe from scratch: model = baseline/{target}/split{split}/seed{seed}.
+    input:
+        manifest=lambda w: f"{R}/manifests/{MODELS[w.model]['target']}.tsv",
+    wildcard_constraints:
+        model=_alternatives(BASELINES),
+    resources:
+        mem_mb=lambda w, threads: 2000 * threads,
+        runtime=600,

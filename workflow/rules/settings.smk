@@ -1,0 +1,40 @@
+# The slices of the config each step reads (its `params.settings`): a changed value reruns that step only.
+
+
+def training_settings(epochs_key, target):
+    t = dict(config["training"])
+    t.pop("epochs_finetune"), t.pop("epochs_baseline")
+    t["epochs"] = config["training"][epochs_key]
+    t["clip_seconds"] = TARGETS[target]["clip_seconds"]
+    return t
+
+
+def clip_settings(dataset):
+    """How a dataset's clips are cut for the teachers."""
+    if dataset == "audioset":
+        return {"clip_seconds": config["data"]["audioset_clip_seconds"], "tile_to_10s": False}
+    return {k: TARGETS[dataset][k] for k in ("clip_seconds", "tile_to_10s")}
+
+
+def teacher_settings(dataset):
+    teachers = {**config["teachers"], "members": MEMBERS}  # `all` as the list it stands for
+    return settings(shard_size=config["teachers"]["shard_size"], teachers=teachers, data=clip_settings(dataset))
+
+
+def target_settings(target):
+    """What a target's manifest is built from."""
+    t = TARGETS[target]
+    keys = ["adapter", "splits"] + (["root"] if t["adapter"] == "tau2022" else ["csv", "audio_root"])
+    if t["adapter"] == "tau2022":
+        keys, t = keys + ["split_dir"], {**t, "split_dir": tau_split_dir(t)}
+    return settings(**{k: t[k] for k in keys}, test_split=t.get("test_split", "test"),
+                    bad_audio=config["data"]["bad_audio"])
+
+
+def eval_settings(target):
+    return settings(
+        frontend=config["frontend"],
+        student=config["student"],
+        clip_seconds=TARGETS[target]["clip_seconds"],
+        num_workers=0 if DEMO else 4,
+    )
