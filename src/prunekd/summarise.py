@@ -85,10 +85,27 @@ def table2(runs: pd.DataFrame, threshold: float, paper: bool = True) -> pd.DataF
         bm, bs = _mean_std(base["macro_accuracy"]) if len(base) else (np.nan, np.nan)
         paper_row = PAPER_TABLE2.get(int(split), (np.nan, np.nan)) if paper and split.isdigit() else (np.nan, np.nan)
         rows.append({"split": int(split) if split.isdigit() else split, "method_macro_acc": round(km, 2), "method_std": round(ks, 2),
-                     "baseline_macro_acc": round(bm, 2), "baseline_std": round(bs, 2),
+                     "method_runs": len(kd), "baseline_macro_acc": round(bm, 2), "baseline_std": round(bs, 2),
+                     "baseline_runs": len(base),
                      "gain": round(km - bm, 2), "paper_method": paper_row[0], "paper_baseline": paper_row[1]})
     out = pd.DataFrame(rows)
     return out if paper else out.drop(columns=["paper_method", "paper_baseline"])
+
+
+def table2_note(t2: pd.DataFrame, paper: bool) -> str:
+    """What each column of Table 2 averages, said beside the table (docs/method.md, "Repetitions")."""
+    if t2.empty:
+        return ""
+
+    def runs(col):
+        return "/".join(str(n) for n in sorted(set(t2[col])))
+
+    note = (f"Means (and standard deviations) over {runs('method_runs')} run(s) per split of the method and "
+            f"{runs('baseline_runs')} of the baseline (grid.seeds, grid.baseline_seeds).")
+    if paper:
+        note += (" The report's columns: its method is one run per split; its baseline is the DCASE2024 "
+                 "baseline's published mean over 5 runs.")
+    return note
 
 
 CONTROL_METHODS = ["pruned", "random", "full", "baseline"]
@@ -122,11 +139,13 @@ def controls(runs: pd.DataFrame, prunes: pd.DataFrame) -> pd.DataFrame:
     return out.reset_index(drop=True)
 
 
-def write_table_formats(df: pd.DataFrame, stem, title: str, warnings=()) -> None:
+def write_table_formats(df: pd.DataFrame, stem, title: str, warnings=(), note: str = "") -> None:
     import html
     write_table(f"{stem}.csv", df)
     md_warn = "".join(f"> **Warning:** {w}\n" for w in warnings) + ("\n" if warnings else "")
     html_warn = "".join(f"<p style='color:#a00'><b>Warning:</b> {html.escape(w)}</p>" for w in warnings)
+    md_warn += f"{note}\n\n" if note else ""
+    html_warn += f"<p>{html.escape(note)}</p>" if note else ""
     with atomic_path(f"{stem}.md") as tmp:
         tmp.write_text(f"# {title}\n\n" + md_warn + df.to_markdown(index=False) + "\n")
     with atomic_path(f"{stem}.html") as tmp:
@@ -233,7 +252,8 @@ def summarise(metric_files, prune_files, outdir, sweep_split, threshold: float, 
     ct = controls(runs, prunes)
     name = f"{target}: " if target else ""
     write_table_formats(t1, outdir / "table1", f"{name}Table 1, pruning thresholds on split {sweep_split}", warnings)
-    write_table_formats(t2, outdir / "table2", f"{name}Table 2, every split, threshold {threshold}", warnings)
+    write_table_formats(t2, outdir / "table2", f"{name}Table 2, every split, threshold {threshold}", warnings,
+                        table2_note(t2, paper))
     write_table_formats(ct, outdir / "controls", f"{name}pruned vs random subset vs all of AudioSet vs no distillation", warnings)
     plot_table1(t1, outdir / "table1.png")
     plot_table2(t2, outdir / "table2.png")

@@ -50,7 +50,7 @@ def grid_models(target):
             keys += [dict(target=target, ensemble=ens, split=s, selection="full", threshold=None, seed=k)
                      for s in splits(target) for k in seeds]
     keys += [dict(target=target, ensemble=None, split=s, selection="baseline", threshold=None, seed=k)
-             for s in splits(target) for k in seeds]
+             for s in splits(target) for k in config["grid"].get("baseline_seeds", seeds)]
     return keys
 
 
