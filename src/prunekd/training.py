@@ -41,14 +41,16 @@ class StepSampler(torch.utils.data.Sampler):
         self.n, self.bs, self.total, self.seed, self.start = n, batch_size, total_steps, seed, start_step
         self.per_epoch = n // batch_size if drop_last else math.ceil(n / batch_size)
         self.per_epoch = max(1, self.per_epoch)
+        self._perm = (None, None)  # (epoch, its permutation): drawn once per epoch, not per step
 
     def __len__(self):
         return self.total - self.start
 
     def batch(self, step: int) -> list[int]:
         epoch, k = divmod(step, self.per_epoch)
-        perm = np.random.default_rng([self.seed, epoch]).permutation(self.n)
-        return perm[k * self.bs:(k + 1) * self.bs].tolist()
+        if self._perm[0] != epoch:
+            self._perm = (epoch, np.random.default_rng([self.seed, epoch]).permutation(self.n))
+        return self._perm[1][k * self.bs:(k + 1) * self.bs].tolist()
 
     def __iter__(self):
         for step in range(self.start, self.total):
@@ -78,6 +80,47 @@ class WaveDataset(torch.utils.data.Dataset):
 def collate(items):
     return (torch.stack([x for x, _, _ in items]), torch.tensor([i for _, i, _ in items]),
             [(i, why) for _, i, why in items if why])
+
+
+def decode_all(paths, sample_rate: int, n_samples: int, num_workers: int, device, log=print) -> torch.Tensor:
+    """Every clip decoded, resampled and padded/cropped once: float32 [N, n_samples], kept where batches are
+    drawn from it by index: on the GPU when it fits there, else in pinned host memory (host memory on CPU).
+
+    float32, not int16: the very samples WaveDataset yields, so training sees the numbers it saw when it
+    decoded every step (int16 would round them). A clip that fails to decode is silence, reported once.
+    Decoded in `num_workers` processes; the private generator leaves the global RNG alone (resume determinism).
+    """
+    t0 = time.time()
+    n, nbytes = len(paths), len(paths) * n_samples * 4
+    device = torch.device(device)
+    where = device
+    if device.type == "cuda":
+        free, total = torch.cuda.mem_get_info(device)
+        if nbytes > free - max(8 << 30, total // 5):  # leave room for training's activations
+            where = torch.device("cpu")
+    clips = torch.empty((n, n_samples), dtype=torch.float32, device=where,
+                        pin_memory=where.type == "cpu" and device.type == "cuda")
+    dl = torch.utils.data.DataLoader(WaveDataset(paths, sample_rate, n_samples), batch_size=64,
+                                     num_workers=num_workers, collate_fn=collate,
+                                     generator=torch.Generator().manual_seed(0))
+    for wav, idx, bad in dl:
+        clips[int(idx[0]):int(idx[0]) + len(idx)] = wav.to(where)
+        for i, why in bad:
+            log(f"warning: {paths[i]}: {why}; used as silence")
+    log(f"decoded {n} clips once into {'GPU' if where.type == 'cuda' else 'host'} memory "
+        f"({nbytes / 1e9:.2f} GB float32) in {time.time() - t0:.1f} s")
+    return clips
+
+
+def indexed_batches(clips: torch.Tensor, sampler, device) -> Iterable:
+    """(waveforms on `device`, indices on `device`) per step, drawn from decoded clips: no loader, no decoding."""
+    for idx in sampler:
+        idx = torch.tensor(idx).to(clips.device, non_blocking=True)
+        wav = clips[idx]
+        if wav.device != device:  # clips in pinned host memory: a pinned batch, copied asynchronously
+            wav = wav.pin_memory() if device.type == "cuda" else wav
+            wav = wav.to(device, non_blocking=True)
+        yield wav, idx.to(device, non_blocking=True)
 
 
 def loader(dataset, sampler, num_workers: int):
