@@ -1,7 +1,7 @@
 """The training loop shared by distillation and fine-tuning, and its pieces: schedule, resumable sampler,
 checkpoints, progress, curve.
 
-distill.py and fine-tune.py keep only what differs: their data (`batches`), their batch -> loss (`loss_fn`)
+distill.py and finetune.py keep only what differs: their data (`batches`), their batch -> loss (`loss_fn`)
 and what they save; `train` does the rest.
 """
 
