@@ -217,8 +217,8 @@ class Progress:
         self.rows: list[dict] = []
         self.losses: list = []
 
-    def update(self, step: int, loss, lr: float) -> None:
-        self.losses.append(loss.detach() if torch.is_tensor(loss) else torch.tensor(loss))
+    def update(self, step: int, loss: torch.Tensor, lr: float) -> None:
+        self.losses.append(loss.detach())
         if (step + 1) % self.every == 0 or step + 1 == self.total:
             values = torch.stack(self.losses).tolist()  # the one sync
             mean = sum(values) / len(values)
