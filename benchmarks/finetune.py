@@ -100,7 +100,7 @@ def main() -> None:
     gpu = torch.cuda.is_available()
     device = torch.device("cuda" if gpu else "cpu")
     batch = a.batch or (256 if gpu or not a.quick else 32)
-    steps = a.steps or ((100 if a.quick else 400) if gpu else (8 if a.quick else 12))
+    steps = a.steps or ((100 if a.quick else 400) if gpu else (16 if a.quick else 12))
     n_clips = a.clips or (4096 if gpu else 8 * batch)
     seconds, sr_in = 1.0, 44100
     n = int(seconds * cfg["frontend"]["sample_rate"])

@@ -108,7 +108,7 @@ def decode_all(paths, sample_rate: int, n_samples: int, num_workers: int, device
         for i, why in bad:
             log(f"warning: {paths[i]}: {why}; used as silence")
     log(f"decoded {n} clips once into {'GPU' if where.type == 'cuda' else 'host'} memory "
-        f"({nbytes / 1e9:.2f} GB float32) in {time.time() - t0:.1f} s")
+        f"({nbytes / 1e9:.2f} GB float32) in {time.time() - t0:.2f} s")
     return clips
 
 
