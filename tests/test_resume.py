@@ -7,6 +7,7 @@ import yaml
 import zarr
 
 from prunekd import distill as distill_mod
+from prunekd import training as training_mod  # the shared loop saves the checkpoints
 
 REPO = Path(__file__).resolve().parents[1]
 _CONFIG = yaml.safe_load((REPO / "config.yaml").read_text())
@@ -45,7 +46,7 @@ def test_killed_distillation_resumes_to_identical_weights(tmp_path, monkeypatch)
     _inputs(tmp_path)
     _run(tmp_path, "full")
     # Kill the second run right after its first checkpoint (step 3).
-    real_save = distill_mod.save_checkpoint
+    real_save = training_mod.save_checkpoint
 
     class Killed(Exception):
         pass
@@ -54,14 +55,14 @@ def test_killed_distillation_resumes_to_identical_weights(tmp_path, monkeypatch)
         real_save(*a, **k)
         raise Killed
 
-    monkeypatch.setattr(distill_mod, "save_checkpoint", save_then_die)
+    monkeypatch.setattr(training_mod, "save_checkpoint", save_then_die)
     try:
         _run(tmp_path, "cut")
     except Killed:
         pass
     assert not (tmp_path / "cut.pt").exists()          # nothing that looks complete
     assert (tmp_path / "cut_ck" / "last.pt").exists()
-    monkeypatch.setattr(distill_mod, "save_checkpoint", real_save)
+    monkeypatch.setattr(training_mod, "save_checkpoint", real_save)
     torch.manual_seed(123)                             # a fresh process would have another RNG state
     _run(tmp_path, "cut")
     a = torch.load(tmp_path / "full.pt", weights_only=True)["state_dict"]
@@ -81,7 +82,7 @@ def test_killed_job_resumes_with_the_whole_curve_after_snakemake_deleted_its_out
             "--kept", str(tmp_path / "k.tsv"), "--out", str(tmp_path / "out/student.pt"),
             "--curve", str(tmp_path / "out/curve.tsv"), "--checkpoint-dir", str(tmp_path / "out/checkpoints"),
             "--settings", settings]
-    real_save = distill_mod.save_checkpoint
+    real_save = training_mod.save_checkpoint
 
     class Killed(Exception):
         pass
@@ -90,14 +91,14 @@ def test_killed_job_resumes_with_the_whole_curve_after_snakemake_deleted_its_out
         real_save(*a, **k)
         raise Killed
 
-    monkeypatch.setattr(distill_mod, "save_checkpoint", save_then_die)
+    monkeypatch.setattr(training_mod, "save_checkpoint", save_then_die)
     try:
         cli.main(argv)
     except Killed:
         pass
     for out in ("student.pt", "curve.tsv"):           # what Snakemake removes of a failed job
         (tmp_path / "out" / out).unlink(missing_ok=True)
-    monkeypatch.setattr(distill_mod, "save_checkpoint", real_save)
+    monkeypatch.setattr(training_mod, "save_checkpoint", real_save)
     cli.main(argv)
     curve = pd.read_csv(tmp_path / "out/curve.tsv", sep="\t")
     assert list(curve["step"]) == list(range(1, 7))

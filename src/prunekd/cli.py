@@ -123,36 +123,18 @@ def cmd_pack_audio(a):
                s["num_workers"], log)
 
 
-def _kept_curve(a) -> Path:
-    """The curve a training job appends to: beside its checkpoint, which survives a killed job (training.py)."""
-    from .training import CURVE_NAME
-    Path(a.checkpoint_dir).mkdir(parents=True, exist_ok=True)
-    return Path(a.checkpoint_dir) / CURVE_NAME
-
-
-def _publish_curve(kept: Path, out) -> None:
-    import shutil
-    from .atomic import atomic_path
-    with atomic_path(out) as tmp:
-        shutil.copyfile(kept, tmp)
-
-
 def cmd_distill(a):
     from .distill import distill
     s = _settings(a.settings)
-    curve = _kept_curve(a)
     distill(a.store, a.manifest, a.kept, s["distillation"], s["student"], s["frontend"], s["clip_seconds"],
-            a.out, curve, a.checkpoint_dir, log, s.get("members"), packed=a.packed)
-    _publish_curve(curve, a.curve)
+            a.out, a.curve, a.checkpoint_dir, log, s.get("members"), packed=a.packed)
 
 
 def cmd_finetune(a):
     from .finetune import finetune
     s = _settings(a.settings)
-    curve = _kept_curve(a)
-    finetune(a.manifest, f"split{a.split}", s["training"], s["student"], s["frontend"], a.seed, a.out, curve,
+    finetune(a.manifest, f"split{a.split}", s["training"], s["student"], s["frontend"], a.seed, a.out, a.curve,
              a.checkpoint_dir, a.init, log)
-    _publish_curve(curve, a.curve)
 
 
 def cmd_evaluate(a):

@@ -38,8 +38,9 @@ def freq_mixstyle(x: torch.Tensor, p: float, alpha: float, gen: torch.Generator 
     mu = x.mean(dim=(1, 3), keepdim=True).detach()
     sig = (x.var(dim=(1, 3), keepdim=True) + eps).sqrt().detach()
     normed = (x - mu) / sig
-    lam = torch.distributions.Beta(alpha, alpha).sample((b, 1, 1, 1)).to(x.device)
-    perm = torch.randperm(b, generator=gen).to(x.device)
+    # Drawn on the CPU (the same numbers on any device), copied without waiting for the device.
+    lam = torch.distributions.Beta(alpha, alpha).sample((b, 1, 1, 1)).to(x.device, non_blocking=True)
+    perm = torch.randperm(b, generator=gen).to(x.device, non_blocking=True)
     return normed * (sig * lam + sig[perm] * (1 - lam)) + (mu * lam + mu[perm] * (1 - lam))
 
 
@@ -47,9 +48,9 @@ def roll_waveform(wav: torch.Tensor, max_shift: int, gen: torch.Generator | None
     """Roll each clip by its own random shift in [-max_shift, max_shift] samples."""
     if max_shift <= 0:
         return wav
-    # Shifts drawn on the CPU (the same numbers on any device); the [B, T] index is built where the clips are,
-    # not on the CPU and copied every step.
-    shifts = torch.randint(-max_shift, max_shift + 1, (wav.size(0),), generator=gen).to(wav.device)
+    # Shifts drawn on the CPU (the same numbers on any device) and copied without waiting for the device; the
+    # [B, T] index is built where the clips are, not on the CPU and copied every step.
+    shifts = torch.randint(-max_shift, max_shift + 1, (wav.size(0),), generator=gen).to(wav.device, non_blocking=True)
     idx = (torch.arange(wav.size(1), device=wav.device).unsqueeze(0) - shifts.unsqueeze(1)) % wav.size(1)
     return torch.gather(wav, 1, idx)
 

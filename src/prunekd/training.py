@@ -1,10 +1,18 @@
-"""Pieces shared by distillation and fine-tuning: schedules, a resumable sampler, checkpoints, progress."""
+"""The training loop shared by distillation and fine-tuning, and its pieces: schedule, resumable sampler,
+checkpoints, progress, curve.
+
+distill.py and finetune.py keep only what differs: their data (`batches`), their batch -> loss (`loss_fn`)
+and what they save; `train` does the rest.
+"""
 
 from __future__ import annotations
 
 import math
+import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable, Iterable
 
 import numpy as np
 import torch
@@ -33,14 +41,16 @@ class StepSampler(torch.utils.data.Sampler):
         self.n, self.bs, self.total, self.seed, self.start = n, batch_size, total_steps, seed, start_step
         self.per_epoch = n // batch_size if drop_last else math.ceil(n / batch_size)
         self.per_epoch = max(1, self.per_epoch)
+        self._perm = (None, None)  # (epoch, its permutation): drawn once per epoch, not per step
 
     def __len__(self):
         return self.total - self.start
 
     def batch(self, step: int) -> list[int]:
         epoch, k = divmod(step, self.per_epoch)
-        perm = np.random.default_rng([self.seed, epoch]).permutation(self.n)
-        return perm[k * self.bs:(k + 1) * self.bs].tolist()
+        if self._perm[0] != epoch:
+            self._perm = (epoch, np.random.default_rng([self.seed, epoch]).permutation(self.n))
+        return self._perm[1][k * self.bs:(k + 1) * self.bs].tolist()
 
     def __iter__(self):
         for step in range(self.start, self.total):
@@ -70,6 +80,47 @@ class WaveDataset(torch.utils.data.Dataset):
 def collate(items):
     return (torch.stack([x for x, _, _ in items]), torch.tensor([i for _, i, _ in items]),
             [(i, why) for _, i, why in items if why])
+
+
+def decode_all(paths, sample_rate: int, n_samples: int, num_workers: int, device, log=print) -> torch.Tensor:
+    """Every clip decoded, resampled and padded/cropped once: float32 [N, n_samples], kept where batches are
+    drawn from it by index: on the GPU when it fits there, else in pinned host memory (host memory on CPU).
+
+    float32, not int16: the very samples WaveDataset yields, so training sees the numbers it saw when it
+    decoded every step (int16 would round them). A clip that fails to decode is silence, reported once.
+    Decoded in `num_workers` processes; the private generator leaves the global RNG alone (resume determinism).
+    """
+    t0 = time.time()
+    n, nbytes = len(paths), len(paths) * n_samples * 4
+    device = torch.device(device)
+    where = device
+    if device.type == "cuda":
+        free, total = torch.cuda.mem_get_info(device)
+        if nbytes > free - max(8 << 30, total // 5):  # leave room for training's activations
+            where = torch.device("cpu")
+    clips = torch.empty((n, n_samples), dtype=torch.float32, device=where,
+                        pin_memory=where.type == "cpu" and device.type == "cuda")
+    dl = torch.utils.data.DataLoader(WaveDataset(paths, sample_rate, n_samples), batch_size=64,
+                                     num_workers=num_workers, collate_fn=collate,
+                                     generator=torch.Generator().manual_seed(0))
+    for wav, idx, bad in dl:
+        clips[int(idx[0]):int(idx[0]) + len(idx)] = wav.to(where)
+        for i, why in bad:
+            log(f"warning: {paths[i]}: {why}; used as silence")
+    log(f"decoded {n} clips once into {'GPU' if where.type == 'cuda' else 'host'} memory "
+        f"({nbytes / 1e9:.2f} GB float32) in {time.time() - t0:.2f} s")
+    return clips
+
+
+def indexed_batches(clips: torch.Tensor, sampler, device) -> Iterable:
+    """(waveforms on `device`, indices on `device`) per step, drawn from decoded clips: no loader, no decoding."""
+    for idx in sampler:
+        idx = torch.tensor(idx).to(clips.device, non_blocking=True)
+        wav = clips[idx]
+        if wav.device != device:  # clips in pinned host memory: a pinned batch, copied asynchronously
+            wav = wav.pin_memory() if device.type == "cuda" else wav
+            wav = wav.to(device, non_blocking=True)
+        yield wav, idx.to(device, non_blocking=True)
 
 
 def loader(dataset, sampler, num_workers: int):
@@ -112,8 +163,8 @@ def save_checkpoint(path, step: int, model, opt, sched, fp: str) -> None:
         torch.save(state, tmp)
 
 
-# The training curve lives beside the checkpoint (`prunekd distill/finetune` copy it to the rule's output at
-# the end): Snakemake deletes a failed job's outputs, but not this folder, so a resumed curve stays whole.
+# The training curve lives beside the checkpoint (`train` copies it to the run's curve_path at the end):
+# Snakemake deletes a failed job's outputs, but not this folder, so a resumed curve stays whole.
 CURVE_NAME = "curve.tsv"
 
 
@@ -154,24 +205,32 @@ def load_checkpoint(path, model, opt, sched, fp: str, log=print) -> int:
 
 
 class Progress:
-    """Logs steps/s, loss and time left every `every` steps; keeps the curve for the report."""
+    """Logs steps/s, loss and time left every `every` steps; keeps the curve for the report.
+
+    The step losses stay on the device until a log step: one host sync per `every` steps, not one per step.
+    Their mean is summed in Python floats in step order, the same numbers as `loss.item()` every step.
+    """
 
     def __init__(self, total: int, start: int, log, every: int, name: str):
         self.total, self.start, self.log, self.every, self.name = total, start, log, max(1, every), name
         self.t0 = time.time()
         self.rows: list[dict] = []
-        self.acc, self.k = 0.0, 0
+        self.losses: list = []
 
-    def update(self, step: int, loss: float, lr: float) -> None:
-        self.acc += loss
-        self.k += 1
+    def update(self, step: int, loss: torch.Tensor, lr: float) -> None:
+        self.losses.append(loss.detach())
         if (step + 1) % self.every == 0 or step + 1 == self.total:
+            values = torch.stack(self.losses).tolist()  # the one sync
+            mean = sum(values) / len(values)
             rate = (step + 1 - self.start) / max(time.time() - self.t0, 1e-9)
-            mean = self.acc / self.k
             self.rows.append({"step": step + 1, "loss": mean, "lr": lr, "steps_per_s": rate})
             self.log(f"{self.name} step {step + 1}/{self.total} loss {mean:.4f} lr {lr:.2e} "
                      f"{rate:.2f} steps/s, {(self.total - step - 1) / max(rate, 1e-9):.0f} s left")
-            self.acc, self.k = 0.0, 0
+            self.losses = []
+
+    def take_rows(self) -> list[dict]:
+        rows, self.rows = self.rows, []
+        return rows
 
 
 def append_curve(path, rows: list[dict]) -> None:
@@ -185,3 +244,86 @@ def append_curve(path, rows: list[dict]) -> None:
         new = new.drop_duplicates("step", keep="last")
     from .atomic import write_table
     write_table(path, new)
+
+
+def publish_curve(kept, out) -> None:
+    """Copy the curve kept beside the checkpoint to the job's output."""
+    if out is None or Path(out).resolve() == Path(kept).resolve():
+        return
+    with atomic_path(out) as tmp:
+        shutil.copyfile(kept, tmp)
+
+
+def seed_all(seed: int) -> None:
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+
+
+def on_device(model, frontend_cfg: dict, precision: str):
+    """The student on the training device, its mel front end there too, and the autocast for the forward.
+
+    channels_last: about 30 % faster convolutions on CPU, and what tensor cores want on GPU.
+    """
+    from .frontend import MelFrontEnd
+    device, autocast = device_and_autocast(precision)
+    model.to(device, memory_format=torch.channels_last)
+    return device, autocast, MelFrontEnd(frontend_cfg).to(device)
+
+
+def save_model(path, model, **info) -> None:
+    with atomic_path(path) as tmp:
+        torch.save({"state_dict": model.state_dict(), **info}, tmp)
+
+
+def clip_batches(dataset, sampler, num_workers: int, names, log) -> Iterable:
+    """(waveforms, indices) per step from a clip dataset; a clip that failed to decode is reported (silence)."""
+    for wav, idx, bad in loader(dataset, sampler, num_workers):
+        for i, why in bad:
+            log(f"warning: {names[i]}: {why}; used as silence")
+        yield wav, idx
+
+
+@dataclass
+class Run:
+    """One training run: its length and schedule, its identity, where it keeps its state, what it logs to."""
+    name: str                  # "distill" or "finetune": the progress lines' prefix
+    total: int                 # steps
+    warmup: int                # linear warm-up steps, then cosine
+    final_lr_fraction: float   # the cosine ends at this fraction of cfg["lr"]
+    fingerprint: str           # a checkpoint is resumed only by a run with the same one
+    ckpt_dir: Path             # last.pt and the curve so far: both survive a killed job
+    curve_path: Path | None    # the curve is copied here at the end
+    log: Callable = print
+
+
+def train(model, batches: Callable[[int], Iterable], loss_fn: Callable, cfg: dict, run: Run) -> None:
+    """Train `model` for run.total steps: AdamW, warm-up + cosine stepped per batch, optional grad-norm clip.
+
+    batches(start) yields the batches of steps [start, run.total); loss_fn(batch) is a step's loss (augmentation,
+    forward, criterion). A checkpoint and the curve so far every cfg["checkpoint_every"] steps; a killed run
+    continues from the last one to the same weights (same RNG states, same batches).
+    """
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: warmup_cosine(s, run.total, run.warmup, run.final_lr_fraction))
+    ckpt = Path(run.ckpt_dir) / "last.pt"
+    curve = ckpt.with_name(CURVE_NAME)
+    start = load_checkpoint(ckpt, model, opt, sched, run.fingerprint, run.log)
+    if start:
+        run.log(f"resuming from {ckpt} at step {start}")
+    progress = Progress(run.total, start, run.log, cfg["log_every"], run.name)
+    model.train()
+    for step, batch in enumerate(batches(start), start):
+        loss = loss_fn(batch)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.get("grad_clip") is not None:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg["grad_clip"])
+        opt.step()
+        sched.step()
+        progress.update(step, loss, sched.get_last_lr()[0])
+        if (step + 1) % cfg["checkpoint_every"] == 0 and step + 1 < run.total:
+            append_curve(curve, progress.take_rows())
+            save_checkpoint(ckpt, step + 1, model, opt, sched, run.fingerprint)
+    append_curve(curve, progress.take_rows())
+    publish_curve(curve, run.curve_path)

@@ -1,0 +1,95 @@
+"""The shared training loop with fine-tuning's in-memory clips: same batches as the loader, exact resume."""
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import soundfile as sf
+import torch
+import yaml
+
+from prunekd import finetune as finetune_mod
+from prunekd import training
+
+REPO = Path(__file__).resolve().parents[1]
+_CONFIG = yaml.safe_load((REPO / "config.yaml").read_text())
+STUDENT, FRONTEND = _CONFIG["student"], _CONFIG["frontend"]
+# The baseline recipe, shrunk in size only: 11 clips at batch 4 -> 3 steps per epoch, the last one partial.
+CFG = {**_CONFIG["training"], "epochs": 2, "batch_size": 4, "warmup_steps": 2, "checkpoint_every": 3,
+       "log_every": 1, "num_workers": 0, "clip_seconds": 0.5}
+
+
+def _target(tmp_path):
+    """11 clips at 44.1 kHz (resampled to 32 kHz), 3 classes; clip 4 is corrupt."""
+    rng = np.random.default_rng(0)
+    paths = []
+    for i in range(11):
+        p = tmp_path / f"t{i}.wav"
+        if i == 4:
+            p.write_bytes(b"RIFF0000garbage")
+        else:
+            sf.write(str(p), rng.normal(0, 0.1, 22050 if i % 3 else 15000), 44100)
+        paths.append(str(p))
+    pd.DataFrame({"id": [f"t{i}" for i in range(11)], "path": paths, "label": [i % 3 for i in range(11)],
+                  "split5": ["True"] * 11, "status": ["ok"] * 11}).to_csv(tmp_path / "t.tsv", sep="\t", index=False)
+    return paths
+
+
+def test_decoded_clips_are_the_loaders_batches_and_a_bad_clip_is_silence_reported_once(tmp_path):
+    paths = _target(tmp_path)
+    logged = []
+    clips = training.decode_all(paths, 32000, 16000, 0, torch.device("cpu"), logged.append)
+    assert clips.dtype == torch.float32 and clips.shape == (11, 16000)
+    assert sum("t4.wav" in line for line in logged) == 1 and not clips[4].any()
+    sampler = lambda: training.StepSampler(11, 4, 6, seed=3, drop_last=False)  # noqa: E731
+    ds = training.WaveDataset(paths, 32000, 16000)
+    seen = list(training.clip_batches(ds, sampler(), 0, paths, lambda s: None))
+    drawn = list(training.indexed_batches(clips, sampler(), torch.device("cpu")))
+    assert [len(i) for _, i in drawn] == [4, 4, 3] * 2
+    for (wa, ia), (wb, ib) in zip(seen, drawn):
+        assert torch.equal(ia, ib) and torch.equal(wa, wb)
+
+
+def test_progress_syncs_at_log_steps_only_with_the_per_step_mean():
+    losses = [0.7, 0.123456789, 1e-3, 2.5]
+    p = training.Progress(4, 0, lambda s: None, every=2, name="t")
+    for step, v in enumerate(losses):
+        p.update(step, torch.tensor(v), 0.1)
+    f32 = [torch.tensor(v).item() for v in losses]
+    assert [r["loss"] for r in p.take_rows()] == [(0.0 + f32[0] + f32[1]) / 2, (0.0 + f32[2] + f32[3]) / 2]
+    assert p.rows == []
+
+
+def _run(tmp_path, name):
+    return finetune_mod.finetune(tmp_path / "t.tsv", "split5", CFG, STUDENT, FRONTEND, 1, tmp_path / f"{name}.pt",
+                                 tmp_path / f"{name}.tsv", tmp_path / f"{name}_ck", log=lambda s: None)
+
+
+def test_killed_finetuning_resumes_to_identical_weights(tmp_path, monkeypatch):
+    _target(tmp_path)
+    _run(tmp_path, "full")
+    real_save = training.save_checkpoint
+
+    class Killed(Exception):
+        pass
+
+    def save_then_die(*a, **k):
+        real_save(*a, **k)
+        raise Killed
+
+    monkeypatch.setattr(training, "save_checkpoint", save_then_die)
+    try:
+        _run(tmp_path, "cut")
+    except Killed:
+        pass
+    assert not (tmp_path / "cut.pt").exists()
+    monkeypatch.setattr(training, "save_checkpoint", real_save)
+    torch.manual_seed(123)
+    _run(tmp_path, "cut")
+    a = torch.load(tmp_path / "full.pt", weights_only=True)
+    b = torch.load(tmp_path / "cut.pt", weights_only=True)
+    assert all(torch.equal(a["state_dict"][k], b["state_dict"][k]) for k in a["state_dict"])
+    assert a["steps"] == b["steps"] == 6 and a["n_classes"] == 3
+    full, cut = pd.read_csv(tmp_path / "full.tsv", sep="\t"), pd.read_csv(tmp_path / "cut.tsv", sep="\t")
+    assert list(cut["step"]) == list(range(1, 7))
+    assert full[["step", "loss", "lr"]].equals(cut[["step", "loss", "lr"]])
