@@ -1,8 +1,9 @@
 """Offline knowledge distillation of CP-Mobile (527 outputs) on the pruned AudioSet subset.
 
 Loss = lambda * BCEWithLogits(student, sigmoid(teacher)) + (1 - lambda) * BCEWithLogits(student, labels),
-teacher = ensemble mean logits read from the Zarr store. Waveform MixUp (p 0.5, Beta(2, 2), folded),
-teacher logits and labels mixed with the same lambda; SpecAugment on the student's input; AdamW,
+teacher = ensemble mean logits read from the Zarr store. Each clip rolled in time and, with p 0.5, mixed
+with another (waveform MixUp, Beta(2, 2), folded; teacher logits mixed with the same lambda, labels the
+first clip's, as the authors' code); SpecAugment on the student's input; AdamW,
 warm-up then cosine to 1 % of the max lr, gradient-norm clip. docs/method.md, "Distillation".
 The loop, schedule, checkpoints and curve: training.train.
 """
@@ -17,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from .cpmobile import build_student
-from .frontend import mixup_params
+from .frontend import example_mixup, roll_waveform
 from .store import N_CLASSES
 from .training import Run, StepSampler, WaveDataset, clip_batches, fingerprint, on_device, save_model, seed_all, train
 
@@ -64,12 +65,8 @@ def distill(store_path, manifest_path, kept_path, cfg: dict, student_cfg: dict, 
         wav, idx = batch
         wav = wav.to(device, non_blocking=True)
         t, y = teacher[idx].to(device, non_blocking=True), labels[idx].to(device, non_blocking=True)
-        if torch.rand(()).item() < cfg["mixup_p"]:
-            perm, lam = mixup_params(len(idx), cfg["mixup_alpha"])
-            perm, lw = perm.to(device, non_blocking=True), lam.unsqueeze(1).to(device, non_blocking=True)
-            wav = wav * lw + wav[perm] * (1 - lw)
-            t = t * lw + t[perm] * (1 - lw)
-            y = y * lw + y[perm] * (1 - lw)
+        wav = roll_waveform(wav, cfg["roll_samples"])  # every clip, before MixUp, as the authors' loader
+        wav, t, y = example_mixup(wav, t, y, cfg["mixup_p"], cfg["mixup_alpha"], cfg["mixup_labels"] == "mix")
         with autocast():
             out = model(mel(wav).contiguous(memory_format=torch.channels_last))
         return kd_loss(out.float(), t, y, cfg["kd_lambda"], cfg["temperature"])[0]

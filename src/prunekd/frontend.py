@@ -61,3 +61,26 @@ def mixup_params(batch: int, alpha: float, gen: torch.Generator | None = None):
     beta = torch.distributions.Beta(torch.tensor(alpha), torch.tensor(alpha))
     lam = beta.sample((batch,))
     return perm, torch.maximum(lam, 1 - lam)
+
+
+def example_mixup(wav: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor, p: float, alpha: float,
+                  mix_labels: bool = False):
+    """The authors' distillation MixUp (docs/method.md, "Distillation"): each clip, with probability p, is mixed
+    with a partner (here: another clip of the batch) with its own lambda ~ Beta(a, a) folded to >= 0.5. Both
+    clips lose their mean first and the mix is centred again; the teacher logits are mixed with the same
+    lambda; the labels stay the first clip's (mix_labels: mixed like the logits). Unmixed clips are untouched.
+    """
+    b = wav.size(0)
+    # Drawn on the CPU (the same numbers on any device) and copied without waiting for the device.
+    mixed = torch.rand(b) < p
+    perm, lam = mixup_params(b, alpha)
+    lam = torch.where(mixed, lam, torch.ones(b))
+    mixed, perm, lam = (t.to(wav.device, non_blocking=True) for t in (mixed, perm, lam))
+    lw = lam.unsqueeze(1)
+    centred = wav - wav.mean(dim=1, keepdim=True)
+    mix = centred * lw + centred[perm] * (1 - lw)
+    wav = torch.where(mixed.unsqueeze(1), mix - mix.mean(dim=1, keepdim=True), wav)
+    logits = logits * lw + logits[perm] * (1 - lw)
+    if mix_labels:
+        labels = labels * lw + labels[perm] * (1 - lw)
+    return wav, logits, labels
