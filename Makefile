@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SMK := $(BIN)/snakemake
 
-.PHONY: demo test report lint dryrun bench clean install-profile
+.PHONY: demo test report lint fmt dryrun bench clean install-profile
 
 $(STAMP): envs/requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -23,9 +23,21 @@ demo: $(STAMP)
 test: $(STAMP)
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/python -m pytest -q tests
 
+# Formatting and lint of the Python (ruff) and the rules (snakefmt, snakemake --lint); CI runs it.
+LINTED := src tests benchmarks
+RULES := Snakefile workflow
 lint: $(STAMP)
+	$(BIN)/ruff format --check $(LINTED)
+	$(BIN)/ruff check $(LINTED)
+	$(BIN)/snakefmt --check $(RULES)
 	PATH=$(abspath $(BIN)):$$PATH $(SMK) --lint
 	PATH=$(abspath $(BIN)):$$PATH $(SMK) --lint --profile profiles/demo
+
+# Apply the formatters (what `make lint` checks).
+fmt: $(STAMP)
+	$(BIN)/ruff format $(LINTED)
+	$(BIN)/ruff check --fix $(LINTED)
+	$(BIN)/snakefmt $(RULES)
 
 dryrun: $(STAMP)
 	PATH=$(abspath $(BIN)):$$PATH $(SMK) -n --quiet rules

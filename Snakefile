@@ -2,6 +2,7 @@
 # manifest -> teacher logits (Zarr) -> domain classifier -> pruned set -> distilled student
 #          -> fine-tuned model -> evaluation -> summary tables and report.
 
+
 configfile: "config.yaml"
 
 
@@ -29,7 +30,7 @@ onstart:
 
 
 rule all:
+    default_target: True
     input:
         summary_outputs(),
         submission_outputs(),
-    default_target: True

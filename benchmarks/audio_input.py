@@ -33,9 +33,10 @@ def synthetic_clip(rng: np.random.Generator, sr: int, seconds: float) -> np.ndar
 
 def rate(dataset, workers: int, batch: int = 32) -> float:
     order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(0)).tolist()
-    batches = [order[i:i + batch] for i in range(0, len(order), batch)]
-    dl = torch.utils.data.DataLoader(dataset, batch_sampler=batches, num_workers=workers, collate_fn=collate,
-                                     prefetch_factor=4 if workers else None)
+    batches = [order[i : i + batch] for i in range(0, len(order), batch)]
+    dl = torch.utils.data.DataLoader(
+        dataset, batch_sampler=batches, num_workers=workers, collate_fn=collate, prefetch_factor=4 if workers else None
+    )
     t0 = time.perf_counter()
     n = sum(len(x) for x, _, _ in dl)
     return n / (time.perf_counter() - t0)
@@ -51,12 +52,21 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     a = ap.parse_args()
     n_clips, seconds, sr = (64, 10.0, 32000) if a.quick else (512, 10.0, 32000)
-    res = {"benchmark": "audio_input", "quick": a.quick, "clips": n_clips, "clip_seconds": seconds,
-           "workers": a.workers, "cpu_count": os.cpu_count()}
+    res = {
+        "benchmark": "audio_input",
+        "quick": a.quick,
+        "clips": n_clips,
+        "clip_seconds": seconds,
+        "workers": a.workers,
+        "cpu_count": os.cpu_count(),
+    }
     n = int(sr * seconds)
     with tempfile.TemporaryDirectory() as tmp:
-        formats = {"wav": ("WAV", "PCM_16", 32000), "flac": ("FLAC", "PCM_16", 32000),
-                   "mp3": ("MP3", "MPEG_LAYER_III", 44100)}
+        formats = {
+            "wav": ("WAV", "PCM_16", 32000),
+            "flac": ("FLAC", "PCM_16", 32000),
+            "mp3": ("MP3", "MPEG_LAYER_III", 44100),
+        }
         manifests = {}
         for ext, (fmt, subtype, fsr) in formats.items():
             os.makedirs(os.path.join(tmp, ext))
@@ -77,13 +87,31 @@ def main() -> None:
             res[f"{ext}_decode_clips_per_s"] = round(rate(WaveDataset(paths, sr, n), a.workers), 1)
         # Pack once (from FLAC, as a local copy would be), then read.
         src = manifests.get("flac") or manifests["wav"]
-        man = pd.DataFrame({"row": range(n_clips), "id": [f"c{i}" for i in range(n_clips)], "path": src,
-                            "subset": "unbalanced_train", "labels": "0", "duration": seconds, "status": "ok"})
+        man = pd.DataFrame(
+            {
+                "row": range(n_clips),
+                "id": [f"c{i}" for i in range(n_clips)],
+                "path": src,
+                "subset": "unbalanced_train",
+                "labels": "0",
+                "duration": seconds,
+                "status": "ok",
+            }
+        )
         man.to_csv(os.path.join(tmp, "m.tsv"), sep="\t", index=False)
         store = os.path.join(tmp, "packed.zarr")
         t0 = time.perf_counter()
-        pack_shard(os.path.join(tmp, "m.tsv"), 0, n_clips, ["unbalanced_train"], sr, seconds, store,
-                   num_workers=a.workers, log=lambda *_: None)
+        pack_shard(
+            os.path.join(tmp, "m.tsv"),
+            0,
+            n_clips,
+            ["unbalanced_train"],
+            sr,
+            seconds,
+            store,
+            num_workers=a.workers,
+            log=lambda *_: None,
+        )
         res["pack_clips_per_s"] = round(n_clips / (time.perf_counter() - t0), 1)
         res["packed_bytes_per_clip"] = dir_bytes(store) // n_clips
         res["packed_files"] = sum(len(fs) for _, _, fs in os.walk(store))

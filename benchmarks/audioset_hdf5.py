@@ -52,16 +52,18 @@ def steady_rate(loader, warmup: int = 2) -> float:
 def teacher_rate(paths, n, workers, repeat):
     paths = list(paths) * repeat  # more batches than clips written: the rate, not the start-up
     ds = ClipDataset(paths, range(len(paths)), 32000, n)
-    dl = torch.utils.data.DataLoader(ds, batch_size=32, num_workers=workers, collate_fn=_collate,
-                                     prefetch_factor=4 if workers else None)
+    dl = torch.utils.data.DataLoader(
+        ds, batch_size=32, num_workers=workers, collate_fn=_collate, prefetch_factor=4 if workers else None
+    )
     return steady_rate(dl)
 
 
 def distill_rate(dataset, steps, workers):
     g = np.random.default_rng(0)
     batches = [g.integers(0, len(dataset), 32).tolist() for _ in range(steps)]
-    dl = torch.utils.data.DataLoader(dataset, batch_sampler=batches, num_workers=workers, collate_fn=collate,
-                                     prefetch_factor=4 if workers else None)
+    dl = torch.utils.data.DataLoader(
+        dataset, batch_sampler=batches, num_workers=workers, collate_fn=collate, prefetch_factor=4 if workers else None
+    )
     return steady_rate(dl)
 
 
@@ -72,9 +74,16 @@ def main() -> None:
     a = ap.parse_args()
     n_clips, repeat, steps, seconds, sr = (96, 4, 12, 10.0, 32000) if a.quick else (320, 4, 40, 10.0, 32000)
     n = int(sr * seconds)
-    res = {"benchmark": "audioset_hdf5", "quick": a.quick, "clips": n_clips, "teacher_pass_reads": n_clips * repeat,
-           "distill_steps": steps, "clip_seconds": seconds,
-           "workers": a.workers, "cpu_count": os.cpu_count()}
+    res = {
+        "benchmark": "audioset_hdf5",
+        "quick": a.quick,
+        "clips": n_clips,
+        "teacher_pass_reads": n_clips * repeat,
+        "distill_steps": steps,
+        "clip_seconds": seconds,
+        "workers": a.workers,
+        "cpu_count": os.cpu_count(),
+    }
     with tempfile.TemporaryDirectory() as tmp:
         hdf = os.path.join(tmp, "unbalanced_train_segments_mp3.hdf")
         os.makedirs(os.path.join(tmp, "mp3"))
@@ -94,19 +103,39 @@ def main() -> None:
         res["hdf5_bytes_per_clip"] = os.path.getsize(hdf) // n_clips
         res["teacher_pass_hdf5_clips_per_s"] = round(teacher_rate(refs, n, a.workers, repeat), 1)
         res["teacher_pass_mp3_files_clips_per_s"] = round(teacher_rate(files, n, a.workers, repeat), 1)
-        man = pd.DataFrame({"row": range(n_clips), "id": [f"c{i}" for i in range(n_clips)], "path": refs,
-                            "subset": "unbalanced_train", "labels": "0", "duration": seconds, "status": "ok"})
+        man = pd.DataFrame(
+            {
+                "row": range(n_clips),
+                "id": [f"c{i}" for i in range(n_clips)],
+                "path": refs,
+                "subset": "unbalanced_train",
+                "labels": "0",
+                "duration": seconds,
+                "status": "ok",
+            }
+        )
         man.to_csv(os.path.join(tmp, "m.tsv"), sep="\t", index=False)
         store = os.path.join(tmp, "packed.zarr")
         t0 = time.perf_counter()
-        pack_shard(os.path.join(tmp, "m.tsv"), 0, n_clips, ["unbalanced_train"], sr, seconds, store,
-                   num_workers=a.workers, log=lambda *_: None)
+        pack_shard(
+            os.path.join(tmp, "m.tsv"),
+            0,
+            n_clips,
+            ["unbalanced_train"],
+            sr,
+            seconds,
+            store,
+            num_workers=a.workers,
+            log=lambda *_: None,
+        )
         res["pack_from_hdf5_clips_per_s"] = round(n_clips / (time.perf_counter() - t0), 1)
-        res["packed_bytes_per_clip"] = sum(os.path.getsize(os.path.join(d, f))
-                                           for d, _, fs in os.walk(store) for f in fs) // n_clips
+        res["packed_bytes_per_clip"] = (
+            sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(store) for f in fs) // n_clips
+        )
         res["distill_hdf5_clips_per_s"] = round(distill_rate(WaveDataset(refs, sr, n), steps, a.workers), 1)
         res["distill_packed_clips_per_s"] = round(
-            distill_rate(PackedAudio([store], np.arange(n_clips), n), steps, a.workers), 1)
+            distill_rate(PackedAudio([store], np.arange(n_clips), n), steps, a.workers), 1
+        )
     res["distill_packed_over_hdf5"] = round(res["distill_packed_clips_per_s"] / res["distill_hdf5_clips_per_s"], 2)
     # Per decoding process: what 8 workers per GPU job (config teachers/distillation.num_workers) can feed.
     res["hdf5_decode_clips_per_s_per_worker"] = round(res["distill_hdf5_clips_per_s"] / max(1, a.workers), 1)

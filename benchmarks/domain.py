@@ -34,6 +34,7 @@ def synthetic_logits(n: int, shift: float, seed: int, dim: int = 527) -> np.ndar
 
 def phase_train(n_pos: int, n_neg: int, epochs: int) -> dict:
     from prunekd.domain import roc_auc, score, train_classifier
+
     pos = synthetic_logits(n_pos, 3.0, 1)
     neg = synthetic_logits(n_neg, 0.0, 2)
     cfg = {"seed": 0, "lr": 1e-4, "batch_size": 600, "epochs": epochs}
@@ -42,27 +43,35 @@ def phase_train(n_pos: int, n_neg: int, epochs: int) -> dict:
     secs = time.perf_counter() - t0
     s = score(model, np.concatenate([pos[:5000], neg[:5000]]))
     auc = roc_auc(s, np.r_[np.ones(min(5000, n_pos)), np.zeros(min(5000, n_neg))])
-    return {"train_seconds": round(secs, 2), "iterations": stats["iterations"],
-            "ms_per_iteration": round(1000 * secs / stats["iterations"], 4), "train_auc": round(auc, 4)}
+    return {
+        "train_seconds": round(secs, 2),
+        "iterations": stats["iterations"],
+        "ms_per_iteration": round(1000 * secs / stats["iterations"], 4),
+        "train_auc": round(auc, 4),
+    }
 
 
 def phase_write(path: str, n: int) -> dict:
-    from prunekd.store import create_ensemble_array
     import zarr
+
+    from prunekd.store import create_ensemble_array
+
     g = zarr.open_group(path, mode="w")
     g.attrs["members"] = ["m"]
     g.create_array("row", data=np.arange(n, dtype=np.int64))
     en = create_ensemble_array(g, n)
     block = 1 << 16
     for i in range(0, n, block):
-        en[i:i + block] = synthetic_logits(min(block, n - i), 0.0, i)
+        en[i : i + block] = synthetic_logits(min(block, n - i), 0.0, i)
     return {}
 
 
 def phase_score(path: str, n: int) -> dict:
     import torch
+
     from prunekd.domain import score_store
     from prunekd.store import open_store
+
     torch.manual_seed(0)
     model = torch.nn.Linear(527, 1)
     store = open_store(path)
@@ -75,8 +84,9 @@ def phase_score(path: str, n: int) -> dict:
 
 
 def child(phase: str, args: list[str]) -> dict:
-    out = subprocess.run([sys.executable, __file__, "--phase", phase, *args], check=True, capture_output=True,
-                         text=True)
+    out = subprocess.run(
+        [sys.executable, __file__, "--phase", phase, *args], check=True, capture_output=True, text=True
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -88,8 +98,11 @@ def main() -> None:
     ap.add_argument("--path", help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.phase:
-        fn = {"train": lambda: phase_train(*a.n), "write": lambda: phase_write(a.path, a.n[0]),
-              "score": lambda: phase_score(a.path, a.n[0])}[a.phase]
+        fn = {
+            "train": lambda: phase_train(*a.n),
+            "write": lambda: phase_write(a.path, a.n[0]),
+            "score": lambda: phase_score(a.path, a.n[0]),
+        }[a.phase]
         res = fn()
         res["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
         print(json.dumps(res))
@@ -102,15 +115,24 @@ def main() -> None:
         child("write", ["--path", path, "--n", str(n_score)])
         scored = child("score", ["--path", path, "--n", str(n_score)])
     result = {
-        "benchmark": "domain", "quick": a.quick, "n_pos": n_pos, "n_neg": n_neg, "epochs": epochs,
-        "n_scored": n_score, "cpu_count": os.cpu_count(),
-        **{k: v for k, v in train.items() if k != "peak_rss_mb"}, "train_peak_rss_mb": train["peak_rss_mb"],
-        **{k: v for k, v in scored.items() if k != "peak_rss_mb"}, "score_peak_rss_mb": scored["peak_rss_mb"],
+        "benchmark": "domain",
+        "quick": a.quick,
+        "n_pos": n_pos,
+        "n_neg": n_neg,
+        "epochs": epochs,
+        "n_scored": n_score,
+        "cpu_count": os.cpu_count(),
+        **{k: v for k, v in train.items() if k != "peak_rss_mb"},
+        "train_peak_rss_mb": train["peak_rss_mb"],
+        **{k: v for k, v in scored.items() if k != "peak_rss_mb"},
+        "score_peak_rss_mb": scored["peak_rss_mb"],
     }
     if not a.quick:
-        result["goals_met"] = {"train_under_60s": result["train_seconds"] < 60,
-                               "score_under_10s": result["score_seconds"] < 10,
-                               "peak_under_2GB": max(train["peak_rss_mb"], scored["peak_rss_mb"]) < 2048}
+        result["goals_met"] = {
+            "train_under_60s": result["train_seconds"] < 60,
+            "score_under_10s": result["score_seconds"] < 10,
+            "peak_under_2GB": max(train["peak_rss_mb"], scored["peak_rss_mb"]) < 2048,
+        }
     print(json.dumps(result))
 
 

@@ -106,8 +106,14 @@ def main() -> None:
     n = int(seconds * cfg["frontend"]["sample_rate"])
     per_epoch = math.ceil(n_clips / batch)
     epochs = math.ceil(steps / per_epoch)
-    tcfg = {**cfg["training"], "epochs": epochs, "batch_size": batch, "num_workers": a.workers,
-            "clip_seconds": seconds, "log_every": max(1, steps // 8)}
+    tcfg = {
+        **cfg["training"],
+        "epochs": epochs,
+        "batch_size": batch,
+        "num_workers": a.workers,
+        "clip_seconds": seconds,
+        "log_every": max(1, steps // 8),
+    }
     rng = np.random.default_rng(0)
     lines, syncs_at = [], []
     with tempfile.TemporaryDirectory() as tmp:
@@ -116,8 +122,15 @@ def main() -> None:
         for i in range(n_clips):
             paths.append(str(tmp / f"t{i}.wav"))
             sf.write(paths[-1], rng.normal(0, 0.1, int(sr_in * seconds)).astype(np.float32), sr_in)
-        pd.DataFrame({"id": [f"t{i}" for i in range(n_clips)], "path": paths, "label": np.arange(n_clips) % 10,
-                      "split100": "True", "status": "ok"}).to_csv(tmp / "m.tsv", sep="\t", index=False)
+        pd.DataFrame(
+            {
+                "id": [f"t{i}" for i in range(n_clips)],
+                "path": paths,
+                "label": np.arange(n_clips) % 10,
+                "split100": "True",
+                "status": "ok",
+            }
+        ).to_csv(tmp / "m.tsv", sep="\t", index=False)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             if gpu:
@@ -128,14 +141,27 @@ def main() -> None:
                 syncs_at.append(sum("synchroniz" in str(w.message) for w in caught))
 
             t0 = time.perf_counter()
-            finetune(tmp / "m.tsv", "split100", tcfg, cfg["student"], cfg["frontend"], 0, tmp / "model.pt",
-                     tmp / "curve.tsv", tmp / "ck", log=log)
+            finetune(
+                tmp / "m.tsv",
+                "split100",
+                tcfg,
+                cfg["student"],
+                cfg["frontend"],
+                0,
+                tmp / "model.pt",
+                tmp / "curve.tsv",
+                tmp / "ck",
+                log=log,
+            )
             wall = time.perf_counter() - t0
             if gpu:
                 torch.cuda.set_sync_debug_mode(0)
     total = epochs * per_epoch
-    prog = [(int(m.group(1)), float(m.group(2)), k) for k, line in enumerate(lines)
-            if (m := re.search(r"step (\d+)/\d+ .* ([\d.]+) steps/s", line))]
+    prog = [
+        (int(m.group(1)), float(m.group(2)), k)
+        for k, line in enumerate(lines)
+        if (m := re.search(r"step (\d+)/\d+ .* ([\d.]+) steps/s", line))
+    ]
     # Progress reports the mean rate since the loop started: step s at time s / rate.
     (s0, r0, k0), (s1, r1, k1) = prog[0], prog[-1]
     rate = (s1 - s0) / max(s1 / r1 - s0 / r0, 1e-9) if s1 > s0 else r1
@@ -144,17 +170,31 @@ def main() -> None:
     k = max(3, min(steps, 50)) if gpu else max(2, steps // 4)
     model = model_rate(tcfg, cfg, batch, n, k)
     data = data_rate(tcfg, n_clips, batch, n, 50, device)
-    print(f"fine-tuning {rate:.2f} steps/s (steady, batch {batch}, {seconds:g} s clips, {total} steps) | "
-          f"model step alone {model:.2f} steps/s | data alone {data:.1f} steps/s | "
-          f"decode once {n_clips / decode if decode else float('nan'):.0f} clips/s"
-          + (f" | {syncs:.2f} host syncs/step" if syncs is not None else ""))
-    res = {"benchmark": "finetune", "quick": a.quick, "device": torch.cuda.get_device_name() if gpu else "cpu",
-           "threads": torch.get_num_threads(), "cpu_count": os.cpu_count(), "batch": batch, "clip_seconds": seconds,
-           "clips": n_clips, "steps": total, "workers": a.workers, "input": "decoded once, in memory",
-           "steps_per_s": round(rate, 3), "model_step_alone_steps_per_s": round(model, 3),
-           "data_alone_steps_per_s": round(data, 2),
-           "decode_clips_per_s": round(n_clips / decode, 1) if decode else None,
-           "host_syncs_per_step": round(syncs, 3) if syncs is not None else None, "wall_s": round(wall, 1)}
+    print(
+        f"fine-tuning {rate:.2f} steps/s (steady, batch {batch}, {seconds:g} s clips, {total} steps) | "
+        f"model step alone {model:.2f} steps/s | data alone {data:.1f} steps/s | "
+        f"decode once {n_clips / decode if decode else float('nan'):.0f} clips/s"
+        + (f" | {syncs:.2f} host syncs/step" if syncs is not None else "")
+    )
+    res = {
+        "benchmark": "finetune",
+        "quick": a.quick,
+        "device": torch.cuda.get_device_name() if gpu else "cpu",
+        "threads": torch.get_num_threads(),
+        "cpu_count": os.cpu_count(),
+        "batch": batch,
+        "clip_seconds": seconds,
+        "clips": n_clips,
+        "steps": total,
+        "workers": a.workers,
+        "input": "decoded once, in memory",
+        "steps_per_s": round(rate, 3),
+        "model_step_alone_steps_per_s": round(model, 3),
+        "data_alone_steps_per_s": round(data, 2),
+        "decode_clips_per_s": round(n_clips / decode, 1) if decode else None,
+        "host_syncs_per_step": round(syncs, 3) if syncs is not None else None,
+        "wall_s": round(wall, 1),
+    }
     print(json.dumps(res))
 
 

@@ -27,7 +27,7 @@ import pandas as pd
 import soundfile as sf
 import torch
 
-from prunekd.teachers import MEMBERS, Ensemble, build_member, build_mel, n_frames
+from prunekd.teachers import MEMBERS, Ensemble, build_mel, build_member, n_frames
 
 SMALL = {"n_mels": 128, "embed_dim": 96, "depth": 2, "num_heads": 4}
 PASST_S = {"n_mels": 128, "embed_dim": 768, "depth": 12, "num_heads": 12}
@@ -46,15 +46,17 @@ def naive(models, wavs: torch.Tensor) -> np.ndarray:
         warnings.simplefilter("ignore")
         for i in range(len(wavs)):
             for j, m in enumerate(models):
-                spec = mel(wavs[i:i + 1]).unsqueeze(1)  # the mel recomputed for every member
+                spec = mel(wavs[i : i + 1]).unsqueeze(1)  # the mel recomputed for every member
                 out[i, j] = m(spec)[0][0].numpy()
     return out
 
 
 def cpu(quick: bool) -> dict:
+    import zarr
+
     from prunekd.logits import compute_shard
     from prunekd.teachers import checkpoint_file
-    import zarr
+
     seconds, n_clips, workers = (2.0, 16, 1) if quick else (10.0, 48, 2)
     frames = n_frames(seconds)
     models = members(SMALL, frames)
@@ -69,16 +71,31 @@ def cpu(quick: bool) -> dict:
         for i, x in enumerate(wav):
             paths.append(os.path.join(tmp, f"clip{i}.wav"))
             sf.write(paths[-1], x, 32000, subtype="PCM_16")
-        man = pd.DataFrame({"row": range(n_clips), "id": [f"c{i}" for i in range(n_clips)], "subset": "eval",
-                            "path": paths, "labels": "0", "duration": seconds, "status": "ok"})
+        man = pd.DataFrame(
+            {
+                "row": range(n_clips),
+                "id": [f"c{i}" for i in range(n_clips)],
+                "subset": "eval",
+                "path": paths,
+                "labels": "0",
+                "duration": seconds,
+                "status": "ok",
+            }
+        )
         man.to_csv(os.path.join(tmp, "m.tsv"), sep="\t", index=False)
-        teachers = {"members": list(MEMBERS), "architecture": SMALL, "batch_size": 8, "num_workers": workers,
-                    "precision": "fp32"}
+        teachers = {
+            "members": list(MEMBERS),
+            "architecture": SMALL,
+            "batch_size": 8,
+            "num_workers": workers,
+            "precision": "fp32",
+        }
         data = {"clip_seconds": seconds, "tile_to_10s": False}
         out = os.path.join(tmp, "shard.zarr")
         t0 = time.perf_counter()
-        compute_shard(os.path.join(tmp, "m.tsv"), "audioset", 0, n_clips, wdir, teachers, data, out,
-                      log=lambda *_: None)
+        compute_shard(
+            os.path.join(tmp, "m.tsv"), "audioset", 0, n_clips, wdir, teachers, data, out, log=lambda *_: None
+        )
         t_shard = time.perf_counter() - t0
         fast = zarr.open_group(out, mode="r")["member_logits"][:].astype(np.float32)
     # The naive loop gets the decoded audio for free (PCM-16 round trip as in the files).
@@ -92,16 +109,26 @@ def cpu(quick: bool) -> dict:
     slow = naive(plain, wav16[:k])
     t_naive = (time.perf_counter() - t0) * n_clips / k
     err = float(np.abs(slow - fast[:k]).max())
-    return {"device": "cpu", "threads": torch.get_num_threads(), "members": len(models), "arch": SMALL,
-            "clip_seconds": seconds, "clips": n_clips, "decode_workers": workers,
-            "shard_clips_per_s": round(n_clips / t_shard, 2), "naive_clips_per_s": round(n_clips / t_naive, 3),
-            "speedup": round(t_naive / t_shard, 1), "max_abs_logit_diff_fp16_store": round(err, 4)}
+    return {
+        "device": "cpu",
+        "threads": torch.get_num_threads(),
+        "members": len(models),
+        "arch": SMALL,
+        "clip_seconds": seconds,
+        "clips": n_clips,
+        "decode_workers": workers,
+        "shard_clips_per_s": round(n_clips / t_shard, 2),
+        "naive_clips_per_s": round(n_clips / t_naive, 3),
+        "speedup": round(t_naive / t_shard, 1),
+        "max_abs_logit_diff_fp16_store": round(err, 4),
+    }
 
 
 def member_load(repeats: int = 2) -> dict:
     """Seconds to load one release-shaped PaSST-S checkpoint (768 dims, depth 12, 998 frames) the way a shard
     job does, against building the member (hear21passt's random init) and then loading the state dict."""
     from prunekd.teachers import load_member
+
     stride = MEMBERS[next(iter(MEMBERS))][0]
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "member.pt")
@@ -129,11 +156,12 @@ def matmul_rate(dtype=torch.bfloat16, n: int = 8192, reps: int = 20) -> float:
     for _ in range(reps):
         a @ b
     torch.cuda.synchronize()
-    return 2 * n ** 3 * reps / (time.perf_counter() - t0)
+    return 2 * n**3 * reps / (time.perf_counter() - t0)
 
 
 def flops_per_clip(models, frames: int) -> float:
     from torch.utils.flop_counter import FlopCounterMode
+
     spec = torch.zeros(1, 1, 128, frames)
     with FlopCounterMode(display=False) as fc, torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -158,10 +186,18 @@ def gpu(quick: bool) -> dict:
     torch.cuda.synchronize()
     rate = batch * iters / (time.perf_counter() - t0)
     peak = matmul_rate()
-    return {"device": torch.cuda.get_device_name(), "members": len(models), "arch": PASST_S, "clip_seconds": 10,
-            "batch": batch, "gpu_clips_per_s": round(rate, 1), "tflop_per_clip": round(flops / 1e12, 3),
-            "bf16_matmul_tflops": round(peak / 1e12, 1), "share_of_matmul_rate": round(rate * flops / peak, 3),
-            "hours_for_2M_clips": round(2.08e6 / rate / 3600, 2)}
+    return {
+        "device": torch.cuda.get_device_name(),
+        "members": len(models),
+        "arch": PASST_S,
+        "clip_seconds": 10,
+        "batch": batch,
+        "gpu_clips_per_s": round(rate, 1),
+        "tflop_per_clip": round(flops / 1e12, 3),
+        "bf16_matmul_tflops": round(peak / 1e12, 1),
+        "share_of_matmul_rate": round(rate * flops / peak, 3),
+        "hours_for_2M_clips": round(2.08e6 / rate / 3600, 2),
+    }
 
 
 def main() -> None:

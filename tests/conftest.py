@@ -1,5 +1,4 @@
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -21,15 +20,29 @@ LOCAL_ENV = {**os.environ, "PATH": os.pathsep.join([str(BIN), str(_NO_SLURM), os
 def demo_threads():
     """The demo profile's threads (profiles/demo/config.yaml, set-threads), as command-line arguments."""
     import yaml
+
     prof = yaml.safe_load((REPO / "profiles/demo/config.yaml").read_text())
     return ["--set-threads", *(f"{rule}={n}" for rule, n in prof["set-threads"].items())]
 
 
 def snakemake(workdir, *args, extra_config=(), check=True):
     """Run the repo's Snakefile in `workdir` with the demo profile's config and the tiny overrides."""
-    cmd = [str(BIN / "snakemake"), "-s", str(REPO / "Snakefile"), "--directory", str(workdir),
-           "--configfiles", str(REPO / "config.yaml"), str(REPO / "profiles/demo/demo.yaml"),
-           str(REPO / "tests/tiny.yaml"), *extra_config, *demo_threads(), "--cores", "2", *args]
+    cmd = [
+        str(BIN / "snakemake"),
+        "-s",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(workdir),
+        "--configfiles",
+        str(REPO / "config.yaml"),
+        str(REPO / "profiles/demo/demo.yaml"),
+        str(REPO / "tests/tiny.yaml"),
+        *extra_config,
+        *demo_threads(),
+        "--cores",
+        "2",
+        *args,
+    ]
     p = subprocess.run(cmd, capture_output=True, text=True, env=LOCAL_ENV)
     if check and p.returncode != 0:
         raise AssertionError(f"snakemake failed ({p.returncode}):\n{p.stdout[-3000:]}\n{p.stderr[-6000:]}")
@@ -48,9 +61,16 @@ def demo_run(tmp_path_factory):
 def tiny_data(tmp_path_factory):
     """Demo AudioSet-format pool and TAU-format scene set, small."""
     from prunekd.demo_data import make_demo_data
+
     root = tmp_path_factory.mktemp("data")
-    cfg = {"seed": 1, "audioset_clips": {"eval": 20, "balanced_train": 10, "unbalanced_train": 30},
-           "audioset_sample_rate": 32000, "audioset_clip_seconds": 1.0, "scene_share": 0.3,
-           "tau_train_clips": 40, "tau_test_clips": 30}
+    cfg = {
+        "seed": 1,
+        "audioset_clips": {"eval": 20, "balanced_train": 10, "unbalanced_train": 30},
+        "audioset_sample_rate": 32000,
+        "audioset_clip_seconds": 1.0,
+        "scene_share": 0.3,
+        "tau_train_clips": 40,
+        "tau_test_clips": 30,
+    }
     make_demo_data(root / "audioset", root / "tau", cfg)
     return root

@@ -7,8 +7,8 @@ import subprocess
 
 import pytest
 import yaml
-
 from conftest import BIN, LOCAL_ENV, REPO
+
 from prunekd import cost
 
 DEMO_CONFIGS = [str(REPO / "config.yaml"), str(REPO / "profiles/demo/demo.yaml"), str(REPO / "tests/tiny.yaml")]
@@ -16,8 +16,13 @@ DEMO_CONFIGS = [str(REPO / "config.yaml"), str(REPO / "profiles/demo/demo.yaml")
 
 def planned_counts(workdir, args=()):
     """Per-rule job counts from Snakemake's own job stats (`--quiet rules`), independent of cost.py's parser."""
-    p = subprocess.run([str(BIN / "snakemake"), "-n", "--quiet", "rules", *args], cwd=workdir, capture_output=True,
-                       text=True, env=LOCAL_ENV)
+    p = subprocess.run(
+        [str(BIN / "snakemake"), "-n", "--quiet", "rules", *args],
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        env=LOCAL_ENV,
+    )
     assert p.returncode == 0, p.stderr[-3000:]
     table = p.stdout.split("Job stats:")[1]
     return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)\s*$", table, re.M) if m[1] != "total"}
@@ -45,11 +50,21 @@ def test_hours_are_work_over_rate(tmp_path):
     for i in range(100):
         rows.append(f"{i}\tt{i}\t{i < 5}\t{i < 60}\t{i >= 60}\t{'missing' if i == 3 else 'ok'}\n")
     (man / "tau.tsv").write_text("".join(rows))
-    rates = {"source": "test", "date": "today",
-             "measured": {"teacher_logits": {"clips_per_s": 8, "load_s": 2}, "distill": {"steps_per_s": 2},
-                          "finetune": {"steps_per_s": 4}, "baseline": {"steps_per_s": 5}},
-             "target": {"teacher_logits": {"clips_per_s": 16, "load_s": 1}, "distill": {"steps_per_s": 4},
-                        "finetune": {"steps_per_s": 8}}}  # no baseline: the fine-tuning rate stands in
+    rates = {
+        "source": "test",
+        "date": "today",
+        "measured": {
+            "teacher_logits": {"clips_per_s": 8, "load_s": 2},
+            "distill": {"steps_per_s": 2},
+            "finetune": {"steps_per_s": 4},
+            "baseline": {"steps_per_s": 5},
+        },
+        "target": {
+            "teacher_logits": {"clips_per_s": 16, "load_s": 1},
+            "distill": {"steps_per_s": 4},
+            "finetune": {"steps_per_s": 8},
+        },
+    }  # no baseline: the fine-tuning rate stands in
     (tmp_path / "rates.yaml").write_text(yaml.safe_dump(rates))
     args = ["-s", str(REPO / "Snakefile"), "--directory", str(tmp_path), "--configfiles", *DEMO_CONFIGS]
     jobs = cost.parse_dry_run(cost.dry_run(tmp_path, args, LOCAL_ENV))
@@ -66,10 +81,18 @@ def test_hours_are_work_over_rate(tmp_path):
     ft = [steps[j.wildcards["split"]] * tiny["training"]["epochs_finetune"] for j in jobs if j.rule == "finetune"]
     bl = [steps[j.wildcards["split"]] * tiny["training"]["epochs_baseline"] for j in jobs if j.rule == "baseline"]
     it = tiny["distillation"]["iterations"]
-    want = {"teacher_logits": (clips / 8 + 5 * 2) / 3600, "distill": counts["distill"] * it / 2 / 3600,
-            "finetune": sum(ft) / 4 / 3600, "baseline": sum(bl) / 5 / 3600}
-    want_target = {"teacher_logits": (clips / 16 + 5 * 1) / 3600, "distill": counts["distill"] * it / 4 / 3600,
-                   "finetune": sum(ft) / 8 / 3600, "baseline": sum(bl) / 8 / 3600}
+    want = {
+        "teacher_logits": (clips / 8 + 5 * 2) / 3600,
+        "distill": counts["distill"] * it / 2 / 3600,
+        "finetune": sum(ft) / 4 / 3600,
+        "baseline": sum(bl) / 5 / 3600,
+    }
+    want_target = {
+        "teacher_logits": (clips / 16 + 5 * 1) / 3600,
+        "distill": counts["distill"] * it / 4 / 3600,
+        "finetune": sum(ft) / 8 / 3600,
+        "baseline": sum(bl) / 8 / 3600,
+    }
     for rule in cost.GPU_RULES:
         assert est["rules"][rule]["measured"]["gpu_hours"] == pytest.approx(want[rule], rel=1e-12)
         assert est["rules"][rule]["target"]["gpu_hours"] == pytest.approx(want_target[rule], rel=1e-12)

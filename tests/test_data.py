@@ -33,9 +33,16 @@ def test_demo_data_is_in_the_real_formats(tiny_data):
 
 def test_demo_data_is_deterministic(tmp_path, tiny_data):
     from prunekd.demo_data import make_demo_data
-    cfg = {"seed": 1, "audioset_clips": {"eval": 20, "balanced_train": 10, "unbalanced_train": 30},
-           "audioset_sample_rate": 32000, "audioset_clip_seconds": 1.0, "scene_share": 0.3,
-           "tau_train_clips": 40, "tau_test_clips": 30}
+
+    cfg = {
+        "seed": 1,
+        "audioset_clips": {"eval": 20, "balanced_train": 10, "unbalanced_train": 30},
+        "audioset_sample_rate": 32000,
+        "audioset_clip_seconds": 1.0,
+        "scene_share": 0.3,
+        "tau_train_clips": 40,
+        "tau_test_clips": 30,
+    }
     make_demo_data(tmp_path / "a", tmp_path / "t", cfg)
     a = sf.read(str(tmp_path / "t" / pd.read_csv(tmp_path / "t/meta.csv", sep="\t")["filename"][3]))[0]
     b = sf.read(str(tiny_data / "tau" / pd.read_csv(tiny_data / "tau/meta.csv", sep="\t")["filename"][3]))[0]
@@ -93,8 +100,16 @@ def test_audio_is_downmixed_resampled_and_padded(tmp_path):
     assert np.abs(x[:15000]).max() == pytest.approx(0.5, abs=0.02) and np.all(x[16100:] == 0)
 
 
-@pytest.mark.parametrize("kind,reason", [("missing", "missing"), ("empty", "empty"), ("corrupt", "exists but unreadable"),
-                                         ("nan", "non-finite samples"), ("silent", "silent")])
+@pytest.mark.parametrize(
+    "kind,reason",
+    [
+        ("missing", "missing"),
+        ("empty", "empty"),
+        ("corrupt", "exists but unreadable"),
+        ("nan", "non-finite samples"),
+        ("silent", "silent"),
+    ],
+)
 def test_bad_clips_raise_a_named_reason(tmp_path, kind, reason):
     p = tmp_path / f"{kind}.wav"
     if kind == "empty":
@@ -128,13 +143,20 @@ def test_csv_target_manifest_has_the_target_layout(tmp_path):
     assert list(man["status"]) == ["ok", "missing", "ok"] and list(rej["id"]) == ["b.wav"]
 
 
-@pytest.mark.parametrize("rows,header,message", [
-    (["a.wav,dog,train"], "filename,class,split", "missing column(s) ['label']"),
-    (["a.wav,dog,train", "a.wav,cat,test"], "filename,label,split", "line 3: duplicate filename a.wav"),
-    (["a.wav,,train", "b.wav,cat,test"], "filename,label,split", "line 2: empty label"),
-    (["a.wav,dog,train test", "b.wav,cat,test"], "filename,label,split", "line 2: a.wav is in a training split and"),
-    (["a.wav,dog,other", "b.wav,cat,test"], "filename,label,split", "no clip is in split 'train'"),
-])
+@pytest.mark.parametrize(
+    "rows,header,message",
+    [
+        (["a.wav,dog,train"], "filename,class,split", "missing column(s) ['label']"),
+        (["a.wav,dog,train", "a.wav,cat,test"], "filename,label,split", "line 3: duplicate filename a.wav"),
+        (["a.wav,,train", "b.wav,cat,test"], "filename,label,split", "line 2: empty label"),
+        (
+            ["a.wav,dog,train test", "b.wav,cat,test"],
+            "filename,label,split",
+            "line 2: a.wav is in a training split and",
+        ),
+        (["a.wav,dog,other", "b.wav,cat,test"], "filename,label,split", "no clip is in split 'train'"),
+    ],
+)
 def test_csv_target_errors_name_file_and_line(tmp_path, rows, header, message):
     f = _csv_target(tmp_path, rows, header)
     with pytest.raises(MetadataError, match=None) as e:

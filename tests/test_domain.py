@@ -23,7 +23,7 @@ def test_classifier_separates_to_the_expected_auc():
     y = np.r_[np.ones(len(vp)), np.zeros(len(vn))]
     # What the known structure allows: the oracle scores only the five shifted dimensions.
     oracle = roc_auc((1 / (1 + np.exp(-x[:, :5]))).sum(1), y)
-    assert 0.85 < oracle < 0.99                      # a real, partial overlap
+    assert 0.85 < oracle < 0.99  # a real, partial overlap
     assert roc_auc(score(model, x), y) > oracle - 0.04
     # No signal -> chance.
     m0, _ = train_classifier(*_data(rng, shift=0.0), CFG, log=lambda s: None)

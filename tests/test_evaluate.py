@@ -11,12 +11,12 @@ def test_macro_accuracy_by_hand_on_imbalanced_classes():
     dev = np.array(["a"] * 5 + ["s4"] * 5)
     m = metrics(y_true, y_pred, dev, ["x", "y"])
     assert m["accuracy"] == pytest.approx(7 / 10)
-    assert m["macro_accuracy"] == pytest.approx((6 / 8 + 1 / 2) / 2)   # 0.625, not 0.7
+    assert m["macro_accuracy"] == pytest.approx((6 / 8 + 1 / 2) / 2)  # 0.625, not 0.7
     assert m["per_class"] == {"x": pytest.approx(0.75), "y": pytest.approx(0.5)}
     # Per device as the DCASE2024 baseline: correct / clips of the device (not a macro over classes).
     # device a: five class-0 clips, all right -> 1.0; device s4: 3 class-0 (1 right), 2 class-1 (1 right) -> 2/5
     assert m["per_device"]["a"] == pytest.approx(1.0)
-    assert m["per_device"]["s4"] == pytest.approx(2 / 5)   # not (1/3 + 1/2) / 2
+    assert m["per_device"]["s4"] == pytest.approx(2 / 5)  # not (1/3 + 1/2) / 2
     assert m["per_device_group"]["real"] == pytest.approx(1.0)
     assert m["per_device_group"]["unseen_simulated"] == pytest.approx(2 / 5)
     assert m["confusion"] == [[6, 2], [1, 1]]
@@ -24,5 +24,6 @@ def test_macro_accuracy_by_hand_on_imbalanced_classes():
 
 def test_summary_orders_numeric_splits_by_number_and_named_ones_as_configured():
     from prunekd.summarise import _sorted_splits
+
     assert _sorted_splits(["100", "5", "25", "5"]) == ["5", "25", "100"]
     assert _sorted_splits(["small", "big", "small", "all"]) == ["small", "big", "all"]

@@ -18,6 +18,7 @@ def test_distillation_mixup_decides_per_clip_and_keeps_the_first_clips_labels():
     # The authors' loader mixes each clip on its own with p 0.5 (not a whole batch at once), centres the
     # clips, mixes the teacher logits with the clip's lambda (>= 0.5) and keeps the first clip's labels.
     from prunekd.frontend import example_mixup
+
     torch.manual_seed(0)
     b = 2000
     wav = torch.randn(b, 64) + 3.0  # an offset, so that centring shows

@@ -12,16 +12,19 @@ import pandas as pd
 import pytest
 import soundfile as sf
 import zarr
-
 from conftest import snakemake
+
 from prunekd.audio import AudioError, load_clip
 from prunekd.audioset_hdf5 import audioset_hdf5_manifest
 from prunekd.layouts import TAU_SPLIT_FILES, audioset_layout
 from prunekd.manifest import MetadataError, audioset_manifest, tau_manifest
 
 SUBSETS = ["eval", "balanced_train", "unbalanced_train"]
-HEADER = ["# Segments csv created Sun Mar  5 10:54:31 2017", "# num_ytids=%d, num_segs=%d, num_unique_labels=527, "
-          "num_positive_labels=%d", "# YTID, start_seconds, end_seconds, positive_labels"]
+HEADER = [
+    "# Segments csv created Sun Mar  5 10:54:31 2017",
+    "# num_ytids=%d, num_segs=%d, num_unique_labels=527, num_positive_labels=%d",
+    "# YTID, start_seconds, end_seconds, positive_labels",
+]
 CORRUPT = b"ID3\x04\x00" + b"not an mp3 frame " * 40
 
 
@@ -77,8 +80,14 @@ def test_hdf5_manifest_and_clips_equal_the_single_files(tiny_data, tmp_path):
     seg_path = tmp_path / "src.tsv"
     seg.to_csv(seg_path, sep="\t", index=False)
     victim = seg[seg["subset"] == "unbalanced_train"]["id"].iloc[1]
-    write_both_layouts(src, seg_path, tmp_path / "files", tmp_path / "hdf5",
-                       {"eval": 5, "balanced_train": 4, "unbalanced_train": 6}, corrupt_id=victim)
+    write_both_layouts(
+        src,
+        seg_path,
+        tmp_path / "files",
+        tmp_path / "hdf5",
+        {"eval": 5, "balanced_train": 4, "unbalanced_train": 6},
+        corrupt_id=victim,
+    )
     a, rej_a = audioset_manifest(tmp_path / "files", SUBSETS)
     b, rej_b = audioset_hdf5_manifest(tmp_path / "hdf5", SUBSETS)
     assert len(a) == 15 and rej_a.empty and rej_b.empty
@@ -139,10 +148,20 @@ def test_hdf5_audioset_split_setup_and_submission_through_the_dag(demo_run, tmp_
     wd = tmp_path / "run"
     data = wd / "data"
     src = demo_run / "data/demo/audioset"
-    victim = pd.read_csv(demo_run / "results/manifests/audioset.tsv", sep="\t").query(
-        "subset == 'unbalanced_train' and status == 'ok'")["id"].iloc[2]
-    write_both_layouts(src, demo_run / "results/manifests/audioset.tsv", data / "as_files", data / "as_hdf5",
-                       {"eval": 30, "balanced_train": 10, "unbalanced_train": 30}, corrupt_id=victim, base=demo_run)
+    victim = (
+        pd.read_csv(demo_run / "results/manifests/audioset.tsv", sep="\t")
+        .query("subset == 'unbalanced_train' and status == 'ok'")["id"]
+        .iloc[2]
+    )
+    write_both_layouts(
+        src,
+        demo_run / "results/manifests/audioset.tsv",
+        data / "as_files",
+        data / "as_hdf5",
+        {"eval": 30, "balanced_train": 10, "unbalanced_train": 30},
+        corrupt_id=victim,
+        base=demo_run,
+    )
     tau = data / "tau"
     shutil.copytree(demo_run / "data/demo/tau", tau)
     (tau / "split_setup").mkdir()
@@ -157,13 +176,15 @@ def test_hdf5_audioset_split_setup_and_submission_through_the_dag(demo_run, tmp_
     (ev / "meta.csv").write_text("filename\n" + "".join(f"audio/{i}.wav\n" for i in range(6)))
     before = _tree(data)
     weights = demo_run / "results/demo/weights"
-    common = (f"paths:\n  teacher_weights: {weights}\n  audioset_layout: auto\n"
-              "demo:\n  enabled: false\n"
-              "targets:\n  tau:\n    root: data/tau\n    splits: [100]\n    sweep_split: null\n"
-              "    evaluation: {root: data/eval, models: per_seed}\n"
-              "grid:\n  targets: [tau]\ncontrols:\n  random: false\n  full: false\n"
-              "distillation:\n  audio_input: decode\n  iterations: 2\n"
-              "training:\n  num_workers: 0\n")
+    common = (
+        f"paths:\n  teacher_weights: {weights}\n  audioset_layout: auto\n"
+        "demo:\n  enabled: false\n"
+        "targets:\n  tau:\n    root: data/tau\n    splits: [100]\n    sweep_split: null\n"
+        "    evaluation: {root: data/eval, models: per_seed}\n"
+        "grid:\n  targets: [tau]\ncontrols:\n  random: false\n  full: false\n"
+        "distillation:\n  audio_input: decode\n  iterations: 2\n"
+        "training:\n  num_workers: 0\n"
+    )
     cfg_h = tmp_path / "hdf5.yaml"
     cfg_h.write_text(common.replace("paths:\n", "paths:\n  audioset: data/as_hdf5\n"))
     kept = "results/prune/tau/all/split100/thr0.3/kept.tsv"
@@ -176,8 +197,18 @@ def test_hdf5_audioset_split_setup_and_submission_through_the_dag(demo_run, tmp_
     assert rej.set_index("id")["reason"][victim] == "exists but unreadable"
     # The submission: every decodable evaluation clip, in the challenge's format, with the model's complexity.
     out = pd.read_csv(wd / f"{sub}/output.csv", sep="\t")
-    classes = ["airport", "bus", "metro", "metro_station", "park", "public_square", "shopping_mall",
-               "street_pedestrian", "street_traffic", "tram"]
+    classes = [
+        "airport",
+        "bus",
+        "metro",
+        "metro_station",
+        "park",
+        "public_square",
+        "shopping_mall",
+        "street_pedestrian",
+        "street_traffic",
+        "tram",
+    ]
     assert list(out.columns) == ["filename", "scene_label", *classes]
     assert list(out["filename"]) == [f"{i}.wav" for i in range(5)]
     assert (out["scene_label"] == out[classes].idxmax(axis=1)).all()
@@ -204,15 +235,19 @@ def test_hdf5_audioset_split_setup_and_submission_through_the_dag(demo_run, tmp_
     b = zarr.open_group(str(wd / "results/logits/audioset.zarr"), mode="r")
     for k in ("row", "id", "member_logits", "ensemble", "labels"):
         np.testing.assert_array_equal(a[k][:], b[k][:], err_msg=k)
-    pd.testing.assert_frame_equal(pd.read_csv(saved / kept.removeprefix("results/"), sep="\t"),
-                                  pd.read_csv(wd / kept, sep="\t"))
+    pd.testing.assert_frame_equal(
+        pd.read_csv(saved / kept.removeprefix("results/"), sep="\t"), pd.read_csv(wd / kept, sep="\t")
+    )
     assert len(pd.read_csv(wd / kept, sep="\t")) > 0
-    pd.testing.assert_frame_equal(pd.read_csv(saved / "logits/audioset.rejected.tsv", sep="\t"),
-                                  pd.read_csv(wd / "results/logits/audioset.rejected.tsv", sep="\t"))
+    pd.testing.assert_frame_equal(
+        pd.read_csv(saved / "logits/audioset.rejected.tsv", sep="\t"),
+        pd.read_csv(wd / "results/logits/audioset.rejected.tsv", sep="\t"),
+    )
 
 
 def test_evaluation_meta_errors_name_the_file_and_line(tmp_path):
     from prunekd.submission import read_eval_meta
+
     with pytest.raises(MetadataError, match=r"meta.csv: no such file \(targets.<name>.evaluation.root\)"):
         read_eval_meta(tmp_path)
     (tmp_path / "meta.csv").write_text("file,name\naudio/0.wav,x\n")

@@ -4,8 +4,16 @@ from prunekd.cpmobile import CPMobile, count_macs, count_params
 from prunekd.distill import kd_loss
 from prunekd.frontend import MelFrontEnd
 
-FRONTEND = {"sample_rate": 32000, "n_fft": 4096, "win_length": 3072, "hop_length": 500, "n_mels": 256,
-            "f_min": 0, "f_max": None, "freqm": 48}
+FRONTEND = {
+    "sample_rate": 32000,
+    "n_fft": 4096,
+    "win_length": 3072,
+    "hop_length": 500,
+    "n_mels": 256,
+    "f_min": 0,
+    "f_max": None,
+    "freqm": 48,
+}
 
 
 def test_cpmobile_size_matches_the_challenge_baseline():

@@ -22,8 +22,17 @@ def sources(tmp_path):
             sf.write(str(p), rng.normal(0, 0.1, (44100, 2)), 44100)
         else:
             sf.write(str(p), rng.normal(0, 0.1, 32000 if i % 2 else 20000), 32000)  # some short: padded
-        rows.append({"row": i, "id": f"c{i}", "subset": "eval" if i == 5 else "unbalanced_train",
-                     "path": str(p), "labels": "0", "duration": 1.0, "status": "ok"})
+        rows.append(
+            {
+                "row": i,
+                "id": f"c{i}",
+                "subset": "eval" if i == 5 else "unbalanced_train",
+                "path": str(p),
+                "labels": "0",
+                "duration": 1.0,
+                "status": "ok",
+            }
+        )
     (tmp_path / "c7.flac").write_bytes(b"not audio")  # corrupt after the manifest was built
     pd.DataFrame(rows).to_csv(tmp_path / "m.tsv", sep="\t", index=False)
     return tmp_path

@@ -6,16 +6,30 @@ import numpy as np
 import pandas as pd
 import pytest
 import zarr
-
 from conftest import LOCAL_ENV, REPO, snakemake
 
 SPLITS, THRS, SEEDS = [5, 100], [0.2, 0.3], [0]
-BAD = 5                # clips the demo damages on purpose (config demo.bad_clips), all AudioSet training
+BAD = 5  # clips the demo damages on purpose (config demo.bad_clips), all AudioSet training
 TRAIN = 40 + 100 - BAD  # usable AudioSet training clips of the tiny demo
 PAIRS = [(100, 0.2), (100, 0.3), (5, 0.3)]  # paper grid: sweep on split 100, 0.3 elsewhere
-RULES = ["manifest_audioset", "manifest_target", "teacher_logits", "gather_logits", "domain_classifier", "score",
-         "score_histogram", "prune", "random_subset", "distill", "finetune", "baseline", "evaluate",
-         "summarise", "pack_audio", "rejected_clips"]
+RULES = [
+    "manifest_audioset",
+    "manifest_target",
+    "teacher_logits",
+    "gather_logits",
+    "domain_classifier",
+    "score",
+    "score_histogram",
+    "prune",
+    "random_subset",
+    "distill",
+    "finetune",
+    "baseline",
+    "evaluate",
+    "summarise",
+    "pack_audio",
+    "rejected_clips",
+]
 DOM = "results/domain/tau/all"
 PRUNE = "results/prune/tau/all"
 
@@ -25,8 +39,9 @@ def test_logits_stores(demo_run):
         man = pd.read_csv(demo_run / f"results/manifests/{ds}.tsv", sep="\t", keep_default_na=False)
         assert len(man) == n_listed
         g = zarr.open_group(str(demo_run / f"results/logits/{ds}.zarr"), mode="r")
-        decode_failed = len(pd.read_csv(demo_run / f"results/logits/{ds}.rejected.tsv", sep="\t")) \
-            - len(pd.read_csv(demo_run / f"results/manifests/{ds}.rejected.tsv", sep="\t"))
+        decode_failed = len(pd.read_csv(demo_run / f"results/logits/{ds}.rejected.tsv", sep="\t")) - len(
+            pd.read_csv(demo_run / f"results/manifests/{ds}.rejected.tsv", sep="\t")
+        )
         n = (man["status"] == "ok").sum() - decode_failed
         assert g["member_logits"].shape == (n, 3, 527) and g["member_logits"].dtype == np.float16
         assert g["ensemble"].shape == (n, 527) and g["ensemble"].dtype == np.float32
@@ -74,15 +89,22 @@ def test_training_and_evaluation(demo_run):
     for s, t in PAIRS:
         curve = pd.read_csv(demo_run / f"results/distill/tau/all/split{s}/pruned_thr{t:g}/curve.tsv", sep="\t")
         assert list(curve["step"]) == [1, 2, 3, 4] and np.isfinite(curve["loss"]).all()
-    keys = [f"finetune/tau/all/split{s}/{sel}_thr{t:g}/seed0" for s, t in PAIRS for sel in ("pruned", "random")] \
-        + [f"finetune/tau/all/split{s}/full/seed0" for s in SPLITS] + [f"baseline/tau/split{s}/seed0" for s in SPLITS]
+    keys = (
+        [f"finetune/tau/all/split{s}/{sel}_thr{t:g}/seed0" for s, t in PAIRS for sel in ("pruned", "random")]
+        + [f"finetune/tau/all/split{s}/full/seed0" for s in SPLITS]
+        + [f"baseline/tau/split{s}/seed0" for s in SPLITS]
+    )
     for k in keys:
         m = json.loads((demo_run / f"results/eval/{k}/metrics.json").read_text())
         assert 0 <= m["macro_accuracy"] <= 1 and m["n"] == 40
         assert set(m["per_device"]) <= {"a", "b", "c", "s1", "s2", "s3", "s4", "s5", "s6"}
         assert np.array(m["confusion"]).sum() == 40
-        assert m["complexity"] == {"parameters": 61148, "parameter_bytes_fp16": 122296, "macs": 29419156,
-                                   "within_limits": True}
+        assert m["complexity"] == {
+            "parameters": 61148,
+            "parameter_bytes_fp16": 122296,
+            "macs": 29419156,
+            "within_limits": True,
+        }
         pred = pd.read_csv(demo_run / f"results/eval/{k}/output.csv", sep="\t")
         assert len(pred) == 40 and list(pred.columns[:2]) == ["filename", "scene_label"]
         np.testing.assert_allclose(pred.iloc[:, 2:].sum(1), 1.0, atol=1e-3)
@@ -108,8 +130,19 @@ def test_summary_tables_hold_every_cell(demo_run):
 def test_every_rule_logs_and_benchmarks(demo_run):
     root = demo_run / "results/logs"
     logs = {p.relative_to(root).parts[0].removesuffix(".log") for p in root.rglob("*.log")}
-    for r in ["manifest", "teacher_logits", "gather_logits", "domain_classifier", "score", "prune", "distill",
-              "finetune", "baseline", "evaluate", "demo_teacher"]:
+    for r in [
+        "manifest",
+        "teacher_logits",
+        "gather_logits",
+        "domain_classifier",
+        "score",
+        "prune",
+        "distill",
+        "finetune",
+        "baseline",
+        "evaluate",
+        "demo_teacher",
+    ]:
         assert r in logs, r
     assert len(list((demo_run / "results/benchmarks").rglob("*.tsv"))) > 20
 
@@ -126,10 +159,25 @@ def test_dry_run_of_default_config_lists_every_rule(tmp_path):
     import subprocess
     import sys
     from pathlib import Path
+
     smk = Path(sys.executable).parent / "snakemake"
-    p = subprocess.run([str(smk), "-s", str(REPO / "Snakefile"), "--directory", str(tmp_path), "--configfile",
-                        str(REPO / "config.yaml"), "-n", "--quiet", "rules"], capture_output=True, text=True,
-                       env=LOCAL_ENV)
+    p = subprocess.run(
+        [
+            str(smk),
+            "-s",
+            str(REPO / "Snakefile"),
+            "--directory",
+            str(tmp_path),
+            "--configfile",
+            str(REPO / "config.yaml"),
+            "-n",
+            "--quiet",
+            "rules",
+        ],
+        capture_output=True,
+        text=True,
+        env=LOCAL_ENV,
+    )
     assert p.returncode == 0, p.stderr[-3000:]
     out = p.stdout + p.stderr
     for r in RULES + ["download_teachers"]:
@@ -151,7 +199,9 @@ def test_bad_config_fails_naming_the_key(tmp_path):
 
 def test_damaged_clips_are_skipped_listed_and_counted_in_the_report(demo_run):
     rej = pd.read_csv(demo_run / "results/summary/rejected.tsv", sep="\t", keep_default_na=False)
-    assert sorted(rej["reason"]) == sorted(["missing", "empty", "silent", "exists but unreadable", "non-finite samples"])
+    assert sorted(rej["reason"]) == sorted(
+        ["missing", "empty", "silent", "exists but unreadable", "non-finite samples"]
+    )
     assert set(rej["dataset"]) == {"audioset"}
     # Listed by the manifest (missing) or by the teacher pass (the rest), and never in a store.
     ids = set(zarr.open_group(str(demo_run / "results/logits/audioset.zarr"), mode="r")["id"][:])

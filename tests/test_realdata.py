@@ -5,18 +5,19 @@ import json
 import subprocess
 
 import numpy as np
-import pandas as pd
 import pytest
 import soundfile as sf
-
 from conftest import BIN, REPO
+
 from prunekd.audio import AudioError, load_clip
 from prunekd.manifest import MetadataError, audioset_manifest
 
 CLASSES = 'index,mid,display_name\n0,/m/09x0r,"Speech"\n1,/m/0dgw9r,"Human sounds"\n2,/m/07qfr4h,"Engine"\n'
-HEADER = ["# Segments csv created Sun Mar  5 10:54:31 2017",
-          "# num_ytids=3, num_segs=3, num_unique_labels=3, num_positive_labels=4",
-          "# YTID, start_seconds, end_seconds, positive_labels"]
+HEADER = [
+    "# Segments csv created Sun Mar  5 10:54:31 2017",
+    "# num_ytids=3, num_segs=3, num_unique_labels=3, num_positive_labels=4",
+    "# YTID, start_seconds, end_seconds, positive_labels",
+]
 
 
 def _audioset(root, rows, eval_rows=()):
@@ -36,8 +37,14 @@ def _tone(seconds, sr, channels=1):
 
 
 def test_unknown_label_id_is_dropped_and_listed_in_skip_mode_and_stops_in_fail_mode(tmp_path):
-    root = _audioset(tmp_path / "as", [("--PJHxphWEs", 30.0, "/m/09x0r,/m/zzzzzz"), ("-0RWZT-miFs", 0.0, "/m/zzzzzz"),
-                                       ("-1nilez17Dg", 20.0, "/m/07qfr4h")])
+    root = _audioset(
+        tmp_path / "as",
+        [
+            ("--PJHxphWEs", 30.0, "/m/09x0r,/m/zzzzzz"),
+            ("-0RWZT-miFs", 0.0, "/m/zzzzzz"),
+            ("-1nilez17Dg", 20.0, "/m/07qfr4h"),
+        ],
+    )
     audio = root / "audio"
     audio.mkdir()
     for y in ("--PJHxphWEs", "-0RWZT-miFs", "-1nilez17Dg"):
@@ -45,11 +52,12 @@ def test_unknown_label_id_is_dropped_and_listed_in_skip_mode_and_stops_in_fail_m
     with pytest.raises(MetadataError, match=r"balanced_train_segments.csv line 4: unknown label id '/m/zzzzzz'"):
         audioset_manifest(root, ["eval", "balanced_train"], bad_labels="fail")
     man, rej = audioset_manifest(root, ["eval", "balanced_train"], bad_labels="skip")
-    assert list(man["labels"]) == ["0", "", "2"]                      # the unknown id dropped, the others kept
-    assert list(man["status"]) == ["ok", "no known label", "ok"]      # a clip with no label left is dropped
+    assert list(man["labels"]) == ["0", "", "2"]  # the unknown id dropped, the others kept
+    assert list(man["status"]) == ["ok", "no known label", "ok"]  # a clip with no label left is dropped
     assert dict(zip(rej["id"], rej["reason"])) == {
         "--PJHxphWEs": "unknown label id /m/zzzzzz (label dropped, clip kept)",
-        "-0RWZT-miFs": "unknown label id /m/zzzzzz (clip dropped: no label left)"}
+        "-0RWZT-miFs": "unknown label id /m/zzzzzz (clip dropped: no label left)",
+    }
     assert list(rej["line"]) == [4, 5]
 
 
@@ -63,8 +71,8 @@ def test_every_format_the_decoder_reads_is_found_and_an_unreadable_file_is_said_
     sf.write(str(audio / f"{ids[2]}.wav"), _tone(1, 48000, 2), 48000)
     sf.write(str(audio / f"{ids[3]}.ogg"), _tone(1, 44100), 44100, format="OGG", subtype="VORBIS")
     sf.write(str(audio / f"Y{ids[4]}.opus"), _tone(1, 48000), 48000, format="OGG", subtype="OPUS")
-    (audio / f"{ids[5]}.m4a").write_bytes(b"\x00\x00\x00\x20ftypM4A " + bytes(100))   # a format libsndfile lacks
-    (audio / f"{ids[6]}.ogg").write_bytes(b"<html>404 Not Found</html>")           # a download gone wrong
+    (audio / f"{ids[5]}.m4a").write_bytes(b"\x00\x00\x00\x20ftypM4A " + bytes(100))  # a format libsndfile lacks
+    (audio / f"{ids[6]}.ogg").write_bytes(b"<html>404 Not Found</html>")  # a download gone wrong
     man, rej = audioset_manifest(root, ["eval", "balanced_train"], bad_labels="skip")
     status = dict(zip(man["id"], man["status"]))
     assert [status[y] for y in ids[:5]] == ["ok"] * 5
@@ -95,34 +103,93 @@ def _tau(root, train, test):
         name = f"audio/{scene}-lisbon-1000-{i * 10}-0-a.wav"
         sf.write(str(root / name), _tone(1, 44100), 44100)
         rows.append((name, scene, split))
-    (root / "meta.csv").write_text("filename\tscene_label\tidentifier\tsource_label\n" + "".join(
-        f"{n}\t{s}\tlisbon-1000\ta\n" for n, s, _ in rows))
+    (root / "meta.csv").write_text(
+        "filename\tscene_label\tidentifier\tsource_label\n" + "".join(f"{n}\t{s}\tlisbon-1000\ta\n" for n, s, _ in rows)
+    )
     for pct in (5, 10, 25, 50, 100):
-        (root / f"split{pct}.csv").write_text("filename\tscene_label\n" + "".join(
-            f"{n}\t{s}\n" for n, s, sp in rows if sp == "train"))
+        (root / f"split{pct}.csv").write_text(
+            "filename\tscene_label\n" + "".join(f"{n}\t{s}\n" for n, s, sp in rows if sp == "train")
+        )
     (root / "test.csv").write_text("filename\n" + "".join(f"{n}\n" for n, _, sp in rows if sp == "test"))
 
 
 def test_test_classes_missing_from_training_are_warned_in_the_manifest_log_and_the_summary(tmp_path):
     _tau(tmp_path / "tau", ["airport", "bus", "airport"], ["airport", "bus", "park"])
-    settings = {"adapter": "tau2022", "root": str(tmp_path / "tau"), "splits": [5, 10, 25, 50, 100],
-                "bad_audio": "skip"}
+    settings = {
+        "adapter": "tau2022",
+        "root": str(tmp_path / "tau"),
+        "splits": [5, 10, 25, 50, 100],
+        "bad_audio": "skip",
+    }
     out = tmp_path / "m.tsv"
-    p = subprocess.run([str(BIN / "prunekd"), "manifest", "--out", str(out), "--rejected", str(tmp_path / "r.tsv"),
-                        "--settings", json.dumps(settings)], capture_output=True, text=True)
+    p = subprocess.run(
+        [
+            str(BIN / "prunekd"),
+            "manifest",
+            "--out",
+            str(out),
+            "--rejected",
+            str(tmp_path / "r.tsv"),
+            "--settings",
+            json.dumps(settings),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert p.returncode == 0, p.stderr
     assert "split100: test classes never in training: park" in p.stderr
     metrics = tmp_path / "metrics.json"
-    metrics.write_text(json.dumps({"key": {"target": "tau", "ensemble": None, "split": "100", "method": "baseline",
-                                           "threshold": None, "seed": 0}, "macro_accuracy": 0.5, "n": 3,
-                                   "per_device": {"a": 0.5}, "per_device_group": {}, "per_class": {}}))
+    metrics.write_text(
+        json.dumps(
+            {
+                "key": {
+                    "target": "tau",
+                    "ensemble": None,
+                    "split": "100",
+                    "method": "baseline",
+                    "threshold": None,
+                    "seed": 0,
+                },
+                "macro_accuracy": 0.5,
+                "n": 3,
+                "per_device": {"a": 0.5},
+                "per_device_group": {},
+                "per_class": {},
+            }
+        )
+    )
     stats = tmp_path / "stats.json"
-    stats.write_text(json.dumps({"target": "tau", "ensemble": "all", "split": "100", "threshold": 0.3,
-                                 "train_clips": 10, "kept": 5, "kept_share": 0.5}))
-    p = subprocess.run([str(BIN / "prunekd"), "summarise", "--metrics", str(metrics), "--prune-stats", str(stats),
-                        "--manifest", str(out), "--outdir", str(tmp_path / "sum"),
-                        "--settings", json.dumps({"sweep_split": 100, "threshold": 0.3, "target": "tau"})],
-                       capture_output=True, text=True)
+    stats.write_text(
+        json.dumps(
+            {
+                "target": "tau",
+                "ensemble": "all",
+                "split": "100",
+                "threshold": 0.3,
+                "train_clips": 10,
+                "kept": 5,
+                "kept_share": 0.5,
+            }
+        )
+    )
+    p = subprocess.run(
+        [
+            str(BIN / "prunekd"),
+            "summarise",
+            "--metrics",
+            str(metrics),
+            "--prune-stats",
+            str(stats),
+            "--manifest",
+            str(out),
+            "--outdir",
+            str(tmp_path / "sum"),
+            "--settings",
+            json.dumps({"sweep_split": 100, "threshold": 0.3, "target": "tau"}),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert p.returncode == 0, p.stderr
     for name in ("table1.md", "table2.md", "table1.html"):
         assert "test classes never in training: park" in (tmp_path / "sum" / name).read_text(), name
@@ -130,9 +197,15 @@ def test_test_classes_missing_from_training_are_warned_in_the_manifest_log_and_t
 
 # ---- the workflow: a user's folders, config mistakes, absent data, profiles --------------------------------
 
-DEMO_CFG = {"seed": 1, "audioset_clips": {"eval": 3, "balanced_train": 3, "unbalanced_train": 3},
-            "audioset_sample_rate": 32000, "audioset_clip_seconds": 1.0, "scene_share": 0.3,
-            "tau_train_clips": 20, "tau_test_clips": 10}
+DEMO_CFG = {
+    "seed": 1,
+    "audioset_clips": {"eval": 3, "balanced_train": 3, "unbalanced_train": 3},
+    "audioset_sample_rate": 32000,
+    "audioset_clip_seconds": 1.0,
+    "scene_share": 0.3,
+    "tau_train_clips": 20,
+    "tau_test_clips": 10,
+}
 
 
 def _users_audioset(root):
@@ -147,25 +220,39 @@ def _users_audioset(root):
 
 def _smk(workdir, *args, cwd=None):
     from conftest import LOCAL_ENV
-    p = subprocess.run([str(BIN / "snakemake"), *args, "--directory", str(workdir), "--cores", "1"], cwd=cwd or REPO,
-                       capture_output=True, text=True, env=LOCAL_ENV)
+
+    p = subprocess.run(
+        [str(BIN / "snakemake"), *args, "--directory", str(workdir), "--cores", "1"],
+        cwd=cwd or REPO,
+        capture_output=True,
+        text=True,
+        env=LOCAL_ENV,
+    )
     return p.returncode, p.stdout + p.stderr
 
 
 def _demo_args(*extra):
-    return ["-s", str(REPO / "Snakefile"), "--configfiles", str(REPO / "config.yaml"),
-            str(REPO / "profiles/demo/demo.yaml"), str(REPO / "tests/tiny.yaml"), *map(str, extra)]
+    return [
+        "-s",
+        str(REPO / "Snakefile"),
+        "--configfiles",
+        str(REPO / "config.yaml"),
+        str(REPO / "profiles/demo/demo.yaml"),
+        str(REPO / "tests/tiny.yaml"),
+        *map(str, extra),
+    ]
 
 
 def test_demo_never_writes_into_a_users_folder(tmp_path):
     from prunekd.checks import CheckError
     from prunekd.demo_data import make_demo_data
+
     users = tmp_path / "AudioSet"
     before = _users_audioset(users)
     with pytest.raises(CheckError, match=rf"paths.audioset: {users} holds files the demo did not write"):
         make_demo_data(users, tmp_path / "tau", DEMO_CFG)
     assert {p: p.read_bytes() for p in users.rglob("*") if p.is_file()} == before
-    assert not (tmp_path / "tau").exists()                     # nothing written anywhere
+    assert not (tmp_path / "tau").exists()  # nothing written anywhere
     # The workflow refuses when the DAG is built (Snakemake would delete the demo's outputs before its job).
     cfg = tmp_path / "mine.yaml"
     cfg.write_text(f"paths:\n  audioset: {users}\n")
@@ -189,15 +276,17 @@ def test_config_typo_is_one_short_line_naming_file_key_and_the_nearest_key(tmp_p
 def test_absent_target_root_warns_in_a_dry_run_and_stops_a_real_run_before_any_job(tmp_path):
     _users_audioset(tmp_path / "AudioSet")
     cfg = tmp_path / "real.yaml"
-    cfg.write_text(f"demo:\n  enabled: false\npaths:\n  audioset: {tmp_path / 'AudioSet'}\n"
-                   f"targets:\n  tau:\n    root: {tmp_path / 'TAU-mistyped'}\n")
+    cfg.write_text(
+        f"demo:\n  enabled: false\npaths:\n  audioset: {tmp_path / 'AudioSet'}\n"
+        f"targets:\n  tau:\n    root: {tmp_path / 'TAU-mistyped'}\n"
+    )
     args = ["-s", str(REPO / "Snakefile"), "--configfiles", str(REPO / "config.yaml"), str(cfg)]
     line = f"targets.tau.root: {tmp_path / 'TAU-mistyped'} does not exist"
     rc, out = _smk(tmp_path / "wd", *args, "-n")
-    assert rc == 0 and f"warning: {line}" in out                  # a dry run still plans, and says so
+    assert rc == 0 and f"warning: {line}" in out  # a dry run still plans, and says so
     rc, out = _smk(tmp_path / "wd", *args)
     assert rc != 0 and line in out and "FileNotFoundError" not in out
-    assert not (tmp_path / "wd/results").exists()                 # stopped before any job
+    assert not (tmp_path / "wd/results").exists()  # stopped before any job
 
 
 def test_own_config_over_the_demo_profile_is_refused_with_the_way_that_layers(tmp_path):

@@ -13,7 +13,6 @@ import time
 
 import numpy as np
 import zarr
-
 from conftest import BIN, LOCAL_ENV, REPO, snakemake
 
 UPSTREAM = {"demo_data", "manifest_audioset", "manifest_target", "demo_teacher", "teacher_logits", "gather_logits"}
@@ -48,9 +47,16 @@ def test_new_threshold_plans_only_its_own_jobs(demo_run, tmp_path):
     cfg = tmp_path / "thr.yaml"
     cfg.write_text("grid:\n  thresholds: [0.2, 0.3, 0.4]\n")
     jobs = planned(demo_run, cfg)
-    # Paper grid: the new threshold is swept on TAU's split 100 only: one pruned set, its random control, a distillation and fine-tuning on each.
-    for rule, n in (("prune", 1), ("random_subset", 1), ("distill", 2), ("finetune", 2), ("evaluate", 2),
-                    ("summarise", 1)):
+    # Paper grid: the new threshold is swept on TAU's split 100 only: one pruned set, its random control,
+    # a distillation and fine-tuning on each.
+    for rule, n in (
+        ("prune", 1),
+        ("random_subset", 1),
+        ("distill", 2),
+        ("finetune", 2),
+        ("evaluate", 2),
+        ("summarise", 1),
+    ):
         assert len(jobs.pop(rule)) == n, rule
     # The histograms mark the thresholds, so they are redrawn; the scores themselves are not recomputed.
     assert len(jobs.pop("score_histogram", [])) <= 2
@@ -61,8 +67,12 @@ def test_distillation_setting_reruns_distillation_and_what_follows(demo_run, tmp
     cfg = tmp_path / "kd.yaml"
     cfg.write_text("distillation:\n  lr: 0.004\n")
     jobs = planned(demo_run, cfg)
-    assert {r: len(v) for r, v in jobs.items()} == {"distill": DISTILL, "finetune": FINETUNE, "evaluate": FINETUNE,
-                                                    "summarise": 1}
+    assert {r: len(v) for r, v in jobs.items()} == {
+        "distill": DISTILL,
+        "finetune": FINETUNE,
+        "evaluate": FINETUNE,
+        "summarise": 1,
+    }
 
 
 def test_domain_setting_never_recomputes_teacher_logits(demo_run, tmp_path):
@@ -72,8 +82,16 @@ def test_domain_setting_never_recomputes_teacher_logits(demo_run, tmp_path):
     assert not UPSTREAM & set(jobs) and "baseline" not in jobs
     # Everything after the classifiers, except the distillation on all of AudioSet and what follows it.
     assert {r: len(v) for r, v in jobs.items()} == {
-        "domain_classifier": 2, "score": 2, "score_histogram": 2, "prune": KD, "random_subset": KD,
-        "distill": 2 * KD, "finetune": 2 * KD, "evaluate": 2 * KD, "summarise": 1}
+        "domain_classifier": 2,
+        "score": 2,
+        "score_histogram": 2,
+        "prune": KD,
+        "random_subset": KD,
+        "distill": 2 * KD,
+        "finetune": 2 * KD,
+        "evaluate": 2 * KD,
+        "summarise": 1,
+    }
 
 
 def _copy_workflow(dst):
@@ -93,8 +111,12 @@ def test_code_edit_reruns_that_step_and_what_follows(demo_run, tmp_path):
     # A change to the code: distillation and everything after it, nothing before it.
     code.write_text(original + "\nDEFAULT_LOG_EVERY = 10\n")
     jobs = planned(demo_run, snakefile=snakefile)
-    assert {r: len(v) for r, v in jobs.items()} == {"distill": DISTILL, "finetune": FINETUNE, "evaluate": FINETUNE,
-                                                    "summarise": 1}
+    assert {r: len(v) for r, v in jobs.items()} == {
+        "distill": DISTILL,
+        "finetune": FINETUNE,
+        "evaluate": FINETUNE,
+        "summarise": 1,
+    }
     # A module shared by several steps reruns each of them (domain.py: classifier, scoring, pruning).
     code.write_text(original)
     dom = tmp_path / "src/prunekd/domain.py"
@@ -113,11 +135,24 @@ def test_killed_shard_leaves_nothing_complete_and_reruns_alone(demo_run, tmp_pat
     # Rebuild that shard through Snakemake, in small batches, and kill the whole run after its first batch.
     small = tmp_path / "small.yaml"
     small.write_text("teachers:\n  batch_size: 8\n")
-    cmd = [str(BIN / "snakemake"), "-s", str(REPO / "Snakefile"), "--directory", str(wd), "--configfiles",
-           str(REPO / "config.yaml"), str(REPO / "profiles/demo/demo.yaml"), str(REPO / "tests/tiny.yaml"),
-           str(small), "--cores", "1", str(shard.relative_to(wd))]
-    proc = subprocess.Popen(cmd, cwd=wd, env=LOCAL_ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+    cmd = [
+        str(BIN / "snakemake"),
+        "-s",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(wd),
+        "--configfiles",
+        str(REPO / "config.yaml"),
+        str(REPO / "profiles/demo/demo.yaml"),
+        str(REPO / "tests/tiny.yaml"),
+        str(small),
+        "--cores",
+        "1",
+        str(shard.relative_to(wd)),
+    ]
+    proc = subprocess.Popen(
+        cmd, cwd=wd, env=LOCAL_ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
     log = wd / "results/logs/teacher_logits/audioset/00001.log"
     deadline = time.time() + 180
     while time.time() < deadline and proc.poll() is None:
@@ -145,11 +180,23 @@ def test_replaced_clip_reruns_only_its_shards_with_the_documented_forcerun(demo_
     """Audio files are not tracked (a stat of 2 M files per DAG build; README, Reruns): the README's command
     names the shards that read a replaced clip, and forcing them reruns those and what follows, nothing else."""
     import pandas as pd
+
     man = pd.read_csv(demo_run / "results/manifests/audioset.tsv", sep="\t", keep_default_na=False)
     clip = man[(man["status"] == "ok") & (man["subset"] == "unbalanced_train")].iloc[0]
-    p = subprocess.run([str(BIN / "prunekd"), "clip-jobs", "--manifest", "results/manifests/audioset.tsv",
-                        "--shard-size", "80", os.path.basename(clip["path"])], cwd=demo_run, capture_output=True,
-                       text=True)
+    p = subprocess.run(
+        [
+            str(BIN / "prunekd"),
+            "clip-jobs",
+            "--manifest",
+            "results/manifests/audioset.tsv",
+            "--shard-size",
+            "80",
+            os.path.basename(clip["path"]),
+        ],
+        cwd=demo_run,
+        capture_output=True,
+        text=True,
+    )
     assert p.returncode == 0, p.stderr
     shard = f"{int(clip['row']) // 80:05d}"
     forced = p.stdout.split()

@@ -13,21 +13,36 @@ REPO = Path(__file__).resolve().parents[1]
 _CONFIG = yaml.safe_load((REPO / "config.yaml").read_text())
 STUDENT, FRONTEND = _CONFIG["student"], _CONFIG["frontend"]
 # The report's distillation settings, shrunk in size only.
-CFG = {**_CONFIG["distillation"], "batch_size": 4, "iterations": 6, "warmup_fraction": 0.2, "checkpoint_every": 3,
-       "log_every": 1, "num_workers": 0}
+CFG = {
+    **_CONFIG["distillation"],
+    "batch_size": 4,
+    "iterations": 6,
+    "warmup_fraction": 0.2,
+    "checkpoint_every": 3,
+    "log_every": 1,
+    "num_workers": 0,
+}
 
 
 def _inputs(tmp_path):
     import soundfile as sf
+
     rng = np.random.default_rng(0)
     paths = []
     for i in range(10):
         p = tmp_path / f"c{i}.wav"
         sf.write(str(p), rng.normal(0, 0.1, 16000), 32000)
         paths.append(str(p))
-    pd.DataFrame({"row": range(10), "id": [f"c{i}" for i in range(10)], "path": paths,
-                  "labels": ["0"] * 10, "subset": ["balanced_train"] * 10, "status": ["ok"] * 10}) \
-        .to_csv(tmp_path / "m.tsv", sep="\t", index=False)
+    pd.DataFrame(
+        {
+            "row": range(10),
+            "id": [f"c{i}" for i in range(10)],
+            "path": paths,
+            "labels": ["0"] * 10,
+            "subset": ["balanced_train"] * 10,
+            "status": ["ok"] * 10,
+        }
+    ).to_csv(tmp_path / "m.tsv", sep="\t", index=False)
     g = zarr.open_group(str(tmp_path / "s.zarr"), mode="w")
     g.create_array("row", data=np.arange(10))
     g.create_array("ensemble", data=rng.normal(0, 2, (10, 527)).astype(np.float32))
@@ -37,9 +52,19 @@ def _inputs(tmp_path):
 
 
 def _run(tmp_path, name):
-    return distill_mod.distill(tmp_path / "s.zarr", tmp_path / "m.tsv", tmp_path / "k.tsv", CFG, STUDENT, FRONTEND,
-                               1.0, tmp_path / f"{name}.pt", tmp_path / f"{name}.tsv", tmp_path / f"{name}_ck",
-                               log=lambda s: None)
+    return distill_mod.distill(
+        tmp_path / "s.zarr",
+        tmp_path / "m.tsv",
+        tmp_path / "k.tsv",
+        CFG,
+        STUDENT,
+        FRONTEND,
+        1.0,
+        tmp_path / f"{name}.pt",
+        tmp_path / f"{name}.tsv",
+        tmp_path / f"{name}_ck",
+        log=lambda s: None,
+    )
 
 
 def test_killed_distillation_resumes_to_identical_weights(tmp_path, monkeypatch):
@@ -60,10 +85,10 @@ def test_killed_distillation_resumes_to_identical_weights(tmp_path, monkeypatch)
         _run(tmp_path, "cut")
     except Killed:
         pass
-    assert not (tmp_path / "cut.pt").exists()          # nothing that looks complete
+    assert not (tmp_path / "cut.pt").exists()  # nothing that looks complete
     assert (tmp_path / "cut_ck" / "last.pt").exists()
     monkeypatch.setattr(training_mod, "save_checkpoint", real_save)
-    torch.manual_seed(123)                             # a fresh process would have another RNG state
+    torch.manual_seed(123)  # a fresh process would have another RNG state
     _run(tmp_path, "cut")
     a = torch.load(tmp_path / "full.pt", weights_only=True)["state_dict"]
     b = torch.load(tmp_path / "cut.pt", weights_only=True)["state_dict"]
@@ -75,13 +100,28 @@ def test_killed_distillation_resumes_to_identical_weights(tmp_path, monkeypatch)
 def test_killed_job_resumes_with_the_whole_curve_after_snakemake_deleted_its_outputs(tmp_path, monkeypatch):
     """`prunekd distill` as the rule runs it: Snakemake deletes a failed job's curve.tsv, the checkpoints stay."""
     import json
+
     from prunekd import cli
+
     _inputs(tmp_path)
     settings = json.dumps({"distillation": CFG, "student": STUDENT, "frontend": FRONTEND, "clip_seconds": 1.0})
-    argv = ["distill", "--store", str(tmp_path / "s.zarr"), "--manifest", str(tmp_path / "m.tsv"),
-            "--kept", str(tmp_path / "k.tsv"), "--out", str(tmp_path / "out/student.pt"),
-            "--curve", str(tmp_path / "out/curve.tsv"), "--checkpoint-dir", str(tmp_path / "out/checkpoints"),
-            "--settings", settings]
+    argv = [
+        "distill",
+        "--store",
+        str(tmp_path / "s.zarr"),
+        "--manifest",
+        str(tmp_path / "m.tsv"),
+        "--kept",
+        str(tmp_path / "k.tsv"),
+        "--out",
+        str(tmp_path / "out/student.pt"),
+        "--curve",
+        str(tmp_path / "out/curve.tsv"),
+        "--checkpoint-dir",
+        str(tmp_path / "out/checkpoints"),
+        "--settings",
+        settings,
+    ]
     real_save = training_mod.save_checkpoint
 
     class Killed(Exception):
@@ -96,7 +136,7 @@ def test_killed_job_resumes_with_the_whole_curve_after_snakemake_deleted_its_out
         cli.main(argv)
     except Killed:
         pass
-    for out in ("student.pt", "curve.tsv"):           # what Snakemake removes of a failed job
+    for out in ("student.pt", "curve.tsv"):  # what Snakemake removes of a failed job
         (tmp_path / "out" / out).unlink(missing_ok=True)
     monkeypatch.setattr(training_mod, "save_checkpoint", real_save)
     cli.main(argv)

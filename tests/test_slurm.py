@@ -13,12 +13,11 @@ import time
 
 import pandas as pd
 import pytest
-
 from conftest import BIN, REPO, demo_threads
 from test_reruns import planned
 
 JOBCOMP = "/var/log/slurm/jobcomp.log"
-GRES_LOG = "/var/log/slurm/job-gres.log"   # written by the node's Epilog (.ci/slurm-up) after every job
+GRES_LOG = "/var/log/slurm/job-gres.log"  # written by the node's Epilog (.ci/slurm-up) after every job
 GPU_RULES = {"teacher_logits", "distill", "finetune", "baseline"}
 # The SLURM profile as users install it (README, "Running on SLURM": make install-profile), into a
 # configuration folder of this test run only: `--profile slurm` finds it there, the home folder is untouched.
@@ -26,8 +25,16 @@ XDG = tempfile.mkdtemp(prefix="prunekd-xdg-")
 ENV = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "XDG_CONFIG_HOME": XDG}
 # Split 100 only (its threshold sweep): every rule, fewer jobs; SLURM adds seconds per job here.
 SLURM_GRID = REPO / "tests/slurm_grid.yaml"
-FAST = ["--seconds-between-status-checks", "2", "--slurm-init-seconds-before-status-checks", "1",
-        "--latency-wait", "10", "--jobs", "6"]
+FAST = [
+    "--seconds-between-status-checks",
+    "2",
+    "--slurm-init-seconds-before-status-checks",
+    "1",
+    "--latency-wait",
+    "10",
+    "--jobs",
+    "6",
+]
 
 
 def _slurm_is_up() -> bool:
@@ -56,9 +63,23 @@ def slurm():
 
 
 def slurm_snakemake(workdir, *args, check=True, popen=False):
-    cmd = [str(BIN / "snakemake"), "-s", str(REPO / "Snakefile"), "--directory", str(workdir),
-           "--configfiles", str(REPO / "config.yaml"), str(REPO / "profiles/demo/demo.yaml"),
-           str(REPO / "tests/tiny.yaml"), str(SLURM_GRID), *demo_threads(), "--profile", "slurm", *FAST, *args]
+    cmd = [
+        str(BIN / "snakemake"),
+        "-s",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(workdir),
+        "--configfiles",
+        str(REPO / "config.yaml"),
+        str(REPO / "profiles/demo/demo.yaml"),
+        str(REPO / "tests/tiny.yaml"),
+        str(SLURM_GRID),
+        *demo_threads(),
+        "--profile",
+        "slurm",
+        *FAST,
+        *args,
+    ]
     if popen:
         return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=ENV)
     p = subprocess.run(cmd, capture_output=True, text=True, env=ENV)
@@ -102,7 +123,7 @@ def test_every_job_goes_through_sbatch_and_matches_a_local_run(slurm_run, demo_r
     wd, out = slurm_run
     # The installed executor profile, and the workflow profile with the GPU requests (profiles/default).
     assert re.search(r"Using profiles? slurm and workflow specific profile \S*profiles/default", out), out[:2000]
-    n_jobs = len(re.findall(r"^rule \w+:", out, flags=re.M))   # non-local jobs of this run
+    n_jobs = len(re.findall(r"^rule \w+:", out, flags=re.M))  # non-local jobs of this run
     records = jobcomp_records(wd)
     assert n_jobs > 20 and len(records) == n_jobs, (n_jobs, len(records))
     assert all(r["JobState"] == "COMPLETED" for r in records.values())
@@ -116,8 +137,11 @@ def test_every_job_goes_through_sbatch_and_matches_a_local_run(slurm_run, demo_r
     wrong = {job: (rule, gpus) for job, (rule, gpus) in gres.items() if (gpus != "none") != (rule in GPU_RULES)}
     assert not wrong, wrong
     # Same results as the local run of the same config.
-    for rel in ["results/prune/tau/all/split100/thr0.2/kept.tsv", "results/prune/tau/all/split100/thr0.3/kept.tsv",
-                "results/summary/tau/table1.csv"]:
+    for rel in [
+        "results/prune/tau/all/split100/thr0.2/kept.tsv",
+        "results/prune/tau/all/split100/thr0.3/kept.tsv",
+        "results/summary/tau/table1.csv",
+    ]:
         a, b = pd.read_csv(wd / rel, sep=None, engine="python"), pd.read_csv(demo_run / rel, sep=None, engine="python")
         pd.testing.assert_frame_equal(a, b, check_exact=False, atol=1e-6)
     rc = [pd.read_csv(d / "results/summary/rejected_counts.csv") for d in (wd, demo_run)]
@@ -162,11 +186,38 @@ def test_submit_runs_the_controller_as_a_slurm_job(slurm_run, tmp_path):
     wd = tmp_path / "run"
     shutil.copytree(src, wd, symlinks=True)
     shutil.rmtree(wd / "results/summary")
-    args = ["-s", str(REPO / "Snakefile"), "--configfiles", str(REPO / "config.yaml"),
-            str(REPO / "profiles/demo/demo.yaml"), str(REPO / "tests/tiny.yaml"), str(SLURM_GRID), *demo_threads(), *FAST]
-    p = subprocess.run([str(BIN / "prunekd"), "submit", "--workdir", str(wd), "--profile",
-                        str(REPO / "profiles/slurm"), "--time-min", "30", "--mem-gb", "2", "--wait", "--", *args],
-                       capture_output=True, text=True, env=ENV, timeout=900)
+    args = [
+        "-s",
+        str(REPO / "Snakefile"),
+        "--configfiles",
+        str(REPO / "config.yaml"),
+        str(REPO / "profiles/demo/demo.yaml"),
+        str(REPO / "tests/tiny.yaml"),
+        str(SLURM_GRID),
+        *demo_threads(),
+        *FAST,
+    ]
+    p = subprocess.run(
+        [
+            str(BIN / "prunekd"),
+            "submit",
+            "--workdir",
+            str(wd),
+            "--profile",
+            str(REPO / "profiles/slurm"),
+            "--time-min",
+            "30",
+            "--mem-gb",
+            "2",
+            "--wait",
+            "--",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        env=ENV,
+        timeout=900,
+    )
     assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-4000:]
     controller = re.search(r"submitted controller job (\d+)", p.stdout).group(1)
     records = jobcomp_records(wd)
@@ -177,6 +228,7 @@ def test_submit_runs_the_controller_as_a_slurm_job(slurm_run, tmp_path):
 
 def test_controller_requeues_itself_with_the_same_arguments():
     from prunekd.submit import Controller
+
     c = Controller("/w", ["--profile", "p", "-n"], sys.executable)
     again = c.checkpoint()
     assert again.function.args == c.args and again.function.workdir == "/w"

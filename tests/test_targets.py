@@ -9,7 +9,6 @@ import pandas as pd
 import pytest
 import soundfile as sf
 import zarr
-
 from conftest import snakemake
 from test_reruns import UPSTREAM, planned
 
@@ -40,14 +39,15 @@ def test_generic_target_runs_through_the_dag(demo_run, tmp_path):
     cfg.write_text(
         "targets:\n  tones:\n    adapter: csv\n    csv: data/tones/tones.csv\n    audio_root: data/tones\n"
         "    clip_seconds: 1.5\n    tile_to_10s: false\n    splits: [big]\n    sweep_split: null\n"
-        "grid:\n  targets: [tones]\ncontrols:\n  random: false\n  full: false\n")
+        "grid:\n  targets: [tones]\ncontrols:\n  random: false\n  full: false\n"
+    )
     jobs = planned(wd, cfg)
     # Only the new target's own jobs: its manifest and teacher pass, never AudioSet's.
     assert jobs["teacher_logits"] == ["results/logits/tones/shards/00000.zarr"]
     assert not {"demo_data", "manifest_audioset", "demo_teacher", "pack_audio"} & set(jobs)
-    assert {r: len(v) for r, v in jobs.items() if r in ("domain_classifier", "distill", "finetune", "baseline",
-                                                         "evaluate")} == {
-        "domain_classifier": 1, "distill": 1, "finetune": 1, "baseline": 1, "evaluate": 2}
+    assert {
+        r: len(v) for r, v in jobs.items() if r in ("domain_classifier", "distill", "finetune", "baseline", "evaluate")
+    } == {"domain_classifier": 1, "distill": 1, "finetune": 1, "baseline": 1, "evaluate": 2}
     snakemake(wd, extra_config=[str(cfg)])
     man = pd.read_csv(wd / "results/manifests/tones.tsv", sep="\t", keep_default_na=False)
     assert (man["splitbig"].sum(), man["test"].sum()) == (24, 12) and "splitsmall" not in man  # not asked for
@@ -59,8 +59,14 @@ def test_generic_target_runs_through_the_dag(demo_run, tmp_path):
         assert v["n_train_pos"] == v["n_split_clips"] == 24 and v["n_val_pos"] == 12  # whole split; test split
         m = json.loads((wd / f"results/eval/finetune/tones/all/split{s}/pruned_thr0.3/seed0/metrics.json").read_text())
         assert set(m["per_class"]) == {"low", "mid", "high"} and m["n"] == 12 and m["per_device"].keys() == {"all"}
-        assert m["key"] == {"target": "tones", "ensemble": "all", "split": s, "method": "pruned",
-                            "threshold": 0.3, "seed": 0}
+        assert m["key"] == {
+            "target": "tones",
+            "ensemble": "all",
+            "split": s,
+            "method": "pruned",
+            "threshold": 0.3,
+            "seed": 0,
+        }
         pred = pd.read_csv(wd / f"results/eval/baseline/tones/split{s}/seed0/output.csv", sep="\t")
         assert list(pred.columns) == ["filename", "label", "high", "low", "mid"]
     t2 = pd.read_csv(wd / "results/summary/tones/table2.csv")
@@ -70,6 +76,7 @@ def test_generic_target_runs_through_the_dag(demo_run, tmp_path):
 
 def test_random_subset_has_the_pruned_size_and_is_reproducible_from_its_seed():
     from prunekd.controls import random_subset
+
     g = zarr.open_group(store=zarr.storage.MemoryStore(), mode="w")
     g.create_array("row", data=np.arange(1000, dtype=np.int64) + 7)
     g.create_array("id", data=np.array([f"clip{i}" for i in range(1000)]))
@@ -103,8 +110,12 @@ def test_demo_controls_match_their_pruned_sets_and_fill_the_summary(demo_run):
         for col in ("pruned", "random", "full", "no_distillation"):
             assert ct[col].between(0, 100).all() and (ct[f"{col}_seeds"] == 1).all(), (target, col)
         runs = pd.read_csv(demo_run / f"results/summary/{target}/runs.tsv", sep="\t")
-        m = json.loads((demo_run / f"results/eval/finetune/{target}/all/split{ct['split'][0]}/random_thr"
-                        f"{ct['threshold'][0]:g}/seed0/metrics.json").read_text())
+        m = json.loads(
+            (
+                demo_run / f"results/eval/finetune/{target}/all/split{ct['split'][0]}/random_thr"
+                f"{ct['threshold'][0]:g}/seed0/metrics.json"
+            ).read_text()
+        )
         assert ct["random"][0] == pytest.approx(100 * m["macro_accuracy"], abs=0.01)
         assert set(runs["method"]) == {"pruned", "random", "full", "baseline"}
     assert "<table" in (demo_run / "results/summary/tau/controls.html").read_text()
@@ -112,6 +123,7 @@ def test_demo_controls_match_their_pruned_sets_and_fill_the_summary(demo_run):
 
 def test_member_subset_changes_the_embeddings_and_schedules_no_teacher_job(demo_run, tmp_path):
     from prunekd.store import embeddings, open_store
+
     pair = ["passt_s_swa_p16_128_ap476", "passt_s_p16_s16_128_ap468"]
     cfg = tmp_path / "ens.yaml"
     cfg.write_text(f"ensembles:\n  pair: {json.dumps(pair)}\n")
@@ -119,7 +131,8 @@ def test_member_subset_changes_the_embeddings_and_schedules_no_teacher_job(demo_
     assert not (UPSTREAM | {"pack_audio"}) & set(jobs), jobs.keys()
     assert sorted(jobs["domain_classifier"]) == sorted(
         f"results/domain/{t}/pair/split{s}/classifier.pt, results/domain/{t}/pair/split{s}/validation.json"
-        for t, s in [("tau", 5), ("tau", 100)])
+        for t, s in [("tau", 5), ("tau", 100)]
+    )
     assert all("/pair/" in o for o in jobs["distill"]) and len(jobs["distill"]) == 3
     assert "random_subset" not in jobs  # the controls are for the report's ensemble
     # Run the ablation's domain classifier and scores (in a copy) and compare with the whole ensemble's.

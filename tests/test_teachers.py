@@ -3,8 +3,16 @@ import warnings
 import pytest
 import torch
 
-from prunekd.teachers import (MEMBERS, Ensemble, WeightsError, build_mel, build_member, checkpoint_file,
-                              load_member, locate_weights)
+from prunekd.teachers import (
+    MEMBERS,
+    Ensemble,
+    WeightsError,
+    build_mel,
+    build_member,
+    checkpoint_file,
+    load_member,
+    locate_weights,
+)
 
 ARCH = {"n_mels": 128, "embed_dim": 32, "depth": 1, "num_heads": 2}
 NAMES = ["passt_s_swa_p16_128_ap476", "passt_s_p16_s12_128_ap470", "passt_s_p16_s16_128_ap468"]
@@ -97,23 +105,38 @@ RELEASE = {"n_mels": 128, "embed_dim": 768, "depth": 1, "num_heads": 12}
 
 def hear21passt_release(stride):
     import hear21passt.models.passt as passt
+
     passt.first_RUN = False
-    return passt.PaSST(img_size=(128, 998), patch_size=16, stride=(stride, stride), in_chans=1, num_classes=527,
-                       embed_dim=768, depth=RELEASE["depth"], num_heads=12, distilled=True)
+    return passt.PaSST(
+        img_size=(128, 998),
+        patch_size=16,
+        stride=(stride, stride),
+        in_chans=1,
+        num_classes=527,
+        embed_dim=768,
+        depth=RELEASE["depth"],
+        num_heads=12,
+        distilled=True,
+    )
 
 
 @pytest.fixture(scope="module")
 def release_weights(tmp_path_factory):
     d = tmp_path_factory.mktemp("passt-releases")
     torch.manual_seed(0)
-    for m, (stride, _, f) in MEMBERS.items():
+    for stride, _, f in MEMBERS.values():
         torch.save(hear21passt_release(stride).state_dict(), d / f)  # a plain state dict, as released
     return d
 
 
 def test_release_shaped_checkpoints_give_hear21passt_logits_on_1s_and_10s_clips(release_weights):
     paths = locate_weights(list(MEMBERS), release_weights)
-    assert torch.load(paths["passt_s_swa_p16_128_ap476"], weights_only=True)["time_new_pos_embed"].shape == (1, 768, 1, 99)
+    assert torch.load(paths["passt_s_swa_p16_128_ap476"], weights_only=True)["time_new_pos_embed"].shape == (
+        1,
+        768,
+        1,
+        99,
+    )
     members = [load_member(paths[m], MEMBERS[m][0], RELEASE) for m in MEMBERS]
     ens = Ensemble(members).eval()
     mel = build_mel()
@@ -128,7 +151,7 @@ def test_release_shaped_checkpoints_give_hear21passt_logits_on_1s_and_10s_clips(
         spec = mel(wav).unsqueeze(1)[..., :cut]
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            for i, (m, (stride, _, f)) in enumerate(MEMBERS.items()):
+            for i, (m, (stride, _, _)) in enumerate(MEMBERS.items()):
                 ref = hear21passt_release(stride).eval()
                 ref.load_state_dict(torch.load(paths[m], weights_only=True))
                 torch.testing.assert_close(out[:, i], ref(spec)[0], rtol=1e-4, atol=1e-4, msg=f"{m}, {seconds} s")
@@ -136,6 +159,7 @@ def test_release_shaped_checkpoints_give_hear21passt_logits_on_1s_and_10s_clips(
 
 def test_check_teachers_names_a_checkpoint_that_does_not_load(release_weights, tmp_path, capsys):
     from prunekd.cli import main
+
     members = ["passt_s_swa_p16_128_ap476", "passt_s_p16_s12_128_ap470"]
     arch = '{"n_mels": 128, "embed_dim": 768, "depth": 1, "num_heads": 12}'
     main(["check-teachers", "--weights-dir", str(release_weights), "--members", *members, "--architecture", arch])

@@ -15,8 +15,16 @@ REPO = Path(__file__).resolve().parents[1]
 _CONFIG = yaml.safe_load((REPO / "config.yaml").read_text())
 STUDENT, FRONTEND = _CONFIG["student"], _CONFIG["frontend"]
 # The baseline recipe, shrunk in size only: 11 clips at batch 4 -> 3 steps per epoch, the last one partial.
-CFG = {**_CONFIG["training"], "epochs": 2, "batch_size": 4, "warmup_steps": 2, "checkpoint_every": 3,
-       "log_every": 1, "num_workers": 0, "clip_seconds": 0.5}
+CFG = {
+    **_CONFIG["training"],
+    "epochs": 2,
+    "batch_size": 4,
+    "warmup_steps": 2,
+    "checkpoint_every": 3,
+    "log_every": 1,
+    "num_workers": 0,
+    "clip_seconds": 0.5,
+}
 
 
 def _target(tmp_path):
@@ -30,8 +38,15 @@ def _target(tmp_path):
         else:
             sf.write(str(p), rng.normal(0, 0.1, 22050 if i % 3 else 15000), 44100)
         paths.append(str(p))
-    pd.DataFrame({"id": [f"t{i}" for i in range(11)], "path": paths, "label": [i % 3 for i in range(11)],
-                  "split5": ["True"] * 11, "status": ["ok"] * 11}).to_csv(tmp_path / "t.tsv", sep="\t", index=False)
+    pd.DataFrame(
+        {
+            "id": [f"t{i}" for i in range(11)],
+            "path": paths,
+            "label": [i % 3 for i in range(11)],
+            "split5": ["True"] * 11,
+            "status": ["ok"] * 11,
+        }
+    ).to_csv(tmp_path / "t.tsv", sep="\t", index=False)
     return paths
 
 
@@ -61,8 +76,18 @@ def test_progress_syncs_at_log_steps_only_with_the_per_step_mean():
 
 
 def _run(tmp_path, name):
-    return finetune_mod.finetune(tmp_path / "t.tsv", "split5", CFG, STUDENT, FRONTEND, 1, tmp_path / f"{name}.pt",
-                                 tmp_path / f"{name}.tsv", tmp_path / f"{name}_ck", log=lambda s: None)
+    return finetune_mod.finetune(
+        tmp_path / "t.tsv",
+        "split5",
+        CFG,
+        STUDENT,
+        FRONTEND,
+        1,
+        tmp_path / f"{name}.pt",
+        tmp_path / f"{name}.tsv",
+        tmp_path / f"{name}_ck",
+        log=lambda s: None,
+    )
 
 
 def test_killed_finetuning_resumes_to_identical_weights(tmp_path, monkeypatch):

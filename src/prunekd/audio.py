@@ -56,7 +56,9 @@ def load_clip(path, sample_rate: int, n_samples: int | None = None, min_seconds:
     try:
         data, sr = sf.read(src or str(path), dtype="float32", always_2d=True)
     except Exception as e:  # libsndfile reports corrupt, truncated and unknown formats alike
-        raise AudioError(path, "exists but unreadable", f"{size} bytes: " + (str(e).splitlines() or [""])[0][:200]) from None
+        raise AudioError(
+            path, "exists but unreadable", f"{size} bytes: " + (str(e).splitlines() or [""])[0][:200]
+        ) from None
     if data.shape[0] == 0:
         raise AudioError(path, "empty")
     if not np.isfinite(data).all():

@@ -35,6 +35,7 @@ def clip_ref(file, index: int) -> str:
 def read_index(path, subset: str) -> pd.DataFrame:
     """id, labels (indices, space-separated) and path of every clip in one HDF5 file; errors name the file."""
     import h5py
+
     path = Path(path)
     if not path.exists():
         raise MetadataError(f"{path}: no such file (paths.audioset, layout hdf5)")
@@ -50,20 +51,30 @@ def read_index(path, subset: str) -> pd.DataFrame:
         raise MetadataError(f"{path}: not a readable HDF5 file ({e})") from None
     packed_len = -(-N_CLASSES // 8)
     if target.ndim != 2 or target.shape[1] != packed_len or target.dtype != np.uint8:
-        raise MetadataError(f"{path}: `target` must be [n, {packed_len}] uint8 (the 527 labels, np.packbits); "
-                            f"found {target.shape} {target.dtype}")
+        raise MetadataError(
+            f"{path}: `target` must be [n, {packed_len}] uint8 (the 527 labels, np.packbits); "
+            f"found {target.shape} {target.dtype}"
+        )
     if not (len(names) == n_mp3 == len(target)):
-        raise MetadataError(f"{path}: audio_name, mp3 and target differ in length "
-                            f"({len(names)}, {n_mp3}, {len(target)})")
+        raise MetadataError(
+            f"{path}: audio_name, mp3 and target differ in length ({len(names)}, {n_mp3}, {len(target)})"
+        )
     ids = [_ytid(n) for n in names]
     hot = np.unpackbits(target, axis=1, count=N_CLASSES).astype(bool)
     # One string per distinct label set (2 M clips carry a few hundred thousand).
     keys = np.packbits(hot, axis=1)
     uniq, inverse = np.unique(keys, axis=0, return_inverse=True)
     text = [" ".join(map(str, np.flatnonzero(np.unpackbits(u, count=N_CLASSES)))) for u in uniq]
-    return pd.DataFrame({"id": ids, "subset": subset, "labels": [text[i] for i in inverse.reshape(-1)],
-                         "path": [clip_ref(path, i) for i in range(len(names))],
-                         "list": str(path), "line": np.arange(len(names))})
+    return pd.DataFrame(
+        {
+            "id": ids,
+            "subset": subset,
+            "labels": [text[i] for i in inverse.reshape(-1)],
+            "path": [clip_ref(path, i) for i in range(len(names))],
+            "list": str(path),
+            "line": np.arange(len(names)),
+        }
+    )
 
 
 def _ytid(name) -> str:
@@ -109,6 +120,7 @@ def hdf5_clip(path):
         return None
     global _pid
     import h5py
+
     if _pid != os.getpid():
         _open.clear()
         _pid = os.getpid()

@@ -36,9 +36,11 @@ def check_demo_folders(folders) -> None:
     someone else's files."""
     for key, folder in folders.items() if isinstance(folders, dict) else folders:
         if not demo_may_write(folder):
-            raise CheckError(f"{key}: {folder} holds files the demo did not write (no {DEMO_MARKER} marker); "
-                             f"demo.enabled: true writes only into new folders. Point {key} at a new folder, "
-                             "or set demo.enabled: false to use the data there.")
+            raise CheckError(
+                f"{key}: {folder} holds files the demo did not write (no {DEMO_MARKER} marker); "
+                f"demo.enabled: true writes only into new folders. Point {key} at a new folder, "
+                "or set demo.enabled: false to use the data there."
+            )
 
 
 def claim_demo_folder(folder, key: str) -> Path:
@@ -94,6 +96,7 @@ def unknown_keys(config, schema: dict, root: dict | None = None, prefix: str = "
 def file_setting(key: str, files) -> str | None:
     """The last of the config files that sets this dotted key (the one to edit), if any."""
     import yaml
+
     found = None
     for f in files:
         try:
@@ -163,7 +166,7 @@ def _flag_values(argv: list[str], flags: tuple[str, ...]) -> list[str] | None:
         name, eq, val = a.partition("=")
         if name in flags:
             vals = [val] if eq else []
-            for b in argv[i + 1:] if not eq else []:
+            for b in argv[i + 1 :] if not eq else []:
                 if b.startswith("-"):
                     break
                 vals.append(b)
@@ -180,9 +183,12 @@ def dropped_profile_configfiles(argv: list[str], env: dict, loaded, bases=(".",)
     """
     if _flag_values(argv, ("--configfile", "--configfiles")) is None:
         return None
-    profiles = _flag_values(argv, ("--profile",)) or ([env["SNAKEMAKE_PROFILE"]] if env.get("SNAKEMAKE_PROFILE") else [])
+    profiles = _flag_values(argv, ("--profile",)) or (
+        [env["SNAKEMAKE_PROFILE"]] if env.get("SNAKEMAKE_PROFILE") else []
+    )
     loaded = {os.path.abspath(f) for f in loaded}
     import yaml
+
     for prof in profiles:
         base = next((b for b in bases if (Path(b) / prof).exists()), None)
         if base is None:
@@ -201,6 +207,8 @@ def dropped_profile_configfiles(argv: list[str], env: dict, loaded, bases=(".",)
         if lost:
             given = _flag_values(argv, ("--configfile", "--configfiles"))
             layered = " ".join(shlex.quote(f) for f in [*wanted, *[g for g in given if g not in wanted]])
-            return (f"--configfile replaces the configfiles of profile {prof} instead of adding to them, so "
-                    f"{', '.join(lost)} would be dropped. Layer yours on top: --configfiles {layered}")
+            return (
+                f"--configfile replaces the configfiles of profile {prof} instead of adding to them, so "
+                f"{', '.join(lost)} would be dropped. Layer yours on top: --configfiles {layered}"
+            )
     return None

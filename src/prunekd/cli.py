@@ -23,12 +23,13 @@ def _settings(s: str) -> dict:
     try:
         return json.loads(s)
     except json.JSONDecodeError as e:
-        raise SystemExit(f"--settings is not valid JSON: {e}")
+        raise SystemExit(f"--settings is not valid JSON: {e}") from None
 
 
 def cmd_demo_data(a):
     from .checks import CheckError
     from .demo_data import make_demo_data
+
     try:
         make_demo_data(a.audioset_root, a.tau_roots, _settings(a.settings), a.csv_targets)
     except CheckError as e:
@@ -38,6 +39,7 @@ def cmd_demo_data(a):
 
 def cmd_manifest(a):
     from .manifest import BadAudioError, MetadataError, build_manifest
+
     try:
         build_manifest(_settings(a.settings), a.root, a.out, a.rejected, log)
     except MetadataError as e:  # one line naming the file (and line), not a traceback
@@ -48,6 +50,7 @@ def cmd_manifest(a):
 
 def cmd_demo_teacher(a):
     from .teachers import MEMBERS, train_demo_teacher
+
     s = _settings(a.settings)
     seed = s["seed"] + list(MEMBERS).index(a.member)  # each member its own initialisation and batches
     train_demo_teacher(a.member, MEMBERS[a.member][0], seed, s, a.manifest, a.out, log)
@@ -55,12 +58,14 @@ def cmd_demo_teacher(a):
 
 def cmd_download_teachers(a):
     from .teachers import download_weights
+
     for p in download_weights(a.members, a.weights_dir):
         log(f"have {p}")
 
 
 def cmd_check_teachers(a):
     from .teachers import WeightsError, check_weights
+
     try:
         check_weights(a.members, a.weights_dir, json.loads(a.architecture), log)
     except WeightsError as e:
@@ -69,80 +74,146 @@ def cmd_check_teachers(a):
 
 def cmd_teacher_logits(a):
     from .logits import compute_shard
+
     s = _settings(a.settings)
     compute_shard(a.manifest, a.dataset, a.shard, s["shard_size"], a.weights_dir, s["teachers"], s["data"], a.out, log)
 
 
 def cmd_gather(a):
     from .logits import gather
+
     s = _settings(a.settings)
-    gather(a.manifest, a.rejected, a.shards, a.dataset, s["teachers"], a.weights_dir, a.out, a.rejected_out, log,
-           bad_audio=a.bad_audio)
+    gather(
+        a.manifest,
+        a.rejected,
+        a.shards,
+        a.dataset,
+        s["teachers"],
+        a.weights_dir,
+        a.out,
+        a.rejected_out,
+        log,
+        bad_audio=a.bad_audio,
+    )
 
 
 def cmd_domain_classifier(a):
     from .domain import NoClipsError, train_and_validate
+
     try:
-        train_and_validate(a.audioset_store, a.audioset_manifest, a.target_store, a.target_manifest, a.split,
-                           _settings(a.settings), a.out, a.report, log)
+        train_and_validate(
+            a.audioset_store,
+            a.audioset_manifest,
+            a.target_store,
+            a.target_manifest,
+            a.split,
+            _settings(a.settings),
+            a.out,
+            a.report,
+            log,
+        )
     except NoClipsError as e:
         raise SystemExit(str(e)) from None
 
 
 def cmd_score(a):
     from .domain import score_training_clips
+
     s = _settings(a.settings) if a.settings else {}
     score_training_clips(a.audioset_store, a.audioset_manifest, a.classifier, s.get("members"), a.out, log)
 
 
 def cmd_histogram(a):
     from .plots import training_score_histogram
+
     training_score_histogram(a.audioset_store, a.audioset_manifest, a.scores, a.thresholds, a.title, a.out)
 
 
 def cmd_prune(a):
     from .domain import prune_training_clips
-    prune_training_clips(a.audioset_store, a.audioset_manifest, a.scores, a.threshold, json.loads(a.key), a.out,
-                         a.stats, log)
+
+    prune_training_clips(
+        a.audioset_store, a.audioset_manifest, a.scores, a.threshold, json.loads(a.key), a.out, a.stats, log
+    )
 
 
 def cmd_random_subset(a):
     from .controls import write_random_subset
+
     write_random_subset(a.audioset_store, a.audioset_manifest, a.like, a.seed, a.name, a.out, log)
 
 
 def cmd_full_set(a):
     from .controls import write_full_set
+
     write_full_set(a.audioset_store, a.audioset_manifest, a.out, log)
 
 
 def cmd_pack_audio(a):
     from .packed import pack_shard
+
     s = _settings(a.settings)
-    pack_shard(a.manifest, a.shard, s["shard_size"], s["subsets"], s["sample_rate"], s["clip_seconds"], a.out,
-               s["num_workers"], log)
+    pack_shard(
+        a.manifest,
+        a.shard,
+        s["shard_size"],
+        s["subsets"],
+        s["sample_rate"],
+        s["clip_seconds"],
+        a.out,
+        s["num_workers"],
+        log,
+    )
 
 
 def cmd_distill(a):
     from .distill import distill
+
     s = _settings(a.settings)
-    distill(a.store, a.manifest, a.kept, s["distillation"], s["student"], s["frontend"], s["clip_seconds"],
-            a.out, a.curve, a.checkpoint_dir, log, s.get("members"), packed=a.packed)
+    distill(
+        a.store,
+        a.manifest,
+        a.kept,
+        s["distillation"],
+        s["student"],
+        s["frontend"],
+        s["clip_seconds"],
+        a.out,
+        a.curve,
+        a.checkpoint_dir,
+        log,
+        s.get("members"),
+        packed=a.packed,
+    )
 
 
 def cmd_finetune(a):
     from .finetune import finetune
+
     s = _settings(a.settings)
-    finetune(a.manifest, f"split{a.split}", s["training"], s["student"], s["frontend"], a.seed, a.out, a.curve,
-             a.checkpoint_dir, a.init, log)
+    finetune(
+        a.manifest,
+        f"split{a.split}",
+        s["training"],
+        s["student"],
+        s["frontend"],
+        a.seed,
+        a.out,
+        a.curve,
+        a.checkpoint_dir,
+        a.init,
+        log,
+    )
 
 
 def cmd_evaluate(a):
     from .atomic import write_json, write_table
     from .evaluate import evaluate
+
     s = _settings(a.settings)
-    m, pred = evaluate(a.model, a.manifest, s["frontend"], s["student"], s.get("clip_seconds", 1.0),
-                       s.get("num_workers", 0))
+    m, pred = evaluate(
+        a.model, a.manifest, s["frontend"], s["student"], s.get("clip_seconds", 1.0), s.get("num_workers", 0)
+    )
     m["key"] = json.loads(a.key)
     write_table(a.predictions, pred, sep="\t", float_format="%.4f")  # challenge layout: tab-separated
     write_json(a.out, m)
@@ -151,20 +222,34 @@ def cmd_evaluate(a):
 
 def cmd_submission(a):
     from .submission import submission
+
     s = _settings(a.settings)
     if len(a.models) != len(a.metrics):
         raise SystemExit("prunekd submission: --models and --metrics must pair up (one metrics.json per model)")
-    submission(a.models, a.metrics, a.manifest, a.eval_root, s["frontend"], s["clip_seconds"], s["models"],
-               a.out, a.info, s.get("num_workers", 0), log)
+    submission(
+        a.models,
+        a.metrics,
+        a.manifest,
+        a.eval_root,
+        s["frontend"],
+        s["clip_seconds"],
+        s["models"],
+        a.out,
+        a.info,
+        s.get("num_workers", 0),
+        log,
+    )
 
 
 def cmd_summarise(a):
     from .summarise import write_summary
+
     write_summary(a.metrics, a.prune_stats, a.outdir, _settings(a.settings), a.manifest, log)
 
 
 def cmd_rejected(a):
     from .quality import rejected_report
+
     tables = dict(t.split("=", 1) for t in a.tables)
     counts = rejected_report(tables, a.outdir)
     log(f"rejected clips: {int(counts['clips'].sum())} ({', '.join(f'{k}: {v}' for k, v in tables.items())})")
@@ -173,6 +258,7 @@ def cmd_rejected(a):
 def cmd_clip_jobs(a):
     """Outputs to pass to `snakemake --forcerun` so that replaced clips are read again (README, Reruns)."""
     from .clipjobs import UnknownClipError, clip_jobs
+
     try:
         print(" ".join(clip_jobs(a.manifest, a.clips, a.shard_size)))
     except UnknownClipError as e:
@@ -181,15 +267,24 @@ def cmd_clip_jobs(a):
 
 def cmd_cost(a):
     from .cost import cost
+
     est, text = cost(a.workdir, a.snakemake_args, a.rates)
     print(text, flush=True)
 
 
 def cmd_submit(a):
     from .submit import submit, wait
+
     args = [x for x in a.snakemake_args if x != "--"]
-    job = submit(a.workdir, ["--profile", a.profile, *args], Path(a.workdir) / a.log_dir, a.time_min, a.mem_gb,
-                 a.partition, a.account)
+    job = submit(
+        a.workdir,
+        ["--profile", a.profile, *args],
+        Path(a.workdir) / a.log_dir,
+        a.time_min,
+        a.mem_gb,
+        a.partition,
+        a.account,
+    )
     print(f"submitted controller job {job.job_id}; logs in {Path(a.workdir) / a.log_dir}", flush=True)
     if a.wait:
         wait(job, log=log)
@@ -212,7 +307,9 @@ def parser() -> argparse.ArgumentParser:
     p = command("demo-data", cmd_demo_data, "Write the synthetic AudioSet-format pool and TAU-format scene set.")
     p.add_argument("--audioset-root", required=True, help="output folder for the AudioSet-format pool")
     p.add_argument("--tau-roots", nargs="*", default=[], help="output folders for TAU-format scene sets")
-    p.add_argument("--csv-targets", nargs="*", default=[], help="CSV paths of generic targets to write (audio beside the CSV)")
+    p.add_argument(
+        "--csv-targets", nargs="*", default=[], help="CSV paths of generic targets to write (audio beside the CSV)"
+    )
     p.add_argument("--settings", required=True, help=SETTINGS_HELP)
 
     p = command("manifest", cmd_manifest, "Build a dataset manifest (and its rejected table) from on-disk metadata.")
@@ -231,12 +328,18 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--weights-dir", required=True, help="folder for the checkpoints")
     p.add_argument("--members", nargs="+", required=True)
 
-    p = command("check-teachers", cmd_check_teachers,
-                "Load each PaSST checkpoint as the teacher jobs do; run a 1 s and a 10 s clip.")
+    p = command(
+        "check-teachers",
+        cmd_check_teachers,
+        "Load each PaSST checkpoint as the teacher jobs do; run a 1 s and a 10 s clip.",
+    )
     p.add_argument("--weights-dir", required=True, help="folder with the checkpoints")
     p.add_argument("--members", nargs="+", required=True)
-    p.add_argument("--architecture", default='{"n_mels": 128, "embed_dim": 768, "depth": 12, "num_heads": 12}',
-                   help="JSON: teachers.architecture (default PaSST-S)")
+    p.add_argument(
+        "--architecture",
+        default='{"n_mels": 128, "embed_dim": 768, "depth": 12, "num_heads": 12}',
+        help="JSON: teachers.architecture (default PaSST-S)",
+    )
 
     p = command("teacher-logits", cmd_teacher_logits, "Teacher ensemble logits for one shard of a manifest into Zarr.")
     p.add_argument("--dataset", required=True, help="audioset or tau")
@@ -254,8 +357,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--weights-dir", required=True, help="teacher checkpoints (hashed into the provenance)")
     p.add_argument("--out", required=True, help="Zarr store")
     p.add_argument("--rejected-out", required=True, help="all rejected clips TSV")
-    p.add_argument("--bad-audio", choices=["skip", "fail"], default="skip",
-                   help="fail: stop at the first clip that failed to decode, naming it")
+    p.add_argument(
+        "--bad-audio",
+        choices=["skip", "fail"],
+        default="skip",
+        help="fail: stop at the first clip that failed to decode, naming it",
+    )
     p.add_argument("--settings", required=True, help=SETTINGS_HELP)
 
     p = command("domain-classifier", cmd_domain_classifier, "Train the linear domain classifier for one split.")
@@ -273,7 +380,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--audioset-manifest", required=True, help="AudioSet manifest")
     p.add_argument("--classifier", required=True, help="classifier weights")
     p.add_argument("--out", required=True, help="scores .npy")
-    p.add_argument("--settings", help="JSON: {\"members\": [...]} to score on a member subset")
+    p.add_argument("--settings", help='JSON: {"members": [...]} to score on a member subset')
 
     p = command("histogram", cmd_histogram, "Histogram of a split's scores with the thresholds marked.")
     p.add_argument("--audioset-store", required=True, help="AudioSet logits Zarr")
@@ -292,8 +399,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="kept clips TSV")
     p.add_argument("--stats", required=True, help="kept share JSON")
 
-    p = command("random-subset", cmd_random_subset,
-                "Control: a random AudioSet training subset as large as a pruned set.")
+    p = command(
+        "random-subset", cmd_random_subset, "Control: a random AudioSet training subset as large as a pruned set."
+    )
     p.add_argument("--audioset-store", required=True, help="AudioSet logits Zarr")
     p.add_argument("--audioset-manifest", required=True, help="AudioSet manifest")
     p.add_argument("--like", required=True, help="the pruned set (kept clips TSV) whose size to match")
@@ -301,14 +409,16 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--name", required=True, help="the pruned set's name; with the seed it fixes the draw")
     p.add_argument("--out", required=True, help="clips TSV")
 
-    p = command("full-set", cmd_full_set,
-                "Control: every AudioSet training clip with logits (distillation without pruning).")
+    p = command(
+        "full-set", cmd_full_set, "Control: every AudioSet training clip with logits (distillation without pruning)."
+    )
     p.add_argument("--audioset-store", required=True, help="AudioSet logits Zarr")
     p.add_argument("--audioset-manifest", required=True, help="AudioSet manifest")
     p.add_argument("--out", required=True, help="clips TSV")
 
-    p = command("pack-audio", cmd_pack_audio,
-                "Decode one manifest row block of AudioSet training clips into packed int16 Zarr.")
+    p = command(
+        "pack-audio", cmd_pack_audio, "Decode one manifest row block of AudioSet training clips into packed int16 Zarr."
+    )
     p.add_argument("--manifest", required=True, help="AudioSet manifest")
     p.add_argument("--shard", required=True, type=int, help="row block index")
     p.add_argument("--out", required=True, help="packed store")
@@ -321,8 +431,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="student weights")
     p.add_argument("--curve", required=True, help="training curve TSV")
     p.add_argument("--checkpoint-dir", required=True, help="folder for resumable checkpoints")
-    p.add_argument("--packed", nargs="*", default=None,
-                   help="packed audio stores to read the clips from (else the source files are decoded)")
+    p.add_argument(
+        "--packed",
+        nargs="*",
+        default=None,
+        help="packed audio stores to read the clips from (else the source files are decoded)",
+    )
     p.add_argument("--settings", required=True, help=SETTINGS_HELP)
 
     p = command("finetune", cmd_finetune, "Fine-tune (or train from scratch: the baseline) on a challenge split.")
@@ -343,8 +457,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--predictions", required=True, help="predictions CSV (submission layout)")
     p.add_argument("--settings", required=True, help=SETTINGS_HELP)
 
-    p = command("submission", cmd_submission, "Predict the challenge evaluation set with the chosen fine-tuned model "
-                "(submission format, with parameters and MACs).")
+    p = command(
+        "submission",
+        cmd_submission,
+        "Predict the challenge evaluation set with the chosen fine-tuned model "
+        "(submission format, with parameters and MACs).",
+    )
     p.add_argument("--models", nargs="+", required=True, help="candidate fine-tuned models")
     p.add_argument("--metrics", nargs="+", required=True, help="their development-test metrics.json, same order")
     p.add_argument("--manifest", required=True, help="target manifest (class names)")
@@ -364,18 +482,28 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--tables", nargs="+", required=True, help="DATASET=rejected.tsv ...")
     p.add_argument("--outdir", required=True, help="summary folder")
 
-    p = command("clip-jobs", cmd_clip_jobs,
-                "The shard outputs that read given clips: snakemake --forcerun $(prunekd clip-jobs ...).")
+    p = command(
+        "clip-jobs",
+        cmd_clip_jobs,
+        "The shard outputs that read given clips: snakemake --forcerun $(prunekd clip-jobs ...).",
+    )
     p.add_argument("--manifest", required=True, help="the dataset's manifest (results/manifests/<dataset>.tsv)")
     p.add_argument("--shard-size", type=int, default=10000, help="teachers.shard_size (default 10000)")
     p.add_argument("clips", nargs="+", help="clip ids (the YTID), paths or file names")
 
-    p = command("cost", cmd_cost, "GPU-hours of the planned jobs per rule and in total (snakemake --dry-run "
-                "and the measured rates), before anyone submits.")
+    p = command(
+        "cost",
+        cmd_cost,
+        "GPU-hours of the planned jobs per rule and in total (snakemake --dry-run "
+        "and the measured rates), before anyone submits.",
+    )
     p.add_argument("--rates", help="YAML of per-step GPU rates (default: benchmarks/rates_h100.yaml)")
     p.add_argument("--workdir", default=".", help="workflow directory (holds the Snakefile)")
-    p.add_argument("snakemake_args", nargs=argparse.REMAINDER,
-                   help="snakemake arguments after --, e.g. -- --profile profiles/slurm --configfile my.yaml")
+    p.add_argument(
+        "snakemake_args",
+        nargs=argparse.REMAINDER,
+        help="snakemake arguments after --, e.g. -- --profile profiles/slurm --configfile my.yaml",
+    )
 
     p = command("submit", cmd_submit, "Run the Snakemake controller as a SLURM job (submitit), requeued on time-out.")
     p.add_argument("--profile", default="profiles/slurm", help="Snakemake profile for the workflow's jobs")

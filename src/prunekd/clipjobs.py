@@ -12,6 +12,7 @@ class UnknownClipError(LookupError):
 def clip_jobs(manifest_path, clips, shard_size: int) -> list[str]:
     """Teacher-logits shards (and, for AudioSet, packed-audio shards) holding `clips` (ids, paths or file names)."""
     import pandas as pd
+
     man_path = Path(manifest_path)
     dataset, results = man_path.stem, man_path.parent.parent  # results/manifests/<dataset>.tsv
     man = pd.read_csv(man_path, sep="\t", dtype=str, keep_default_na=False)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import ast
 import hashlib
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 PACKAGE = "prunekd"
@@ -28,13 +28,17 @@ def _strip_docstrings(tree: ast.AST) -> ast.AST:
     for node in ast.walk(tree):
         if isinstance(node, (ast.Module, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
             body = node.body
-            if body and isinstance(body[0], ast.Expr) and isinstance(getattr(body[0], "value", None), ast.Constant) \
-                    and isinstance(body[0].value.value, str):
+            if (
+                body
+                and isinstance(body[0], ast.Expr)
+                and isinstance(getattr(body[0], "value", None), ast.Constant)
+                and isinstance(body[0].value.value, str)
+            ):
                 node.body = body[1:] or [ast.Pass()]
     return tree
 
 
-@lru_cache(maxsize=None)
+@cache
 def _parse(path: Path) -> ast.Module:
     return ast.parse(path.read_text(), filename=str(path))
 
@@ -122,8 +126,12 @@ def _step_code(command: str, package_dir: Path) -> dict[str, ast.Module]:
                 names |= _names(stmt)
                 modules |= _imported_modules(stmt, package_dir)
                 changed = True
-    return {m: ast.Module(body=[s for i, s in enumerate(_parse(package_dir / f"{m}.py").body) if i in kept[m]],
-                          type_ignores=[]) for m in sorted(modules)}
+    return {
+        m: ast.Module(
+            body=[s for i, s in enumerate(_parse(package_dir / f"{m}.py").body) if i in kept[m]], type_ignores=[]
+        )
+        for m in sorted(modules)
+    }
 
 
 def step_modules(command: str, package_dir: Path = HERE) -> list[str]:

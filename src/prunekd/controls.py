@@ -39,19 +39,23 @@ def write_random_subset(audioset_store, audioset_manifest, like, seed: int, name
     """Write a random draw of AudioSet training clips as large as the pruned set `like` (TSV)."""
     from .atomic import write_table
     from .store import training_rows
+
     store, train_pos = training_rows(audioset_store, audioset_manifest)
     pruned = pd.read_csv(like, sep="\t")
     table = random_subset(store, train_pos, len(pruned), seed, name)
     write_table(out, table)
     overlap = len(set(table["position"]) & set(pruned["position"]))
-    log(f"random subset of {len(table)} of {len(train_pos)} clips (seed {seed}, {name}); "
-        f"{overlap} also in the pruned set")
+    log(
+        f"random subset of {len(table)} of {len(train_pos)} clips (seed {seed}, {name}); "
+        f"{overlap} also in the pruned set"
+    )
 
 
 def write_full_set(audioset_store, audioset_manifest, out, log=print) -> None:
     """Write every AudioSet training clip with logits (TSV)."""
     from .atomic import write_table
     from .store import training_rows
+
     store, train_pos = training_rows(audioset_store, audioset_manifest)
     write_table(out, full_set(store, train_pos))
     log(f"all {len(train_pos)} AudioSet training clips with logits")

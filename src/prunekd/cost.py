@@ -83,7 +83,7 @@ def parse_dry_run(text: str) -> list[Job]:
                 cur = None
             continue
         if line.startswith("Shell command:"):
-            cur.shell, in_shell = line[len("Shell command:"):].strip(), True
+            cur.shell, in_shell = line[len("Shell command:") :].strip(), True
         elif in_shell:
             cur.shell += "\n" + line
         elif line.strip().startswith("wildcards:"):
@@ -118,6 +118,7 @@ def _manifest(path: Path | None, cache: dict):
         return None
     if path not in cache:
         import pandas as pd
+
         cache[path] = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
     return cache[path]
 
@@ -150,7 +151,7 @@ def shard_clips(jobs: list[Job], base: Path, cache: dict) -> tuple[list[int], li
         size, i = int(size), int(sh)
         man = _manifest(_resolve(j.arg("--manifest"), base), cache)
         if man is not None:
-            part = man.iloc[i * size:(i + 1) * size]
+            part = man.iloc[i * size : (i + 1) * size]
             out.append(int((part["status"] == "ok").sum()) if "status" in part.columns else len(part))
             continue
         rows = NOMINAL_ROWS.get("audioset" if ds == "audioset" else "tau")
@@ -158,7 +159,10 @@ def shard_clips(jobs: list[Job], base: Path, cache: dict) -> tuple[list[int], li
             out.append(max(0, min(size, rows - i * size)))
         else:
             out.append(size)
-            note = f"teacher shards of {ds}: no manifest yet and the planned shards are not the nominal count; counted full"
+            note = (
+                f"teacher shards of {ds}: no manifest yet and the planned shards are not the nominal count; "
+                "counted full"
+            )
             notes += [note] if note not in notes else []
     return out, notes
 
@@ -226,14 +230,19 @@ def estimate(jobs: list[Job], rates: dict, rates_path, base: Path) -> dict:
             row[sec] = {"rate": rate, "load_s": load, "gpu_hours": sum(hours), "min": min(hours), "max": max(hours)}
         rules[rule] = row
     for sec in sections:  # a rate measured at another batch size does not carry over
-        for rule, row in rules.items():
+        for rule in rules:
             bs_rate = (rates[sec].get(rule) or {}).get("batch_size")
             bs_job = _job_batch(rule, [j for j in jobs if j.rule == rule])
             if bs_rate and bs_job and int(bs_rate) != bs_job:
                 notes.append(f"{rule}: {sec} rate is for batch {bs_rate}, the jobs run batch {bs_job}")
     total = {sec: sum(r[sec]["gpu_hours"] for r in rules.values()) for sec in sections}
-    return {"rules": rules, "total": total, "notes": list(dict.fromkeys(notes)), "jobs_planned": len(jobs),
-            "gpu_jobs": sum(r["jobs"] for r in rules.values())}
+    return {
+        "rules": rules,
+        "total": total,
+        "notes": list(dict.fromkeys(notes)),
+        "jobs_planned": len(jobs),
+        "gpu_jobs": sum(r["jobs"] for r in rules.values()),
+    }
 
 
 def _job_batch(rule: str, jobs: list[Job]) -> int | None:
@@ -250,9 +259,11 @@ def _num(x: float) -> str:
 
 def report(est: dict, rates: dict, rates_path) -> str:
     sections = [s for s in ("measured", "target") if s in rates]
-    lines = [f"GPU-hours of the {est['gpu_jobs']} GPU jobs among the {est['jobs_planned']} jobs snakemake plans "
-             f"(dry run); rates: {rates_path}",
-             f"  rates from: {rates.get('source', '?')}, {rates.get('date', '?')}"]
+    lines = [
+        f"GPU-hours of the {est['gpu_jobs']} GPU jobs among the {est['jobs_planned']} jobs snakemake plans "
+        f"(dry run); rates: {rates_path}",
+        f"  rates from: {rates.get('source', '?')}, {rates.get('date', '?')}",
+    ]
     head = f"{'rule':<15} {'jobs':>5}  {'work per job':<26} {'GPU-h each':>12} {'GPU-h':>8}"
     head += f"  {'at target':>9}" if "target" in sections else ""
     lines += ["", head]
@@ -269,21 +280,35 @@ def report(est: dict, rates: dict, rates_path) -> str:
     lines += [total, ""]
     rate_txt = lambda sec: ", ".join(  # noqa: E731
         f"{rule} {r[sec]['rate']:g} {r['unit']}/s" + (f" + {r[sec]['load_s']:g} s load" if r[sec]["load_s"] else "")
-        for rule, r in est["rules"].items())
+        for rule, r in est["rules"].items()
+    )
     for sec in sections:
         lines.append(f"{sec} rates: {rate_txt(sec)}")
-    lines.append(f"total: {est['total']['measured']:.1f} GPU-hours"
-                 + (f" ({est['total']['target']:.1f} at the target rates)" if "target" in sections else ""))
+    lines.append(
+        f"total: {est['total']['measured']:.1f} GPU-hours"
+        + (f" ({est['total']['target']:.1f} at the target rates)" if "target" in sections else "")
+    )
     goal = rates.get("goal_gpu_hours")
     if goal:
         best = min(est["total"].values())
-        lines.append(f"goal: {goal:g} GPU-hours: " + (f"met ({best:.1f})" if best <= goal else
-                     f"not met, {best - goal:.1f} over even at the {'target' if 'target' in sections else 'measured'} rates"))
+        lines.append(
+            f"goal: {goal:g} GPU-hours: "
+            + (
+                f"met ({best:.1f})"
+                if best <= goal
+                else f"not met, {best - goal:.1f} over even at the {sections[-1]} rates"
+            )
+        )
     lines += [f"note: {n}" for n in est["notes"]]
-    summary = {"rates": str(rates_path), "jobs_planned": est["jobs_planned"], "gpu_jobs": est["gpu_jobs"],
-               "gpu_hours": {rule: round(r["measured"]["gpu_hours"], 3) for rule, r in est["rules"].items()},
-               "jobs": {rule: r["jobs"] for rule, r in est["rules"].items()},
-               "total_gpu_hours": round(est["total"]["measured"], 3), "goal_gpu_hours": rates.get("goal_gpu_hours")}
+    summary = {
+        "rates": str(rates_path),
+        "jobs_planned": est["jobs_planned"],
+        "gpu_jobs": est["gpu_jobs"],
+        "gpu_hours": {rule: round(r["measured"]["gpu_hours"], 3) for rule, r in est["rules"].items()},
+        "jobs": {rule: r["jobs"] for rule, r in est["rules"].items()},
+        "total_gpu_hours": round(est["total"]["measured"], 3),
+        "goal_gpu_hours": rates.get("goal_gpu_hours"),
+    }
     if "target" in sections:
         summary["target_gpu_hours"] = {rule: round(r["target"]["gpu_hours"], 3) for rule, r in est["rules"].items()}
         summary["target_total_gpu_hours"] = round(est["total"]["target"], 3)

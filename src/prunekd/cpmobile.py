@@ -20,8 +20,10 @@ def make_divisible(v: float, divisor: int = 8, min_value: int | None = None) -> 
 
 
 def conv_bn(c_in, c_out, kernel, stride=1, groups=1, relu=True) -> nn.Sequential:
-    layers = [nn.Conv2d(c_in, c_out, kernel, stride, (kernel - 1) // 2, groups=groups, bias=False),
-              nn.BatchNorm2d(c_out)]
+    layers = [
+        nn.Conv2d(c_in, c_out, kernel, stride, (kernel - 1) // 2, groups=groups, bias=False),
+        nn.BatchNorm2d(c_out),
+    ]
     if relu:
         layers.append(nn.ReLU())
     return nn.Sequential(*layers)
@@ -61,15 +63,23 @@ class Block(nn.Module):
 
 
 class CPMobile(nn.Module):
-    def __init__(self, n_classes: int = 10, in_channels: int = 1, base_channels: int = 32,
-                 channels_multiplier: float = 1.8, expansion_rate: float = 2.1,
-                 n_blocks=(3, 2, 1), strides: dict | None = None):
+    def __init__(
+        self,
+        n_classes: int = 10,
+        in_channels: int = 1,
+        base_channels: int = 32,
+        channels_multiplier: float = 1.8,
+        expansion_rate: float = 2.1,
+        n_blocks=(3, 2, 1),
+        strides: dict | None = None,
+    ):
         super().__init__()
         strides = strides or {"b2": (1, 1), "b3": (1, 2), "b4": (2, 1)}
         base = make_divisible(base_channels, 8)
-        chans = [base] + [make_divisible(base * channels_multiplier ** s, 8) for s in range(len(n_blocks))]
-        self.in_c = nn.Sequential(conv_bn(in_channels, chans[0] // 4, 3, stride=2),
-                                  conv_bn(chans[0] // 4, chans[0], 3, stride=2))
+        chans = [base] + [make_divisible(base * channels_multiplier**s, 8) for s in range(len(n_blocks))]
+        self.in_c = nn.Sequential(
+            conv_bn(in_channels, chans[0] // 4, 3, stride=2), conv_bn(chans[0] // 4, chans[0], 3, stride=2)
+        )
         self.stages = nn.Sequential()
         block_id = 0
         for s, n in enumerate(n_blocks):
@@ -86,8 +96,11 @@ class CPMobile(nn.Module):
         self.apply(init_weights)
 
     def _make_head(self, n_classes: int) -> nn.Sequential:
-        head = nn.Sequential(nn.Conv2d(self.n_features, n_classes, 1, bias=False), nn.BatchNorm2d(n_classes),
-                             nn.AdaptiveAvgPool2d((1, 1)))
+        head = nn.Sequential(
+            nn.Conv2d(self.n_features, n_classes, 1, bias=False),
+            nn.BatchNorm2d(n_classes),
+            nn.AdaptiveAvgPool2d((1, 1)),
+        )
         head.apply(init_weights)
         return head
 
@@ -106,9 +119,14 @@ class CPMobile(nn.Module):
 
 def build_student(cfg: dict, n_classes: int) -> CPMobile:
     strides = {k: tuple(v) for k, v in cfg["strides"].items()}
-    return CPMobile(n_classes=n_classes, base_channels=cfg["base_channels"],
-                    channels_multiplier=cfg["channels_multiplier"], expansion_rate=cfg["expansion_rate"],
-                    n_blocks=tuple(cfg["n_blocks"]), strides=strides)
+    return CPMobile(
+        n_classes=n_classes,
+        base_channels=cfg["base_channels"],
+        channels_multiplier=cfg["channels_multiplier"],
+        expansion_rate=cfg["expansion_rate"],
+        n_blocks=tuple(cfg["n_blocks"]),
+        strides=strides,
+    )
 
 
 def count_macs(model: nn.Module, input_shape=(1, 1, 256, 65)) -> int:

@@ -15,29 +15,61 @@ import soundfile as sf
 
 from .store import N_CLASSES
 
-N_EVENTS = 24          # event types that actually sound; the other classes never occur
-SCENE_EVENTS = list(range(8))   # events 0..7 occur in the scenes, 8..23 never do
-SCENES = ["airport", "bus", "metro", "metro_station", "park", "public_square", "shopping_mall",
-          "street_pedestrian", "street_traffic", "tram"]
+N_EVENTS = 24  # event types that actually sound; the other classes never occur
+SCENE_EVENTS = list(range(8))  # events 0..7 occur in the scenes, 8..23 never do
+SCENES = [
+    "airport",
+    "bus",
+    "metro",
+    "metro_station",
+    "park",
+    "public_square",
+    "shopping_mall",
+    "street_pedestrian",
+    "street_traffic",
+    "tram",
+]
 TRAIN_DEVICES = ["a", "b", "c", "s1", "s2", "s3"]
 TEST_DEVICES = TRAIN_DEVICES + ["s4", "s5", "s6"]
 CITIES = ["barcelona", "helsinki", "lisbon", "london", "lyon", "milan", "paris", "prague", "stockholm", "vienna"]
-EVENT_NAMES = ["Vehicle engine", "Car horn", "Footsteps", "Chatter", "Brake squeal", "Bird chirp",
-               "Rail transport", "Announcement chime", "Violin", "Piano", "Dog", "Cat", "Drum",
-               "Flute", "Guitar", "Thunder", "Water tap", "Keyboard typing", "Clock tick", "Choir",
-               "Synthesizer", "Bell", "Whistle", "Frog"]
+EVENT_NAMES = [
+    "Vehicle engine",
+    "Car horn",
+    "Footsteps",
+    "Chatter",
+    "Brake squeal",
+    "Bird chirp",
+    "Rail transport",
+    "Announcement chime",
+    "Violin",
+    "Piano",
+    "Dog",
+    "Cat",
+    "Drum",
+    "Flute",
+    "Guitar",
+    "Thunder",
+    "Water tap",
+    "Keyboard typing",
+    "Clock tick",
+    "Choir",
+    "Synthesizer",
+    "Bell",
+    "Whistle",
+    "Frog",
+]
 
 
 def _event(kind: int, rng: np.random.Generator, sr: int, n: int) -> np.ndarray:
     """One sound event of type `kind`, placed at a random offset in an n-sample clip."""
     t = np.arange(n) / sr
-    f0 = 110.0 * 2 ** (kind / 4.0)           # each type has its own pitch region
+    f0 = 110.0 * 2 ** (kind / 4.0)  # each type has its own pitch region
     shape = kind % 6
     jitter = rng.uniform(0.9, 1.1)
-    if shape == 0:    # harmonic tone
+    if shape == 0:  # harmonic tone
         x = sum(np.sin(2 * np.pi * f0 * jitter * h * t) / h for h in range(1, 5))
     elif shape == 1:  # chirp
-        x = np.sin(2 * np.pi * (f0 * jitter * t + 0.5 * f0 * 3 * t ** 2))
+        x = np.sin(2 * np.pi * (f0 * jitter * t + 0.5 * f0 * 3 * t**2))
     elif shape == 2:  # click train
         x = np.zeros(n)
         period = max(1, int(sr / (4 + kind % 5 * 3)))
@@ -50,14 +82,14 @@ def _event(kind: int, rng: np.random.Generator, sr: int, n: int) -> np.ndarray:
         x = np.fft.irfft(spec, n)
     elif shape == 4:  # amplitude-modulated tone (siren-like)
         x = np.sin(2 * np.pi * f0 * 2 * jitter * t + 3 * np.sin(2 * np.pi * 3 * t))
-    else:             # decaying bell partials
+    else:  # decaying bell partials
         x = sum(np.sin(2 * np.pi * f0 * jitter * r * t) for r in (1.0, 2.76, 5.4)) * np.exp(-4 * t)
     x = x / (np.max(np.abs(x)) + 1e-9)
     # Random on/off envelope: the event fills part of the clip.
     length = int(n * rng.uniform(0.4, 1.0))
     start = rng.integers(0, n - length + 1)
     env = np.zeros(n)
-    env[start:start + length] = np.hanning(length) ** 0.3
+    env[start : start + length] = np.hanning(length) ** 0.3
     return x * env * rng.uniform(0.3, 0.8)
 
 
@@ -67,7 +99,7 @@ def _background(scene: int, rng: np.random.Generator, sr: int, n: int) -> np.nda
     f = np.fft.rfftfreq(n, 1 / sr) + 1.0
     tilt = -0.3 - 0.12 * scene
     cutoff = 1500.0 + 700.0 * ((scene * 7) % 10)
-    spec *= f ** tilt / (1 + (f / cutoff) ** 4)
+    spec *= f**tilt / (1 + (f / cutoff) ** 4)
     x = np.fft.irfft(spec, n)
     return 0.2 * x / (np.std(x) + 1e-9)
 
@@ -101,8 +133,9 @@ def _write(path: Path, x: np.ndarray, sr: int) -> None:
     sf.write(str(path), x.astype(np.float32), sr, subtype="PCM_16")
 
 
-def make_audioset(root: Path, counts: dict, clip_seconds: float, sr: int, scene_share: float,
-                  rng: np.random.Generator) -> None:
+def make_audioset(
+    root: Path, counts: dict, clip_seconds: float, sr: int, scene_share: float, rng: np.random.Generator
+) -> None:
     """Segment lists with the real header lines and quoting, class_labels_indices.csv, one file per segment."""
     mids = [f"/m/demo{i:03d}" for i in range(N_CLASSES)]
     names = EVENT_NAMES + [f"Unused class {i}" for i in range(N_EVENTS, N_CLASSES)]
@@ -114,9 +147,11 @@ def make_audioset(root: Path, counts: dict, clip_seconds: float, sr: int, scene_
     n = int(round(clip_seconds * sr))
     serial = 0
     for subset, count in counts.items():
-        lines = [f"# Segments csv created demo by prunekd",
-                 f"# num_ytids={count}, num_segs={count}, num_unique_labels={N_EVENTS}, num_positive_labels=0",
-                 "# YTID, start_seconds, end_seconds, positive_labels"]
+        lines = [
+            "# Segments csv created demo by prunekd",
+            f"# num_ytids={count}, num_segs={count}, num_unique_labels={N_EVENTS}, num_positive_labels=0",
+            "# YTID, start_seconds, end_seconds, positive_labels",
+        ]
         for _ in range(count):
             serial += 1
             ytid = f"demo{serial:07d}"[:11]
@@ -206,8 +241,9 @@ SOUND_CLASSES = ["chirps", "clicks", "hum", "bells", "sirens"]
 GROUPS = ["near", "far"]
 
 
-def make_csv_target(csv_path: Path, n_train: int, n_test: int, rng: np.random.Generator, sr: int = 16000,
-                    seconds: float = 2.0) -> None:
+def make_csv_target(
+    csv_path: Path, n_train: int, n_test: int, rng: np.random.Generator, sr: int = 16000, seconds: float = 2.0
+) -> None:
     """A generic target in the CSV layout: 2 s FLAC clips at 16 kHz of five sound classes (each dominated by
     a different scene event over a street background), heard from two distances (the `device` column)."""
     root = csv_path.parent
@@ -233,15 +269,25 @@ def make_demo_data(audioset_root, tau_roots, cfg: dict, csv_targets=()) -> None:
     """Write the demo's data, only into folders that are absent, empty or the demo's own (checks.DEMO_MARKER):
     pointed at a user's folder by mistake, it stops before writing anything."""
     from .checks import check_demo_folders, claim_demo_folder
+
     tau_roots = [tau_roots] if isinstance(tau_roots, (str, Path)) else list(tau_roots)
-    folders = [("paths.audioset", audioset_root), *[("targets.<name>.root", r) for r in tau_roots],
-               *[("targets.<name>.csv", Path(c).parent) for c in csv_targets]]
+    folders = [
+        ("paths.audioset", audioset_root),
+        *[("targets.<name>.root", r) for r in tau_roots],
+        *[("targets.<name>.csv", Path(c).parent) for c in csv_targets],
+    ]
     check_demo_folders(folders)  # every folder first: nothing is written if one is refused
     for key, folder in folders:
         claim_demo_folder(folder, key)
     rng = np.random.default_rng(cfg["seed"])
-    make_audioset(Path(audioset_root), cfg["audioset_clips"], cfg["audioset_clip_seconds"],
-                  cfg["audioset_sample_rate"], cfg["scene_share"], rng)
+    make_audioset(
+        Path(audioset_root),
+        cfg["audioset_clips"],
+        cfg["audioset_clip_seconds"],
+        cfg["audioset_sample_rate"],
+        cfg["scene_share"],
+        rng,
+    )
     damage_clips(Path(audioset_root) / "audio" / "unbalanced_train", cfg.get("bad_clips", 0))
     for root in tau_roots:
         make_tau(Path(root), cfg["tau_train_clips"], cfg["tau_test_clips"], 44100, rng)

@@ -31,9 +31,23 @@ def kd_loss(student_logits, teacher_logits, labels, kd_lambda: float, temperatur
     return kd_lambda * distill + (1 - kd_lambda) * classif, distill, classif
 
 
-def distill(store_path, manifest_path, kept_path, cfg: dict, student_cfg: dict, frontend_cfg: dict,
-            clip_seconds: float, out_model, curve_path, ckpt_dir, log=print, members=None, packed=None) -> dict:
+def distill(
+    store_path,
+    manifest_path,
+    kept_path,
+    cfg: dict,
+    student_cfg: dict,
+    frontend_cfg: dict,
+    clip_seconds: float,
+    out_model,
+    curve_path,
+    ckpt_dir,
+    log=print,
+    members=None,
+    packed=None,
+) -> dict:
     from .store import embeddings, open_store
+
     seed_all(cfg["seed"])
     store = open_store(store_path)
     kept = pd.read_csv(kept_path, sep="\t")
@@ -53,6 +67,7 @@ def distill(store_path, manifest_path, kept_path, cfg: dict, student_cfg: dict, 
     n_samples = int(clip_seconds * frontend_cfg["sample_rate"])
     if packed:  # decoded once by `prunekd pack-audio` (see packed.py for why)
         from .packed import PackedAudio
+
         dataset = PackedAudio(packed, rows, n_samples)
     else:
         dataset = WaveDataset(paths, frontend_cfg["sample_rate"], n_samples)
@@ -72,7 +87,21 @@ def distill(store_path, manifest_path, kept_path, cfg: dict, student_cfg: dict, 
         return kd_loss(out.float(), t, y, cfg["kd_lambda"], cfg["temperature"])[0]
 
     fp = fingerprint(cfg, student_cfg, frontend_cfg, clip_seconds, members, Path(kept_path).read_bytes())
-    train(model, batches, loss_fn, cfg, Run("distill", total, int(round(cfg["warmup_fraction"] * total)),
-                                            cfg["final_lr_fraction"], fp, Path(ckpt_dir), curve_path, log))
+    train(
+        model,
+        batches,
+        loss_fn,
+        cfg,
+        Run(
+            "distill",
+            total,
+            int(round(cfg["warmup_fraction"] * total)),
+            cfg["final_lr_fraction"],
+            fp,
+            Path(ckpt_dir),
+            curve_path,
+            log,
+        ),
+    )
     save_model(out_model, model, n_classes=N_CLASSES, student=student_cfg, steps=total, clips=int(len(pos)))
     return {"steps": total, "clips": int(len(pos))}

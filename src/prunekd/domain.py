@@ -64,11 +64,13 @@ def train_classifier(pos: np.ndarray, neg: np.ndarray, cfg: dict, log=print) -> 
             m += (1 - b1) * g
             v *= b2
             v += (1 - b2) * g * g
-            w -= (lr / (1 - b1 ** step)) * m / (np.sqrt(v / (1 - b2 ** step)) + eps)
+            w -= (lr / (1 - b1**step)) * m / (np.sqrt(v / (1 - b2**step)) + eps)
             if step % log_every == 0 or step == total:
                 loss = float((np.logaddexp(0, z).sum() - z[:half].sum()) / bsz)
-                log(f"iteration {step}/{total} (epoch {(step - 1) // iters + 1}/{cfg['epochs']}) "
-                    f"batch loss {loss:.4f} ({time.time() - t0:.1f} s)")
+                log(
+                    f"iteration {step}/{total} (epoch {(step - 1) // iters + 1}/{cfg['epochs']}) "
+                    f"batch loss {loss:.4f} ({time.time() - t0:.1f} s)"
+                )
     with torch.no_grad():
         model.weight.copy_(torch.from_numpy(w[:-1]).unsqueeze(0))
         model.bias.copy_(torch.from_numpy(w[-1:]))
@@ -79,25 +81,27 @@ def train_classifier(pos: np.ndarray, neg: np.ndarray, cfg: dict, log=print) -> 
 def score(model: nn.Linear, logits: np.ndarray, batch: int = 65536) -> np.ndarray:
     out = np.empty(len(logits), np.float32)
     for i in range(0, len(logits), batch):
-        x = torch.sigmoid(torch.from_numpy(np.asarray(logits[i:i + batch], np.float32)))
-        out[i:i + batch] = torch.sigmoid(model(x)).squeeze(1).numpy()
+        x = torch.sigmoid(torch.from_numpy(np.asarray(logits[i : i + batch], np.float32)))
+        out[i : i + batch] = torch.sigmoid(model(x)).squeeze(1).numpy()
     return out
 
 
-def score_store(model: nn.Linear, store, positions: np.ndarray, members=None, chunk_rows: int = 1 << 16,
-                log=print) -> np.ndarray:
+def score_store(
+    model: nn.Linear, store, positions: np.ndarray, members=None, chunk_rows: int = 1 << 16, log=print
+) -> np.ndarray:
     """Scores for the given store positions, streamed in row blocks so 2 M clips need bounded memory.
 
     Returns an array over the whole store (NaN where not scored). Positions that form one contiguous
     run inside a block are read as a slice: far faster than an orthogonal (fancy) selection.
     """
     from .store import embeddings
+
     n = store["row"].shape[0]
     out = np.full(n, np.nan, np.float32)
     positions = np.sort(np.asarray(positions))
     t0 = time.time()
     for start in range(0, len(positions), chunk_rows):
-        p = positions[start:start + chunk_rows]
+        p = positions[start : start + chunk_rows]
         if p[-1] - p[0] + 1 == len(p):
             x = embeddings(store, slice(int(p[0]), int(p[-1]) + 1), members)
         else:
@@ -138,14 +142,20 @@ def precision_recall(scores: np.ndarray, labels: np.ndarray, thresholds) -> list
         tp = int((pred & labels).sum())
         fp = int((pred & ~labels).sum())
         fn = int((~pred & labels).sum())
-        out.append({"threshold": float(t), "precision": tp / (tp + fp) if tp + fp else float("nan"),
-                    "recall": tp / (tp + fn) if tp + fn else float("nan"),
-                    "kept_share_of_negatives": float(pred[~labels].mean()) if (~labels).any() else float("nan")})
+        out.append(
+            {
+                "threshold": float(t),
+                "precision": tp / (tp + fp) if tp + fp else float("nan"),
+                "recall": tp / (tp + fn) if tp + fn else float("nan"),
+                "kept_share_of_negatives": float(pred[~labels].mean()) if (~labels).any() else float("nan"),
+            }
+        )
     return out
 
 
 def save_classifier(model: nn.Linear, path) -> None:
     from .atomic import atomic_path
+
     with atomic_path(path) as tmp:
         torch.save(model.state_dict(), tmp)
 
@@ -166,11 +176,13 @@ class NoClipsError(ValueError):
     """A split, or AudioSet eval, with no clips that have logits: nothing to train on."""
 
 
-def train_and_validate(audioset_store, audioset_manifest, target_store, target_manifest, split: str, cfg: dict,
-                       out, report_path, log=print) -> dict:
+def train_and_validate(
+    audioset_store, audioset_manifest, target_store, target_manifest, split: str, cfg: dict, out, report_path, log=print
+) -> dict:
     """Train one split's classifier, save it to `out`, and write its validation report to `report_path`."""
     from .atomic import write_json
     from .store import embeddings, rows_where
+
     members = cfg.get("members")
     as_store, neg_pos = rows_where(audioset_store, audioset_manifest, "subset", ["eval"])
     t_store, pos_pos = rows_where(target_store, target_manifest, f"split{split}", ["True"])
@@ -189,11 +201,19 @@ def train_and_validate(audioset_store, audioset_manifest, target_store, target_m
     save_classifier(model, out)
     sv = score(model, np.concatenate([embeddings(t_store, test_pos, members), neg[neg_va]]))
     yv = np.r_[np.ones(len(test_pos)), np.zeros(len(neg_va))]
-    report = {"split": split, "members": members or list(as_store.attrs["members"]), "auc": roc_auc(sv, yv),
-              "validation": "held-out AudioSet eval (negatives) vs the target's test split (positives)",
-              "n_val_pos": int(len(test_pos)), "n_val_neg": int(len(neg_va)), "n_split_clips": int(len(pos_pos)),
-              "n_train_pos": int(len(pos)), "n_train_neg": int(len(neg_tr)),
-              "at_threshold": precision_recall(sv, yv, cfg["report_thresholds"]), **stats}
+    report = {
+        "split": split,
+        "members": members or list(as_store.attrs["members"]),
+        "auc": roc_auc(sv, yv),
+        "validation": "held-out AudioSet eval (negatives) vs the target's test split (positives)",
+        "n_val_pos": int(len(test_pos)),
+        "n_val_neg": int(len(neg_va)),
+        "n_split_clips": int(len(pos_pos)),
+        "n_train_pos": int(len(pos)),
+        "n_train_neg": int(len(neg_tr)),
+        "at_threshold": precision_recall(sv, yv, cfg["report_thresholds"]),
+        **stats,
+    }
     write_json(report_path, report)
     log(f"split{split}: held-out ROC AUC {report['auc']:.3f}")
     return report
@@ -203,6 +223,7 @@ def score_training_clips(audioset_store, audioset_manifest, classifier, members,
     """Score every AudioSet training clip with a saved classifier; save the scores (over the whole store) as .npy."""
     from .atomic import atomic_path
     from .store import training_rows
+
     store, train_pos = training_rows(audioset_store, audioset_manifest)
     scores = score_store(load_classifier(classifier), store, train_pos, members, log=log)
     with atomic_path(out) as tmp:
@@ -211,21 +232,32 @@ def score_training_clips(audioset_store, audioset_manifest, classifier, members,
     log(f"scored {len(train_pos)} AudioSet training clips")
 
 
-def prune_training_clips(audioset_store, audioset_manifest, scores_path, threshold: float, key: dict, out,
-                         stats_path, log=print) -> dict:
+def prune_training_clips(
+    audioset_store, audioset_manifest, scores_path, threshold: float, key: dict, out, stats_path, log=print
+) -> dict:
     """Write the training clips scoring above `threshold` (TSV) and their share (JSON, with `key` copied in)."""
     import json
+
     import pandas as pd
+
     from .atomic import write_json, write_table
     from .store import training_rows
+
     store, train_pos = training_rows(audioset_store, audioset_manifest)
     scores = np.load(scores_path)
     kept = train_pos[prune(scores[train_pos], threshold)]
     rows, ids = store["row"][:], store["id"][:]
     write_table(out, pd.DataFrame({"position": kept, "row": rows[kept], "id": ids[kept], "score": scores[kept]}))
-    stats = {**key, "threshold": threshold, "train_clips": int(len(train_pos)),
-             "kept": int(len(kept)), "kept_share": float(len(kept) / max(1, len(train_pos)))}
+    stats = {
+        **key,
+        "threshold": threshold,
+        "train_clips": int(len(train_pos)),
+        "kept": int(len(kept)),
+        "kept_share": float(len(kept) / max(1, len(train_pos))),
+    }
     write_json(stats_path, stats)
-    log(f"{json.dumps(key)} threshold {threshold}: kept {len(kept)} of {len(train_pos)} "
-        f"({100 * stats['kept_share']:.1f} %)")
+    log(
+        f"{json.dumps(key)} threshold {threshold}: kept {len(kept)} of {len(train_pos)} "
+        f"({100 * stats['kept_share']:.1f} %)"
+    )
     return stats

@@ -33,9 +33,12 @@ def metrics(y_true: np.ndarray, y_pred: np.ndarray, devices: np.ndarray, classes
     """Macro accuracy = mean of the per-class accuracies (classes present in y_true)."""
     n_classes = len(classes)
     per_class = class_accuracies(y_true, y_pred, n_classes)
-    out = {"macro_accuracy": float(np.nanmean(per_class)), "accuracy": float((y_true == y_pred).mean()),
-           "n": int(len(y_true)),
-           "per_class": {classes[c]: (None if np.isnan(a) else float(a)) for c, a in enumerate(per_class)}}
+    out = {
+        "macro_accuracy": float(np.nanmean(per_class)),
+        "accuracy": float((y_true == y_pred).mean()),
+        "n": int(len(y_true)),
+        "per_class": {classes[c]: (None if np.isnan(a) else float(a)) for c, a in enumerate(per_class)},
+    }
     # Per device: the share of the device's clips classified correctly, as the DCASE2024 baseline computes it
     # (correct / count), not a macro average over classes.
     per_device = {}
@@ -61,13 +64,23 @@ def complexity(student_cfg: dict, frontend_cfg: dict, n_classes: int = 10, clip_
     frames = int(clip_seconds * frontend_cfg["sample_rate"]) // frontend_cfg["hop_length"] + 1
     params = count_params(model)
     macs = count_macs(model, (1, 1, frontend_cfg["n_mels"], frames))
-    return {"parameters": params, "parameter_bytes_fp16": params * 2, "macs": macs,
-            "within_limits": bool(params * 2 <= MAX_PARAM_BYTES and macs <= MAX_MACS)}
+    return {
+        "parameters": params,
+        "parameter_bytes_fp16": params * 2,
+        "macs": macs,
+        "within_limits": bool(params * 2 <= MAX_PARAM_BYTES and macs <= MAX_MACS),
+    }
 
 
 @torch.no_grad()
-def predict(model_path, manifest_path, frontend_cfg: dict, clip_seconds: float = 1.0, batch_size: int = 256,
-            num_workers: int = 0):
+def predict(
+    model_path,
+    manifest_path,
+    frontend_cfg: dict,
+    clip_seconds: float = 1.0,
+    batch_size: int = 256,
+    num_workers: int = 0,
+):
     ck = torch.load(model_path, map_location="cpu", weights_only=True)
     model = build_student(ck["student"], ck["n_classes"])
     model.load_state_dict(ck["state_dict"])
@@ -79,16 +92,18 @@ def predict(model_path, manifest_path, frontend_cfg: dict, clip_seconds: float =
     ds = WaveDataset(test["path"], sr, int(clip_seconds * sr))
     dl = torch.utils.data.DataLoader(ds, batch_size=batch_size, num_workers=num_workers, collate_fn=collate)
     probs, skipped = [], []
-    for wav, idx, bad in dl:
+    for wav, _, bad in dl:
         skipped += bad
         probs.append(torch.softmax(model(mel(wav)), dim=1).numpy())
     return manifest, test, np.concatenate(probs), skipped
 
 
-def evaluate(model_path, manifest_path, frontend_cfg: dict, student_cfg: dict, clip_seconds: float = 1.0,
-             num_workers: int = 0):
-    manifest, test, probs, skipped = predict(model_path, manifest_path, frontend_cfg, clip_seconds,
-                                             num_workers=num_workers)
+def evaluate(
+    model_path, manifest_path, frontend_cfg: dict, student_cfg: dict, clip_seconds: float = 1.0, num_workers: int = 0
+):
+    manifest, test, probs, skipped = predict(
+        model_path, manifest_path, frontend_cfg, clip_seconds, num_workers=num_workers
+    )
     classes = class_names(manifest)
     bad = {i for i, _ in skipped}
     keep = np.array([i not in bad for i in range(len(test))], dtype=bool)

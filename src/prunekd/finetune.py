@@ -1,8 +1,9 @@
 """Fine-tuning on a challenge split with the DCASE2024 baseline recipe (docs/method.md).
 
 From a distilled student (its 527-class layer replaced by a new random layer for the target's classes,
-10 scenes for TAU) or, for the baseline, from scratch. Waveform roll, Freq-MixStyle and SpecAugment; AdamW; cosine schedule with
-warm-up stepped per batch; cross-entropy. The loop, schedule, checkpoints and curve: training.train.
+10 scenes for TAU) or, for the baseline, from scratch. Waveform roll, Freq-MixStyle and SpecAugment; AdamW;
+cosine schedule with warm-up stepped per batch; cross-entropy. The loop, schedule, checkpoints and curve:
+training.train.
 """
 
 from __future__ import annotations
@@ -16,12 +17,22 @@ import torch.nn.functional as F
 from .cpmobile import build_student
 from .frontend import freq_mixstyle, roll_waveform
 from .store import N_CLASSES
-from .training import (Run, StepSampler, decode_all, fingerprint, indexed_batches, on_device, save_model, seed_all,
-                       train)
+from .training import Run, StepSampler, decode_all, fingerprint, indexed_batches, on_device, save_model, seed_all, train
 
 
-def finetune(manifest_path, split: str, cfg: dict, student_cfg: dict, frontend_cfg: dict, seed: int, out_model,
-             curve_path, ckpt_dir, init_model=None, log=print) -> dict:
+def finetune(
+    manifest_path,
+    split: str,
+    cfg: dict,
+    student_cfg: dict,
+    frontend_cfg: dict,
+    seed: int,
+    out_model,
+    curve_path,
+    ckpt_dir,
+    init_model=None,
+    log=print,
+) -> dict:
     seed_all(seed)
     manifest = pd.read_csv(manifest_path, sep="\t", keep_default_na=False)
     train_set = manifest[(manifest[split].astype(str) == "True") & (manifest["status"] == "ok")]
@@ -37,8 +48,10 @@ def finetune(manifest_path, split: str, cfg: dict, student_cfg: dict, frontend_c
     bs = min(cfg["batch_size"], len(train_set))
     total = cfg["epochs"] * -(-len(train_set) // bs)  # ceil: the baseline's loader keeps the last partial batch
     sr = frontend_cfg["sample_rate"]
-    log(f"fine-tuning on {len(train_set)} clips of {split}: {cfg['epochs']} epochs, {total} steps"
-        + (f", from {init_model}" if init_model else ", from scratch"))
+    log(
+        f"fine-tuning on {len(train_set)} clips of {split}: {cfg['epochs']} epochs, {total} steps"
+        + (f", from {init_model}" if init_model else ", from scratch")
+    )
     # The split decoded and resampled once, kept on the GPU when it fits (split 100 of TAU: 17.9 GB float32):
     # a step draws its batch by index there, with the same clips in the same order as a loader would.
     clips = decode_all(train_set["path"].to_numpy(), sr, int(cfg["clip_seconds"] * sr), cfg["num_workers"], device, log)
@@ -57,7 +70,12 @@ def finetune(manifest_path, split: str, cfg: dict, student_cfg: dict, frontend_c
 
     init_bytes = Path(init_model).read_bytes() if init_model else b""
     fp = fingerprint(cfg, student_cfg, frontend_cfg, seed, split, train_set["id"].tolist(), init_bytes)
-    train(model, batches, loss_fn, cfg, Run("finetune", total, cfg["warmup_steps"], 0.0, fp, Path(ckpt_dir),
-                                            curve_path, log))
+    train(
+        model,
+        batches,
+        loss_fn,
+        cfg,
+        Run("finetune", total, cfg["warmup_steps"], 0.0, fp, Path(ckpt_dir), curve_path, log),
+    )
     save_model(out_model, model, n_classes=n_classes, student=student_cfg, steps=total, split=split, seed=seed)
     return {"steps": total, "clips": int(len(train_set))}

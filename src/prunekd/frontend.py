@@ -16,8 +16,14 @@ class MelFrontEnd(nn.Module):
     def __init__(self, cfg: dict):
         super().__init__()
         self.mel = torchaudio.transforms.MelSpectrogram(
-            sample_rate=cfg["sample_rate"], n_fft=cfg["n_fft"], win_length=cfg["win_length"],
-            hop_length=cfg["hop_length"], n_mels=cfg["n_mels"], f_min=cfg["f_min"], f_max=cfg["f_max"])
+            sample_rate=cfg["sample_rate"],
+            n_fft=cfg["n_fft"],
+            win_length=cfg["win_length"],
+            hop_length=cfg["hop_length"],
+            n_mels=cfg["n_mels"],
+            f_min=cfg["f_min"],
+            f_max=cfg["f_max"],
+        )
         fm = cfg["freqm"]
         self.freqm = torchaudio.transforms.FrequencyMasking(fm, iid_masks=True) if fm > 0 else nn.Identity()
 
@@ -29,8 +35,9 @@ class MelFrontEnd(nn.Module):
         return (x + 1e-5).log()
 
 
-def freq_mixstyle(x: torch.Tensor, p: float, alpha: float, gen: torch.Generator | None = None,
-                  eps: float = 1e-6) -> torch.Tensor:
+def freq_mixstyle(
+    x: torch.Tensor, p: float, alpha: float, gen: torch.Generator | None = None, eps: float = 1e-6
+) -> torch.Tensor:
     """Freq-MixStyle: mix per-frequency-band statistics (over channel and time) between samples."""
     if torch.rand((), generator=gen).item() > p:
         return x
@@ -63,8 +70,9 @@ def mixup_params(batch: int, alpha: float, gen: torch.Generator | None = None):
     return perm, torch.maximum(lam, 1 - lam)
 
 
-def example_mixup(wav: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor, p: float, alpha: float,
-                  mix_labels: bool = False):
+def example_mixup(
+    wav: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor, p: float, alpha: float, mix_labels: bool = False
+):
     """The authors' distillation MixUp (docs/method.md, "Distillation"): each clip, with probability p, is mixed
     with a partner (here: another clip of the batch) with its own lambda ~ Beta(a, a) folded to >= 0.5. Both
     clips lose their mean first and the mix is centred again; the teacher logits are mixed with the same

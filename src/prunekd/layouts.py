@@ -9,11 +9,17 @@ from __future__ import annotations
 from pathlib import Path
 
 TAU_SPLIT_FILES = ["split5.csv", "split10.csv", "split25.csv", "split50.csv", "split100.csv", "test.csv"]
-SEGMENT_FILES = {"eval": "eval_segments.csv", "balanced_train": "balanced_train_segments.csv",
-                 "unbalanced_train": "unbalanced_train_segments.csv"}
+SEGMENT_FILES = {
+    "eval": "eval_segments.csv",
+    "balanced_train": "balanced_train_segments.csv",
+    "unbalanced_train": "unbalanced_train_segments.csv",
+}
 # PaSST's prepare scripts and EfficientAT's datasets/audioset.py: one HDF5 file per subset.
-HDF5_FILES = {"eval": "eval_segments_mp3.hdf", "balanced_train": "balanced_train_segments_mp3.hdf",
-              "unbalanced_train": "unbalanced_train_segments_mp3.hdf"}
+HDF5_FILES = {
+    "eval": "eval_segments_mp3.hdf",
+    "balanced_train": "balanced_train_segments_mp3.hdf",
+    "unbalanced_train": "unbalanced_train_segments_mp3.hdf",
+}
 
 
 def tau_split_dir(root, split_dir: str | None = None) -> str:
@@ -43,13 +49,16 @@ def audioset_layout(root, subsets, configured: str = "auto") -> str:
     has_lists = any((root / SEGMENT_FILES[s]).exists() for s in subsets)
     has_hdf5 = any((root / HDF5_FILES[s]).exists() for s in subsets)
     if has_lists and has_hdf5:
-        raise ValueError(f"paths.audioset: {root} holds both segment lists and *_mp3.hdf files; "
-                         "set paths.audioset_layout to segments or hdf5")
+        raise ValueError(
+            f"paths.audioset: {root} holds both segment lists and *_mp3.hdf files; "
+            "set paths.audioset_layout to segments or hdf5"
+        )
     return "hdf5" if has_hdf5 else "segments"
 
 
 def hdf5_rows(path) -> int:
     """Clips in one AudioSet HDF5 file (its `audio_name` length), read without loading anything."""
     import h5py
+
     with h5py.File(path, "r") as f:
         return len(f["audio_name"])

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import datetime
 import time
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -25,7 +24,6 @@ from .audio import AudioError, load_clip
 from .manifest import labels_multi_hot, ok_rows
 from .store import N_CLASSES, ROW_CHUNK, create_ensemble_array
 from .teachers import MEMBERS, Ensemble, load_member, sha256
-
 
 
 class ClipDataset(torch.utils.data.Dataset):
@@ -62,9 +60,19 @@ def clip_samples(data_cfg: dict, sample_rate: int = 32000) -> tuple[int, int | N
     return n, (int(10 * sample_rate) if data_cfg.get("tile_to_10s") else None)
 
 
-def compute_shard(manifest_path, dataset: str, shard: int, shard_size: int, weights_dir, teacher_cfg: dict,
-                  data_cfg: dict, out, log=print) -> dict:
+def compute_shard(
+    manifest_path,
+    dataset: str,
+    shard: int,
+    shard_size: int,
+    weights_dir,
+    teacher_cfg: dict,
+    data_cfg: dict,
+    out,
+    log=print,
+) -> dict:
     from .teachers import locate_weights
+
     manifest = pd.read_csv(manifest_path, sep="\t", dtype={"labels": str}, keep_default_na=False)
     part = ok_rows(manifest, shard * shard_size, (shard + 1) * shard_size)
     members = teacher_cfg["members"]
@@ -79,9 +87,15 @@ def compute_shard(manifest_path, dataset: str, shard: int, shard_size: int, weig
     amp = amp if device.type == "cuda" else None
     ds = ClipDataset(part["path"], part["row"], 32000, n, tile)
     workers = teacher_cfg["num_workers"]
-    loader = torch.utils.data.DataLoader(ds, batch_size=teacher_cfg["batch_size"], num_workers=workers,
-                                         collate_fn=_collate, pin_memory=device.type == "cuda",
-                                         persistent_workers=False, prefetch_factor=4 if workers else None)
+    loader = torch.utils.data.DataLoader(
+        ds,
+        batch_size=teacher_cfg["batch_size"],
+        num_workers=workers,
+        collate_fn=_collate,
+        pin_memory=device.type == "cuda",
+        persistent_workers=False,
+        prefetch_factor=4 if workers else None,
+    )
     rows, logits, rejected = [], [], []
     t0, done = time.time(), 0
     for r, wav, bad in loader:
@@ -93,35 +107,50 @@ def compute_shard(manifest_path, dataset: str, shard: int, shard_size: int, weig
             logits.append(ens(wav.to(device, non_blocking=True), amp).half())
             rows += r
         rate = done / max(time.time() - t0, 1e-9)
-        log(f"shard {shard}: {done}/{len(ds)} clips, {rate:.1f} clips/s, "
-            f"eta {(len(ds) - done) / max(rate, 1e-9):.0f} s")
+        log(
+            f"shard {shard}: {done}/{len(ds)} clips, {rate:.1f} clips/s, eta {(len(ds) - done) / max(rate, 1e-9):.0f} s"
+        )
     member_logits = torch.cat(logits).cpu().numpy() if logits else np.zeros((0, len(members), N_CLASSES), np.float16)
     with atomic_path(out) as tmp:
         g = zarr.open_group(str(tmp), mode="w")
         g.create_array("row", data=np.asarray(rows, dtype=np.int64))
         g.create_array("member_logits", data=member_logits, chunks=(ROW_CHUNK, len(members), N_CLASSES))
-        g.attrs.update({"dataset": dataset, "shard": shard, "members": members,
-                        "rejected": [[int(r), why] for r, why in rejected]})
+        g.attrs.update(
+            {"dataset": dataset, "shard": shard, "members": members, "rejected": [[int(r), why] for r, why in rejected]}
+        )
     stats = {"shard": shard, "clips": len(rows), "rejected": len(rejected), "seconds": time.time() - t0}
     log(f"shard {shard}: wrote {len(rows)} clips, {len(rejected)} rejected")
     return stats
 
 
-def gather(manifest_path, rejected_path, shard_paths, dataset: str, teacher_cfg: dict, weights_dir, out,
-           rejected_out, log=print, bad_audio: str = "skip") -> dict:
+def gather(
+    manifest_path,
+    rejected_path,
+    shard_paths,
+    dataset: str,
+    teacher_cfg: dict,
+    weights_dir,
+    out,
+    rejected_out,
+    log=print,
+    bad_audio: str = "skip",
+) -> dict:
     """Check that every usable manifest row was written exactly once and is finite, then concatenate.
 
     bad_audio "fail": clips that failed to decode stop the run here, named, before anything downstream.
     """
     from .teachers import locate_weights
+
     manifest = pd.read_csv(manifest_path, sep="\t", dtype={"labels": str}, keep_default_na=False)
     shards = [zarr.open_group(str(p), mode="r") for p in shard_paths]
     members = teacher_cfg["members"]
     decode_rejected = [(r, why) for g in shards for r, why in g.attrs["rejected"]]
     if decode_rejected and bad_audio == "fail":
         r, why = decode_rejected[0]
-        raise RuntimeError(f"{manifest['path'][r]}: {why} (manifest row {r}; data.bad_audio: fail); "
-                           f"{len(decode_rejected)} clips of {dataset} failed to decode")
+        raise RuntimeError(
+            f"{manifest['path'][r]}: {why} (manifest row {r}; data.bad_audio: fail); "
+            f"{len(decode_rejected)} clips of {dataset} failed to decode"
+        )
     rows = np.concatenate([g["row"][:] for g in shards]) if shards else np.zeros(0, np.int64)
     counts = np.bincount(rows, minlength=len(manifest))
     expected = (manifest["status"] == "ok").to_numpy().copy()
@@ -144,10 +173,13 @@ def gather(manifest_path, rejected_path, shard_paths, dataset: str, teacher_cfg:
         g = zarr.open_group(str(tmp), mode="w")
         sorted_rows = rows[order]
         g.create_array("row", data=sorted_rows, chunks=(max(1, min(n, 1 << 16)),))
-        g.create_array("id", data=manifest["id"].to_numpy()[sorted_rows].astype(str),
-                       chunks=(max(1, min(n, 1 << 16)),))
-        ml = g.create_array("member_logits", shape=(n, len(members), N_CLASSES), dtype="float16",
-                            chunks=(ROW_CHUNK, len(members), N_CLASSES))
+        g.create_array("id", data=manifest["id"].to_numpy()[sorted_rows].astype(str), chunks=(max(1, min(n, 1 << 16)),))
+        ml = g.create_array(
+            "member_logits",
+            shape=(n, len(members), N_CLASSES),
+            dtype="float16",
+            chunks=(ROW_CHUNK, len(members), N_CLASSES),
+        )
         en = create_ensemble_array(g, n)
         # Shards are already in row order (each covers a contiguous block), so stream them one by one.
         offset = 0
@@ -159,24 +191,37 @@ def gather(manifest_path, rejected_path, shard_paths, dataset: str, teacher_cfg:
             if not np.isfinite(block).all():
                 bad = int(s["row"][:][~np.isfinite(block).all(axis=(1, 2))][0])
                 raise RuntimeError(f"{dataset}: NaN or Inf logits for manifest row {bad} (shard {s.attrs['shard']})")
-            ml[offset:offset + k] = block
-            en[offset:offset + k] = block.astype(np.float32).mean(axis=1)
+            ml[offset : offset + k] = block
+            en[offset : offset + k] = block.astype(np.float32).mean(axis=1)
             offset += k
         if "labels" in manifest.columns:
-            g.create_array("labels", data=labels_multi_hot(manifest["labels"].to_numpy()[sorted_rows], N_CLASSES),
-                           chunks=(ROW_CHUNK, N_CLASSES))
-        g.attrs.update({
-            "dataset": dataset, "members": members, "strides": {m: MEMBERS[m][0] for m in members},
-            "architecture": teacher_cfg["architecture"],
-            "checkpoints": {m: {"file": str(weights[m]), "sha256": sha256(weights[m])} for m in members},
-            "prunekd_version": __version__, "torch_version": torch.__version__,
-            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "n_clips": int(n), "n_rejected": int(len(manifest) - n),
-        })
+            g.create_array(
+                "labels",
+                data=labels_multi_hot(manifest["labels"].to_numpy()[sorted_rows], N_CLASSES),
+                chunks=(ROW_CHUNK, N_CLASSES),
+            )
+        g.attrs.update(
+            {
+                "dataset": dataset,
+                "members": members,
+                "strides": {m: MEMBERS[m][0] for m in members},
+                "architecture": teacher_cfg["architecture"],
+                "checkpoints": {m: {"file": str(weights[m]), "sha256": sha256(weights[m])} for m in members},
+                "prunekd_version": __version__,
+                "torch_version": torch.__version__,
+                "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                "n_clips": int(n),
+                "n_rejected": int(len(manifest) - n),
+            }
+        )
     earlier = pd.read_csv(rejected_path, sep="\t", dtype=str, keep_default_na=False)
-    dec = pd.DataFrame({"row": [r for r, _ in decode_rejected],
-                        "id": manifest["id"].to_numpy()[[r for r, _ in decode_rejected]] if decode_rejected else [],
-                        "reason": [w for _, w in decode_rejected]})
+    dec = pd.DataFrame(
+        {
+            "row": [r for r, _ in decode_rejected],
+            "id": manifest["id"].to_numpy()[[r for r, _ in decode_rejected]] if decode_rejected else [],
+            "reason": [w for _, w in decode_rejected],
+        }
+    )
     all_rej = pd.concat([earlier[["row", "id", "reason"]], dec.astype(str)], ignore_index=True)
     write_table(rejected_out, all_rej)
     log(f"{dataset}: gathered {n} clips from {len(shards)} shards; {len(all_rej)} rejected")

@@ -25,15 +25,37 @@ import soundfile as sf
 
 from .layouts import tau_split_dir
 
-SUBSET_FILES = {"eval": "eval_segments.csv", "balanced_train": "balanced_train_segments.csv",
-                "unbalanced_train": "unbalanced_train_segments.csv"}
+SUBSET_FILES = {
+    "eval": "eval_segments.csv",
+    "balanced_train": "balanced_train_segments.csv",
+    "unbalanced_train": "unbalanced_train_segments.csv",
+}
 # File extensions per libsndfile format: the manifest looks for exactly the files the decoder reads.
-_FORMAT_EXTENSIONS = {"WAV": (".wav",), "WAVEX": (".wav",), "FLAC": (".flac",), "MP3": (".mp3",),
-                      "OGG": (".ogg", ".oga", ".opus"), "AIFF": (".aiff", ".aif"), "CAF": (".caf",),
-                      "AU": (".au", ".snd"), "W64": (".w64",), "RF64": (".rf64",)}
+_FORMAT_EXTENSIONS = {
+    "WAV": (".wav",),
+    "WAVEX": (".wav",),
+    "FLAC": (".flac",),
+    "MP3": (".mp3",),
+    "OGG": (".ogg", ".oga", ".opus"),
+    "AIFF": (".aiff", ".aif"),
+    "CAF": (".caf",),
+    "AU": (".au", ".snd"),
+    "W64": (".w64",),
+    "RF64": (".rf64",),
+}
 AUDIO_EXTS = tuple(sorted({e for f, exts in _FORMAT_EXTENSIONS.items() if f in sf.available_formats() for e in exts}))
-SCENES = ["airport", "bus", "metro", "metro_station", "park", "public_square", "shopping_mall",
-          "street_pedestrian", "street_traffic", "tram"]
+SCENES = [
+    "airport",
+    "bus",
+    "metro",
+    "metro_station",
+    "park",
+    "public_square",
+    "shopping_mall",
+    "street_pedestrian",
+    "street_traffic",
+    "tram",
+]
 TAU_SPLITS = (5, 10, 25, 50, 100)
 
 
@@ -74,7 +96,9 @@ def read_segments(path) -> pd.DataFrame:
             if lineno <= 3 or not rec:
                 continue
             if len(rec) != 4:
-                raise MetadataError(f"{path} line {lineno}: expected 4 fields (YTID, start, end, labels), got {len(rec)}")
+                raise MetadataError(
+                    f"{path} line {lineno}: expected 4 fields (YTID, start, end, labels), got {len(rec)}"
+                )
             rows.append(rec)
     df = pd.DataFrame(rows, columns=["ytid", "start", "end", "mids"])
     try:
@@ -121,8 +145,13 @@ def scan_audio(root) -> tuple[dict[str, str], dict[str, str]]:
 
 def _find(files: dict, y: str, s: float):
     # Local copies name files after the YTID, sometimes with a 'Y' prefix or the start time.
-    return files.get(y) or files.get("Y" + y) or files.get(f"{y}_{int(s)}") or files.get(f"{y}_{int(s * 1000)}") \
+    return (
+        files.get(y)
+        or files.get("Y" + y)
+        or files.get(f"{y}_{int(s)}")
+        or files.get(f"{y}_{int(s * 1000)}")
         or files.get(f"Y{y}_{s:.3f}_{s + 10:.3f}")
+    )
 
 
 def audioset_manifest(root, subsets, audio_dir=None, bad_labels: str = "fail") -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -163,8 +192,10 @@ def audioset_manifest(root, subsets, audio_dir=None, bad_labels: str = "fail") -
                 elif bad_labels == "skip":
                     bad.append(m)
                 else:
-                    raise MetadataError(f"{df['list'].iat[i]} line {df['line'].iat[i]}: unknown label id {m!r} "
-                                        "(not in class_labels_indices.csv; data.bad_audio: skip drops it)")
+                    raise MetadataError(
+                        f"{df['list'].iat[i]} line {df['line'].iat[i]}: unknown label id {m!r} "
+                        "(not in class_labels_indices.csv; data.bad_audio: skip drops it)"
+                    )
             out = parsed[mids] = (" ".join(idx), " ".join(bad))
         labels.append(out[0])
         unknown.append(out[1])
@@ -224,17 +255,26 @@ def tau_manifest(root, splits=TAU_SPLITS, split_dir=None) -> tuple[pd.DataFrame,
     if unknown.any():
         i = int(np.flatnonzero(unknown)[0])
         raise MetadataError(f"{root / 'meta.csv'} line {i + 2}: unknown scene label {meta['scene_label'][i]!r}")
-    df = pd.DataFrame({"row": np.arange(len(meta)), "id": meta["filename"],
-                       "path": [str(root / f) for f in meta["filename"]],
-                       "class_label": meta["scene_label"], "scene_label": meta["scene_label"],
-                       "label": meta["scene_label"].map({s: i for i, s in enumerate(SCENES)}),
-                       "device": meta["source_label"], "identifier": meta["identifier"]})
+    df = pd.DataFrame(
+        {
+            "row": np.arange(len(meta)),
+            "id": meta["filename"],
+            "path": [str(root / f) for f in meta["filename"]],
+            "class_label": meta["scene_label"],
+            "scene_label": meta["scene_label"],
+            "label": meta["scene_label"].map({s: i for i, s in enumerate(SCENES)}),
+            "device": meta["source_label"],
+            "identifier": meta["identifier"],
+        }
+    )
     known = set(meta["filename"])
     for name in [f"split{s}" for s in splits] + ["test"]:
         f = split_dir / f"{name}.csv"
         if not f.exists():
-            raise MetadataError(f"{f}: no such split file (targets.<name>.split_dir; default: the dataset root, "
-                                "then <root>/split_setup)")
+            raise MetadataError(
+                f"{f}: no such split file (targets.<name>.split_dir; default: the dataset root, "
+                "then <root>/split_setup)"
+            )
         part = read_tsv(f, ["filename"])
         if part.empty:
             raise MetadataError(f"{f}: split is empty")
@@ -271,11 +311,16 @@ def csv_target_manifest(csv_path, audio_root, splits, test_split: str = "test") 
         raise MetadataError(f"{csv_path} line {i + 2}: duplicate filename {meta['filename'][i]}")
     classes = sorted(meta["label"].str.strip().unique())
     member = [set(v.replace(";", " ").replace(",", " ").split()) for v in meta["split"]]
-    df = pd.DataFrame({"row": np.arange(len(meta)), "id": meta["filename"],
-                       "path": [str(audio_root / f) for f in meta["filename"]],
-                       "class_label": meta["label"].str.strip(),
-                       "label": meta["label"].str.strip().map({c: i for i, c in enumerate(classes)}),
-                       "device": meta["device"] if "device" in meta.columns else "all"})
+    df = pd.DataFrame(
+        {
+            "row": np.arange(len(meta)),
+            "id": meta["filename"],
+            "path": [str(audio_root / f) for f in meta["filename"]],
+            "class_label": meta["label"].str.strip(),
+            "label": meta["label"].str.strip().map({c: i for i, c in enumerate(classes)}),
+            "device": meta["device"] if "device" in meta.columns else "all",
+        }
+    )
     for name in [str(x) for x in splits] + [test_split]:
         col = "test" if name == test_split else f"split{name}"
         df[col] = [name in m for m in member]
@@ -301,17 +346,21 @@ def target_manifest(s: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
 def build_manifest(s: dict, root, out, rejected_out, log=print) -> None:
     """Write a dataset's manifest and its rejected table, from the settings `s` (the adapter, where the data lies)."""
     import time
+
     from .atomic import write_table
+
     t0 = time.time()
     if s["adapter"] == "audioset":
         if not root:
             raise MetadataError("--root (the AudioSet folder) is needed for the audioset adapter")
         if s.get("layout") == "hdf5":  # PaSST's *_mp3.hdf files: names, labels and MP3 bytes in one file per subset
             from .audioset_hdf5 import audioset_hdf5_manifest
+
             man, rej = audioset_hdf5_manifest(root, s["audioset_subsets"])
         else:
-            man, rej = audioset_manifest(root, s["audioset_subsets"], s.get("audioset_audio_dir") or None,
-                                         bad_labels=s["bad_audio"])
+            man, rej = audioset_manifest(
+                root, s["audioset_subsets"], s.get("audioset_audio_dir") or None, bad_labels=s["bad_audio"]
+            )
     else:
         man, rej = target_manifest(s)
         for w in class_coverage_warnings(man):
@@ -319,8 +368,9 @@ def build_manifest(s: dict, root, out, rejected_out, log=print) -> None:
     if len(rej) and s["bad_audio"] == "fail":
         r = rej.iloc[0]
         where = f"{r['list']} line {r['line']}" if "list" in r else str(man.loc[man["row"] == r["row"], "path"].iloc[0])
-        raise BadAudioError(f"{where}: clip {r['id']} is {r['reason']} ({out}; data.bad_audio: fail); "
-                            f"{len(rej)} such clips")
+        raise BadAudioError(
+            f"{where}: clip {r['id']} is {r['reason']} ({out}; data.bad_audio: fail); {len(rej)} such clips"
+        )
     write_table(rejected_out, rej)
     write_table(out, man)
     log(f"{out}: {len(man)} rows, {len(rej)} rejected, {time.time() - t0:.1f} s")

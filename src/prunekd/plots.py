@@ -8,6 +8,7 @@ import numpy as np
 def training_score_histogram(audioset_store, audioset_manifest, scores_path, thresholds, title: str, out) -> None:
     """Histogram (PNG) of a split's scores over the AudioSet training clips, thresholds marked."""
     from .store import training_rows
+
     _, train_pos = training_rows(audioset_store, audioset_manifest)
     score_histogram(np.load(scores_path)[train_pos], thresholds, title, out)
 
@@ -15,9 +16,12 @@ def training_score_histogram(audioset_store, audioset_manifest, scores_path, thr
 def score_histogram(scores: np.ndarray, thresholds, title: str, out) -> None:
     """Histogram (PNG, log counts) of domain classifier scores with each threshold and its kept share."""
     import matplotlib
+
     matplotlib.use("Agg")  # no display on compute nodes
     import matplotlib.pyplot as plt
+
     from .atomic import atomic_path
+
     fig, ax = plt.subplots(figsize=(6, 3.5))
     ax.hist(scores, bins=50, range=(0, 1), color="steelblue")
     ax.set_yscale("log")

@@ -28,8 +28,12 @@ def rejected_report(tables: dict[str, str], outdir) -> pd.DataFrame:
         tmp.write_text("# Rejected clips\n\n" + counts.to_markdown(index=False) + "\n")
     listing = every.head(200).to_html(index=False) if len(every) else "<p>none</p>"
     with atomic_path(outdir / "rejected_counts.html") as tmp:
-        tmp.write_text("<html><head><meta charset='utf-8'><title>Rejected clips</title></head><body>"
-                       "<h2>Rejected clips (skipped and listed)</h2>" + counts.to_html(index=False)
-                       + f"<h3>Clips (first 200 of {len(every)}; all in rejected.tsv)</h3>" + listing
-                       + "</body></html>\n")
+        tmp.write_text(
+            "<html><head><meta charset='utf-8'><title>Rejected clips</title></head><body>"
+            "<h2>Rejected clips (skipped and listed)</h2>"
+            + counts.to_html(index=False)
+            + f"<h3>Clips (first 200 of {len(every)}; all in rejected.tsv)</h3>"
+            + listing
+            + "</body></html>\n"
+        )
     return counts

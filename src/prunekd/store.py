@@ -13,15 +13,20 @@ import zarr
 
 N_CLASSES = 527
 TRAIN_SUBSETS = ["balanced_train", "unbalanced_train"]  # what is scored, pruned and drawn from
-ROW_CHUNK = 1024       # rows per chunk of member_logits and labels
+ROW_CHUNK = 1024  # rows per chunk of member_logits and labels
 ENSEMBLE_CHUNK = 8192  # rows per chunk of the ensemble array, read in long streams by scoring
 
 
 def create_ensemble_array(group, n: int):
     """The ensemble mean [n, 527] float32, uncompressed: logits barely compress (about 10 %), and scoring
     2 M clips per split is bound by reading this array, so decompression would only cost time."""
-    return group.create_array("ensemble", shape=(n, N_CLASSES), dtype="float32",
-                              chunks=(max(1, min(n, ENSEMBLE_CHUNK)), N_CLASSES), compressors=None)
+    return group.create_array(
+        "ensemble",
+        shape=(n, N_CLASSES),
+        dtype="float32",
+        chunks=(max(1, min(n, ENSEMBLE_CHUNK)), N_CLASSES),
+        compressors=None,
+    )
 
 
 def open_store(path):
@@ -31,6 +36,7 @@ def open_store(path):
 def rows_where(store_path, manifest_path, column: str, values: list[str]):
     """(store, its positions whose manifest row has `column` in `values`)."""
     import pandas as pd
+
     store = open_store(store_path)
     man = pd.read_csv(manifest_path, sep="\t", dtype=str, keep_default_na=False)
     col = man[column].to_numpy()[store["row"][:]]

@@ -54,8 +54,9 @@ def choose(candidates: list[tuple[str, dict]]) -> tuple[str, dict]:
 
 
 @torch.no_grad()
-def predict_clips(model_path, paths, frontend_cfg: dict, clip_seconds: float, batch_size: int = 256,
-                  num_workers: int = 0) -> tuple[np.ndarray, list[tuple[int, str]], int]:
+def predict_clips(
+    model_path, paths, frontend_cfg: dict, clip_seconds: float, batch_size: int = 256, num_workers: int = 0
+) -> tuple[np.ndarray, list[tuple[int, str]], int]:
     """Softmax scores [N, classes] of a saved student; clips that fail to decode come back as (index, reason)."""
     ck = torch.load(model_path, map_location="cpu", weights_only=True)
     model = build_student(ck["student"], ck["n_classes"])
@@ -63,8 +64,12 @@ def predict_clips(model_path, paths, frontend_cfg: dict, clip_seconds: float, ba
     model.eval()
     mel = MelFrontEnd(frontend_cfg).eval()
     sr = frontend_cfg["sample_rate"]
-    dl = torch.utils.data.DataLoader(WaveDataset(list(paths), sr, int(clip_seconds * sr)), batch_size=batch_size,
-                                     num_workers=num_workers, collate_fn=collate)
+    dl = torch.utils.data.DataLoader(
+        WaveDataset(list(paths), sr, int(clip_seconds * sr)),
+        batch_size=batch_size,
+        num_workers=num_workers,
+        collate_fn=collate,
+    )
     probs, skipped = [], []
     for wav, _, bad in dl:
         skipped += bad
@@ -72,17 +77,30 @@ def predict_clips(model_path, paths, frontend_cfg: dict, clip_seconds: float, ba
     return np.concatenate(probs), skipped, ck["n_classes"]
 
 
-def submission(model_paths, metrics_paths, manifest_path, eval_root, frontend_cfg: dict, clip_seconds: float,
-               models: str, out_csv, out_info, num_workers: int = 0, log=print) -> dict:
+def submission(
+    model_paths,
+    metrics_paths,
+    manifest_path,
+    eval_root,
+    frontend_cfg: dict,
+    clip_seconds: float,
+    models: str,
+    out_csv,
+    out_info,
+    num_workers: int = 0,
+    log=print,
+) -> dict:
     """Choose the model (one candidate per split and seed, or the best of several), predict, write both files."""
     from .atomic import write_json, write_table
+
     candidates = [(str(m), json.loads(Path(j).read_text())) for m, j in zip(model_paths, metrics_paths)]
     model_path, dev = choose(candidates)
     manifest = pd.read_csv(manifest_path, sep="\t", keep_default_na=False)
     classes = class_names(manifest)
     clips = read_eval_meta(eval_root)
-    probs, skipped, n_classes = predict_clips(model_path, clips["path"], frontend_cfg, clip_seconds,
-                                              num_workers=num_workers)
+    probs, skipped, n_classes = predict_clips(
+        model_path, clips["path"], frontend_cfg, clip_seconds, num_workers=num_workers
+    )
     if n_classes != len(classes):
         raise ValueError(f"{model_path}: {n_classes} outputs, but {manifest_path} has {len(classes)} classes")
     bad = {i for i, _ in skipped}
@@ -96,17 +114,28 @@ def submission(model_paths, metrics_paths, manifest_path, eval_root, frontend_cf
     write_table(out_csv, pred[keep].reset_index(drop=True), sep="\t", float_format="%.4f")
     ck = torch.load(model_path, map_location="cpu", weights_only=True)
     cx = complexity(ck["student"], frontend_cfg, n_classes, clip_seconds)
-    info = {"model": model_path, "models": models, "MACs": cx["macs"], "Params": cx["parameters"],
-            "parameter_bytes_fp16": cx["parameter_bytes_fp16"], "within_limits": cx["within_limits"],
-            "test": {k: dev[k] for k in ("macro_accuracy", "accuracy", "n", "per_device", "per_class") if k in dev},
-            "candidates": {m: c["macro_accuracy"] for m, c in candidates},
-            "eval_clips": int(len(clips)), "predicted": int(keep.sum()),
-            "skipped": [{"filename": clips["filename"][i], "reason": why} for i, why in skipped]}
+    info = {
+        "model": model_path,
+        "models": models,
+        "MACs": cx["macs"],
+        "Params": cx["parameters"],
+        "parameter_bytes_fp16": cx["parameter_bytes_fp16"],
+        "within_limits": cx["within_limits"],
+        "test": {k: dev[k] for k in ("macro_accuracy", "accuracy", "n", "per_device", "per_class") if k in dev},
+        "candidates": {m: c["macro_accuracy"] for m, c in candidates},
+        "eval_clips": int(len(clips)),
+        "predicted": int(keep.sum()),
+        "skipped": [{"filename": clips["filename"][i], "reason": why} for i, why in skipped],
+    }
     write_json(out_info, info)
     if skipped:
-        log(f"{eval_root}: {len(skipped)} evaluation clips failed to decode and are not in {out_csv} "
-            f"(listed in {out_info}), e.g. {clips['filename'][skipped[0][0]]}: {skipped[0][1]}")
-    log(f"{out_csv}: {int(keep.sum())} evaluation clips predicted by {model_path} "
+        log(
+            f"{eval_root}: {len(skipped)} evaluation clips failed to decode and are not in {out_csv} "
+            f"(listed in {out_info}), e.g. {clips['filename'][skipped[0][0]]}: {skipped[0][1]}"
+        )
+    log(
+        f"{out_csv}: {int(keep.sum())} evaluation clips predicted by {model_path} "
         f"(development-test macro accuracy {100 * dev['macro_accuracy']:.2f} %; {cx['parameters']} parameters, "
-        f"{cx['macs']} MACs)")
+        f"{cx['macs']} MACs)"
+    )
     return info

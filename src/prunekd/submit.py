@@ -52,8 +52,16 @@ def snakemake_exe() -> str:
     return str(here) if here.exists() else (shutil.which("snakemake") or "snakemake")
 
 
-def submit(workdir, snakemake_args: list[str], log_dir, time_min: int, mem_gb: float, partition: str | None,
-           account: str | None, name: str = "prunekd-controller"):
+def submit(
+    workdir,
+    snakemake_args: list[str],
+    log_dir,
+    time_min: int,
+    mem_gb: float,
+    partition: str | None,
+    account: str | None,
+    name: str = "prunekd-controller",
+):
     """Submit the controller; returns the submitit job."""
     ex = submitit.AutoExecutor(folder=str(log_dir), cluster="slurm")
     extra = {"signal_delay_s": 180}
@@ -61,10 +69,16 @@ def submit(workdir, snakemake_args: list[str], log_dir, time_min: int, mem_gb: f
         extra["partition"] = partition
     if account:
         extra["account"] = account
-    ex.update_parameters(name=name, timeout_min=time_min, mem_gb=mem_gb, cpus_per_task=1, nodes=1,
-                         tasks_per_node=1,
-                         slurm_additional_parameters={"requeue": True, "chdir": str(Path(workdir).resolve())},
-                         **{f"slurm_{k}": v for k, v in extra.items()})
+    ex.update_parameters(
+        name=name,
+        timeout_min=time_min,
+        mem_gb=mem_gb,
+        cpus_per_task=1,
+        nodes=1,
+        tasks_per_node=1,
+        slurm_additional_parameters={"requeue": True, "chdir": str(Path(workdir).resolve())},
+        **{f"slurm_{k}": v for k, v in extra.items()},
+    )
     return ex.submit(Controller(str(Path(workdir).resolve()), snakemake_args, snakemake_exe()))
 
 

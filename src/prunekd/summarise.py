@@ -41,7 +41,13 @@ def collect(metric_files: list[str], prune_files: list[str]) -> tuple[pd.DataFra
     runs = []
     for f in metric_files:
         m = json.loads(Path(f).read_text())
-        runs.append({**m["key"], "macro_accuracy": m["macro_accuracy"], **{f"device_{d}": a for d, a in m["per_device"].items()}})
+        runs.append(
+            {
+                **m["key"],
+                "macro_accuracy": m["macro_accuracy"],
+                **{f"device_{d}": a for d, a in m["per_device"].items()},
+            }
+        )
     prunes = [json.loads(Path(f).read_text()) for f in prune_files]
     runs, prunes = pd.DataFrame(runs), pd.DataFrame(prunes)
     for df in (runs, prunes):
@@ -67,9 +73,18 @@ def table1(runs: pd.DataFrame, prunes: pd.DataFrame, sweep_split, paper: bool = 
         mean, std = _mean_std(g["macro_accuracy"])
         p = prunes[(prunes["split"] == sweep_split) & np.isclose(prunes["threshold"], thr)].iloc[0]
         paper_row = PAPER_TABLE1.get(round(thr, 3), (np.nan, np.nan)) if paper else (np.nan, np.nan)
-        rows.append({"threshold": thr, "macro_acc": round(mean, 2), "macro_acc_std": round(std, 2), "seeds": len(g),
-                     "kept_share_pct": round(100 * p["kept_share"], 2), "kept_clips": int(p["kept"]),
-                     "paper_macro_acc": paper_row[0], "paper_kept_share_pct": paper_row[1]})
+        rows.append(
+            {
+                "threshold": thr,
+                "macro_acc": round(mean, 2),
+                "macro_acc_std": round(std, 2),
+                "seeds": len(g),
+                "kept_share_pct": round(100 * p["kept_share"], 2),
+                "kept_clips": int(p["kept"]),
+                "paper_macro_acc": paper_row[0],
+                "paper_kept_share_pct": paper_row[1],
+            }
+        )
     cols = ["threshold", "macro_acc", "macro_acc_std", "seeds", "kept_share_pct", "kept_clips"]
     out = pd.DataFrame(rows, columns=cols + ["paper_macro_acc", "paper_kept_share_pct"])
     return out if paper else out[cols]
@@ -84,10 +99,20 @@ def table2(runs: pd.DataFrame, threshold: float, paper: bool = True) -> pd.DataF
         km, ks = _mean_std(kd["macro_accuracy"]) if len(kd) else (np.nan, np.nan)
         bm, bs = _mean_std(base["macro_accuracy"]) if len(base) else (np.nan, np.nan)
         paper_row = PAPER_TABLE2.get(int(split), (np.nan, np.nan)) if paper and split.isdigit() else (np.nan, np.nan)
-        rows.append({"split": int(split) if split.isdigit() else split, "method_macro_acc": round(km, 2), "method_std": round(ks, 2),
-                     "method_runs": len(kd), "baseline_macro_acc": round(bm, 2), "baseline_std": round(bs, 2),
-                     "baseline_runs": len(base),
-                     "gain": round(km - bm, 2), "paper_method": paper_row[0], "paper_baseline": paper_row[1]})
+        rows.append(
+            {
+                "split": int(split) if split.isdigit() else split,
+                "method_macro_acc": round(km, 2),
+                "method_std": round(ks, 2),
+                "method_runs": len(kd),
+                "baseline_macro_acc": round(bm, 2),
+                "baseline_std": round(bs, 2),
+                "baseline_runs": len(base),
+                "gain": round(km - bm, 2),
+                "paper_method": paper_row[0],
+                "paper_baseline": paper_row[1],
+            }
+        )
     out = pd.DataFrame(rows)
     return out if paper else out.drop(columns=["paper_method", "paper_baseline"])
 
@@ -100,11 +125,15 @@ def table2_note(t2: pd.DataFrame, paper: bool) -> str:
     def runs(col):
         return "/".join(str(n) for n in sorted(set(t2[col])))
 
-    note = (f"Means (and standard deviations) over {runs('method_runs')} run(s) per split of the method and "
-            f"{runs('baseline_runs')} of the baseline (grid.seeds, grid.baseline_seeds).")
+    note = (
+        f"Means (and standard deviations) over {runs('method_runs')} run(s) per split of the method and "
+        f"{runs('baseline_runs')} of the baseline (grid.seeds, grid.baseline_seeds)."
+    )
     if paper:
-        note += (" The report's columns: its method is one run per split; its baseline is the DCASE2024 "
-                 "baseline's published mean over 5 runs.")
+        note += (
+            " The report's columns: its method is one run per split; its baseline is the DCASE2024 "
+            "baseline's published mean over 5 runs."
+        )
     return note
 
 
@@ -119,13 +148,26 @@ def controls(runs: pd.DataFrame, prunes: pd.DataFrame) -> pd.DataFrame:
         split, ens, thr = str(p["split"]), p["ensemble"], p["threshold"]
         here = runs[runs["split"] == split]
         sel = {
-            "pruned": here[(here["method"] == "pruned") & (here["ensemble"] == ens) & np.isclose(here["threshold"].astype(float), thr)],
-            "random": here[(here["method"] == "random") & (here["ensemble"] == ens) & np.isclose(here["threshold"].astype(float), thr)],
+            "pruned": here[
+                (here["method"] == "pruned")
+                & (here["ensemble"] == ens)
+                & np.isclose(here["threshold"].astype(float), thr)
+            ],
+            "random": here[
+                (here["method"] == "random")
+                & (here["ensemble"] == ens)
+                & np.isclose(here["threshold"].astype(float), thr)
+            ],
             "full": here[(here["method"] == "full") & (here["ensemble"] == ens)],
             "baseline": here[here["method"] == "baseline"],
         }
-        row = {"ensemble": ens, "split": int(split) if split.isdigit() else split, "threshold": thr,
-               "kept_clips": int(p["kept"]), "kept_share_pct": round(100 * p["kept_share"], 2)}
+        row = {
+            "ensemble": ens,
+            "split": int(split) if split.isdigit() else split,
+            "threshold": thr,
+            "kept_clips": int(p["kept"]),
+            "kept_share_pct": round(100 * p["kept_share"], 2),
+        }
         for name, g in sel.items():
             label = "no_distillation" if name == "baseline" else name
             m, sd = _mean_std(g["macro_accuracy"]) if len(g) else (np.nan, np.nan)
@@ -135,12 +177,15 @@ def controls(runs: pd.DataFrame, prunes: pd.DataFrame) -> pd.DataFrame:
         rows.append(row)
     out = pd.DataFrame(rows)
     if len(out):
-        out = out.sort_values(["ensemble", "split", "threshold"], key=lambda c: c.map(_split_order) if c.name == "split" else c)
+        out = out.sort_values(
+            ["ensemble", "split", "threshold"], key=lambda c: c.map(_split_order) if c.name == "split" else c
+        )
     return out.reset_index(drop=True)
 
 
 def write_table_formats(df: pd.DataFrame, stem, title: str, warnings=(), note: str = "") -> None:
     import html
+
     write_table(f"{stem}.csv", df)
     md_warn = "".join(f"> **Warning:** {w}\n" for w in warnings) + ("\n" if warnings else "")
     html_warn = "".join(f"<p style='color:#a00'><b>Warning:</b> {html.escape(w)}</p>" for w in warnings)
@@ -149,14 +194,17 @@ def write_table_formats(df: pd.DataFrame, stem, title: str, warnings=(), note: s
     with atomic_path(f"{stem}.md") as tmp:
         tmp.write_text(f"# {title}\n\n" + md_warn + df.to_markdown(index=False) + "\n")
     with atomic_path(f"{stem}.html") as tmp:
-        tmp.write_text(f"<html><head><meta charset='utf-8'><title>{title}</title>"
-                       "<style>table{border-collapse:collapse;font-family:sans-serif}"
-                       "td,th{border:1px solid #999;padding:4px 8px;text-align:right}</style></head>"
-                       f"<body><h2>{title}</h2>" + html_warn + df.to_html(index=False, na_rep="-") + "</body></html>\n")
+        tmp.write_text(
+            f"<html><head><meta charset='utf-8'><title>{title}</title>"
+            "<style>table{border-collapse:collapse;font-family:sans-serif}"
+            "td,th{border:1px solid #999;padding:4px 8px;text-align:right}</style></head>"
+            f"<body><h2>{title}</h2>" + html_warn + df.to_html(index=False, na_rep="-") + "</body></html>\n"
+        )
 
 
 def _save(fig, out) -> None:
     import matplotlib.pyplot as plt
+
     fig.tight_layout()
     with atomic_path(out) as tmp:
         fig.savefig(tmp, format="png", dpi=110)
@@ -165,8 +213,10 @@ def _save(fig, out) -> None:
 
 def plot_table1(t1: pd.DataFrame, out) -> None:
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.errorbar(t1["threshold"], t1["macro_acc"], yerr=t1["macro_acc_std"], marker="o", label="this run")
     if "paper_macro_acc" in t1:
@@ -183,8 +233,10 @@ def plot_table1(t1: pd.DataFrame, out) -> None:
 
 def plot_table2(t2: pd.DataFrame, out) -> None:
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
     fig, ax = plt.subplots(figsize=(6, 4))
     x = np.arange(len(t2))
     ax.bar(x - 0.2, t2["method_macro_acc"], 0.4, yerr=t2["method_std"], label="pruned KD + fine-tune")
@@ -202,17 +254,26 @@ def plot_table2(t2: pd.DataFrame, out) -> None:
 
 def plot_controls(ct: pd.DataFrame, out) -> None:
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
     fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(ct) + 2), 4))
     x = np.arange(len(ct))
-    names = [("pruned", "pruned set"), ("random", "random subset, same size"), ("full", "all of AudioSet"),
-             ("no_distillation", "no distillation")]
+    names = [
+        ("pruned", "pruned set"),
+        ("random", "random subset, same size"),
+        ("full", "all of AudioSet"),
+        ("no_distillation", "no distillation"),
+    ]
     for i, (col, label) in enumerate(names):
         if col in ct.columns and ct[col].notna().any():
             ax.bar(x + (i - 1.5) * 0.2, ct[col], 0.2, yerr=ct[f"{col}_std"], label=label)
-    ax.set_xticks(x, [f"{e}\n{s}/{t:g}" for e, s, t in zip(ct.get("ensemble", []), ct.get("split", []),
-                                                              ct.get("threshold", []))], fontsize=7)
+    ax.set_xticks(
+        x,
+        [f"{e}\n{s}/{t:g}" for e, s, t in zip(ct.get("ensemble", []), ct.get("split", []), ct.get("threshold", []))],
+        fontsize=7,
+    )
     ax.set_xlabel("ensemble, split / threshold")
     ax.set_ylabel("macro accuracy (%)")
     ax.legend(fontsize=7)
@@ -222,14 +283,18 @@ def plot_controls(ct: pd.DataFrame, out) -> None:
 
 def plot_devices(runs: pd.DataFrame, threshold: float, out) -> None:
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
     cols = sorted(c for c in runs.columns if c.startswith("device_"))
     fig, ax = plt.subplots(figsize=(7, 4))
     last = _sorted_splits(runs["split"])[-1]
     main = (runs["method"] == "pruned") & (runs["ensemble"].fillna("all") == "all")
-    for label, sel in (("method", main & np.isclose(runs["threshold"].astype(float).fillna(-1), threshold)),
-                       ("baseline", runs["method"] == "baseline")):
+    for label, sel in (
+        ("method", main & np.isclose(runs["threshold"].astype(float).fillna(-1), threshold)),
+        ("baseline", runs["method"] == "baseline"),
+    ):
         g = runs[sel & (runs["split"] == last)]
         if len(g):
             ax.plot([c[7:] for c in cols], 100 * g[cols].mean().to_numpy(), "o-", label=label)
@@ -240,21 +305,36 @@ def plot_devices(runs: pd.DataFrame, threshold: float, out) -> None:
     _save(fig, out)
 
 
-def summarise(metric_files, prune_files, outdir, sweep_split, threshold: float, target: str = "",
-              adapter: str = "tau2022", warnings=()) -> dict:
+def summarise(
+    metric_files,
+    prune_files,
+    outdir,
+    sweep_split,
+    threshold: float,
+    target: str = "",
+    adapter: str = "tau2022",
+    warnings=(),
+) -> dict:
     """warnings: lines shown above every table (e.g. test classes that never occur in training)."""
     outdir = Path(outdir)
     runs, prunes = collect(metric_files, prune_files)
     paper = adapter == "tau2022"  # the report's numbers are for TAU only
     write_table(outdir / "runs.tsv", runs)
-    t1 = table1(runs, prunes, sweep_split, paper) if sweep_split is not None else table1(runs.iloc[:0], prunes, "", paper)
+    t1 = (
+        table1(runs, prunes, sweep_split, paper)
+        if sweep_split is not None
+        else table1(runs.iloc[:0], prunes, "", paper)
+    )
     t2 = table2(runs, threshold, paper)
     ct = controls(runs, prunes)
     name = f"{target}: " if target else ""
     write_table_formats(t1, outdir / "table1", f"{name}Table 1, pruning thresholds on split {sweep_split}", warnings)
-    write_table_formats(t2, outdir / "table2", f"{name}Table 2, every split, threshold {threshold}", warnings,
-                        table2_note(t2, paper))
-    write_table_formats(ct, outdir / "controls", f"{name}pruned vs random subset vs all of AudioSet vs no distillation", warnings)
+    write_table_formats(
+        t2, outdir / "table2", f"{name}Table 2, every split, threshold {threshold}", warnings, table2_note(t2, paper)
+    )
+    write_table_formats(
+        ct, outdir / "controls", f"{name}pruned vs random subset vs all of AudioSet vs no distillation", warnings
+    )
     plot_table1(t1, outdir / "table1.png")
     plot_table2(t2, outdir / "table2.png")
     plot_controls(ct, outdir / "controls.png")
@@ -263,14 +343,24 @@ def summarise(metric_files, prune_files, outdir, sweep_split, threshold: float, 
 
 
 def write_summary(metric_files, prune_files, outdir, cfg: dict, manifest=None, log=print) -> dict:
-    """The summary from the step's settings; with the target `manifest`, its class coverage warnings go above the tables."""
+    """The summary from the step's settings; with the target `manifest`, its class coverage warnings go above
+    the tables."""
     from .manifest import class_coverage_warnings
+
     warnings = []
     if manifest:
         warnings = class_coverage_warnings(pd.read_csv(manifest, sep="\t", dtype=str, keep_default_na=False))
         for w in warnings:
             log(f"warning: {manifest}: {w}")
-    out = summarise(metric_files, prune_files, outdir, cfg["sweep_split"], cfg["threshold"], cfg.get("target", ""),
-                    cfg.get("adapter", "tau2022"), warnings)
+    out = summarise(
+        metric_files,
+        prune_files,
+        outdir,
+        cfg["sweep_split"],
+        cfg["threshold"],
+        cfg.get("target", ""),
+        cfg.get("adapter", "tau2022"),
+        warnings,
+    )
     log(f"summary written to {outdir}")
     return out

@@ -40,6 +40,7 @@ def checkpoint_url(member: str) -> str:
 def _quiet_import():
     # hear21passt prints the model on construction and warns when the input is shorter than 10 s.
     import hear21passt.models.passt as passt
+
     passt.first_RUN = False
     return passt
 
@@ -52,9 +53,17 @@ def build_member(stride: int, arch: dict, n_frames: int = 998, fused_attention: 
     same function, to float tolerance; tested): 2.3x faster on CPU, flash attention on GPU.
     """
     passt = _quiet_import()
-    model = passt.PaSST(img_size=(arch["n_mels"], n_frames), patch_size=16, stride=(stride, stride), in_chans=1,
-                        num_classes=527, embed_dim=arch["embed_dim"], depth=arch["depth"],
-                        num_heads=arch["num_heads"], distilled=True)
+    model = passt.PaSST(
+        img_size=(arch["n_mels"], n_frames),
+        patch_size=16,
+        stride=(stride, stride),
+        in_chans=1,
+        num_classes=527,
+        embed_dim=arch["embed_dim"],
+        depth=arch["depth"],
+        num_heads=arch["num_heads"],
+        distilled=True,
+    )
     if fused_attention:
         for block in model.blocks:
             block.attn.forward = types.MethodType(_fused_attention, block.attn)
@@ -71,12 +80,27 @@ def _fused_attention(self, x: torch.Tensor) -> torch.Tensor:
 
 def build_mel() -> nn.Module:
     """PaSST front end exactly as hear21passt.base.get_basic_model builds it."""
-    from hear21passt.models.preprocess import AugmentMelSTFT
     import contextlib
     import io
+
+    from hear21passt.models.preprocess import AugmentMelSTFT
+
     with contextlib.redirect_stdout(io.StringIO()):
-        mel = AugmentMelSTFT(n_mels=128, sr=32000, win_length=800, hopsize=320, n_fft=1024, freqm=48, timem=192,
-                             htk=False, fmin=0.0, fmax=None, norm=1, fmin_aug_range=10, fmax_aug_range=2000)
+        mel = AugmentMelSTFT(
+            n_mels=128,
+            sr=32000,
+            win_length=800,
+            hopsize=320,
+            n_fft=1024,
+            freqm=48,
+            timem=192,
+            htk=False,
+            fmin=0.0,
+            fmax=None,
+            norm=1,
+            fmin_aug_range=10,
+            fmax_aug_range=2000,
+        )
     return mel.eval()
 
 
@@ -102,8 +126,10 @@ def locate_weights(members: list[str], weights_dir) -> dict[str, Path]:
             missing.append(f"{f}  ({checkpoint_url(m)})")
     if missing:
         raise WeightsError(
-            f"teacher weights not found in {weights_dir} nor in {hub}:\n  " + "\n  ".join(missing)
-            + "\nRun `snakemake download_teachers` (or `prunekd download-teachers`) on a node with network.")
+            f"teacher weights not found in {weights_dir} nor in {hub}:\n  "
+            + "\n  ".join(missing)
+            + "\nRun `snakemake download_teachers` (or `prunekd download-teachers`) on a node with network."
+        )
     return found
 
 
@@ -189,10 +215,14 @@ def check_weights(members: list[str], weights_dir, arch: dict, log=print) -> Non
         for seconds in (1, 10):
             out = ens(torch.zeros(1, seconds * 32000))
             if out.shape != (1, 1, 527) or not torch.isfinite(out).all():
-                raise WeightsError(f"{paths[m]}: {seconds} s clip gave {tuple(out.shape)} logits, finite: "
-                                   f"{bool(torch.isfinite(out).all())}")
-        log(f"{m}: {paths[m]} loads (stride {MEMBERS[m][0]}, built for {trained_frames_of(model)} frames); "
-            f"1 s and 10 s clips give finite logits")
+                raise WeightsError(
+                    f"{paths[m]}: {seconds} s clip gave {tuple(out.shape)} logits, finite: "
+                    f"{bool(torch.isfinite(out).all())}"
+                )
+        log(
+            f"{m}: {paths[m]} loads (stride {MEMBERS[m][0]}, built for {trained_frames_of(model)} frames); "
+            f"1 s and 10 s clips give finite logits"
+        )
 
 
 def trained_frames_of(model: nn.Module) -> int:
@@ -230,13 +260,23 @@ def n_frames(seconds: float, sample_rate: int = 32000, hop: int = 320) -> int:
     return min(998, int(seconds * sample_rate) // hop + 1) if seconds < 10 else 998
 
 
-def train_demo_member(member: str, stride: int, arch: dict, wav: torch.Tensor, labels: torch.Tensor,
-                      steps: int, seed: int, out_path, log=print, lr: float = 3e-3) -> None:
+def train_demo_member(
+    member: str,
+    stride: int,
+    arch: dict,
+    wav: torch.Tensor,
+    labels: torch.Tensor,
+    steps: int,
+    seed: int,
+    out_path,
+    log=print,
+    lr: float = 3e-3,
+) -> None:
     """Demo only: train a shrunk PaSST briefly on the pool's labels and save it like a release checkpoint."""
     torch.manual_seed(seed)
     mel = build_mel()
     with torch.no_grad():
-        spec = torch.cat([mel(wav[i:i + 64]) for i in range(0, len(wav), 64)]).unsqueeze(1)
+        spec = torch.cat([mel(wav[i : i + 64]) for i in range(0, len(wav), 64)]).unsqueeze(1)
     # Release-shaped (built for 998 frames) like the real checkpoints, so the demo loads them the real way.
     model = build_member(stride, arch, RELEASE_FRAMES).train()
     # Start the head's biases at the label prior: with 527 mostly absent classes, Adam would otherwise spend
@@ -249,6 +289,7 @@ def train_demo_member(member: str, stride: int, arch: dict, wav: torch.Tensor, l
 
     def schedule(s):
         return (s + 1) / warm if s < warm else 0.5 * (1 + math.cos(math.pi * (s - warm) / max(1, steps - warm)))
+
     sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
     gen = torch.Generator().manual_seed(seed)
     with warnings.catch_warnings():
@@ -264,6 +305,7 @@ def train_demo_member(member: str, stride: int, arch: dict, wav: torch.Tensor, l
             if step % max(1, steps // 5) == 0 or step == steps - 1:
                 log(f"{member} step {step + 1}/{steps} loss {loss.item():.4f}")
     from .atomic import atomic_path
+
     with atomic_path(out_path) as tmp:
         torch.save(model.state_dict(), tmp)
 
@@ -272,9 +314,11 @@ def train_demo_teacher(member: str, stride: int, seed: int, cfg: dict, manifest_
     """Demo only: train one member on the usable AudioSet training clips of a manifest and save its checkpoint."""
     import numpy as np
     import pandas as pd
+
     from .audio import AudioError, load_clip
     from .manifest import labels_multi_hot
     from .store import N_CLASSES, TRAIN_SUBSETS
+
     man = pd.read_csv(manifest_path, sep="\t", dtype={"labels": str}, keep_default_na=False)
     man = man[(man["status"] == "ok") & man["subset"].isin(TRAIN_SUBSETS)]
     n = int(cfg["audioset_clip_seconds"] * 32000)
@@ -288,5 +332,15 @@ def train_demo_teacher(member: str, stride: int, seed: int, cfg: dict, manifest_
             usable.append(False)
     wav = torch.from_numpy(np.stack(clips))
     labels = torch.from_numpy(labels_multi_hot(man["labels"][usable], N_CLASSES))
-    train_demo_member(member, stride, cfg["architecture"], wav, labels, cfg["demo_train_steps"], seed, out_path, log,
-                      lr=cfg["demo_train_lr"])
+    train_demo_member(
+        member,
+        stride,
+        cfg["architecture"],
+        wav,
+        labels,
+        cfg["demo_train_steps"],
+        seed,
+        out_path,
+        log,
+        lr=cfg["demo_train_lr"],
+    )

@@ -10,9 +10,9 @@ from __future__ import annotations
 import math
 import shutil
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable
 
 import numpy as np
 import torch
@@ -36,8 +36,9 @@ class StepSampler(torch.utils.data.Sampler):
     batches an uninterrupted one would.
     """
 
-    def __init__(self, n: int, batch_size: int, total_steps: int, seed: int, start_step: int = 0,
-                 drop_last: bool = True):
+    def __init__(
+        self, n: int, batch_size: int, total_steps: int, seed: int, start_step: int = 0, drop_last: bool = True
+    ):
         self.n, self.bs, self.total, self.seed, self.start = n, batch_size, total_steps, seed, start_step
         self.per_epoch = n // batch_size if drop_last else math.ceil(n / batch_size)
         self.per_epoch = max(1, self.per_epoch)
@@ -50,7 +51,7 @@ class StepSampler(torch.utils.data.Sampler):
         epoch, k = divmod(step, self.per_epoch)
         if self._perm[0] != epoch:
             self._perm = (epoch, np.random.default_rng([self.seed, epoch]).permutation(self.n))
-        return self._perm[1][k * self.bs:(k + 1) * self.bs].tolist()
+        return self._perm[1][k * self.bs : (k + 1) * self.bs].tolist()
 
     def __iter__(self):
         for step in range(self.start, self.total):
@@ -78,8 +79,11 @@ class WaveDataset(torch.utils.data.Dataset):
 
 
 def collate(items):
-    return (torch.stack([x for x, _, _ in items]), torch.tensor([i for _, i, _ in items]),
-            [(i, why) for _, i, why in items if why])
+    return (
+        torch.stack([x for x, _, _ in items]),
+        torch.tensor([i for _, i, _ in items]),
+        [(i, why) for _, i, why in items if why],
+    )
 
 
 def decode_all(paths, sample_rate: int, n_samples: int, num_workers: int, device, log=print) -> torch.Tensor:
@@ -98,17 +102,24 @@ def decode_all(paths, sample_rate: int, n_samples: int, num_workers: int, device
         free, total = torch.cuda.mem_get_info(device)
         if nbytes > free - max(8 << 30, total // 5):  # leave room for training's activations
             where = torch.device("cpu")
-    clips = torch.empty((n, n_samples), dtype=torch.float32, device=where,
-                        pin_memory=where.type == "cpu" and device.type == "cuda")
-    dl = torch.utils.data.DataLoader(WaveDataset(paths, sample_rate, n_samples), batch_size=64,
-                                     num_workers=num_workers, collate_fn=collate,
-                                     generator=torch.Generator().manual_seed(0))
+    clips = torch.empty(
+        (n, n_samples), dtype=torch.float32, device=where, pin_memory=where.type == "cpu" and device.type == "cuda"
+    )
+    dl = torch.utils.data.DataLoader(
+        WaveDataset(paths, sample_rate, n_samples),
+        batch_size=64,
+        num_workers=num_workers,
+        collate_fn=collate,
+        generator=torch.Generator().manual_seed(0),
+    )
     for wav, idx, bad in dl:
-        clips[int(idx[0]):int(idx[0]) + len(idx)] = wav.to(where)
+        clips[int(idx[0]) : int(idx[0]) + len(idx)] = wav.to(where)
         for i, why in bad:
             log(f"warning: {paths[i]}: {why}; used as silence")
-    log(f"decoded {n} clips once into {'GPU' if where.type == 'cuda' else 'host'} memory "
-        f"({nbytes / 1e9:.2f} GB float32) in {time.time() - t0:.2f} s")
+    log(
+        f"decoded {n} clips once into {'GPU' if where.type == 'cuda' else 'host'} memory "
+        f"({nbytes / 1e9:.2f} GB float32) in {time.time() - t0:.2f} s"
+    )
     return clips
 
 
@@ -126,10 +137,15 @@ def indexed_batches(clips: torch.Tensor, sampler, device) -> Iterable:
 def loader(dataset, sampler, num_workers: int):
     # A private generator keeps worker seeding from consuming the global RNG (resume determinism).
     # Pinned batches: the host-to-device copy is asynchronous (non_blocking) instead of from pageable memory.
-    return torch.utils.data.DataLoader(dataset, batch_sampler=sampler, num_workers=num_workers, collate_fn=collate,
-                                       generator=torch.Generator().manual_seed(0),
-                                       pin_memory=torch.cuda.is_available(),
-                                       prefetch_factor=4 if num_workers else None)
+    return torch.utils.data.DataLoader(
+        dataset,
+        batch_sampler=sampler,
+        num_workers=num_workers,
+        collate_fn=collate,
+        generator=torch.Generator().manual_seed(0),
+        pin_memory=torch.cuda.is_available(),
+        prefetch_factor=4 if num_workers else None,
+    )
 
 
 def device_and_autocast(precision: str):
@@ -138,6 +154,7 @@ def device_and_autocast(precision: str):
     bf16 autocast on GPU only: on CPU it is slower and would change the numbers the resume test checks.
     """
     import contextlib
+
     dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if dev.type == "cuda" and precision == "bf16":
         return dev, lambda: torch.autocast("cuda", dtype=torch.bfloat16)
@@ -148,6 +165,7 @@ def fingerprint(*parts) -> str:
     """Hash of everything a run depends on: a checkpoint is resumed only by the same run."""
     import hashlib
     import json
+
     h = hashlib.sha256()
     for p in parts:
         h.update(p if isinstance(p, bytes) else json.dumps(p, sort_keys=True, default=str).encode())
@@ -155,8 +173,15 @@ def fingerprint(*parts) -> str:
 
 
 def save_checkpoint(path, step: int, model, opt, sched, fp: str) -> None:
-    state = {"step": step, "model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
-             "torch_rng": torch.get_rng_state(), "numpy_rng": np.random.get_state(), "fingerprint": fp}
+    state = {
+        "step": step,
+        "model": model.state_dict(),
+        "opt": opt.state_dict(),
+        "sched": sched.state_dict(),
+        "torch_rng": torch.get_rng_state(),
+        "numpy_rng": np.random.get_state(),
+        "fingerprint": fp,
+    }
     if torch.cuda.is_available():
         state["cuda_rng"] = torch.cuda.get_rng_state_all()
     with atomic_path(path) as tmp:
@@ -177,7 +202,9 @@ def _restart_curve(ckpt: Path, step: int) -> None:
         curve.unlink()
         return
     import pandas as pd
+
     from .atomic import write_table
+
     old = pd.read_csv(curve, sep="\t") if curve.stat().st_size else pd.DataFrame(columns=["step"])
     write_table(curve, old[old["step"] <= step])
 
@@ -224,8 +251,10 @@ class Progress:
             mean = sum(values) / len(values)
             rate = (step + 1 - self.start) / max(time.time() - self.t0, 1e-9)
             self.rows.append({"step": step + 1, "loss": mean, "lr": lr, "steps_per_s": rate})
-            self.log(f"{self.name} step {step + 1}/{self.total} loss {mean:.4f} lr {lr:.2e} "
-                     f"{rate:.2f} steps/s, {(self.total - step - 1) / max(rate, 1e-9):.0f} s left")
+            self.log(
+                f"{self.name} step {step + 1}/{self.total} loss {mean:.4f} lr {lr:.2e} "
+                f"{rate:.2f} steps/s, {(self.total - step - 1) / max(rate, 1e-9):.0f} s left"
+            )
             self.losses = []
 
     def take_rows(self) -> list[dict]:
@@ -236,6 +265,7 @@ class Progress:
 def append_curve(path, rows: list[dict]) -> None:
     """Training curve TSV; a resumed run appends to the rows of the first attempt."""
     import pandas as pd
+
     path = Path(path)
     cols = ["step", "loss", "lr", "steps_per_s"]
     old = pd.read_csv(path, sep="\t") if path.exists() and path.stat().st_size else pd.DataFrame(columns=cols)
@@ -243,6 +273,7 @@ def append_curve(path, rows: list[dict]) -> None:
     if not new.empty:
         new = new.drop_duplicates("step", keep="last")
     from .atomic import write_table
+
     write_table(path, new)
 
 
@@ -265,6 +296,7 @@ def on_device(model, frontend_cfg: dict, precision: str):
     channels_last: about 30 % faster convolutions on CPU, and what tensor cores want on GPU.
     """
     from .frontend import MelFrontEnd
+
     device, autocast = device_and_autocast(precision)
     model.to(device, memory_format=torch.channels_last)
     return device, autocast, MelFrontEnd(frontend_cfg).to(device)
@@ -286,13 +318,14 @@ def clip_batches(dataset, sampler, num_workers: int, names, log) -> Iterable:
 @dataclass
 class Run:
     """One training run: its length and schedule, its identity, where it keeps its state, what it logs to."""
-    name: str                  # "distill" or "finetune": the progress lines' prefix
-    total: int                 # steps
-    warmup: int                # linear warm-up steps, then cosine
-    final_lr_fraction: float   # the cosine ends at this fraction of cfg["lr"]
-    fingerprint: str           # a checkpoint is resumed only by a run with the same one
-    ckpt_dir: Path             # last.pt and the curve so far: both survive a killed job
-    curve_path: Path | None    # the curve is copied here at the end
+
+    name: str  # "distill" or "finetune": the progress lines' prefix
+    total: int  # steps
+    warmup: int  # linear warm-up steps, then cosine
+    final_lr_fraction: float  # the cosine ends at this fraction of cfg["lr"]
+    fingerprint: str  # a checkpoint is resumed only by a run with the same one
+    ckpt_dir: Path  # last.pt and the curve so far: both survive a killed job
+    curve_path: Path | None  # the curve is copied here at the end
     log: Callable = print
 
 
@@ -305,7 +338,8 @@ def train(model, batches: Callable[[int], Iterable], loss_fn: Callable, cfg: dic
     """
     opt = torch.optim.AdamW(model.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
     sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: warmup_cosine(s, run.total, run.warmup, run.final_lr_fraction))
+        opt, lambda s: warmup_cosine(s, run.total, run.warmup, run.final_lr_fraction)
+    )
     ckpt = Path(run.ckpt_dir) / "last.pt"
     curve = ckpt.with_name(CURVE_NAME)
     start = load_checkpoint(ckpt, model, opt, sched, run.fingerprint, run.log)

@@ -2,9 +2,14 @@ if DEMO:
 
     rule demo_data:
         output:
-            audioset=[f"{AUDIOSET}/{SUBSET_FILES[s]}" for s in SUBSET_FILES]
-            + [f"{AUDIOSET}/class_labels_indices.csv"],
+            audioset=[f"{AUDIOSET}/{SUBSET_FILES[s]}" for s in SUBSET_FILES] + [f"{AUDIOSET}/class_labels_indices.csv"],
             targets=[f for t in config["targets"] if demo_writes(t) for f in target_lists(t)],
+        log:
+            f"{R}/logs/demo_data.log",
+        benchmark:
+            f"{R}/benchmarks/demo_data.tsv"
+        conda:
+            ENV
         params:
             code=code_version("demo-data"),
             audioset=lambda w, output: os.path.dirname(output.audioset[0]),
@@ -18,12 +23,6 @@ if DEMO:
                 },
                 audioset_clip_seconds=config["data"]["audioset_clip_seconds"],
             ),
-        log:
-            f"{R}/logs/demo_data.log",
-        benchmark:
-            f"{R}/benchmarks/demo_data.tsv"
-        conda:
-            ENV
         shell:
             "prunekd demo-data --audioset-root {params.audioset} --tau-roots {params.tau} "
             "--csv-targets {params.csv} --settings {params.settings:q} 2> {log}"
@@ -35,6 +34,15 @@ rule manifest_audioset:
     output:
         manifest=f"{R}/manifests/audioset.tsv",
         rejected=f"{R}/manifests/audioset.rejected.tsv",
+    log:
+        f"{R}/logs/manifest/audioset.log",
+    benchmark:
+        f"{R}/benchmarks/manifest/audioset.tsv"
+    conda:
+        ENV
+    resources:
+        mem_mb=16000,
+        runtime=60,
     params:
         code=code_version("manifest"),
         root=lambda w: AUDIOSET,  # not from input: absent real data is left out of the DAG
@@ -46,15 +54,6 @@ rule manifest_audioset:
             # only when set, so that existing segment-list runs keep their params (and are not rerun)
             **({"layout": "hdf5"} if AUDIOSET_LAYOUT == "hdf5" else {}),
         ),
-    log:
-        f"{R}/logs/manifest/audioset.log",
-    benchmark:
-        f"{R}/benchmarks/manifest/audioset.tsv"
-    resources:
-        mem_mb=16000,
-        runtime=60,
-    conda:
-        ENV
     shell:
         "prunekd manifest --root {params.root} --out {output.manifest} "
         "--rejected {output.rejected} --settings {params.settings:q} 2> {log}"
@@ -67,17 +66,17 @@ rule manifest_target:
     output:
         manifest=f"{R}/manifests/{{target}}.tsv",
         rejected=f"{R}/manifests/{{target}}.rejected.tsv",
-    params:
-        code=code_version("manifest"),
-        settings=lambda w: target_settings(w.target),
     log:
         f"{R}/logs/manifest/{{target}}.log",
     benchmark:
         f"{R}/benchmarks/manifest/{{target}}.tsv"
+    conda:
+        ENV
     resources:
         mem_mb=4000,
         runtime=30,
-    conda:
-        ENV
+    params:
+        code=code_version("manifest"),
+        settings=lambda w: target_settings(w.target),
     shell:
         "prunekd manifest --out {output.manifest} --rejected {output.rejected} --settings {params.settings:q} 2> {log}"

@@ -20,19 +20,19 @@ rule domain_classifier:
             subcategory="{target}",
             labels={"ensemble": "{ensemble}", "split": "{split}", "figure": "validation"},
         ),
-    params:
-        code=code_version("domain-classifier"),
-        settings=lambda w: settings(**config["domain_classifier"], members=ENSEMBLES[w.ensemble]),
     log:
         f"{R}/logs/domain_classifier/{{target}}/{{ensemble}}/split{{split}}.log",
     benchmark:
         f"{R}/benchmarks/domain_classifier/{{target}}/{{ensemble}}/split{{split}}.tsv"
+    conda:
+        ENV
     threads: 2
     resources:
         mem_mb=8000,
         runtime=60,
-    conda:
-        ENV
+    params:
+        code=code_version("domain-classifier"),
+        settings=lambda w: settings(**config["domain_classifier"], members=ENSEMBLES[w.ensemble]),
     shell:
         "prunekd domain-classifier --audioset-store {input.audioset_store} "
         "--audioset-manifest {input.audioset_manifest} --target-store {input.target_store} "
@@ -47,19 +47,19 @@ rule score:
         classifier=f"{DOMAIN}/classifier.pt",
     output:
         f"{DOMAIN}/scores.npy",
-    params:
-        code=code_version("score"),
-        settings=lambda w: settings(members=ENSEMBLES[w.ensemble]),
     log:
         f"{R}/logs/score/{{target}}/{{ensemble}}/split{{split}}.log",
     benchmark:
         f"{R}/benchmarks/score/{{target}}/{{ensemble}}/split{{split}}.tsv"
+    conda:
+        ENV
     threads: 2
     resources:
         mem_mb=4000,
         runtime=30,
-    conda:
-        ENV
+    params:
+        code=code_version("score"),
+        settings=lambda w: settings(members=ENSEMBLES[w.ensemble]),
     shell:
         "prunekd score --audioset-store {input.audioset_store} --audioset-manifest {input.audioset_manifest} "
         "--classifier {input.classifier} --out {output} --settings {params.settings:q} 2> {log}"
@@ -79,16 +79,16 @@ rule score_histogram:
             subcategory="{target}",
             labels={"ensemble": "{ensemble}", "split": "{split}", "figure": "score histogram"},
         ),
-    params:
-        code=code_version("histogram"),
-        thresholds=lambda w: " ".join(threshold_label(t) for t in config["grid"]["thresholds"]),
-        title=lambda w: f"{w.target} split {w.split}, ensemble {w.ensemble}",
     log:
         f"{R}/logs/score_histogram/{{target}}/{{ensemble}}/split{{split}}.log",
     benchmark:
         f"{R}/benchmarks/score_histogram/{{target}}/{{ensemble}}/split{{split}}.tsv"
     conda:
         ENV
+    params:
+        code=code_version("histogram"),
+        thresholds=lambda w: " ".join(threshold_label(t) for t in config["grid"]["thresholds"]),
+        title=lambda w: f"{w.target} split {w.split}, ensemble {w.ensemble}",
     shell:
         "prunekd histogram --audioset-store {input.audioset_store} --audioset-manifest {input.audioset_manifest} "
         "--scores {input.scores} --title {params.title:q} --thresholds {params.thresholds} "
@@ -103,18 +103,18 @@ rule prune:
     output:
         kept=f"{PRUNED}/kept.tsv",
         stats=f"{PRUNED}/stats.json",
-    params:
-        code=code_version("prune"),
-        key=lambda w: json.dumps({"target": w.target, "ensemble": w.ensemble, "split": w.split}),
     log:
         f"{R}/logs/prune/{{target}}/{{ensemble}}/split{{split}}_thr{{threshold}}.log",
     benchmark:
         f"{R}/benchmarks/prune/{{target}}/{{ensemble}}/split{{split}}_thr{{threshold}}.tsv"
+    conda:
+        ENV
     resources:
         mem_mb=4000,
         runtime=15,
-    conda:
-        ENV
+    params:
+        code=code_version("prune"),
+        key=lambda w: json.dumps({"target": w.target, "ensemble": w.ensemble, "split": w.split}),
     shell:
         "prunekd prune --audioset-store {input.audioset_store} --audioset-manifest {input.audioset_manifest} "
         "--scores {input.scores} --key {params.key:q} --threshold {wildcards.threshold} "
@@ -130,19 +130,19 @@ rule random_subset:
         kept=f"{PRUNED}/kept.tsv",
     output:
         f"{PRUNED}/random.tsv",
-    params:
-        code=code_version("random-subset"),
-        seed=config["controls"]["seed"],
-        name=lambda w: f"{w.target}/{w.ensemble}/split{w.split}/thr{w.threshold}",
     log:
         f"{R}/logs/random_subset/{{target}}/{{ensemble}}/split{{split}}_thr{{threshold}}.log",
     benchmark:
         f"{R}/benchmarks/random_subset/{{target}}/{{ensemble}}/split{{split}}_thr{{threshold}}.tsv"
+    conda:
+        ENV
     resources:
         mem_mb=4000,
         runtime=15,
-    conda:
-        ENV
+    params:
+        code=code_version("random-subset"),
+        seed=config["controls"]["seed"],
+        name=lambda w: f"{w.target}/{w.ensemble}/split{w.split}/thr{w.threshold}",
     shell:
         "prunekd random-subset --audioset-store {input.audioset_store} --audioset-manifest {input.audioset_manifest} "
         "--like {input.kept} --seed {params.seed} --name {params.name} --out {output} 2> {log}"
@@ -155,17 +155,17 @@ rule full_set:
         audioset_manifest=f"{R}/manifests/audioset.tsv",
     output:
         f"{R}/prune/full.tsv",
-    params:
-        code=code_version("full-set"),
     log:
         f"{R}/logs/full_set.log",
     benchmark:
         f"{R}/benchmarks/full_set.tsv"
+    conda:
+        ENV
     resources:
         mem_mb=4000,
         runtime=15,
-    conda:
-        ENV
+    params:
+        code=code_version("full-set"),
     shell:
         "prunekd full-set --audioset-store {input.audioset_store} --audioset-manifest {input.audioset_manifest} "
         "--out {output} 2> {log}"

@@ -44,13 +44,23 @@ def grid_models(target):
     seeds = config["grid"]["seeds"]
     keys = []
     for ens in ENSEMBLES:
-        keys += [dict(target=target, ensemble=ens, split=s, selection=sel, threshold=t, seed=k)
-                 for s, t in grid_pairs(target) for sel in selections(ens) for k in seeds]
+        keys += [
+            dict(target=target, ensemble=ens, split=s, selection=sel, threshold=t, seed=k)
+            for s, t in grid_pairs(target)
+            for sel in selections(ens)
+            for k in seeds
+        ]
         if with_full(ens):
-            keys += [dict(target=target, ensemble=ens, split=s, selection="full", threshold=None, seed=k)
-                     for s in splits(target) for k in seeds]
-    keys += [dict(target=target, ensemble=None, split=s, selection="baseline", threshold=None, seed=k)
-             for s in splits(target) for k in config["grid"].get("baseline_seeds", seeds)]
+            keys += [
+                dict(target=target, ensemble=ens, split=s, selection="full", threshold=None, seed=k)
+                for s in splits(target)
+                for k in seeds
+            ]
+    keys += [
+        dict(target=target, ensemble=None, split=s, selection="baseline", threshold=None, seed=k)
+        for s in splits(target)
+        for k in config["grid"].get("baseline_seeds", seeds)
+    ]
     return keys
 
 
@@ -79,13 +89,22 @@ def model_name(k):
 
 def summary_key(k):
     """The key `prunekd evaluate` writes into metrics.json: the summary's row (src/prunekd/summarise.py)."""
-    return {"target": k["target"], "ensemble": k["ensemble"], "split": k["split"], "method": k["selection"],
-            "threshold": None if k["threshold"] is None else float(k["threshold"]), "seed": int(k["seed"])}
+    return {
+        "target": k["target"],
+        "ensemble": k["ensemble"],
+        "split": k["split"],
+        "method": k["selection"],
+        "threshold": None if k["threshold"] is None else float(k["threshold"]),
+        "seed": int(k["seed"]),
+    }
 
 
 MODELS = {model_name(k): k for t in TARGETS for k in grid_models(t)}
-TRAINSETS = {trainset_name(k): {key: k[key] for key in ("target", "ensemble", "split", "selection", "threshold")}
-             for k in MODELS.values() if k["selection"] != "baseline"}
+TRAINSETS = {
+    trainset_name(k): {key: k[key] for key in ("target", "ensemble", "split", "selection", "threshold")}
+    for k in MODELS.values()
+    if k["selection"] != "baseline"
+}
 FINETUNED = [m for m, k in MODELS.items() if k["selection"] != "baseline"]
 BASELINES = [m for m, k in MODELS.items() if k["selection"] == "baseline"]
 

@@ -1,8 +1,11 @@
 # Where the raw data lies, what the demo writes, and the absent-data checks (before any job).
 
 # segments (lists + one file per clip) or hdf5 (PaSST's *_mp3.hdf); the demo writes segment lists.
-AUDIOSET_LAYOUT = "segments" if DEMO else _layouts.audioset_layout(
-    AUDIOSET, config["data"]["audioset_subsets"], config["paths"]["audioset_layout"])
+AUDIOSET_LAYOUT = (
+    "segments"
+    if DEMO
+    else _layouts.audioset_layout(AUDIOSET, config["data"]["audioset_subsets"], config["paths"]["audioset_layout"])
+)
 
 SUBSET_FILES = {
     "eval": "eval_segments.csv",
@@ -110,8 +113,11 @@ if workflow.is_main_process:
 
 def refuse_missing_data(dag):
     """onstart: stop a real run whose manifests would read data that is not there."""
-    planned = {j.wildcards.get("target", "audioset") for j in dag.needrun_jobs()
-               if j.rule.name in ("manifest_audioset", "manifest_target")}
+    planned = {
+        j.wildcards.get("target", "audioset")
+        for j in dag.needrun_jobs()
+        if j.rule.name in ("manifest_audioset", "manifest_target")
+    }
     lines = [l for ds, lines in MISSING_DATA.items() if ds in planned for l in lines]
     if lines:
         refuse("\n".join(lines) + f"\n(config files: {', '.join(CONFIG_FILES)}; a dry run, -n, plans without data)")

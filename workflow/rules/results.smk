@@ -6,19 +6,19 @@ rule evaluate:
     output:
         metrics=f"{R}/eval/{{model}}/metrics.json",
         predictions=f"{R}/eval/{{model}}/output.csv",
-    params:
-        code=code_version("evaluate"),
-        settings=lambda w: eval_settings(MODELS[w.model]["target"]),
-        key=lambda w: json.dumps(summary_key(MODELS[w.model])),
     log:
         f"{R}/logs/evaluate/{{model}}.log",
     benchmark:
         f"{R}/benchmarks/evaluate/{{model}}.tsv"
+    conda:
+        ENV
     resources:
         mem_mb=8000,
         runtime=60,
-    conda:
-        ENV
+    params:
+        code=code_version("evaluate"),
+        settings=lambda w: eval_settings(MODELS[w.model]["target"]),
+        key=lambda w: json.dumps(summary_key(MODELS[w.model])),
     shell:
         "prunekd evaluate --model {input.model} --manifest {input.manifest} --key {params.key:q} "
         "--out {output.metrics} --predictions {output.predictions} --settings {params.settings:q} 2> {log}"
@@ -38,6 +38,12 @@ rule summarise:
         plot_table2=summary_report("table2.png", "plots", "table2 plot"),
         plot_controls=summary_report("controls.png", "controls", "controls plot"),
         plot_devices=summary_report("devices.png", "plots", "devices plot"),
+    log:
+        f"{R}/logs/summarise/{{target}}.log",
+    benchmark:
+        f"{R}/benchmarks/summarise/{{target}}.tsv"
+    conda:
+        ENV
     params:
         code=code_version("summarise"),
         outdir=lambda w, output: os.path.dirname(output.table1),
@@ -47,12 +53,6 @@ rule summarise:
             sweep_split=TARGETS[w.target]["sweep_split"],
             threshold=config["grid"]["threshold"],
         ),
-    log:
-        f"{R}/logs/summarise/{{target}}.log",
-    benchmark:
-        f"{R}/benchmarks/summarise/{{target}}.tsv"
-    conda:
-        ENV
     shell:
         "prunekd summarise --metrics {input.metrics} --prune-stats {input.prune_stats} --manifest {input.manifest} "
         "--outdir {params.outdir} --settings {params.settings:q} 2> {log}"
@@ -72,17 +72,15 @@ rule rejected_clips:
             category="Data",
             labels={"figure": "rejected clips"},
         ),
-    params:
-        code=code_version("rejected"),
-        outdir=lambda w, output: os.path.dirname(output.html),
-        tables=lambda w, input: " ".join(
-            f"{d}={t}" for d, t in zip(["audioset", *TARGETS], input.tables)
-        ),
     log:
         f"{R}/logs/rejected_clips.log",
     benchmark:
         f"{R}/benchmarks/rejected_clips.tsv"
     conda:
         ENV
+    params:
+        code=code_version("rejected"),
+        outdir=lambda w, output: os.path.dirname(output.html),
+        tables=lambda w, input: " ".join(f"{d}={t}" for d, t in zip(["audioset", *TARGETS], input.tables)),
     shell:
         "prunekd rejected --tables {params.tables} --outdir {params.outdir} 2> {log}"

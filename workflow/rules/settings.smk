@@ -27,8 +27,9 @@ def target_settings(target):
     keys = ["adapter", "splits"] + (["root"] if t["adapter"] == "tau2022" else ["csv", "audio_root"])
     if t["adapter"] == "tau2022":
         keys, t = keys + ["split_dir"], {**t, "split_dir": tau_split_dir(t)}
-    return settings(**{k: t[k] for k in keys}, test_split=t.get("test_split", "test"),
-                    bad_audio=config["data"]["bad_audio"])
+    return settings(
+        **{k: t[k] for k in keys}, test_split=t.get("test_split", "test"), bad_audio=config["data"]["bad_audio"]
+    )
 
 
 def eval_settings(target):

@@ -17,8 +17,17 @@ rule submission:
             labels={"split": "{split}", "model": "{pick}"},
         ),
         info=f"{R}/submission/{{target}}/split{{split}}/{{pick}}/info.json",
+    log:
+        f"{R}/logs/submission/{{target}}/split{{split}}_{{pick}}.log",
+    benchmark:
+        f"{R}/benchmarks/submission/{{target}}/split{{split}}_{{pick}}.tsv"
     wildcard_constraints:
         pick=r"seed\d+|best",
+    conda:
+        ENV
+    resources:
+        mem_mb=8000,
+        runtime=60,
     params:
         code=code_version("submission"),
         eval_root=lambda w: evaluation_set(w.target)["root"],  # not from input: absent data is left out of the DAG
@@ -28,15 +37,6 @@ rule submission:
             models=evaluation_set(w.target)["models"],
             num_workers=0 if DEMO else 4,
         ),
-    log:
-        f"{R}/logs/submission/{{target}}/split{{split}}_{{pick}}.log",
-    benchmark:
-        f"{R}/benchmarks/submission/{{target}}/split{{split}}_{{pick}}.tsv"
-    resources:
-        mem_mb=8000,
-        runtime=60,
-    conda:
-        ENV
     shell:
         "prunekd submission --models {input.models} --metrics {input.metrics} --manifest {input.manifest} "
         "--eval-root {params.eval_root} --out {output.predictions} --info {output.info} "

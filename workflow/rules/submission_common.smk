@@ -21,8 +21,10 @@ def submission_candidates(target, split, pick):
         return [model_name({**method, "threshold": t, "seed": k}) for t in thrs for k in config["grid"]["seeds"]]
     thr = threshold_label(config["grid"]["threshold"])
     if thr not in thrs:
-        raise ValueError(f"targets.{target}.evaluation.models: per_seed submits the pruned set at grid.threshold {thr}, "
-                         f"which split {split} does not have (its thresholds: {thrs}); use models: best")
+        raise ValueError(
+            f"targets.{target}.evaluation.models: per_seed submits the pruned set at grid.threshold {thr}, "
+            f"which split {split} does not have (its thresholds: {thrs}); use models: best"
+        )
     return [model_name({**method, "threshold": thr, "seed": pick.removeprefix("seed")})]
 
 

@@ -6,6 +6,12 @@ if DEMO:
             manifest=f"{R}/manifests/audioset.tsv",
         output:
             f"{WEIGHTS}/{{ckpt}}",
+        log:
+            f"{R}/logs/demo_teacher/{{ckpt}}.log",
+        benchmark:
+            f"{R}/benchmarks/demo_teacher/{{ckpt}}.tsv"
+        conda:
+            ENV
         params:
             code=code_version("demo-teacher"),
             member=lambda w: {f: m for m, f in CKPT_FILES.items()}[w.ckpt],
@@ -16,12 +22,6 @@ if DEMO:
                 seed=config["demo"]["seed"],
                 audioset_clip_seconds=config["data"]["audioset_clip_seconds"],
             ),
-        log:
-            f"{R}/logs/demo_teacher/{{ckpt}}.log",
-        benchmark:
-            f"{R}/benchmarks/demo_teacher/{{ckpt}}.tsv"
-        conda:
-            ENV
         shell:
             "prunekd demo-teacher --member {params.member} --manifest {input.manifest} --out {output} "
             "--settings {params.settings:q} 2> {log}"
@@ -35,16 +35,16 @@ else:
         # Runs where there is network (a login node); compute jobs then load from the local folder.
         output:
             weight_files(),
-        params:
-            code=code_version("download-teachers"),
-            weights_dir=lambda w, output: os.path.dirname(output[0]),
-            members=MEMBERS,
         log:
             f"{R}/logs/download_teachers.log",
         benchmark:
             f"{R}/benchmarks/download_teachers.tsv"
         conda:
             ENV
+        params:
+            code=code_version("download-teachers"),
+            weights_dir=lambda w, output: os.path.dirname(output[0]),
+            members=MEMBERS,
         shell:
             "prunekd download-teachers --weights-dir {params.weights_dir} --members {params.members} 2> {log}"
 
@@ -55,21 +55,21 @@ rule teacher_logits:
         weights=weight_files(),
     output:
         directory(f"{R}/logits/{{dataset}}/shards/{{shard}}.zarr"),
+    log:
+        f"{R}/logs/teacher_logits/{{dataset}}/{{shard}}.log",
+    benchmark:
+        f"{R}/benchmarks/teacher_logits/{{dataset}}/{{shard}}.tsv"
+    conda:
+        ENV
+    threads: 8
+    resources:
+        mem_mb=lambda w, threads: 4000 * threads,  # mostly the decoding workers
+        runtime=240,
     params:
         code=code_version("teacher-logits"),
         settings=lambda w: teacher_settings(w.dataset),
         shard=lambda w: int(w.shard),
         weights_dir=lambda w, input: os.path.dirname(input.weights[0]),
-    log:
-        f"{R}/logs/teacher_logits/{{dataset}}/{{shard}}.log",
-    benchmark:
-        f"{R}/benchmarks/teacher_logits/{{dataset}}/{{shard}}.tsv"
-    threads: 8
-    resources:
-        mem_mb=lambda w, threads: 4000 * threads,  # mostly the decoding workers
-        runtime=240,
-    conda:
-        ENV
     shell:
         "prunekd teacher-logits --dataset {wildcards.dataset} --manifest {input.manifest} "
         "--shard {params.shard} --weights-dir {params.weights_dir} --out {output} --settings {params.settings:q} 2> {log}"
@@ -84,20 +84,20 @@ rule gather_logits:
     output:
         store=directory(f"{R}/logits/{{dataset}}.zarr"),
         rejected=f"{R}/logits/{{dataset}}.rejected.tsv",
+    log:
+        f"{R}/logs/gather_logits/{{dataset}}.log",
+    benchmark:
+        f"{R}/benchmarks/gather_logits/{{dataset}}.tsv"
+    conda:
+        ENV
+    resources:
+        mem_mb=16000,
+        runtime=240,
     params:
         code=code_version("gather"),
         settings=lambda w: teacher_settings(w.dataset),
         bad_audio=config["data"]["bad_audio"],
         weights_dir=lambda w, input: os.path.dirname(input.weights[0]),
-    log:
-        f"{R}/logs/gather_logits/{{dataset}}.log",
-    benchmark:
-        f"{R}/benchmarks/gather_logits/{{dataset}}.tsv"
-    resources:
-        mem_mb=16000,
-        runtime=240,
-    conda:
-        ENV
     shell:
         "prunekd gather --dataset {wildcards.dataset} --manifest {input.manifest} --rejected {input.rejected} "
         "--shards {input.shards} --weights-dir {params.weights_dir} --out {output.store} "
