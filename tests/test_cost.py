@@ -78,8 +78,8 @@ def test_hours_are_work_over_rate(tmp_path):
     assert (counts["teacher_logits"], size) == (5, 80)
     clips = 79 + 80 + 10 + 79 + 20
     steps = {"5": 1, "100": math.ceil(59 / tiny["training"]["batch_size"])}  # 4 ok clips (batch 4) and 59 ok clips
-    ft = [steps[j.wildcards["split"]] * tiny["training"]["epochs_finetune"] for j in jobs if j.rule == "finetune"]
-    bl = [steps[j.wildcards["split"]] * tiny["training"]["epochs_baseline"] for j in jobs if j.rule == "baseline"]
+    ft = [steps[j.arg("--split")] * tiny["training"]["epochs_finetune"] for j in jobs if j.rule == "finetune"]
+    bl = [steps[j.arg("--split")] * tiny["training"]["epochs_baseline"] for j in jobs if j.rule == "baseline"]
     it = tiny["distillation"]["iterations"]
     want = {
         "teacher_logits": (clips / 8 + 5 * 2) / 3600,
