@@ -207,17 +207,9 @@ def cmd_finetune(a):
 
 
 def cmd_evaluate(a):
-    from .atomic import write_json, write_table
-    from .evaluate import evaluate
+    from .evaluate import write_evaluation
 
-    s = _settings(a.settings)
-    m, pred = evaluate(
-        a.model, a.manifest, s["frontend"], s["student"], s.get("clip_seconds", 1.0), s.get("num_workers", 0)
-    )
-    m["key"] = json.loads(a.key)
-    write_table(a.predictions, pred, sep="\t", float_format="%.4f")  # challenge layout: tab-separated
-    write_json(a.out, m)
-    log(f"{a.key}: macro accuracy {100 * m['macro_accuracy']:.2f} % on {m['n']} test clips")
+    write_evaluation(a.model, a.manifest, _settings(a.settings), json.loads(a.key), a.out, a.predictions, log)
 
 
 def cmd_submission(a):

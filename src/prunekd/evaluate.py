@@ -6,6 +6,8 @@ Also the challenge's complexity check and a predictions file in the submission l
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import torch
@@ -116,3 +118,22 @@ def evaluate(
     for c, s in enumerate(classes):
         pred[s] = probs[:, c]
     return m, pred
+
+
+def write_evaluation(model_path, manifest_path, cfg: dict, key: dict, out, predictions, log=print) -> dict:
+    """`prunekd evaluate`: metrics.json (with the run's key) and the predictions in the challenge layout."""
+    from .atomic import write_json, write_table
+
+    m, pred = evaluate(
+        model_path,
+        manifest_path,
+        cfg["frontend"],
+        cfg["student"],
+        cfg.get("clip_seconds", 1.0),
+        cfg.get("num_workers", 0),
+    )
+    m["key"] = key
+    write_table(predictions, pred, sep="\t", float_format="%.4f")  # challenge layout: tab-separated
+    write_json(out, m)
+    log(f"{json.dumps(key)}: macro accuracy {100 * m['macro_accuracy']:.2f} % on {m['n']} test clips")
+    return m

@@ -290,6 +290,9 @@ def seed_all(seed: int) -> None:
     np.random.seed(seed)
 
 
+GPU_HOST_THREADS = 4
+
+
 def on_device(model, frontend_cfg: dict, precision: str):
     """The student on the training device, its mel front end there too, and the autocast for the forward.
 
@@ -298,6 +301,10 @@ def on_device(model, frontend_cfg: dict, precision: str):
     from .frontend import MelFrontEnd
 
     device, autocast = device_and_autocast(precision)
+    if device.type == "cuda":
+        # The GPU computes; the host only launches kernels and collates. A full set of intra-op threads
+        # competes with the loader workers for the job's cores (issue 15: 4 threads beat the default).
+        torch.set_num_threads(min(torch.get_num_threads(), GPU_HOST_THREADS))
     model.to(device, memory_format=torch.channels_last)
     return device, autocast, MelFrontEnd(frontend_cfg).to(device)
 
