@@ -40,7 +40,7 @@ def refuse(message):
 def refuse_key(key, problem):
     """Stop with one line naming the config key, and the file that sets it."""
     where = _checks.file_setting(key, CONFIG_FILES)
-    refuse(f"ValidationError: {f'{where}: ' if where else ''}config key {key!r}: {problem}")
+    refuse(f"ValidationError: {f'{where}: ' if where else ''}{key}: {problem}")
 
 
 if workflow.is_main_process:
