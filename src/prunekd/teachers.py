@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from .members import MEMBERS  # member -> (patch stride, release tag, checkpoint file)
+from .store import N_CLASSES
 
 RELEASES = "https://github.com/kkoutini/PaSST/releases/download"
 
@@ -58,7 +59,7 @@ def build_member(stride: int, arch: dict, n_frames: int = 998, fused_attention: 
         patch_size=16,
         stride=(stride, stride),
         in_chans=1,
-        num_classes=527,
+        num_classes=N_CLASSES,
         embed_dim=arch["embed_dim"],
         depth=arch["depth"],
         num_heads=arch["num_heads"],
@@ -214,7 +215,7 @@ def check_weights(members: list[str], weights_dir, arch: dict, log=print) -> Non
         ens = Ensemble([model]).eval()
         for seconds in (1, 10):
             out = ens(torch.zeros(1, seconds * 32000))
-            if out.shape != (1, 1, 527) or not torch.isfinite(out).all():
+            if out.shape != (1, 1, N_CLASSES) or not torch.isfinite(out).all():
                 raise WeightsError(
                     f"{paths[m]}: {seconds} s clip gave {tuple(out.shape)} logits, finite: "
                     f"{bool(torch.isfinite(out).all())}"
@@ -317,7 +318,7 @@ def train_demo_teacher(member: str, stride: int, seed: int, cfg: dict, manifest_
 
     from .audio import AudioError, load_clip
     from .manifest import labels_multi_hot
-    from .store import N_CLASSES, TRAIN_SUBSETS
+    from .store import TRAIN_SUBSETS
 
     man = pd.read_csv(manifest_path, sep="\t", dtype={"labels": str}, keep_default_na=False)
     man = man[(man["status"] == "ok") & man["subset"].isin(TRAIN_SUBSETS)]
