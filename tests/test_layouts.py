@@ -215,9 +215,9 @@ def test_hdf5_audioset_split_setup_and_submission_through_the_dag(demo_run, tmp_
     np.testing.assert_allclose(out[classes].sum(axis=1), 1.0, atol=1e-3)
     info = json.loads((wd / f"{sub}/info.json").read_text())
     assert (info["Params"], info["MACs"]) == (61148, 29419156) and info["within_limits"]
-    assert info["model"].endswith("finetune/tau/all/split100/pruned_thr0.3/seed0/model.pt")
+    assert info["model"].endswith("finetune/tau/all/split100/pruned/thr0.3/seed0/model.pt")
     assert info["skipped"] == [{"filename": "audio/5.wav", "reason": "exists but unreadable"}]
-    dev = json.loads((wd / "results/eval/finetune/tau/all/split100/pruned_thr0.3/seed0/metrics.json").read_text())
+    dev = json.loads((wd / "results/eval/finetune/tau/all/split100/pruned/thr0.3/seed0/metrics.json").read_text())
     assert info["test"]["macro_accuracy"] == dev["macro_accuracy"]
     assert dev["complexity"]["macs"] == info["MACs"]
 

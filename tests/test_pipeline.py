@@ -87,10 +87,10 @@ def test_domain_classifier_and_pruning(demo_run):
 
 def test_training_and_evaluation(demo_run):
     for s, t in PAIRS:
-        curve = pd.read_csv(demo_run / f"results/distill/tau/all/split{s}/pruned_thr{t:g}/curve.tsv", sep="\t")
+        curve = pd.read_csv(demo_run / f"results/distill/tau/all/split{s}/pruned/thr{t:g}/curve.tsv", sep="\t")
         assert list(curve["step"]) == [1, 2, 3, 4] and np.isfinite(curve["loss"]).all()
     keys = (
-        [f"finetune/tau/all/split{s}/{sel}_thr{t:g}/seed0" for s, t in PAIRS for sel in ("pruned", "random")]
+        [f"finetune/tau/all/split{s}/{sel}/thr{t:g}/seed0" for s, t in PAIRS for sel in ("pruned", "random")]
         + [f"finetune/tau/all/split{s}/full/seed0" for s in SPLITS]
         + [f"baseline/tau/split{s}/seed0" for s in SPLITS]
     )
@@ -114,7 +114,7 @@ def test_summary_tables_hold_every_cell(demo_run):
     t1 = pd.read_csv(demo_run / "results/summary/tau/table1.csv")
     t2 = pd.read_csv(demo_run / "results/summary/tau/table2.csv")
     assert list(t1["threshold"]) == THRS and list(t2["split"]) == SPLITS
-    m = json.loads((demo_run / "results/eval/finetune/tau/all/split100/pruned_thr0.3/seed0/metrics.json").read_text())
+    m = json.loads((demo_run / "results/eval/finetune/tau/all/split100/pruned/thr0.3/seed0/metrics.json").read_text())
     assert t1.loc[t1["threshold"] == 0.3, "macro_acc"].item() == pytest.approx(100 * m["macro_accuracy"], abs=0.01)
     b = json.loads((demo_run / "results/eval/baseline/tau/split5/seed0/metrics.json").read_text())
     assert t2.loc[t2["split"] == 5, "baseline_macro_acc"].item() == pytest.approx(100 * b["macro_accuracy"], abs=0.01)

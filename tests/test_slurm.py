@@ -154,10 +154,10 @@ def test_scancelled_job_is_completed_by_the_next_run_and_nothing_else(slurm_run,
     src, _ = slurm_run
     wd = tmp_path / "run"
     shutil.copytree(src, wd, symlinks=True)
-    target = wd / "results/distill/tau/all/split100/pruned_thr0.2/student.pt"
+    target = wd / "results/distill/tau/all/split100/pruned/thr0.2/student.pt"
     # As if this distillation had never finished: it and what follows it are absent.
     for d in ("distill", "finetune", "eval/finetune"):
-        shutil.rmtree(wd / f"results/{d}/tau/all/split100/pruned_thr0.2")
+        shutil.rmtree(wd / f"results/{d}/tau/all/split100/pruned/thr0.2")
     shutil.rmtree(wd / "results/summary")
     proc = slurm_snakemake(wd, "--retries", "0", popen=True)
     cancelled, deadline = None, time.time() + 300

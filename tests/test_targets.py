@@ -57,7 +57,7 @@ def test_generic_target_runs_through_the_dag(demo_run, tmp_path):
     for s in ("big",):
         v = json.loads((wd / f"results/domain/tones/all/split{s}/validation.json").read_text())
         assert v["n_train_pos"] == v["n_split_clips"] == 24 and v["n_val_pos"] == 12  # whole split; test split
-        m = json.loads((wd / f"results/eval/finetune/tones/all/split{s}/pruned_thr0.3/seed0/metrics.json").read_text())
+        m = json.loads((wd / f"results/eval/finetune/tones/all/split{s}/pruned/thr0.3/seed0/metrics.json").read_text())
         assert set(m["per_class"]) == {"low", "mid", "high"} and m["n"] == 12 and m["per_device"].keys() == {"all"}
         assert m["key"] == {
             "target": "tones",
@@ -112,7 +112,7 @@ def test_demo_controls_match_their_pruned_sets_and_fill_the_summary(demo_run):
         runs = pd.read_csv(demo_run / f"results/summary/{target}/runs.tsv", sep="\t")
         m = json.loads(
             (
-                demo_run / f"results/eval/finetune/{target}/all/split{ct['split'][0]}/random_thr"
+                demo_run / f"results/eval/finetune/{target}/all/split{ct['split'][0]}/random/thr"
                 f"{ct['threshold'][0]:g}/seed0/metrics.json"
             ).read_text()
         )

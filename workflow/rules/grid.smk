@@ -76,14 +76,14 @@ def trainset_name(k):
     """The AudioSet clips a student is distilled on, as a folder under distill/."""
     if k["selection"] == "full":
         return f"full/{k['ensemble']}"
-    return f"{k['target']}/{k['ensemble']}/split{k['split']}/{k['selection']}_thr{k['threshold']}"
+    return f"{k['target']}/{k['ensemble']}/split{k['split']}/{k['selection']}/thr{k['threshold']}"
 
 
 def model_name(k):
     """A trained model's folder under results/ (and under eval/)."""
     if k["selection"] == "baseline":
         return f"baseline/{k['target']}/split{k['split']}/seed{k['seed']}"
-    trained = "full" if k["selection"] == "full" else f"{k['selection']}_thr{k['threshold']}"
+    trained = "full" if k["selection"] == "full" else f"{k['selection']}/thr{k['threshold']}"
     return f"finetune/{k['target']}/{k['ensemble']}/split{k['split']}/{trained}/seed{k['seed']}"
 
 

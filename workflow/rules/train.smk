@@ -35,7 +35,7 @@ rule pack_audio:
 
 rule distill:
     # One rule for every AudioSet subset a student is distilled on (TRAINSETS, workflow/rules/grid.smk):
-    # a pruned set, its random control ({target}/{ensemble}/split{split}/random_thr{threshold}) or all
+    # a pruned set, its random control ({target}/{ensemble}/split{split}/random/thr{threshold}) or all
     # of AudioSet (full/{ensemble}).
     input:
         store=f"{R}/logits/audioset.zarr",
@@ -79,7 +79,7 @@ rule distill:
 
 rule finetune:
     # A distilled student fine-tuned on a split: model = finetune/{target}/{ensemble}/split{split}/
-    # {selection}_thr{threshold} or full/seed{seed} (MODELS, workflow/rules/grid.smk).
+    # {selection}/thr{threshold} or full/seed{seed} (MODELS, workflow/rules/grid.smk).
     input:
         manifest=lambda w: f"{R}/manifests/{MODELS[w.model]['target']}.tsv",
         student=student_for,
