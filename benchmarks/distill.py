@@ -27,7 +27,7 @@ import zarr
 
 from prunekd.distill import distill
 from prunekd.packed import pack_shard
-from prunekd.store import create_ensemble_array
+from prunekd.store import N_CLASSES, create_ensemble_array
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -76,8 +76,8 @@ def main() -> None:
         g = zarr.open_group(str(tmp / "s.zarr"), mode="w")
         g.attrs["members"] = ["m"]
         g.create_array("row", data=np.arange(n_clips))
-        create_ensemble_array(g, n_clips)[:] = rng.normal(-5, 2, (n_clips, 527)).astype(np.float32)
-        g.create_array("labels", data=rng.random((n_clips, 527)) > 0.99)
+        create_ensemble_array(g, n_clips)[:] = rng.normal(-5, 2, (n_clips, N_CLASSES)).astype(np.float32)
+        g.create_array("labels", data=rng.random((n_clips, N_CLASSES)) > 0.99)
         pd.DataFrame({"position": range(n_clips)}).to_csv(tmp / "k.tsv", sep="\t", index=False)
         dcfg = {
             **cfg["distillation"],

@@ -27,6 +27,7 @@ import pandas as pd
 import soundfile as sf
 import torch
 
+from prunekd.store import N_CLASSES
 from prunekd.teachers import MEMBERS, Ensemble, build_mel, build_member, n_frames
 
 SMALL = {"n_mels": 128, "embed_dim": 96, "depth": 2, "num_heads": 4}
@@ -40,7 +41,7 @@ def members(arch: dict, frames: int) -> list[torch.nn.Module]:
 
 @torch.no_grad()
 def naive(models, wavs: torch.Tensor) -> np.ndarray:
-    out = np.empty((len(wavs), len(models), 527), np.float32)
+    out = np.empty((len(wavs), len(models), N_CLASSES), np.float32)
     mel = build_mel()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

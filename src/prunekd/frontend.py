@@ -80,9 +80,11 @@ def example_mixup(
     """
     b = wav.size(0)
     # Drawn on the CPU (the same numbers on any device) and copied without waiting for the device.
-    mixed = torch.rand(b) < p
-    perm, lam = mixup_params(b, alpha)
-    lam = torch.where(mixed, lam, torch.ones(b))
+    mixed = (torch.rand(b) < p) & (b > 1)
+    lam = torch.distributions.Beta(torch.tensor(alpha), torch.tensor(alpha)).sample((b,))
+    lam = torch.where(mixed, torch.maximum(lam, 1 - lam), torch.ones(b))  # 1: the clip as it is
+    # The partner is another clip, never the clip itself (the authors draw it from a second stream).
+    perm = (torch.arange(b) + torch.randint(1, max(b, 2), (b,))) % b
     mixed, perm, lam = (t.to(wav.device, non_blocking=True) for t in (mixed, perm, lam))
     lw = lam.unsqueeze(1)
     centred = wav - wav.mean(dim=1, keepdim=True)

@@ -37,5 +37,5 @@ def eval_settings(target):
         frontend=config["frontend"],
         student=config["student"],
         clip_seconds=TARGETS[target]["clip_seconds"],
-        num_workers=0 if DEMO else 4,
+        num_workers=config["training"]["num_workers"],
     )

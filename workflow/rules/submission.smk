@@ -35,7 +35,7 @@ rule submission:
             frontend=config["frontend"],
             clip_seconds=TARGETS[w.target]["clip_seconds"],
             models=evaluation_set(w.target)["models"],
-            num_workers=0 if DEMO else 4,
+            num_workers=config["training"]["num_workers"],
         ),
     shell:
         "prunekd submission --models {input.models} --metrics {input.metrics} --manifest {input.manifest} "
