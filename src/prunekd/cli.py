@@ -12,11 +12,15 @@ import json
 import os
 import sys
 import time
-from pathlib import Path
 
 
 def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def _flags(a) -> dict:
+    """The command's flags by name: a step function's parameters are named as its command's flags."""
+    return {k: v for k, v in vars(a).items() if k not in ("fn", "cmd", "settings")}
 
 
 def _settings(s: str) -> dict:
@@ -49,11 +53,9 @@ def cmd_manifest(a):
 
 
 def cmd_demo_teacher(a):
-    from .teachers import MEMBERS, train_demo_teacher
+    from .teachers import demo_teacher_step
 
-    s = _settings(a.settings)
-    seed = s["seed"] + list(MEMBERS).index(a.member)  # each member its own initialisation and batches
-    train_demo_teacher(a.member, MEMBERS[a.member][0], seed, s, a.manifest, a.out, log)
+    demo_teacher_step(**_flags(a), settings=_settings(a.settings), log=log)
 
 
 def cmd_download_teachers(a):
@@ -82,36 +84,15 @@ def cmd_teacher_logits(a):
 def cmd_gather(a):
     from .logits import gather
 
-    s = _settings(a.settings)
-    gather(
-        a.manifest,
-        a.rejected,
-        a.shards,
-        a.dataset,
-        s["teachers"],
-        a.weights_dir,
-        a.out,
-        a.rejected_out,
-        log,
-        bad_audio=a.bad_audio,
-    )
+    t = _settings(a.settings)["teachers"]
+    gather(a.manifest, a.rejected, a.shards, a.dataset, t, a.weights_dir, a.out, a.rejected_out, log, a.bad_audio)
 
 
 def cmd_domain_classifier(a):
     from .domain import NoClipsError, train_and_validate
 
     try:
-        train_and_validate(
-            a.audioset_store,
-            a.audioset_manifest,
-            a.target_store,
-            a.target_manifest,
-            a.split,
-            _settings(a.settings),
-            a.out,
-            a.report,
-            log,
-        )
+        train_and_validate(**_flags(a), cfg=_settings(a.settings), log=log)
     except NoClipsError as e:
         raise SystemExit(str(e)) from None
 
@@ -150,60 +131,21 @@ def cmd_full_set(a):
 
 
 def cmd_pack_audio(a):
-    from .packed import pack_shard
+    from .packed import pack_step
 
-    s = _settings(a.settings)
-    pack_shard(
-        a.manifest,
-        a.shard,
-        s["shard_size"],
-        s["subsets"],
-        s["sample_rate"],
-        s["clip_seconds"],
-        a.out,
-        s["num_workers"],
-        log,
-    )
+    pack_step(**_flags(a), settings=_settings(a.settings), log=log)
 
 
 def cmd_distill(a):
-    from .distill import distill
+    from .distill import distill_step
 
-    s = _settings(a.settings)
-    distill(
-        a.store,
-        a.manifest,
-        a.kept,
-        s["distillation"],
-        s["student"],
-        s["frontend"],
-        s["clip_seconds"],
-        a.out,
-        a.curve,
-        a.checkpoint_dir,
-        log,
-        s.get("members"),
-        packed=a.packed,
-    )
+    distill_step(**_flags(a), settings=_settings(a.settings), log=log)
 
 
 def cmd_finetune(a):
-    from .finetune import finetune
+    from .finetune import finetune_step
 
-    s = _settings(a.settings)
-    finetune(
-        a.manifest,
-        f"split{a.split}",
-        s["training"],
-        s["student"],
-        s["frontend"],
-        a.seed,
-        a.out,
-        a.curve,
-        a.checkpoint_dir,
-        a.init,
-        log,
-    )
+    finetune_step(**_flags(a), settings=_settings(a.settings), log=log)
 
 
 def cmd_evaluate(a):
@@ -213,24 +155,12 @@ def cmd_evaluate(a):
 
 
 def cmd_submission(a):
-    from .submission import submission
+    from .submission import SubmissionError, submission_step
 
-    s = _settings(a.settings)
-    if len(a.models) != len(a.metrics):
-        raise SystemExit("prunekd submission: --models and --metrics must pair up (one metrics.json per model)")
-    submission(
-        a.models,
-        a.metrics,
-        a.manifest,
-        a.eval_root,
-        s["frontend"],
-        s["clip_seconds"],
-        s["models"],
-        a.out,
-        a.info,
-        s.get("num_workers", 0),
-        log,
-    )
+    try:
+        submission_step(**_flags(a), settings=_settings(a.settings), log=log)
+    except SubmissionError as e:
+        raise SystemExit(f"prunekd submission: {e}") from None
 
 
 def cmd_summarise(a):
@@ -240,11 +170,9 @@ def cmd_summarise(a):
 
 
 def cmd_rejected(a):
-    from .quality import rejected_report
+    from .quality import rejected_step
 
-    tables = dict(t.split("=", 1) for t in a.tables)
-    counts = rejected_report(tables, a.outdir)
-    log(f"rejected clips: {int(counts['clips'].sum())} ({', '.join(f'{k}: {v}' for k, v in tables.items())})")
+    rejected_step(a.tables, a.outdir, log)
 
 
 def cmd_clip_jobs(a):
@@ -260,27 +188,13 @@ def cmd_clip_jobs(a):
 def cmd_cost(a):
     from .cost import cost
 
-    est, text = cost(a.workdir, a.snakemake_args, a.rates)
-    print(text, flush=True)
+    print(cost(a.workdir, a.snakemake_args, a.rates)[1], flush=True)
 
 
 def cmd_submit(a):
-    from .submit import submit, wait
+    from .submit import submit_step
 
-    args = [x for x in a.snakemake_args if x != "--"]
-    job = submit(
-        a.workdir,
-        ["--profile", a.profile, *args],
-        Path(a.workdir) / a.log_dir,
-        a.time_min,
-        a.mem_gb,
-        a.partition,
-        a.account,
-    )
-    print(f"submitted controller job {job.job_id}; logs in {Path(a.workdir) / a.log_dir}", flush=True)
-    if a.wait:
-        wait(job, log=log)
-        log(f"controller job {job.job_id} finished")
+    submit_step(**_flags(a), log=log)
 
 
 SETTINGS_HELP = "JSON object: the config slice this step reads"

@@ -105,3 +105,23 @@ def distill(
     )
     save_model(out_model, model, n_classes=N_CLASSES, student=student_cfg, steps=total, clips=int(len(pos)))
     return {"steps": total, "clips": int(len(pos))}
+
+
+def distill_step(store, manifest, kept, out, curve, checkpoint_dir, packed, settings: dict, log=print) -> dict:
+    """`prunekd distill`: the step's config slice unpacked."""
+    s = settings
+    return distill(
+        store,
+        manifest,
+        kept,
+        s["distillation"],
+        s["student"],
+        s["frontend"],
+        s["clip_seconds"],
+        out,
+        curve,
+        checkpoint_dir,
+        log,
+        s.get("members"),
+        packed=packed,
+    )

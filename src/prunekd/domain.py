@@ -177,9 +177,9 @@ class NoClipsError(ValueError):
 
 
 def train_and_validate(
-    audioset_store, audioset_manifest, target_store, target_manifest, split: str, cfg: dict, out, report_path, log=print
+    audioset_store, audioset_manifest, target_store, target_manifest, split: str, cfg: dict, out, report, log=print
 ) -> dict:
-    """Train one split's classifier, save it to `out`, and write its validation report to `report_path`."""
+    """Train one split's classifier, save it to `out`, and write its validation report (JSON) to `report`."""
     from .atomic import write_json
     from .store import embeddings, rows_where
 
@@ -201,7 +201,7 @@ def train_and_validate(
     save_classifier(model, out)
     sv = score(model, np.concatenate([embeddings(t_store, test_pos, members), neg[neg_va]]))
     yv = np.r_[np.ones(len(test_pos)), np.zeros(len(neg_va))]
-    report = {
+    validation = {
         "split": split,
         "members": members or list(as_store.attrs["members"]),
         "auc": roc_auc(sv, yv),
@@ -214,9 +214,9 @@ def train_and_validate(
         "at_threshold": precision_recall(sv, yv, cfg["report_thresholds"]),
         **stats,
     }
-    write_json(report_path, report)
-    log(f"split{split}: held-out ROC AUC {report['auc']:.3f}")
-    return report
+    write_json(report, validation)
+    log(f"split{split}: held-out ROC AUC {validation['auc']:.3f}")
+    return validation
 
 
 def score_training_clips(audioset_store, audioset_manifest, classifier, members, out, log=print) -> None:

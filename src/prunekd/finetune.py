@@ -79,3 +79,21 @@ def finetune(
     )
     save_model(out_model, model, n_classes=n_classes, student=student_cfg, steps=total, split=split, seed=seed)
     return {"steps": total, "clips": int(len(train_set))}
+
+
+def finetune_step(manifest, split, seed, init, out, curve, checkpoint_dir, settings: dict, log=print) -> dict:
+    """`prunekd finetune` (the baseline without `init`): the step's config slice unpacked."""
+    s = settings
+    return finetune(
+        manifest,
+        f"split{split}",
+        s["training"],
+        s["student"],
+        s["frontend"],
+        seed,
+        out,
+        curve,
+        checkpoint_dir,
+        init,
+        log,
+    )

@@ -141,3 +141,11 @@ class PackedAudio(torch.utils.data.Dataset):
         if len(x) != self.n:  # another clip length than packed: pad or crop like load_clip
             x = np.pad(x, (0, max(0, self.n - len(x))))[: self.n]
         return torch.from_numpy(x), i, ""
+
+
+def pack_step(manifest, shard, out, settings: dict, log=print) -> dict:
+    """`prunekd pack-audio`: the step's config slice unpacked."""
+    s = settings
+    return pack_shard(
+        manifest, shard, s["shard_size"], s["subsets"], s["sample_rate"], s["clip_seconds"], out, s["num_workers"], log
+    )

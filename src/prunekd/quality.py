@@ -37,3 +37,11 @@ def rejected_report(tables: dict[str, str], outdir) -> pd.DataFrame:
             + "</body></html>\n"
         )
     return counts
+
+
+def rejected_step(tables: list[str], outdir, log=print) -> pd.DataFrame:
+    """`prunekd rejected`: DATASET=rejected.tsv arguments into the report's counts."""
+    named = dict(t.split("=", 1) for t in tables)
+    counts = rejected_report(named, outdir)
+    log(f"rejected clips: {int(counts['clips'].sum())} ({', '.join(f'{k}: {v}' for k, v in named.items())})")
+    return counts

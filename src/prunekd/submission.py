@@ -139,3 +139,27 @@ def submission(
         f"{cx['macs']} MACs)"
     )
     return info
+
+
+class SubmissionError(ValueError):
+    pass
+
+
+def submission_step(models, metrics, manifest, eval_root, out, info, settings: dict, log=print) -> dict:
+    """`prunekd submission`: one metrics.json per candidate model, then the step's config slice unpacked."""
+    if len(models) != len(metrics):
+        raise SubmissionError("--models and --metrics must pair up (one metrics.json per model)")
+    s = settings
+    return submission(
+        models,
+        metrics,
+        manifest,
+        eval_root,
+        s["frontend"],
+        s["clip_seconds"],
+        s["models"],
+        out,
+        info,
+        s.get("num_workers", 0),
+        log,
+    )

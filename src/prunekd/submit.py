@@ -82,7 +82,7 @@ def submit(
     return ex.submit(Controller(str(Path(workdir).resolve()), snakemake_args, snakemake_exe()))
 
 
-def wait(job, poll_s: float = 5.0, log=print):
+def wait_for(job, poll_s: float = 5.0, log=print):
     """Wait until SLURM no longer lists the job (works without accounting), then return its result."""
     while True:
         out = subprocess.run(["squeue", "-h", "-j", str(job.job_id), "-o", "%T"], capture_output=True, text=True)
@@ -96,3 +96,15 @@ def wait(job, poll_s: float = 5.0, log=print):
             break
         time.sleep(1)
     return job.result()
+
+
+def submit_step(workdir, profile, snakemake_args, log_dir, time_min, mem_gb, partition, account, wait, log=print):
+    """`prunekd submit`: the controller with the workflow's profile; with `wait`, until it ends."""
+    args = [x for x in snakemake_args if x != "--"]
+    logs = Path(workdir) / log_dir
+    job = submit(workdir, ["--profile", profile, *args], logs, time_min, mem_gb, partition, account)
+    print(f"submitted controller job {job.job_id}; logs in {logs}", flush=True)
+    if wait:
+        wait_for(job, log=log)
+        log(f"controller job {job.job_id} finished")
+    return job

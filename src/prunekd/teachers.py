@@ -311,6 +311,12 @@ def train_demo_member(
         torch.save(model.state_dict(), tmp)
 
 
+def demo_teacher_step(member: str, manifest, out, settings: dict, log=print) -> None:
+    """`prunekd demo-teacher`: each member its own seed (its initialisation and batches) and its stride."""
+    seed = settings["seed"] + list(MEMBERS).index(member)
+    train_demo_teacher(member, MEMBERS[member][0], seed, settings, manifest, out, log)
+
+
 def train_demo_teacher(member: str, stride: int, seed: int, cfg: dict, manifest_path, out_path, log=print) -> None:
     """Demo only: train one member on the usable AudioSet training clips of a manifest and save its checkpoint."""
     import numpy as np
