@@ -25,6 +25,10 @@ def demo_threads():
     return ["--set-threads", *(f"{rule}={n}" for rule, n in prof["set-threads"].items())]
 
 
+# The tests' config: the defaults, the demo's sizes, then the smallest grid (tests/tiny.yaml).
+TINY_CONFIGS = [str(REPO / f) for f in ("config.yaml", "profiles/demo/demo.yaml", "tests/tiny.yaml")]
+
+
 def snakemake(workdir, *args, extra_config=(), check=True):
     """Run the repo's Snakefile in `workdir` with the demo profile's config and the tiny overrides."""
     cmd = [
@@ -34,9 +38,7 @@ def snakemake(workdir, *args, extra_config=(), check=True):
         "--directory",
         str(workdir),
         "--configfiles",
-        str(REPO / "config.yaml"),
-        str(REPO / "profiles/demo/demo.yaml"),
-        str(REPO / "tests/tiny.yaml"),
+        *TINY_CONFIGS,
         *extra_config,
         *demo_threads(),
         "--cores",

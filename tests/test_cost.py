@@ -7,11 +7,9 @@ import subprocess
 
 import pytest
 import yaml
-from conftest import BIN, LOCAL_ENV, REPO
+from conftest import BIN, LOCAL_ENV, REPO, TINY_CONFIGS
 
 from prunekd import cost
-
-DEMO_CONFIGS = [str(REPO / "config.yaml"), str(REPO / "profiles/demo/demo.yaml"), str(REPO / "tests/tiny.yaml")]
 
 
 def planned_counts(workdir, args=()):
@@ -66,7 +64,7 @@ def test_hours_are_work_over_rate(tmp_path):
         },
     }  # no baseline: the fine-tuning rate stands in
     (tmp_path / "rates.yaml").write_text(yaml.safe_dump(rates))
-    args = ["-s", str(REPO / "Snakefile"), "--directory", str(tmp_path), "--configfiles", *DEMO_CONFIGS]
+    args = ["-s", str(REPO / "Snakefile"), "--directory", str(tmp_path), "--configfiles", *TINY_CONFIGS]
     jobs = cost.parse_dry_run(cost.dry_run(tmp_path, args, LOCAL_ENV))
     est = cost.estimate(jobs, cost.load_rates(tmp_path / "rates.yaml"), "rates.yaml", tmp_path)
     text = cost.report(est, rates, "rates.yaml")

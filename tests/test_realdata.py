@@ -7,7 +7,7 @@ import subprocess
 import numpy as np
 import pytest
 import soundfile as sf
-from conftest import BIN, REPO
+from conftest import BIN, REPO, TINY_CONFIGS
 
 from prunekd.audio import AudioError, load_clip
 from prunekd.manifest import MetadataError, audioset_manifest
@@ -236,9 +236,7 @@ def _demo_args(*extra):
         "-s",
         str(REPO / "Snakefile"),
         "--configfiles",
-        str(REPO / "config.yaml"),
-        str(REPO / "profiles/demo/demo.yaml"),
-        str(REPO / "tests/tiny.yaml"),
+        *TINY_CONFIGS,
         *map(str, extra),
     ]
 

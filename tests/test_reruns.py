@@ -13,7 +13,7 @@ import time
 
 import numpy as np
 import zarr
-from conftest import BIN, LOCAL_ENV, REPO, snakemake
+from conftest import BIN, LOCAL_ENV, REPO, TINY_CONFIGS, snakemake
 
 UPSTREAM = {"demo_data", "manifest_audioset", "manifest_target", "demo_teacher", "teacher_logits", "gather_logits"}
 # The tiny demo: TAU with splits 5 and 100 (3 pruned sets), each pruned set with its random control, and one
@@ -142,9 +142,7 @@ def test_killed_shard_leaves_nothing_complete_and_reruns_alone(demo_run, tmp_pat
         "--directory",
         str(wd),
         "--configfiles",
-        str(REPO / "config.yaml"),
-        str(REPO / "profiles/demo/demo.yaml"),
-        str(REPO / "tests/tiny.yaml"),
+        *TINY_CONFIGS,
         str(small),
         "--cores",
         "1",

@@ -13,7 +13,7 @@ import time
 
 import pandas as pd
 import pytest
-from conftest import BIN, REPO, demo_threads
+from conftest import BIN, REPO, TINY_CONFIGS, demo_threads
 from test_reruns import planned
 
 JOBCOMP = "/var/log/slurm/jobcomp.log"
@@ -70,9 +70,7 @@ def slurm_snakemake(workdir, *args, check=True, popen=False):
         "--directory",
         str(workdir),
         "--configfiles",
-        str(REPO / "config.yaml"),
-        str(REPO / "profiles/demo/demo.yaml"),
-        str(REPO / "tests/tiny.yaml"),
+        *TINY_CONFIGS,
         str(SLURM_GRID),
         *demo_threads(),
         "--profile",
@@ -190,9 +188,7 @@ def test_submit_runs_the_controller_as_a_slurm_job(slurm_run, tmp_path):
         "-s",
         str(REPO / "Snakefile"),
         "--configfiles",
-        str(REPO / "config.yaml"),
-        str(REPO / "profiles/demo/demo.yaml"),
-        str(REPO / "tests/tiny.yaml"),
+        *TINY_CONFIGS,
         str(SLURM_GRID),
         *demo_threads(),
         *FAST,
