@@ -3,7 +3,9 @@
 Runs `prunekd.distill.distill` itself (MixUp, SpecAugment, AdamW, schedule, checkpoints) on synthetic
 clips packed into the store layout the pipeline uses (`prunekd.packed`), with teacher logits in a
 Zarr store laid out as `prunekd gather` writes it. On a GPU it runs there (bf16 autocast, as
-configured) and reports the time 100 k iterations would take.
+configured) and reports the time 100 k iterations would take, beside its parts alone: the packed
+loader alone (the same workers and batches, copied to the device, no model) and the model step alone
+(benchmarks/student_step.py on one batch already on the device, compiled as configured).
 
     python benchmarks/distill.py [--quick] [--workers N] [--clip-seconds S]   # last line: JSON
 """
@@ -14,6 +16,7 @@ import argparse
 import json
 import os
 import re
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -26,10 +29,31 @@ import yaml
 import zarr
 
 from prunekd.distill import distill
-from prunekd.packed import pack_shard
+from prunekd.packed import PackedAudio, pack_shard
 from prunekd.store import N_CLASSES, create_ensemble_array
+from prunekd.training import StepSampler, as_float, clip_batches
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import student_step  # noqa: E402  (the model step alone, measured the same way in both benchmarks)
+
+
+def loader_rate(packed, n_clips: int, n_samples: int, dcfg: dict, steps: int) -> float:
+    """Batches/s of the distillation loader alone: packed clips, the same sampler and workers, each batch
+    copied to the device and turned into floats there, no model."""
+    dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    sampler = StepSampler(n_clips, dcfg["batch_size"], steps, 0)
+    data = PackedAudio([packed], np.arange(n_clips), n_samples)
+    t0, k = None, 0
+    for k, (wav, _) in enumerate(clip_batches(data, sampler, dcfg["num_workers"], [], print)):
+        as_float(wav.to(dev, non_blocking=True))
+        if k == min(10, steps // 4):  # worker start-up excluded
+            if dev.type == "cuda":
+                torch.cuda.synchronize()
+            t0, k0 = time.perf_counter(), k
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+    return (k - k0) / (time.perf_counter() - t0)
 
 
 def main() -> None:
@@ -38,6 +62,7 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--clip-seconds", type=float)
     ap.add_argument("--steps", type=int)
+    ap.add_argument("--no-compile", action="store_true", help="distillation.compile: false")
     a = ap.parse_args()
     cfg = yaml.safe_load((REPO / "config.yaml").read_text())
     seconds = a.clip_seconds or (1.0 if a.quick else 10.0)
@@ -85,6 +110,7 @@ def main() -> None:
             "num_workers": a.workers,
             "checkpoint_every": max(1, steps // 2),
             "log_every": max(1, steps // 4),
+            "compile": cfg["distillation"].get("compile", False) and not a.no_compile,
         }
         lines = []
         t0 = time.perf_counter()
@@ -103,9 +129,17 @@ def main() -> None:
             packed=[tmp / "packed.zarr"],
         )
         wall = time.perf_counter() - t0
-    # Steady-state rate from the loop's own progress lines (excludes start-up and the first batches).
-    rates = [float(m.group(1)) for line in lines if (m := re.search(r"([\d.]+) steps/s", line))]
-    rate = rates[-1] if rates else steps / wall
+        loader = loader_rate(tmp / "packed.zarr", n_clips, int(32000 * seconds), dcfg, steps)
+    shape = (cfg["distillation"]["batch_size"], seconds, N_CLASSES)
+    variant = "compile" if dcfg["compile"] and gpu else "bench"
+    model = student_step.rate(variant, shape, cfg, min(steps, 200) if gpu else 2, 10 if gpu else 1)
+    # Steady-state rate from the loop's own progress lines: each is the mean rate since the loop started (step s
+    # at time s / rate), so the rate between the first and the last excludes start-up and compilation.
+    prog = [
+        (int(m.group(1)), float(m.group(2))) for x in lines if (m := re.search(r"step (\d+)/.* ([\d.]+) steps/s", x))
+    ]
+    (s0, r0), (s1, r1) = prog[0], prog[-1]
+    rate = (s1 - s0) / max(s1 / r1 - s0 / r0, 1e-9) if s1 > s0 else r1
     res = {
         "benchmark": "distill",
         "quick": a.quick,
@@ -117,10 +151,17 @@ def main() -> None:
         "steps": steps,
         "workers": a.workers,
         "input": "packed",
+        "compile": dcfg["compile"] and gpu,
         "steps_per_s": round(rate, 3),
+        "loader_alone_batches_per_s": round(loader, 2),
+        "model_step_alone_steps_per_s": round(model, 2),
         "wall_s": round(wall, 1),
         "minutes_for_100k": round(100_000 / rate / 60, 1),
     }
+    print(
+        f"distillation {rate:.2f} steps/s | packed loader alone {loader:.1f} batches/s | "
+        f"model step alone {model:.2f} steps/s"
+    )
     print(json.dumps(res))
 
 

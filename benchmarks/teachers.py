@@ -6,9 +6,9 @@ mel once per batch for all members), against a naive loop: one member and one cl
 recomputed for every member, hear21passt's model as it comes (its own attention, where the shard job
 uses torch's fused scaled_dot_product_attention). Both produce the same logits (checked).
 
-GPU (when CUDA is present, or --gpu): the full nine-member PaSST-S ensemble on 10 s clips in bf16
-autocast: clips/s, FLOPs per clip (counted with torch's FlopCounterMode), the measured bf16 matmul
-rate of the device, and the share of it the ensemble reaches.
+GPU (when CUDA is present, or --gpu): the full nine-member PaSST-S ensemble on 10 s clips, forward alone,
+in fp16 and bf16 autocast and with fp16 weights: clips/s, FLOPs per clip (counted with torch's
+FlopCounterMode), the measured bf16 matmul rate of the device, and the share of it the ensemble reaches.
 
     python benchmarks/teachers.py [--quick] [--gpu]     # last line: one JSON object
 """
@@ -171,21 +171,44 @@ def flops_per_clip(models, frames: int) -> float:
     return float(fc.get_total_flops())
 
 
+def _clips_per_s(fn, batch: int, iters: int) -> float:
+    for _ in range(2):
+        fn()
+    torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    for _ in range(iters):
+        fn()
+    torch.cuda.synchronize()
+    return batch * iters / (time.perf_counter() - t0)
+
+
+@torch.no_grad()
 def gpu(quick: bool) -> dict:
+    """The ensemble forward alone on a batch already on the GPU, per precision: fp16 and bf16 autocast (the
+    configured way: float32 weights, the residual stream float32) and fp16 weights (everything fp16)."""
     frames = n_frames(10.0)
     models = members(PASST_S, frames)
     flops = flops_per_clip(models, frames)
     ens = Ensemble(models).cuda().eval()
     batch, iters = (16, 3) if quick else (64, 10)
     wav = torch.randn(batch, 320000, device="cuda") * 0.1
-    for _ in range(2):
-        ens(wav, torch.bfloat16)
-    torch.cuda.synchronize()
-    t0 = time.perf_counter()
-    for _ in range(iters):
-        ens(wav, torch.bfloat16)
-    torch.cuda.synchronize()
-    rate = batch * iters / (time.perf_counter() - t0)
+    rates = {
+        "fp16_autocast": _clips_per_s(lambda: ens(wav, torch.float16), batch, iters),
+        "bf16_autocast": _clips_per_s(lambda: ens(wav, torch.bfloat16), batch, iters),
+    }
+    ref = ens(wav[:4]).mean(1)
+    auto = ens(wav[:4], torch.float16).mean(1)
+    ens.members.half()
+
+    def half_weights():
+        spec = ens.mel(wav).unsqueeze(1).half()
+        return torch.stack([m(spec)[0].float() for m in ens.members], 1)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        rates["fp16_weights"] = _clips_per_s(half_weights, batch, iters)
+        wav = wav[:4]
+        half = half_weights().mean(1)
     peak = matmul_rate()
     return {
         "device": torch.cuda.get_device_name(),
@@ -193,11 +216,15 @@ def gpu(quick: bool) -> dict:
         "arch": PASST_S,
         "clip_seconds": 10,
         "batch": batch,
-        "gpu_clips_per_s": round(rate, 1),
+        "gpu_clips_per_s": {k: round(v, 1) for k, v in rates.items()},
+        "max_abs_logit_vs_fp32": {
+            "fp16_autocast": round(float((auto - ref).abs().max()), 5),
+            "fp16_weights": round(float((half - ref).abs().max()), 5),
+        },
         "tflop_per_clip": round(flops / 1e12, 3),
         "bf16_matmul_tflops": round(peak / 1e12, 1),
-        "share_of_matmul_rate": round(rate * flops / peak, 3),
-        "hours_for_2M_clips": round(2.08e6 / rate / 3600, 2),
+        "share_of_matmul_rate": {k: round(v * flops / peak, 3) for k, v in rates.items()},
+        "hours_for_2M_clips": round(2.08e6 / rates["fp16_autocast"] / 3600, 2),
     }
 
 

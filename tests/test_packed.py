@@ -4,11 +4,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import soundfile as sf
+import torch
 import zarr
 
 from prunekd.audio import load_clip
 from prunekd.packed import CLIPS_PER_FILE, PackedAudio, pack_shard
-from prunekd.training import WaveDataset
+from prunekd.training import WaveDataset, as_float
 
 
 @pytest.fixture
@@ -54,9 +55,12 @@ def test_packed_equals_decoded_and_lists_bad_clips(sources):
     decoded = WaveDataset(man["path"].to_numpy()[want], 32000, 32000)
     for i in range(len(want)):
         x, j, why = packed[i]
-        assert j == i and why == ""
-        np.testing.assert_allclose(x.numpy(), decoded[i][0].numpy(), atol=1.5 / 32768)
-    np.testing.assert_allclose(packed[0][0].numpy(), load_clip(man["path"][want[0]], 32000, 32000), atol=1.5 / 32768)
+        assert j == i and why == "" and x.dtype == torch.int16  # int16 up to the device: half the bytes
+        # on the device as_float makes exactly the floats numpy makes of the stored samples
+        assert torch.equal(as_float(x), torch.from_numpy(x.numpy().astype(np.float32) / 32768.0))
+        np.testing.assert_allclose(as_float(x).numpy(), decoded[i][0].numpy(), atol=1.5 / 32768)
+    first = as_float(packed[0][0]).numpy()
+    np.testing.assert_allclose(first, load_clip(man["path"][want[0]], 32000, 32000), atol=1.5 / 32768)
 
 
 def test_clip_missing_from_packed_stores_is_named(sources):

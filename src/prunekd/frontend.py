@@ -35,6 +35,15 @@ class MelFrontEnd(nn.Module):
         return (x + 1e-5).log()
 
 
+def to_device(t: torch.Tensor, device) -> torch.Tensor:
+    """A small CPU tensor (random numbers drawn on the CPU) on `device` without stalling the host: a copy from
+    pageable memory first waits for all queued GPU work (CUDA's rule for pageable copies), once per call, every
+    step; from pinned memory it is queued like a kernel."""
+    if torch.device(device).type == "cuda":
+        return t.pin_memory().to(device, non_blocking=True)
+    return t.to(device)
+
+
 def freq_mixstyle(
     x: torch.Tensor, p: float, alpha: float, gen: torch.Generator | None = None, eps: float = 1e-6
 ) -> torch.Tensor:
@@ -46,8 +55,8 @@ def freq_mixstyle(
     sig = (x.var(dim=(1, 3), keepdim=True) + eps).sqrt().detach()
     normed = (x - mu) / sig
     # Drawn on the CPU (the same numbers on any device), copied without waiting for the device.
-    lam = torch.distributions.Beta(alpha, alpha).sample((b, 1, 1, 1)).to(x.device, non_blocking=True)
-    perm = torch.randperm(b, generator=gen).to(x.device, non_blocking=True)
+    lam = to_device(torch.distributions.Beta(alpha, alpha).sample((b, 1, 1, 1)), x.device)
+    perm = to_device(torch.randperm(b, generator=gen), x.device)
     return normed * (sig * lam + sig[perm] * (1 - lam)) + (mu * lam + mu[perm] * (1 - lam))
 
 
@@ -57,7 +66,7 @@ def roll_waveform(wav: torch.Tensor, max_shift: int, gen: torch.Generator | None
         return wav
     # Shifts drawn on the CPU (the same numbers on any device) and copied without waiting for the device; the
     # [B, T] index is built where the clips are, not on the CPU and copied every step.
-    shifts = torch.randint(-max_shift, max_shift + 1, (wav.size(0),), generator=gen).to(wav.device, non_blocking=True)
+    shifts = to_device(torch.randint(-max_shift, max_shift + 1, (wav.size(0),), generator=gen), wav.device)
     idx = (torch.arange(wav.size(1), device=wav.device).unsqueeze(0) - shifts.unsqueeze(1)) % wav.size(1)
     return torch.gather(wav, 1, idx)
 
@@ -85,7 +94,7 @@ def example_mixup(
     lam = torch.where(mixed, torch.maximum(lam, 1 - lam), torch.ones(b))  # 1: the clip as it is
     # The partner is another clip, never the clip itself (the authors draw it from a second stream).
     perm = (torch.arange(b) + torch.randint(1, max(b, 2), (b,))) % b
-    mixed, perm, lam = (t.to(wav.device, non_blocking=True) for t in (mixed, perm, lam))
+    mixed, perm, lam = (to_device(t, wav.device) for t in (mixed, perm, lam))
     lw = lam.unsqueeze(1)
     centred = wav - wav.mean(dim=1, keepdim=True)
     mix = centred * lw + centred[perm] * (1 - lw)

@@ -99,9 +99,11 @@ def pack_shard(
 
 
 class PackedAudio(torch.utils.data.Dataset):
-    """Clips by manifest row from a set of packed stores; yields (float32 waveform, index, reason).
+    """Clips by manifest row from a set of packed stores; yields (int16 waveform, index, reason).
 
-    Same item layout as training.WaveDataset, so the training loops take either.
+    Same item layout as training.WaveDataset, so the training loops take either. The samples stay int16 up to
+    the device (training.as_float turns them into the float32 x / 32768 there, exactly): half the bytes through
+    the loader's shared memory, the pinning and the host-to-device copy (issue 15).
     Stores are opened lazily, once per DataLoader worker.
     """
 
@@ -137,7 +139,7 @@ class PackedAudio(torch.utils.data.Dataset):
         if self._arrays is None:
             self._arrays = [zarr.open_group(p, mode="r")["audio"] for p in self.paths]
         s, k = self.loc[i]
-        x = self._arrays[s][int(k)].astype(np.float32) / 32768.0
+        x = self._arrays[s][int(k)]
         if len(x) != self.n:  # another clip length than packed: pad or crop like load_clip
             x = np.pad(x, (0, max(0, self.n - len(x))))[: self.n]
         return torch.from_numpy(x), i, ""

@@ -247,11 +247,12 @@ class Ensemble(nn.Module):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             for m in self.members:
+                x = spec.to(next(m.parameters()).dtype)  # fp16 weights (teachers.precision fp16_weights): fp16 in
                 if autocast_dtype is not None:
                     with torch.autocast(device_type=wav.device.type, dtype=autocast_dtype):
-                        logits, _ = m(spec)
+                        logits, _ = m(x)
                 else:
-                    logits, _ = m(spec)
+                    logits, _ = m(x)
                 outs.append(logits.float())
         return torch.stack(outs, dim=1)
 

@@ -125,13 +125,20 @@ def decode_all(paths, sample_rate: int, n_samples: int, num_workers: int, device
 
 def indexed_batches(clips: torch.Tensor, sampler, device) -> Iterable:
     """(waveforms on `device`, indices on `device`) per step, drawn from decoded clips: no loader, no decoding."""
+    device = torch.device(device)
+    # By type: torch.device("cuda") != torch.device("cuda:0"), the device a tensor reports (issue 15's GPU run).
+    on_host = clips.device.type == "cpu" and device.type == "cuda"
     for idx in sampler:
         idx = torch.tensor(idx).to(clips.device, non_blocking=True)
         wav = clips[idx]
-        if wav.device != device:  # clips in pinned host memory: a pinned batch, copied asynchronously
-            wav = wav.pin_memory() if device.type == "cuda" else wav
-            wav = wav.to(device, non_blocking=True)
+        if on_host:  # clips in pinned host memory: a pinned batch, copied asynchronously
+            wav = wav.pin_memory().to(device, non_blocking=True)
         yield wav, idx.to(device, non_blocking=True)
+
+
+def as_float(wav: torch.Tensor) -> torch.Tensor:
+    """Waveforms as float32: int16 batches (packed clips) become x / 32768, exactly the floats numpy would make."""
+    return wav.float().div_(32768.0) if wav.dtype == torch.int16 else wav
 
 
 def loader(dataset, sampler, num_workers: int):
@@ -305,8 +312,26 @@ def on_device(model, frontend_cfg: dict, precision: str):
         # The GPU computes; the host only launches kernels and collates. A full set of intra-op threads
         # competes with the loader workers for the job's cores (issue 15: 4 threads beat the default).
         torch.set_num_threads(min(torch.get_num_threads(), GPU_HOST_THREADS))
+        # Fixed shapes: cuDNN times its convolution algorithms once per shape and keeps the fastest
+        # (fine-tuning step alone on an H100: 74 -> 81 steps/s, benchmarks/student_step.py).
+        torch.backends.cudnn.benchmark = True
     model.to(device, memory_format=torch.channels_last)
     return device, autocast, MelFrontEnd(frontend_cfg).to(device)
+
+
+def compiled(model, enabled: bool, device) -> torch.nn.Module:
+    """The model's forward under torch.compile on a GPU when `enabled` (distillation.compile), else the model.
+
+    The compiled module shares the model's parameters, so the optimizer, checkpoints and saved weights keep using
+    `model` (its state dict has no `_orig_mod.` prefixes). dynamic=False: one static graph per batch shape. On
+    CPU it stays eager: compiling costs more than it saves there, and the bit-exact resume test runs there.
+    """
+    if not enabled or torch.device(device).type != "cuda":
+        return model
+    from torch import _dynamo
+
+    _dynamo.config.suppress_errors = True  # a node without a working compiler runs eager, not fails
+    return torch.compile(model, dynamic=False)
 
 
 def save_model(path, model, **info) -> None:

@@ -1,0 +1,143 @@
+"""Benchmark: the CP-Mobile training step alone (no loader), in the ways a GPU can run it.
+
+The two shapes the pipeline trains: distillation (batch 32, 10 s clips, 527 outputs, BCE) and fine-tuning
+(batch 256, 1 s clips, 10 outputs, cross-entropy). One fixed batch already on the device; a step is
+mel -> SpecAugment -> model -> loss -> backward -> grad clip -> AdamW. Each variant is a rate over
+`--steps` steps after warm-up steps (compilation and cuDNN's algorithm search excluded):
+
+  eager          what the pipeline ran before issue 15's GPU work: fp32, channels_last, cudnn.benchmark off
+  bench          + cudnn.benchmark (fixed shapes: cuDNN times its algorithms once and keeps the fastest)
+  bench_nchw     cudnn.benchmark, contiguous (NCHW) instead of channels_last
+  bf16           cudnn.benchmark, bf16 autocast (a deviation from the fp32 references)
+  compile        cudnn.benchmark, the model under torch.compile (fused BatchNorm/ReLU/adds)
+  compile_bf16   compile + bf16 autocast
+  graph          cudnn.benchmark, the whole step captured once as a CUDA graph and replayed (no launch cost)
+
+On CPU (--quick) only the eager variants run, a few steps each.
+
+    python benchmarks/student_step.py [--quick] [--shape distill|finetune|both] [--variants a,b] [--steps N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+import yaml
+
+from prunekd.cpmobile import build_student
+from prunekd.frontend import MelFrontEnd
+
+REPO = Path(__file__).resolve().parents[1]
+SHAPES = {"distill": (32, 10.0, 527), "finetune": (256, 1.0, 10)}
+GPU_VARIANTS = ["eager", "bench", "bench_nchw", "bf16", "compile", "compile_bf16", "graph"]
+
+
+def _sync():
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def rate(variant: str, shape, cfg: dict, steps: int, warmup: int) -> float:
+    """Steps/s of one variant; `shape` names one of SHAPES or is (batch, clip seconds, classes)."""
+    batch, seconds, n_classes = SHAPES[shape] if isinstance(shape, str) else shape
+    gpu = torch.cuda.is_available()
+    dev = torch.device("cuda" if gpu else "cpu")
+    torch.backends.cudnn.benchmark = variant != "eager"
+    torch.manual_seed(0)
+    model = build_student(cfg["student"], n_classes)
+    fmt = torch.contiguous_format if variant == "bench_nchw" else torch.channels_last
+    model.to(dev, memory_format=fmt)
+    mel = MelFrontEnd(cfg["frontend"]).to(dev).train()
+    net = torch.compile(model) if variant.startswith("compile") else model
+    bf16 = gpu and variant in ("bf16", "compile_bf16")
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1e-4, capturable=variant == "graph")
+    wav = torch.randn(batch, int(seconds * 32000), device=dev) * 0.1
+    y = (
+        (torch.rand(batch, n_classes, device=dev) > 0.99).float()
+        if n_classes == 527
+        else torch.randint(0, n_classes, (batch,), device=dev)
+    )
+
+    def loss_of():
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=bf16):
+            out = net(mel(wav).contiguous(memory_format=fmt)).float()
+        return F.binary_cross_entropy_with_logits(out, y) if n_classes == 527 else F.cross_entropy(out, y)
+
+    def step():
+        opt.zero_grad(set_to_none=variant != "graph")
+        loss = loss_of()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        return loss
+
+    run = step
+    if variant == "graph":
+        s = torch.cuda.Stream()
+        s.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(s):  # warm-up outside the graph (cuDNN's search, the optimizer's state)
+            for _ in range(3):
+                step()
+        torch.cuda.current_stream().wait_stream(s)
+        g = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(g):
+            step()
+
+        def run():
+            g.replay()
+
+    for _ in range(warmup):
+        run()
+    _sync()
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        run()
+    _sync()
+    return steps / (time.perf_counter() - t0)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="few steps; on CPU the eager variant only")
+    ap.add_argument("--shape", choices=["distill", "finetune", "both"], default="both")
+    ap.add_argument("--variants", help="comma-separated subset of: " + ", ".join(GPU_VARIANTS))
+    ap.add_argument("--steps", type=int)
+    a = ap.parse_args()
+    cfg = yaml.safe_load((REPO / "config.yaml").read_text())
+    gpu = torch.cuda.is_available()
+    variants = a.variants.split(",") if a.variants else (GPU_VARIANTS if gpu else ["eager"])
+    steps = a.steps or ((30 if a.quick else 200) if gpu else 2)
+    warmup = 10 if gpu else 1
+    shapes = list(SHAPES) if a.shape == "both" else [a.shape]
+    if not gpu and a.quick:
+        SHAPES.update({"distill": (8, 2.0, 527), "finetune": (32, 1.0, 10)})
+    res = {
+        "benchmark": "student_step",
+        "quick": a.quick,
+        "device": torch.cuda.get_device_name() if gpu else "cpu",
+        "cpu_count": os.cpu_count(),
+        "steps": steps,
+    }
+    for shape in shapes:
+        b, sec, _ = SHAPES[shape]
+        res[shape] = {"batch": b, "clip_seconds": sec}
+        for v in variants:
+            try:
+                r = rate(v, shape, cfg, steps, warmup)
+            except Exception as e:  # a variant this torch/GPU cannot run is reported, the others still run
+                res[shape][v] = f"failed: {type(e).__name__}: {str(e)[:200]}"
+                print(f"{shape} {v}: failed: {e}", flush=True)
+                continue
+            res[shape][v] = round(r, 2)
+            print(f"{shape} {v}: {r:.2f} steps/s", flush=True)
+    print(json.dumps(res))
+
+
+if __name__ == "__main__":
+    main()
