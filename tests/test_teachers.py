@@ -79,6 +79,20 @@ def test_ensemble_equals_each_member_through_hear21passt_forward(weights):
             torch.testing.assert_close(out[:, i], ref, rtol=1e-5, atol=1e-5)
 
 
+def test_fp16_weights_members_take_the_fp32_mel_and_give_the_fp32_logits_to_fp16_tolerance(weights):
+    # teachers.precision fp16_weights: the members cast to fp16, the mel computed in fp32 once and cast per member
+    paths = locate_weights(NAMES, weights)
+    ens = Ensemble([load_member(paths[m], MEMBERS[m][0], ARCH) for m in NAMES]).eval()
+    wav = torch.randn(2, 32000) * 0.1
+    ref = ens(wav)
+    ens.members.half()
+    out = ens(wav)
+    assert out.dtype == torch.float32 and torch.isfinite(out).all()
+    assert {p.dtype for p in ens.members.parameters()} == {torch.float16}  # without the cast: a dtype error
+    err = (out - ref).abs().max().item()
+    assert 0 < err < 0.02, err  # fp16 arithmetic: not bit-equal, within fp16 rounding of the logits
+
+
 def test_clips_longer_than_the_checkpoint_see_their_start(weights):
     # Checkpoints trained on 1 s (101 frames); a target with 3 s clips gives 300 frames.
     paths = locate_weights(NAMES, weights)
