@@ -2,10 +2,11 @@
 
 Runs `prunekd.distill.distill` itself (MixUp, SpecAugment, AdamW, schedule, checkpoints) on synthetic
 clips packed into the store layout the pipeline uses (`prunekd.packed`), with teacher logits in a
-Zarr store laid out as `prunekd gather` writes it. On a GPU it runs there (bf16 autocast, as
-configured) and reports the time 100 k iterations would take, beside its parts alone: the packed
-loader alone (the same workers and batches, copied to the device, no model) and the model step alone
-(benchmarks/student_step.py on one batch already on the device, compiled as configured).
+Zarr store laid out as `prunekd gather` writes it. On a GPU it runs there (precision and compilation as
+configured) and reports the time 100 k iterations would take, beside its parts alone: the packed input
+alone (the same threads and batches, copied to the device, no model), with the main thread's CPU time
+per batch, for PackedReader (what distillation uses) and for zarr in DataLoader processes (the path
+before), and the model step alone (benchmarks/student_step.py on one batch already on the device).
 
     python benchmarks/distill.py [--quick] [--workers N] [--clip-seconds S]   # last line: JSON
 """
@@ -29,7 +30,7 @@ import yaml
 import zarr
 
 from prunekd.distill import distill
-from prunekd.packed import PackedAudio, pack_shard
+from prunekd.packed import PackedAudio, PackedReader, pack_shard, reader_batches
 from prunekd.store import N_CLASSES, create_ensemble_array
 from prunekd.training import StepSampler, as_float, clip_batches
 
@@ -38,22 +39,28 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import student_step  # noqa: E402  (the model step alone, measured the same way in both benchmarks)
 
 
-def loader_rate(packed, n_clips: int, n_samples: int, dcfg: dict, steps: int) -> float:
-    """Batches/s of the distillation loader alone: packed clips, the same sampler and workers, each batch
-    copied to the device and turned into floats there, no model."""
+def loader_rate(packed, n_clips: int, n_samples: int, dcfg: dict, steps: int, how: str) -> tuple[float, float]:
+    """(batches/s, main-thread CPU ms per batch) of the distillation input alone: the same sampler, each batch
+    copied to the device and turned into floats there, no model. how: "reader" (PackedReader's threads, what
+    distillation uses) or "loader" (PackedAudio through zarr in DataLoader processes, the path before)."""
     dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    sampler = StepSampler(n_clips, dcfg["batch_size"], steps, 0)
-    data = PackedAudio([packed], np.arange(n_clips), n_samples)
-    t0, k = None, 0
-    for k, (wav, _) in enumerate(clip_batches(data, sampler, dcfg["num_workers"], [], print)):
+    sampler = StepSampler(n_clips, dcfg["batch_size"], max(steps, 40), 0)
+    if how == "reader":
+        it = reader_batches(
+            PackedReader([packed], np.arange(n_clips), n_samples), sampler, dcfg["num_workers"], dev.type == "cuda"
+        )
+    else:
+        it = clip_batches(PackedAudio([packed], np.arange(n_clips), n_samples), sampler, dcfg["num_workers"], [], print)
+    t0 = c0 = None
+    for k, (wav, _) in enumerate(it):
         as_float(wav.to(dev, non_blocking=True))
-        if k == min(10, steps // 4):  # worker start-up excluded
+        if k == 10:  # worker start-up excluded
             if dev.type == "cuda":
                 torch.cuda.synchronize()
-            t0, k0 = time.perf_counter(), k
+            t0, c0, k0 = time.perf_counter(), time.thread_time(), k
     if dev.type == "cuda":
         torch.cuda.synchronize()
-    return (k - k0) / (time.perf_counter() - t0)
+    return (k - k0) / (time.perf_counter() - t0), (time.thread_time() - c0) * 1000 / (k - k0)
 
 
 def main() -> None:
@@ -129,7 +136,9 @@ def main() -> None:
             packed=[tmp / "packed.zarr"],
         )
         wall = time.perf_counter() - t0
-        loader = loader_rate(tmp / "packed.zarr", n_clips, int(32000 * seconds), dcfg, steps)
+        ns = int(32000 * seconds)
+        loader, loader_cpu = loader_rate(tmp / "packed.zarr", n_clips, ns, dcfg, steps, "reader")
+        procs, procs_cpu = loader_rate(tmp / "packed.zarr", n_clips, ns, dcfg, steps, "loader")
     shape = (cfg["distillation"]["batch_size"], seconds, N_CLASSES)
     variant = "compile" if dcfg["compile"] and gpu else "bench"
     model = student_step.rate(variant, shape, cfg, min(steps, 200) if gpu else 2, 10 if gpu else 1)
@@ -153,13 +162,17 @@ def main() -> None:
         "input": "packed",
         "compile": dcfg["compile"] and gpu,
         "steps_per_s": round(rate, 3),
-        "loader_alone_batches_per_s": round(loader, 2),
+        "reader_alone_batches_per_s": round(loader, 2),
+        "reader_main_thread_ms_per_batch": round(loader_cpu, 2),
+        "zarr_loader_alone_batches_per_s": round(procs, 2),
+        "zarr_loader_main_thread_ms_per_batch": round(procs_cpu, 2),
         "model_step_alone_steps_per_s": round(model, 2),
         "wall_s": round(wall, 1),
         "minutes_for_100k": round(100_000 / rate / 60, 1),
     }
     print(
-        f"distillation {rate:.2f} steps/s | packed loader alone {loader:.1f} batches/s | "
+        f"distillation {rate:.2f} steps/s | packed reader alone {loader:.1f} batches/s "
+        f"({loader_cpu:.1f} ms main-thread CPU per batch; zarr in loader processes {procs:.1f}, {procs_cpu:.1f} ms) | "
         f"model step alone {model:.2f} steps/s"
     )
     print(json.dumps(res))

@@ -8,8 +8,8 @@ import torch
 import zarr
 
 from prunekd.audio import load_clip
-from prunekd.packed import CLIPS_PER_FILE, PackedAudio, pack_shard
-from prunekd.training import WaveDataset, as_float
+from prunekd.packed import CLIPS_PER_FILE, PackedAudio, PackedReader, RawLayoutError, pack_shard, reader_batches
+from prunekd.training import StepSampler, WaveDataset, as_float
 
 
 @pytest.fixture
@@ -68,3 +68,41 @@ def test_clip_missing_from_packed_stores_is_named(sources):
     pack_shard(sources / "m.tsv", 0, 1000, ["unbalanced_train"], 32000, 1.0, out)
     with pytest.raises(KeyError, match=r"rows \[5\]"):
         PackedAudio([out], [4, 5], 32000)
+
+
+def test_reader_reads_the_same_samples_as_zarr_across_stores_in_sampler_order(sources):
+    # Two stores (two teacher-shard blocks), each with a partial last shard file; rows asked in random order.
+    stores = [sources / "a.zarr", sources / "b.zarr"]
+    for shard, out in enumerate(stores):
+        pack_shard(sources / "m.tsv", shard, 40, ["unbalanced_train"], 32000, 1.0, out)
+    rows = np.concatenate([zarr.open_group(str(p), mode="r")["row"][:] for p in stores])
+    rows = np.random.default_rng(1).permutation(rows)
+    for n in (32000, 20000, 40000):  # the packed length, cut, padded
+        reader, ref = PackedReader(stores, rows, n), PackedAudio(stores, rows, n)
+        out = np.full(n, 7, np.int16)
+        for i in range(len(rows)):
+            reader.read_into(i, out)
+            np.testing.assert_array_equal(out, ref[i][0].numpy())
+    ref = PackedAudio(stores, rows, 32000)
+    sampler = StepSampler(len(rows), 8, 12, seed=3)  # more steps than one epoch
+    got = list(reader_batches(PackedReader(stores, rows, 32000), sampler, threads=3, pin=False, ahead=2))
+    assert len(got) == 12
+    for (wav, idx), want in zip(got, sampler):
+        assert idx.tolist() == want and wav.dtype == torch.int16
+        assert torch.equal(wav, torch.stack([ref[i][0] for i in want]))
+
+
+def test_reader_names_a_truncated_store_and_leaves_other_layouts_to_zarr(sources):
+    out = sources / "packed.zarr"
+    pack_shard(sources / "m.tsv", 0, 1000, ["unbalanced_train"], 32000, 1.0, out)
+    reader = PackedReader([out], [0], 32000)
+    shard_file = out / "audio" / "c" / "0" / "0"
+    data = shard_file.read_bytes()
+    shard_file.write_bytes(data[:1000] + data[-(16 * CLIPS_PER_FILE + 4) :])  # clips cut, index kept
+    with pytest.raises(OSError, match=r"c/0/0"):
+        reader.read_into(0, np.zeros(32000, np.int16))
+    g = zarr.open_group(str(sources / "zstd.zarr"), mode="w")  # compressed: not the raw layout
+    g.create_array("row", data=np.arange(2))
+    g.create_array("audio", data=np.zeros((2, 32000), np.int16), chunks=(1, 32000), shards=(2, 32000))
+    with pytest.raises(RawLayoutError):
+        PackedReader([sources / "zstd.zarr"], [0], 32000)

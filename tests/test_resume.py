@@ -51,7 +51,7 @@ def _inputs(tmp_path):
     pd.DataFrame({"position": range(10)}).to_csv(tmp_path / "k.tsv", sep="\t", index=False)
 
 
-def _run(tmp_path, name):
+def _run(tmp_path, name, packed=None):
     return distill_mod.distill(
         tmp_path / "s.zarr",
         tmp_path / "m.tsv",
@@ -64,6 +64,7 @@ def _run(tmp_path, name):
         tmp_path / f"{name}.tsv",
         tmp_path / f"{name}_ck",
         log=lambda s: None,
+        packed=packed,
     )
 
 
@@ -142,3 +143,28 @@ def test_killed_job_resumes_with_the_whole_curve_after_snakemake_deleted_its_out
     cli.main(argv)
     curve = pd.read_csv(tmp_path / "out/curve.tsv", sep="\t")
     assert list(curve["step"]) == list(range(1, 7))
+
+
+def test_distillation_reads_packed_clips_in_threads_to_the_weights_zarr_loading_gives(tmp_path, monkeypatch):
+    from prunekd import packed as packed_mod
+
+    _inputs(tmp_path)
+    packed_mod.pack_shard(tmp_path / "m.tsv", 0, 10, ["balanced_train"], 32000, 1.0, tmp_path / "p.zarr")
+    _run(tmp_path, "threads", packed=[tmp_path / "p.zarr"])  # PackedReader: positioned reads in threads
+
+    def other_layout(*a, **k):
+        raise packed_mod.RawLayoutError("a store in another layout")
+
+    monkeypatch.setattr(packed_mod, "PackedReader", other_layout)  # -> PackedAudio through zarr
+    _run(tmp_path, "zarr", packed=[tmp_path / "p.zarr"])
+    a = torch.load(tmp_path / "threads.pt", weights_only=True)["state_dict"]
+    b = torch.load(tmp_path / "zarr.pt", weights_only=True)["state_dict"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not all(torch.equal(a[k], c) for k, c in _initial_weights().items() if k in a)  # it trained
+
+
+def _initial_weights():
+    from prunekd.cpmobile import build_student
+
+    torch.manual_seed(CFG["seed"])
+    return build_student(STUDENT, n_classes=527).state_dict()

@@ -80,15 +80,22 @@ def distill(
     net = compiled(model, cfg.get("compile", False), device)  # the forward; `model` keeps the weights
     total = cfg["iterations"]
     n_samples = int(clip_seconds * frontend_cfg["sample_rate"])
+    reader = None
     if packed:  # decoded once by `prunekd pack-audio` (see packed.py for why)
-        from .packed import PackedAudio
+        from .packed import PackedAudio, PackedReader, RawLayoutError, reader_batches
 
-        dataset = PackedAudio(packed, rows, n_samples)
+        try:  # read in threads straight into pinned batches
+            reader = PackedReader(packed, rows, n_samples)
+        except RawLayoutError as e:  # a store in another layout: through zarr, in loader processes
+            log(f"{e}; reading the packed clips through zarr")
+            dataset = PackedAudio(packed, rows, n_samples)
     else:
         dataset = WaveDataset(paths, frontend_cfg["sample_rate"], n_samples)
 
     def batches(start):
         sampler = StepSampler(len(pos), min(cfg["batch_size"], len(pos)), total, cfg["seed"], start)
+        if reader is not None:
+            return reader_batches(reader, sampler, cfg["num_workers"], pin=device.type == "cuda")
         return clip_batches(dataset, sampler, cfg["num_workers"], paths, log)
 
     def loss_fn(batch):
