@@ -19,6 +19,7 @@ import torch
 
 from .atomic import atomic_path
 from .audio import AudioError, load_clip
+from .frontend import to_device
 
 
 def warmup_cosine(step: int, total: int, warmup: int, final_fraction: float) -> float:
@@ -132,7 +133,7 @@ def indexed_batches(clips: torch.Tensor, sampler, device) -> Iterable:
         idx = torch.tensor(idx).to(clips.device, non_blocking=True)
         wav = clips[idx]
         if on_host:  # clips in pinned host memory: a pinned batch, copied asynchronously
-            wav = wav.pin_memory().to(device, non_blocking=True)
+            wav = to_device(wav, device)
         yield wav, idx.to(device, non_blocking=True)
 
 
