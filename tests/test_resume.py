@@ -51,7 +51,7 @@ def _inputs(tmp_path):
     pd.DataFrame({"position": range(10)}).to_csv(tmp_path / "k.tsv", sep="\t", index=False)
 
 
-def _run(tmp_path, name, packed=None):
+def _run(tmp_path, name, packed=None, stage_dir=None, log=lambda s: None):
     return distill_mod.distill(
         tmp_path / "s.zarr",
         tmp_path / "m.tsv",
@@ -63,8 +63,9 @@ def _run(tmp_path, name, packed=None):
         tmp_path / f"{name}.pt",
         tmp_path / f"{name}.tsv",
         tmp_path / f"{name}_ck",
-        log=lambda s: None,
+        log=log,
         packed=packed,
+        stage_dir=stage_dir,
     )
 
 
@@ -151,6 +152,10 @@ def test_distillation_reads_packed_clips_in_threads_to_the_weights_zarr_loading_
     _inputs(tmp_path)
     packed_mod.pack_shard(tmp_path / "m.tsv", 0, 10, ["balanced_train"], 32000, 1.0, tmp_path / "p.zarr")
     _run(tmp_path, "threads", packed=[tmp_path / "p.zarr"])  # PackedReader: positioned reads in threads
+    node, log = tmp_path / "node", []
+    node.mkdir()
+    _run(tmp_path, "staged", packed=[tmp_path / "p.zarr"], stage_dir=node, log=log.append)  # 24 draws of 10 clips
+    assert any(line.startswith("staged 10 clips") for line in log) and list(node.iterdir()) == []
 
     def other_layout(*a, **k):
         raise packed_mod.RawLayoutError("a store in another layout")
@@ -158,8 +163,9 @@ def test_distillation_reads_packed_clips_in_threads_to_the_weights_zarr_loading_
     monkeypatch.setattr(packed_mod, "PackedReader", other_layout)  # -> PackedAudio through zarr
     _run(tmp_path, "zarr", packed=[tmp_path / "p.zarr"])
     a = torch.load(tmp_path / "threads.pt", weights_only=True)["state_dict"]
-    b = torch.load(tmp_path / "zarr.pt", weights_only=True)["state_dict"]
-    assert all(torch.equal(a[k], b[k]) for k in a)
+    for other in ("zarr", "staged"):
+        b = torch.load(tmp_path / f"{other}.pt", weights_only=True)["state_dict"]
+        assert all(torch.equal(a[k], b[k]) for k in a)
     assert not all(torch.equal(a[k], c) for k, c in _initial_weights().items() if k in a)  # it trained
 
 

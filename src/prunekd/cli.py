@@ -343,6 +343,11 @@ def parser() -> argparse.ArgumentParser:
         default=None,
         help="packed audio stores to read the clips from (else the source files are decoded)",
     )
+    p.add_argument(
+        "--stage-dir",
+        default=None,
+        help="node-local folder to copy the packed clips of the set to first (distillation.staging: auto)",
+    )
     p.add_argument("--settings", required=True, help=SETTINGS_HELP)
 
     p = command("finetune", cmd_finetune, "Fine-tune (or train from scratch: the baseline) on a challenge split.")

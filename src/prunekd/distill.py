@@ -10,6 +10,7 @@ The loop, schedule, checkpoints and curve: training.train.
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import pandas as pd
@@ -56,6 +57,7 @@ def distill(
     log=print,
     members=None,
     packed=None,
+    stage_dir=None,
 ) -> dict:
     from .store import embeddings, open_store
 
@@ -98,6 +100,12 @@ def distill(
             return reader_batches(reader, sampler, cfg["num_workers"], pin=device.type == "cuda")
         return clip_batches(dataset, sampler, cfg["num_workers"], paths, log)
 
+    stage = contextlib.nullcontext(reader)
+    if reader is not None and stage_dir and cfg.get("staging", "never") == "auto":
+        from .staging import staged  # a node-local copy of the pruned clips (README, "Audio input of distillation")
+
+        stage = staged(reader, stage_dir, total * min(cfg["batch_size"], len(pos)), cfg["num_workers"], log)
+
     def loss_fn(batch):
         wav, idx = batch
         wav = as_float(wav.to(device, non_blocking=True))
@@ -109,28 +117,39 @@ def distill(
             out = net(mel(wav).contiguous(memory_format=torch.channels_last))
         return kd_loss(out.float(), t, y, cfg["kd_lambda"], cfg["temperature"])[0]
 
-    fp = fingerprint(cfg, student_cfg, frontend_cfg, clip_seconds, members, Path(kept_path).read_bytes())
-    train(
-        model,
-        batches,
-        loss_fn,
-        cfg,
-        Run(
-            "distill",
-            total,
-            int(round(cfg["warmup_fraction"] * total)),
-            cfg["final_lr_fraction"],
-            fp,
-            Path(ckpt_dir),
-            curve_path,
-            log,
-        ),
+    # How the clips are read (staging, threads) does not change what is trained: a checkpoint resumes across them.
+    fp = fingerprint(
+        {k: v for k, v in cfg.items() if k not in ("staging", "num_workers")},
+        student_cfg,
+        frontend_cfg,
+        clip_seconds,
+        members,
+        Path(kept_path).read_bytes(),
     )
+    with stage as reader:
+        train(
+            model,
+            batches,
+            loss_fn,
+            cfg,
+            Run(
+                "distill",
+                total,
+                int(round(cfg["warmup_fraction"] * total)),
+                cfg["final_lr_fraction"],
+                fp,
+                Path(ckpt_dir),
+                curve_path,
+                log,
+            ),
+        )
     save_model(out_model, model, n_classes=N_CLASSES, student=student_cfg, steps=total, clips=int(len(pos)))
     return {"steps": total, "clips": int(len(pos))}
 
 
-def distill_step(store, manifest, kept, out, curve, checkpoint_dir, packed, settings: dict, log=print) -> dict:
+def distill_step(
+    store, manifest, kept, out, curve, checkpoint_dir, packed, settings: dict, stage_dir=None, log=print
+) -> dict:
     """`prunekd distill`: the step's config slice unpacked."""
     s = settings
     return distill(
@@ -147,4 +166,5 @@ def distill_step(store, manifest, kept, out, curve, checkpoint_dir, packed, sett
         log,
         s.get("members"),
         packed=packed,
+        stage_dir=stage_dir,
     )

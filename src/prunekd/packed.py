@@ -228,14 +228,19 @@ class PackedReader:
         out[len(view) // 2 :] = 0
         fd = os.open(path, os.O_RDONLY)
         try:
-            done = 0
-            while done < len(view):  # a positioned read may return less (network file systems)
-                got = os.preadv(fd, [view[done:]], offset + done)
-                if got == 0:
-                    raise OSError(f"{path}: ends inside clip data at byte {offset + done}")
-                done += got
+            read_exact(fd, view, offset, path)
         finally:
             os.close(fd)
+
+
+def read_exact(fd: int, view: memoryview, offset: int, path) -> None:
+    """Fill `view` from byte `offset` of an open file; a positioned read may return less (network file systems)."""
+    done = 0
+    while done < len(view):
+        got = os.preadv(fd, [view[done:]], offset + done)
+        if got == 0:
+            raise OSError(f"{path}: ends inside clip data at byte {offset + done}")
+        done += got
 
 
 def reader_batches(reader: PackedReader, sampler, threads: int, pin: bool, ahead: int = 4):

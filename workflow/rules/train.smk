@@ -74,7 +74,7 @@ rule distill:
     shell:
         "prunekd distill --store {input.store} --manifest {input.manifest} --kept {input.kept} "
         "--out {output.model} --curve {output.curve} --checkpoint-dir {params.ckpt} {params.packed} "
-        "--settings {params.settings:q} 2> {log}"
+        "--stage-dir {resources.tmpdir:q} --settings {params.settings:q} 2> {log}"
 
 
 rule finetune:

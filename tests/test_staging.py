@@ -1,0 +1,164 @@
+"""Node-local staging of a distillation's packed clips: the same samples, only where it pays and fits, no leftovers."""
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+import zarr
+
+from prunekd import staging
+from prunekd.packed import PackedAudio, PackedReader, pack_shard, reader_batches
+from prunekd.training import StepSampler
+
+
+@pytest.fixture
+def stores(tmp_path):
+    """Two packed stores (two row blocks) made from real audio files, as pack-audio writes them."""
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(150):  # 3 shard files per store, the last partial
+        p = tmp_path / "audio" / f"c{i}.flac"
+        p.parent.mkdir(exist_ok=True)
+        sf.write(str(p), rng.normal(0, 0.1, 8000 if i % 5 else 6000), 32000)
+        rows.append({"row": i, "id": f"c{i}", "subset": "unbalanced_train", "path": str(p), "labels": "0"})
+        rows[-1].update(duration=0.25, status="ok")
+    pd.DataFrame(rows).to_csv(tmp_path / "m.tsv", sep="\t", index=False)
+    out = [tmp_path / "a.zarr", tmp_path / "b.zarr"]
+    for shard, p in enumerate(out):
+        pack_shard(tmp_path / "m.tsv", shard, 75, ["unbalanced_train"], 32000, 0.25, p)
+    return out
+
+
+def _pruned(stores):
+    rows = np.concatenate([zarr.open_group(str(p), mode="r")["row"][:] for p in stores])
+    return np.random.default_rng(2).permutation(rows)[:97]  # a pruned set: some clips of each store, any order
+
+
+def test_staged_copy_gives_the_steps_the_same_batches_and_is_removed_after(stores, tmp_path):
+    rows = _pruned(stores)
+    node = tmp_path / "node_tmp"
+    node.mkdir()
+    sampler = StepSampler(len(rows), 16, 20, seed=4)  # 320 draws of 97 clips: staging pays
+    ref = PackedAudio(stores, rows, 8000)
+    log = []
+    with staging.staged(PackedReader(stores, rows, 8000), node, 320, threads=3, log=log.append) as reader:
+        assert isinstance(reader, staging.StagedClips)
+        copies = list(node.glob("prunekd-stage-*/clips.i16"))
+        assert len(copies) == 1 and copies[0].stat().st_size == 97 * 8000 * 2
+        got = list(reader_batches(reader, sampler, threads=2, pin=False))
+    assert [p for p in node.iterdir()] == []  # the copy is gone when the job ends
+    assert any("staged 97 clips" in line for line in log)
+    for (wav, idx), want in zip(got, sampler):
+        assert idx.tolist() == want
+        assert torch.equal(wav, torch.stack([ref[i][0] for i in want]))
+    for n in (6000, 9000):  # cut and padded as the shared reads
+        with staging.staged(PackedReader(stores, rows, n), node, 320, 2, log.append) as reader:
+            out = np.full(n, 5, np.int16)
+            for i in range(len(rows)):
+                reader.read_into(i, out)
+                assert np.array_equal(out, PackedAudio(stores, rows, n)[i][0].numpy())
+
+
+def test_no_copy_where_it_does_not_pay_or_fit(stores, tmp_path, monkeypatch):
+    rows = _pruned(stores)
+    node = tmp_path / "node_tmp"
+    node.mkdir()
+    log = []
+    reader = PackedReader(stores, rows, 8000)
+    with staging.staged(reader, node, 97, 2, log.append) as got:  # each clip drawn about once
+        assert got is reader
+    assert "a copy would read more than it saves" in log[-1]
+
+    class Usage:
+        free = staging.MARGIN + 97 * 8000 * 2 - 1
+
+    monkeypatch.setattr(staging.shutil, "disk_usage", lambda p: Usage)
+    with staging.staged(reader, node, 10_000, 2, log.append) as got:
+        assert got is reader
+    assert f"has {Usage.free / 1e9:.1f} GB free" in log[-1] and str(node) in log[-1]
+    with staging.staged(reader, tmp_path / "missing", 10_000, 2, log.append) as got:
+        assert got is reader
+    assert "missing is not a folder" in log[-1]
+    assert list(node.iterdir()) == []
+
+
+def test_a_disk_that_fills_during_the_copy_falls_back_and_a_bad_store_is_named(stores, tmp_path, monkeypatch):
+    import errno
+
+    rows = _pruned(stores)
+    node = tmp_path / "node_tmp"
+    node.mkdir()
+    log = []
+    real = os.pwrite
+    calls = []
+
+    def fills(fd, data, offset):
+        calls.append(offset)
+        if len(calls) > 0 and offset > 0:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(fd, data, offset)
+
+    monkeypatch.setattr(staging.os, "pwrite", fills)
+    staging.BLOCK, block = 32, staging.BLOCK
+    try:
+        with staging.staged(PackedReader(stores, rows, 8000), node, 320, 2, log.append) as got:
+            assert isinstance(got, PackedReader)  # the shared stores, with a line saying why
+            assert list(node.iterdir()) == []
+    finally:
+        staging.BLOCK = block
+    assert "No space left on device after 32 of 97 clips" in log[-1]
+    monkeypatch.setattr(staging.os, "pwrite", real)
+
+    shard_file = stores[1] / "audio" / "c" / "0" / "0"
+    shard_file.write_bytes(shard_file.read_bytes()[:100] + shard_file.read_bytes()[-(16 * 64 + 4) :])
+    with pytest.raises(OSError, match="b.zarr/audio/c/0/0"):
+        with staging.staged(PackedReader(stores, rows, 8000), node, 320, 2, log.append):
+            pass
+    assert list(node.iterdir()) == []  # a failed copy leaves nothing
+
+
+_KILLED_JOB = """
+import sys, time
+import numpy as np, zarr
+from prunekd import staging
+from prunekd.packed import PackedReader
+stores = sys.argv[2:]
+rows = np.concatenate([zarr.open_group(p, mode="r")["row"][:] for p in stores])
+with staging.staged(PackedReader(stores, rows, 8000), sys.argv[1], 10_000, 2, print) as r:
+    print("staged", flush=True)
+    time.sleep(60)
+"""
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
+def test_a_killed_job_leaves_no_copy_behind(stores, tmp_path, sig):
+    """SIGTERM (SLURM's time limit, scancel): the job removes its copy. SIGKILL (out of memory): the next staging
+    job on the node removes it; a live job's copy stays."""
+    node = tmp_path / "node_tmp"
+    node.mkdir()
+    env = {**os.environ, "PYTHONPATH": str(Path(staging.__file__).parents[1])}
+    job = subprocess.Popen(
+        [sys.executable, "-c", _KILLED_JOB, str(node), *map(str, stores)], stdout=subprocess.PIPE, text=True, env=env
+    )
+    assert "staged" in job.stdout.readline() + job.stdout.readline()
+    live = list(node.iterdir())
+    assert len(live) == 1
+    staging.remove_orphans(node)
+    assert list(node.iterdir()) == live  # the job still runs: its copy is left alone
+    job.send_signal(sig)
+    job.wait(timeout=30)
+    if sig == signal.SIGTERM:
+        assert job.returncode == 128 + signal.SIGTERM and list(node.iterdir()) == []
+    else:
+        assert list(node.iterdir()) == live
+        log = []
+        staging.remove_orphans(node, log.append)
+        assert list(node.iterdir()) == [] and "killed" in log[0]
