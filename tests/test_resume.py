@@ -155,7 +155,7 @@ def test_distillation_reads_packed_clips_in_threads_to_the_weights_zarr_loading_
     node, log = tmp_path / "node", []
     node.mkdir()
     _run(tmp_path, "staged", packed=[tmp_path / "p.zarr"], stage_dir=node, log=log.append)  # 24 draws of 10 clips
-    assert any(line.startswith("staged 10 clips") for line in log) and list(node.iterdir()) == []
+    assert any(line.startswith("staging 10 clips") for line in log) and list(node.iterdir()) == []
 
     def other_layout(*a, **k):
         raise packed_mod.RawLayoutError("a store in another layout")

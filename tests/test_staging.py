@@ -51,16 +51,22 @@ def test_staged_copy_gives_the_steps_the_same_batches_and_is_removed_after(store
     log = []
     with staging.staged(PackedReader(stores, rows, 8000), node, 320, threads=3, log=log.append) as reader:
         assert isinstance(reader, staging.StagedClips)
+        early = list(reader_batches(reader, sampler, threads=2, pin=False))  # while the copy runs
+        assert reader.wait(timeout=60) and reader.ready == 97
         copies = list(node.glob("prunekd-stage-*/clips.i16"))
         assert len(copies) == 1 and copies[0].stat().st_size == 97 * 8000 * 2
-        got = list(reader_batches(reader, sampler, threads=2, pin=False))
-    assert [p for p in node.iterdir()] == []  # the copy is gone when the job ends
-    assert any("staged 97 clips" in line for line in log)
-    for (wav, idx), want in zip(got, sampler):
-        assert idx.tolist() == want
-        assert torch.equal(wav, torch.stack([ref[i][0] for i in want]))
+        got = list(reader_batches(reader, sampler, threads=2, pin=False))  # all from the copy
+        reader.ready = 40  # as if the copy were part way: the first 40 from the copy, the rest from the stores
+        part = list(reader_batches(reader, sampler, threads=2, pin=False))
+    assert list(node.iterdir()) == []  # the copy is gone when the job ends
+    assert any(line.startswith("staged 97 clips") for line in log)
+    for batches in (early, got, part):
+        for (wav, idx), want in zip(batches, sampler):
+            assert idx.tolist() == want
+            assert torch.equal(wav, torch.stack([ref[i][0] for i in want]))
     for n in (6000, 9000):  # cut and padded as the shared reads
         with staging.staged(PackedReader(stores, rows, n), node, 320, 2, log.append) as reader:
+            reader.wait()
             out = np.full(n, 5, np.int16)
             for i in range(len(rows)):
                 reader.read_into(i, out)
@@ -90,39 +96,42 @@ def test_no_copy_where_it_does_not_pay_or_fit(stores, tmp_path, monkeypatch):
     assert list(node.iterdir()) == []
 
 
-def test_a_disk_that_fills_during_the_copy_falls_back_and_a_bad_store_is_named(stores, tmp_path, monkeypatch):
+def test_a_disk_that_fills_or_a_bad_store_stops_the_copy_and_the_steps_read_the_stores(stores, tmp_path, monkeypatch):
     import errno
 
     rows = _pruned(stores)
+    ref = PackedAudio(stores, rows, 8000)
     node = tmp_path / "node_tmp"
     node.mkdir()
     log = []
     real = os.pwrite
-    calls = []
 
     def fills(fd, data, offset):
-        calls.append(offset)
-        if len(calls) > 0 and offset > 0:
+        if offset > 0:
             raise OSError(errno.ENOSPC, "No space left on device")
         return real(fd, data, offset)
 
     monkeypatch.setattr(staging.os, "pwrite", fills)
-    staging.BLOCK, block = 32, staging.BLOCK
-    try:
-        with staging.staged(PackedReader(stores, rows, 8000), node, 320, 2, log.append) as got:
-            assert isinstance(got, PackedReader)  # the shared stores, with a line saying why
-            assert list(node.iterdir()) == []
-    finally:
-        staging.BLOCK = block
-    assert "No space left on device after 32 of 97 clips" in log[-1]
+    monkeypatch.setattr(staging, "BLOCK", 32)
+    with staging.staged(PackedReader(stores, rows, 8000), node, 320, 2, log.append) as reader:
+        assert reader.wait(60) and reader.ready == 32
+        out = np.zeros(8000, np.int16)
+        for i in range(len(rows)):
+            reader.read_into(i, out)
+            assert np.array_equal(out, ref[i][0].numpy())
+    assert "stopped after 32 of 97 clips (No space left on device)" in log[-1]
+    assert list(node.iterdir()) == []
     monkeypatch.setattr(staging.os, "pwrite", real)
 
     shard_file = stores[1] / "audio" / "c" / "0" / "0"
     shard_file.write_bytes(shard_file.read_bytes()[:100] + shard_file.read_bytes()[-(16 * 64 + 4) :])
-    with pytest.raises(OSError, match="b.zarr/audio/c/0/0"):
-        with staging.staged(PackedReader(stores, rows, 8000), node, 320, 2, log.append):
-            pass
-    assert list(node.iterdir()) == []  # a failed copy leaves nothing
+    bad = [i for i, r in enumerate(rows) if 75 <= r < 75 + 64]  # clips in the cut file
+    with staging.staged(PackedReader(stores, rows, 8000), node, 320, 2, log.append) as reader:
+        reader.wait(60)
+        with pytest.raises(OSError, match="b.zarr/audio/c/0/0"):  # the step that draws one names the file
+            reader.read_into(bad[0], np.zeros(8000, np.int16))
+    assert "staging stopped" in log[-1] and "b.zarr/audio/c/0/0" in log[-1]
+    assert list(node.iterdir()) == []
 
 
 _KILLED_JOB = """
@@ -134,7 +143,8 @@ stores = sys.argv[2:]
 rows = np.concatenate([zarr.open_group(p, mode="r")["row"][:] for p in stores])
 with staging.staged(PackedReader(stores, rows, 8000), sys.argv[1], 10_000, 2, print) as r:
     print("staged", flush=True)
-    time.sleep(60)
+    for _ in range(1200):  # a job's main thread runs Python between short waits (a sleep(60) would defer the handler)
+        time.sleep(0.05)
 """
 
 

@@ -3,8 +3,9 @@
 Why: a distillation draws steps x batch random clips from the packed stores on the shared file system (3.2 M reads
 of 640 kB at the report's 100 k steps of 32: 2 TB, and a file open per read), but its pruned set holds only n
 distinct clips. Copied once to the node's own disk (n x 640 kB, read shard file by shard file in file order) and
-drawn from there, the shared file system serves 3.2 M / n times fewer bytes, all of them sequential, and one open.
-The steps see the same int16 samples (tested).
+drawn from there, the shared file system serves 3.2 M / n times fewer bytes, all of them sequential, and no open
+per step. The copy runs beside the first steps, which read the shared stores until their clips are copied: the GPU
+never waits for it. The steps see the same int16 samples either way (tested).
 """
 
 from __future__ import annotations
@@ -31,23 +32,87 @@ PREFIX = "prunekd-stage"
 
 
 class StagedClips:
-    """The clips of a PackedReader in one flat int16 file (clip after clip, in the order they were copied).
+    """The clips of a PackedReader, copied in a background thread into one flat int16 file on the node's disk.
 
-    Same read_into as PackedReader, so reader_batches takes either: one positioned read per clip from one open file.
+    Same read_into as PackedReader, so reader_batches takes either: a clip already copied is one positioned read
+    from the one open file, any other is read from the shared stores. The file holds the clips in copy order (store
+    by store, in file order); `ready` counts the clips copied so far.
     """
 
-    def __init__(self, path, slot: np.ndarray, n_samples: int):
-        self.path, self.slot, self.n = str(path), slot, n_samples
-        self.fd = os.open(self.path, os.O_RDONLY)
+    def __init__(self, source: PackedReader, path, threads: int, log=print):
+        self.source, self.path, self.n, self.log = source, str(path), source.n, log
+        self.order = np.lexsort((source.loc[:, 1], source.loc[:, 0]))  # by store, then by index in it: file order
+        self.slot = np.empty(len(source), np.int64)
+        self.slot[self.order] = np.arange(len(source))
+        self.ready = 0  # clips at slots [0, ready) are in the file (one int: read and written whole under the GIL)
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._copy, args=(max(1, threads),), name="stage", daemon=True)
+        self._thread.start()
 
     def __len__(self):
         return len(self.slot)
 
     def read_into(self, i: int, out: np.ndarray) -> None:
-        read_exact(self.fd, memoryview(out).cast("B"), int(self.slot[i]) * 2 * self.n, self.path)
+        s = int(self.slot[i])
+        if s < self.ready:
+            read_exact(self.fd, memoryview(out).cast("B"), s * 2 * self.n, self.path)
+        else:
+            self.source.read_into(i, out)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the copy ended (complete, stopped or failed); True if it did within `timeout`."""
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
 
     def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
         os.close(self.fd)
+
+    def _copy(self, threads: int) -> None:
+        n, width = len(self.slot), 2 * self.n
+        bufs = [np.empty((BLOCK, self.n), np.int16) for _ in range(2)]
+        t0 = last = time.time()
+        try:
+            with ThreadPoolExecutor(threads, thread_name_prefix="stage-read") as pool:
+
+                def submit(b):
+                    rows, buf = self.order[b * BLOCK : (b + 1) * BLOCK], bufs[b % 2]
+                    return [pool.submit(self.source.read_into, int(i), buf[j]) for j, i in enumerate(rows)]
+
+                blocks = -(-n // BLOCK)
+                pending = submit(0) if blocks else []
+                for b in range(blocks):
+                    for f in pending:
+                        f.result()  # a failed read raises here, naming the file
+                    if self._stop.is_set():
+                        return
+                    count = min(BLOCK, n - b * BLOCK)
+                    pending = submit(b + 1) if b + 1 < blocks else []  # read the next block while this one is written
+                    self._write(memoryview(bufs[b % 2][:count]).cast("B"), b * BLOCK * width)
+                    self.ready = b * BLOCK + count
+                    if time.time() - last > 30:
+                        last = time.time()
+                        rate = self.ready / (last - t0)
+                        self.log(
+                            f"staging {self.ready:,}/{n:,} clips ({rate * width / 1e9:.2f} GB/s), "
+                            f"{(n - self.ready) / rate / 60:.1f} min left; the steps read the rest from the stores"
+                        )
+        except OSError as e:  # the steps go on reading what is not copied from the shared stores
+            why = e.strerror if e.errno in (errno.ENOSPC, errno.EDQUOT) else str(e)
+            self.log(f"staging stopped after {self.ready:,} of {n:,} clips ({why}); the rest is read from the stores")
+            return
+        took = time.time() - t0
+        self.log(
+            f"staged {n:,} clips ({n * width / 1e9:.2f} GB) to {self.path} in {took:.1f} s "
+            f"({n * width / 1e9 / max(took, 1e-9):.2f} GB/s)"
+        )
+
+    def _write(self, data: memoryview, offset: int) -> None:
+        done = 0
+        while done < len(data):
+            done += os.pwrite(self.fd, data[done:], offset + done)
 
 
 def reason_not_to_stage(reader: PackedReader, stage_dir, draws: int) -> str | None:
@@ -66,7 +131,7 @@ def reason_not_to_stage(reader: PackedReader, stage_dir, draws: int) -> str | No
 
 @contextlib.contextmanager
 def staged(reader: PackedReader, stage_dir, draws: int, threads: int, log=print):
-    """Yield what the steps read: a node-local copy of the reader's clips in `stage_dir`, removed when the block
+    """Yield what the steps read: a StagedClips copying the reader's clips into `stage_dir`, removed when the block
     ends (also on an exception or SIGTERM, which SLURM sends at the time limit), or the reader itself where staging
     does not pay or fit (logged)."""
     why = reason_not_to_stage(reader, stage_dir, draws)
@@ -75,78 +140,17 @@ def staged(reader: PackedReader, stage_dir, draws: int, threads: int, log=print)
         yield reader
         return
     remove_orphans(stage_dir, log)
-    folder = Path(tempfile.mkdtemp(prefix=f"{PREFIX}-{socket.gethostname()}-{os.getpid()}-", dir=stage_dir))
-    clips = None
-    try:
-        with _sigterm_as_exit():
-            try:
-                clips = copy_clips(reader, folder / "clips.i16", threads, log)
-            except DiskFull as e:  # another job filled the disk since the check: go on without the copy
-                shutil.rmtree(folder, ignore_errors=True)
-                log(f"reading the packed clips from the shared stores: {e}")
-            yield clips if clips is not None else reader
-    finally:
-        if clips is not None:
-            clips.close()
-        shutil.rmtree(folder, ignore_errors=True)
-
-
-class DiskFull(OSError):
-    pass
-
-
-def copy_clips(reader: PackedReader, path: Path, threads: int, log=print) -> StagedClips:
-    """Copy every clip of `reader` into one flat file, in store and file order (sequential reads of each shard
-    file); reads in `threads` threads, one block of BLOCK clips read ahead of the one being written."""
-    n, width = len(reader), reader.n * 2
-    order = np.lexsort((reader.loc[:, 1], reader.loc[:, 0]))  # by store, then by index in it: file order
-    slot = np.empty(n, np.int64)
-    slot[order] = np.arange(n)
-    bufs = [np.empty((BLOCK, reader.n), np.int16) for _ in range(2)]
-    t0 = last = time.time()
-    part = path.with_name(path.name + ".part")
-    fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        with ThreadPoolExecutor(max(1, threads), thread_name_prefix="stage") as pool:
-
-            def submit(b):
-                rows = order[b * BLOCK : (b + 1) * BLOCK]
-                buf = bufs[b % 2]
-                return [pool.submit(reader.read_into, int(i), buf[j]) for j, i in enumerate(rows)]
-
-            blocks = -(-n // BLOCK)
-            pending = submit(0) if blocks else []
-            for b in range(blocks):
-                for f in pending:
-                    f.result()  # a failed read raises here, naming the file
-                count = min(BLOCK, n - b * BLOCK)
-                pending = submit(b + 1) if b + 1 < blocks else []
-                data = memoryview(bufs[b % 2][:count]).cast("B")
-                done = 0
-                try:
-                    while done < len(data):
-                        done += os.pwrite(fd, data[done:], b * BLOCK * width + done)
-                except OSError as e:
-                    if e.errno in (errno.ENOSPC, errno.EDQUOT):
-                        raise DiskFull(f"{part}: {e.strerror} after {b * BLOCK:,} of {n:,} clips") from None
-                    raise
-                if time.time() - last > 30:
-                    last = time.time()
-                    copied = b * BLOCK + count
-                    rate = copied / (last - t0)
-                    log(
-                        f"staging {copied:,}/{n:,} clips ({rate * width / 1e9:.2f} GB/s), "
-                        f"{(n - copied) / rate / 60:.1f} min left"
-                    )
-    finally:
-        os.close(fd)
-    os.replace(part, path)  # complete: only now under its name
-    took = time.time() - t0
-    log(
-        f"staged {n:,} clips ({n * width / 1e9:.2f} GB) to {path} in {took:.1f} s "
-        f"({n * width / 1e9 / max(took, 1e-9):.2f} GB/s)"
-    )
-    return StagedClips(path, slot, reader.n)
+    with _sigterm_as_exit():
+        folder = Path(tempfile.mkdtemp(prefix=f"{PREFIX}-{socket.gethostname()}-{os.getpid()}-", dir=stage_dir))
+        clips = None
+        try:
+            log(f"staging {len(reader):,} clips ({len(reader) * reader.n * 2 / 1e9:.2f} GB) to {folder}")
+            clips = StagedClips(reader, folder / "clips.i16", threads, log)
+            yield clips
+        finally:
+            if clips is not None:
+                clips.close()
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def remove_orphans(stage_dir, log=print) -> None:
@@ -177,7 +181,8 @@ def _alive(pid: int) -> bool:
 @contextlib.contextmanager
 def _sigterm_as_exit():
     """SIGTERM raises SystemExit(143) inside the block, so that its cleanup runs (SLURM's time limit and scancel send
-    SIGTERM before SIGKILL). Only in the main thread, and only over Python's default handling."""
+    SIGTERM before SIGKILL). Only in the main thread, and only over Python's default handling. Python runs the
+    handler between the main thread's bytecodes: a training loop gets there within a step."""
     if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) != signal.SIG_DFL:
         yield
         return
