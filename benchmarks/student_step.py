@@ -45,6 +45,19 @@ def _sync():
 
 def rate(variant: str, shape, cfg: dict, steps: int, warmup: int) -> float:
     """Steps/s of one variant; `shape` names one of SHAPES or is (batch, clip seconds, classes)."""
+    run = make_step(variant, shape, cfg)
+    for _ in range(warmup):
+        run()
+    _sync()
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        run()
+    _sync()
+    return steps / (time.perf_counter() - t0)
+
+
+def make_step(variant: str, shape, cfg: dict):
+    """One training step of a variant on a fixed batch on the device, as a function of no arguments."""
     batch, seconds, n_classes = SHAPES[shape] if isinstance(shape, str) else shape
     gpu = torch.cuda.is_available()
     dev = torch.device("cuda" if gpu else "cpu")
@@ -92,14 +105,7 @@ def rate(variant: str, shape, cfg: dict, steps: int, warmup: int) -> float:
         def run():
             g.replay()
 
-    for _ in range(warmup):
-        run()
-    _sync()
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        run()
-    _sync()
-    return steps / (time.perf_counter() - t0)
+    return run
 
 
 def main() -> None:

@@ -1,0 +1,147 @@
+"""Benchmark: where the time of a GPU step goes (torch.profiler), for the two steps below issue 15's goals.
+
+  student   the distillation step alone: batch 32, 10 s clips, fp32, cudnn.benchmark, channels_last
+            (benchmarks/student_step.py's `bench` variant, the pipeline's way)
+  teachers  the ensemble forward: nine PaSST-S members of the release shapes (random weights), batch 64,
+            10 s clips, fp16 autocast (the shard job's way)
+
+After warm-up steps (cuDNN's search, allocator), `--steps` steps run under the profiler. Per step it prints
+the wall time, the time the device is busy (the kernels' time: on a GPU with a CUDA device; on CPU the
+operators' own time), and that time by kind (matmul/conv, attention, normalisation, elementwise, copies,
+fft, other), with the ten most expensive operators. A step whose device time is near its wall time is bound by
+its kernels, not by the host; the kinds say which kernels. On CPU (--quick) both run shrunk.
+
+    python benchmarks/profile_steps.py [--quick] [--which student|teachers|both] [--steps N]   # last line: JSON
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import torch
+import yaml
+from torch.profiler import ProfilerActivity, profile
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import student_step  # noqa: E402  (the student step, built as the student benchmark builds it)
+import teachers as teacher_bench  # noqa: E402  (release-shaped members, as the teacher benchmark builds them)
+
+REPO = Path(__file__).resolve().parents[1]
+# Kinds by operator or kernel name (lower case), first match wins.
+KINDS = [
+    ("attention", ("flash", "fmha", "attention", "sdpa")),
+    (
+        "matmul/conv",
+        ("gemm", "matmul", "addmm", "::mm", "aten::bmm", "conv", "cutlass", "xmma", "cudnn", "sm90_", "linear"),
+    ),
+    ("normalisation", ("norm",)),
+    ("copies", ("memcpy", "memset", "copy_", "to_copy", "contiguous", "cat")),
+    ("fft", ("fft",)),
+    (
+        "elementwise",
+        ("elementwise", "vectorized", "reduce", "softmax", "gelu", "relu", "add", "mul", "div", "pow", "abs", "clamp")
+        + ("threshold", "sigmoid", "exp", "log", "sqrt", "where"),
+    ),
+]
+
+
+def kind(name: str) -> str:
+    n = name.lower()
+    for k, keys in KINDS:
+        if any(key in n for key in keys):
+            return k
+    return "other"
+
+
+def profiled(run, steps: int, warmup: int) -> dict:
+    gpu = torch.cuda.is_available()
+    for _ in range(warmup):
+        run()
+    student_step._sync()
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if gpu else [])
+    with profile(activities=acts) as prof:
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            run()
+        student_step._sync()
+        wall = (time.perf_counter() - t0) / steps
+    # On a GPU the kernels (device events) are the device's time; on CPU the operators' own time.
+    events = [
+        e
+        for e in prof.key_averages()
+        if (e.device_type == torch.autograd.DeviceType.CUDA) == gpu and _self_time(e, gpu) > 0
+    ]
+    total = sum(_self_time(e, gpu) for e in events) / 1e3 / steps  # ms per step
+    by_kind: dict[str, float] = {}
+    for e in events:
+        by_kind[kind(e.key)] = by_kind.get(kind(e.key), 0.0) + _self_time(e, gpu) / 1e3 / steps
+    top = sorted(events, key=lambda e: -_self_time(e, gpu))[:10]
+    return {
+        "wall_ms_per_step": round(wall * 1e3, 2),
+        "device_ms_per_step": round(total, 2),
+        "device_busy_share": round(total / (wall * 1e3), 3),
+        "ms_per_step_by_kind": {k: round(v, 2) for k, v in sorted(by_kind.items(), key=lambda kv: -kv[1])},
+        "top_ops": [
+            {"name": e.key[:90], "kind": kind(e.key), "ms_per_step": round(_self_time(e, gpu) / 1e3 / steps, 3)}
+            for e in top
+        ],
+    }
+
+
+def _self_time(e, gpu: bool) -> float:
+    """Self time in microseconds: on the device (torch >= 2.4 names it device time) or on the CPU."""
+    if gpu:
+        return getattr(e, "self_device_time_total", 0.0) or getattr(e, "self_cuda_time_total", 0.0)
+    return e.self_cpu_time_total
+
+
+def teachers_forward(quick: bool):
+    from prunekd.teachers import Ensemble, n_frames
+
+    gpu = torch.cuda.is_available()
+    seconds, batch, arch = (2.0, 2, teacher_bench.SMALL) if quick and not gpu else (10.0, 64, teacher_bench.PASST_S)
+    frames = n_frames(seconds)
+    dev = torch.device("cuda" if gpu else "cpu")
+    ens = Ensemble(teacher_bench.members(arch, frames)).to(dev).eval()
+    wav = torch.randn(batch, int(seconds * 32000), device=dev) * 0.1
+    return (lambda: ens(wav, torch.float16 if gpu else None)), {"batch": batch, "clip_seconds": seconds, "arch": arch}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="few steps, shrunk shapes on CPU: ends within a minute")
+    ap.add_argument("--which", choices=["student", "teachers", "both"], default="both")
+    ap.add_argument("--steps", type=int)
+    a = ap.parse_args()
+    gpu = torch.cuda.is_available()
+    cfg = yaml.safe_load((REPO / "config.yaml").read_text())
+    steps = a.steps or ((10 if a.quick else 30) if gpu else 2)
+    warmup = 10 if gpu else 1
+    if gpu:
+        torch.backends.cudnn.benchmark = True
+    res = {
+        "benchmark": "profile_steps",
+        "quick": a.quick,
+        "device": torch.cuda.get_device_name() if gpu else "cpu",
+        "cpu_count": os.cpu_count(),
+        "steps": steps,
+    }
+    if a.which in ("student", "both"):
+        shape = student_step.SHAPES["distill"] if gpu or not a.quick else (8, 2.0, 527)
+        res["student"] = {"batch": shape[0], "clip_seconds": shape[1]}
+        res["student"].update(profiled(student_step.make_step("bench", shape, cfg), steps, warmup))
+        print("student:", json.dumps(res["student"]["ms_per_step_by_kind"]), flush=True)
+    if a.which in ("teachers", "both"):
+        run, about = teachers_forward(a.quick)
+        res["teachers"] = {**about, **profiled(run, steps, warmup)}
+        print("teachers:", json.dumps(res["teachers"]["ms_per_step_by_kind"]), flush=True)
+    print(json.dumps(res))
+
+
+if __name__ == "__main__":
+    main()
