@@ -22,7 +22,14 @@ GPU_RULES = {"teacher_logits", "distill", "finetune", "baseline"}
 # The SLURM profile as users install it (README, "Running on SLURM": make install-profile), into a
 # configuration folder of this test run only: `--profile slurm` finds it there, the home folder is untouched.
 XDG = tempfile.mkdtemp(prefix="prunekd-xdg-")
-ENV = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "XDG_CONFIG_HOME": XDG}
+# tests/slurm_poll: the executor plugin's status checks every 2 s, not backed off to 20 s and more (see there).
+POLL = str(REPO / "tests/slurm_poll")
+ENV = {
+    **os.environ,
+    "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
+    "XDG_CONFIG_HOME": XDG,
+    "PYTHONPATH": os.pathsep.join(filter(None, [POLL, os.environ.get("PYTHONPATH")])),
+}
 # Split 100 only (its threshold sweep): every rule, fewer jobs; SLURM adds seconds per job here.
 SLURM_GRID = REPO / "tests/slurm_grid.yaml"
 FAST = [
