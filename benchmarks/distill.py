@@ -8,7 +8,10 @@ alone (the same threads and batches, copied to the device, no model), with the m
 per batch, for PackedReader (what distillation uses) and for zarr in DataLoader processes (the path
 before), and the model step alone (benchmarks/student_step.py on one batch already on the device).
 
-    python benchmarks/distill.py [--quick] [--workers N] [--clip-seconds S]   # last line: JSON
+The packed clips are staged as the pipeline does (`distillation.staging: auto`: a copy in a temporary folder,
+made beside the first steps); --no-stage reads the store at every step.
+
+    python benchmarks/distill.py [--quick] [--workers N] [--clip-seconds S] [--compile] [--no-stage]   # last line: JSON
 """
 
 from __future__ import annotations
@@ -69,7 +72,12 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--clip-seconds", type=float)
     ap.add_argument("--steps", type=int)
-    ap.add_argument("--no-compile", action="store_true", help="distillation.compile: false")
+    ap.add_argument("--compile", action="store_true", help="distillation.compile: true (the config's default is false)")
+    ap.add_argument(
+        "--no-stage",
+        action="store_true",
+        help="distillation.staging: never (default: auto, as the pipeline: a copy in a temporary folder)",
+    )
     a = ap.parse_args()
     cfg = yaml.safe_load((REPO / "config.yaml").read_text())
     seconds = a.clip_seconds or (1.0 if a.quick else 10.0)
@@ -117,8 +125,10 @@ def main() -> None:
             "num_workers": a.workers,
             "checkpoint_every": max(1, steps // 2),
             "log_every": max(1, steps // 4),
-            "compile": cfg["distillation"].get("compile", False) and not a.no_compile,
+            "compile": a.compile or cfg["distillation"].get("compile", False),
+            "staging": "never" if a.no_stage else "auto",
         }
+        (tmp / "node").mkdir()  # the node's temp folder (resources.tmpdir)
         lines = []
         t0 = time.perf_counter()
         distill(
@@ -134,6 +144,7 @@ def main() -> None:
             tmp / "ck",
             log=lines.append,
             packed=[tmp / "packed.zarr"],
+            stage_dir=tmp / "node",
         )
         wall = time.perf_counter() - t0
         ns = int(32000 * seconds)
@@ -161,6 +172,7 @@ def main() -> None:
         "workers": a.workers,
         "input": "packed",
         "compile": dcfg["compile"] and gpu,
+        "staged": any(x.startswith("staging ") for x in lines),
         "steps_per_s": round(rate, 3),
         "reader_alone_batches_per_s": round(loader, 2),
         "reader_main_thread_ms_per_batch": round(loader_cpu, 2),
