@@ -79,6 +79,8 @@ def main() -> None:
             pack_shard(tmp / "m.tsv", shard, n_total // 2, ["unbalanced_train"], 32000, seconds, p, a.workers, print)
         all_rows = np.concatenate([zarr.open_group(str(p), mode="r")["row"][:] for p in stores])
         pruned = rng.permutation(all_rows)[:n_pruned]
+        loc = PackedReader(stores, pruned, n).loc
+        files = len({(int(st), int(k) // packed_mod.CLIPS_PER_FILE) for st, k in loc})
         shared = PackedReader(stores, pruned, n)
         shared_rate, shared_opens = read_rate(shared, n_pruned, steps, a.workers)
         stage_dir = Path(a.stage_dir) if a.stage_dir else tmp / "node"
@@ -86,11 +88,23 @@ def main() -> None:
         log = []
         t0 = time.perf_counter()
         draws = 100_000 * 32
-        with staging.staged(PackedReader(stores, pruned, n), stage_dir, draws, a.workers, log.append) as copy:
-            assert isinstance(copy, staging.StagedClips), log
-            copy.wait()  # the copy alone
-            copy_s = time.perf_counter() - t0
-            staged_rate, staged_opens = read_rate(copy, n_pruned, steps, a.workers)
+        opens, real_open = [0], os.open
+
+        def counting_open(*args, **kw):
+            opens[0] += 1
+            return real_open(*args, **kw)
+
+        packed_mod.os.open = counting_open  # the shard files the copy opens
+        try:
+            with staging.staged(PackedReader(stores, pruned, n), stage_dir, draws, a.workers, log.append) as copy:
+                assert isinstance(copy, staging.StagedClips), log
+                copy.wait()  # the copy alone
+                copy_s = time.perf_counter() - t0
+                copy_opens = opens[0]
+                packed_mod.os.open = real_open
+                staged_rate, staged_opens = read_rate(copy, n_pruned, steps, a.workers)
+        finally:
+            packed_mod.os.open = real_open
         with staging.staged(PackedReader(stores, pruned, n), stage_dir, draws, a.workers, log.append) as copy:
             during_rate, _ = read_rate(copy, n_pruned, steps, a.workers)  # the steps while the copy runs
             copy.wait()
@@ -110,10 +124,14 @@ def main() -> None:
         "report_shared_tb_unstaged": round(100_000 * 32 * 640_000 / 1e12, 2),
         "report_shared_tb_staged": round(200_000 * 640_000 / 1e12, 2),
         "report_shared_opens_unstaged": 100_000 * 32,
-        "report_shared_opens_staged": 200_000,  # the copy reads each clip once
+        "copy_opens": copy_opens,
+        "copy_files": files,  # shard files the pruned clips lie in: the copy opens each about once
+        # at most one open per shard file of AudioSet's packed stores (64 clips each), plus one per thread and block
+        "report_shared_opens_staged_at_most": -(-2_060_000 // packed_mod.CLIPS_PER_FILE) + -(-200_000 // 256) * 8,
     }
     print(
-        f"copy of {n_pruned} {seconds:g} s clips: {copy_s:.2f} s ({result['copy_gb_per_s']} GB/s); "
+        f"copy of {n_pruned} {seconds:g} s clips: {copy_s:.2f} s ({result['copy_gb_per_s']} GB/s, "
+        f"{copy_opens} opens of the {files} shard files it reads); "
         f"steps' input from the shared stores {shared_rate:.0f} batches/s ({shared_opens:.0f} opens per batch), "
         f"from the copy {staged_rate:.0f} ({staged_opens:.0f} opens), while the copy runs {during_rate:.0f}"
     )

@@ -152,10 +152,21 @@ def test_distillation_reads_packed_clips_in_threads_to_the_weights_zarr_loading_
     _inputs(tmp_path)
     packed_mod.pack_shard(tmp_path / "m.tsv", 0, 10, ["balanced_train"], 32000, 1.0, tmp_path / "p.zarr")
     _run(tmp_path, "threads", packed=[tmp_path / "p.zarr"])  # PackedReader: positioned reads in threads
-    node, log = tmp_path / "node", []
+    from prunekd import staging
+
+    node, log, from_copy = tmp_path / "node", [], []
     node.mkdir()
+    monkeypatch.setattr(staging, "MARGIN", 0)
+    read_into = staging.StagedClips.read_into
+
+    def counted(self, i, out):
+        from_copy.append(self.slot[i] < self.ready)
+        read_into(self, i, out)
+
+    monkeypatch.setattr(staging.StagedClips, "read_into", counted)
     _run(tmp_path, "staged", packed=[tmp_path / "p.zarr"], stage_dir=node, log=log.append)  # 24 draws of 10 clips
     assert any(line.startswith("staging 10 clips") for line in log) and list(node.iterdir()) == []
+    assert len(from_copy) == 24 and any(from_copy)  # the steps read the copy once it was there
 
     def other_layout(*a, **k):
         raise packed_mod.RawLayoutError("a store in another layout")

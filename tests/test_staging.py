@@ -17,6 +17,12 @@ from prunekd.packed import PackedAudio, PackedReader, pack_shard, reader_batches
 from prunekd.training import StepSampler
 
 
+@pytest.fixture(autouse=True)
+def any_free_space(monkeypatch):
+    """The tests' copies are a few MB: they need not leave staging.MARGIN (1 GB) free on the test machine."""
+    monkeypatch.setattr(staging, "MARGIN", 0)
+
+
 @pytest.fixture
 def stores(tmp_path):
     """Two packed stores (two row blocks) made from real audio files, as pack-audio writes them."""
@@ -58,6 +64,13 @@ def test_staged_copy_gives_the_steps_the_same_batches_and_is_removed_after(store
         got = list(reader_batches(reader, sampler, threads=2, pin=False))  # all from the copy
         reader.ready = 40  # as if the copy were part way: the first 40 from the copy, the rest from the stores
         part = list(reader_batches(reader, sampler, threads=2, pin=False))
+        reader.ready = 97
+
+        def no_shared_reads(i, out):
+            raise AssertionError("a copied clip was read from the shared stores")
+
+        reader.source.read_into = no_shared_reads  # once copied, every clip comes from the copy
+        assert torch.equal(next(reader_batches(reader, sampler, threads=2, pin=False))[0], got[0][0])
     assert list(node.iterdir()) == []  # the copy is gone when the job ends
     assert any(line.startswith("staged 97 clips") for line in log)
     for batches in (early, got, part):
@@ -74,6 +87,8 @@ def test_staged_copy_gives_the_steps_the_same_batches_and_is_removed_after(store
 
 
 def test_no_copy_where_it_does_not_pay_or_fit(stores, tmp_path, monkeypatch):
+    import errno
+
     rows = _pruned(stores)
     node = tmp_path / "node_tmp"
     node.mkdir()
@@ -93,7 +108,35 @@ def test_no_copy_where_it_does_not_pay_or_fit(stores, tmp_path, monkeypatch):
     with staging.staged(reader, tmp_path / "missing", 10_000, 2, log.append) as got:
         assert got is reader
     assert "missing is not a folder" in log[-1]
+    monkeypatch.undo()
+    monkeypatch.setattr(staging, "MARGIN", 0)
+
+    def no_space(fd, offset, length):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(staging.os, "posix_fallocate", no_space)  # the whole copy's space is taken up front
+    with staging.staged(reader, node, 10_000, 2, log.append) as got:
+        assert got is reader
+    assert f"no copy in {node}" in log[-1] and "No space left on device" in log[-1]
     assert list(node.iterdir()) == []
+
+
+def test_no_copy_into_memory(stores, tmp_path, monkeypatch):
+    """A temp folder on tmpfs would hold the copy in the job's memory: the steps read the shared stores."""
+    mountinfo = tmp_path / "mountinfo"
+    mountinfo.write_text(
+        "22 1 252:1 / / rw,relatime shared:1 - ext4 /dev/vda1 rw\n"
+        f"30 22 0:25 / {tmp_path}/shm rw,nosuid shared:5 - tmpfs tmpfs rw,size=65536k\n"
+    )
+    (tmp_path / "shm" / "job").mkdir(parents=True)
+    assert staging.file_system_type(tmp_path / "shm" / "job", mountinfo) == "tmpfs"
+    assert staging.file_system_type(tmp_path / "shmx", mountinfo) == "ext4"  # a prefix of the name is not a mount
+    monkeypatch.setattr(staging, "file_system_type", lambda p: "tmpfs")
+    log = []
+    reader = PackedReader(stores, _pruned(stores), 8000)
+    with staging.staged(reader, tmp_path / "shm" / "job", 10_000, 2, log.append) as got:
+        assert got is reader
+    assert "is tmpfs: the copy would be held in memory" in log[-1]
 
 
 def test_a_disk_that_fills_or_a_bad_store_stops_the_copy_and_the_steps_read_the_stores(stores, tmp_path, monkeypatch):
@@ -141,6 +184,7 @@ from prunekd import staging
 from prunekd.packed import PackedReader
 stores = sys.argv[2:]
 rows = np.concatenate([zarr.open_group(p, mode="r")["row"][:] for p in stores])
+staging.MARGIN = 0
 with staging.staged(PackedReader(stores, rows, 8000), sys.argv[1], 10_000, 2, print) as r:
     print("staged", flush=True)
     for _ in range(1200):  # a job's main thread runs Python between short waits (a sleep(60) would defer the handler)
@@ -158,13 +202,17 @@ def test_a_killed_job_leaves_no_copy_behind(stores, tmp_path, sig):
     job = subprocess.Popen(
         [sys.executable, "-c", _KILLED_JOB, str(node), *map(str, stores)], stdout=subprocess.PIPE, text=True, env=env
     )
-    assert "staged" in job.stdout.readline() + job.stdout.readline()
-    live = list(node.iterdir())
-    assert len(live) == 1
-    staging.remove_orphans(node)
-    assert list(node.iterdir()) == live  # the job still runs: its copy is left alone
-    job.send_signal(sig)
-    job.wait(timeout=30)
+    try:
+        lines = [job.stdout.readline() for _ in range(3)]  # the staging lines, then the job's "staged"
+        assert "staged\n" in lines, lines
+        live = list(node.iterdir())
+        assert len(live) == 1
+        staging.remove_orphans(node)
+        assert list(node.iterdir()) == live  # the job still runs: its copy is left alone
+        job.send_signal(sig)
+        job.wait(timeout=30)
+    finally:
+        job.kill()
     if sig == signal.SIGTERM:
         assert job.returncode == 128 + signal.SIGTERM and list(node.iterdir()) == []
     else:
@@ -172,3 +220,18 @@ def test_a_killed_job_leaves_no_copy_behind(stores, tmp_path, sig):
         log = []
         staging.remove_orphans(node, log.append)
         assert list(node.iterdir()) == [] and "killed" in log[0]
+
+
+def test_orphans_of_other_hosts_and_live_jobs_stay(tmp_path):
+    import socket
+
+    host = socket.gethostname()
+    done = subprocess.Popen([sys.executable, "-c", "pass"])
+    done.wait()  # a process that has ended: its pid is not alive
+    ours = tmp_path / f"prunekd-stage-{host}-{done.pid}-ab12"
+    other_host = tmp_path / f"prunekd-stage-{host}-9-{done.pid}-ab12"  # host "{host}-9" (names may have dashes)
+    live = tmp_path / f"prunekd-stage-{host}-{os.getpid()}-cd34"
+    for d in (ours, other_host, live):
+        d.mkdir()
+    staging.remove_orphans(tmp_path)
+    assert not ours.exists() and other_host.exists() and live.exists()

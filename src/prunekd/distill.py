@@ -94,11 +94,16 @@ def distill(
     else:
         dataset = WaveDataset(paths, frontend_cfg["sample_rate"], n_samples)
 
-    def batches(start):
-        sampler = StepSampler(len(pos), min(cfg["batch_size"], len(pos)), total, cfg["seed"], start)
-        if reader is not None:
-            return reader_batches(reader, sampler, cfg["num_workers"], pin=device.type == "cuda")
-        return clip_batches(dataset, sampler, cfg["num_workers"], paths, log)
+    def batches_from(source):
+        """batches(start) for train: from `source` (a PackedReader or its staged copy), else from `dataset`."""
+
+        def batches(start):
+            sampler = StepSampler(len(pos), min(cfg["batch_size"], len(pos)), total, cfg["seed"], start)
+            if source is not None:
+                return reader_batches(source, sampler, cfg["num_workers"], pin=device.type == "cuda")
+            return clip_batches(dataset, sampler, cfg["num_workers"], paths, log)
+
+        return batches
 
     stage = contextlib.nullcontext(reader)
     if reader is not None and stage_dir and cfg.get("staging", "never") == "auto":
@@ -126,10 +131,10 @@ def distill(
         members,
         Path(kept_path).read_bytes(),
     )
-    with stage as reader:
+    with stage as source:
         train(
             model,
-            batches,
+            batches_from(source),
             loss_fn,
             cfg,
             Run(

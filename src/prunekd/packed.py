@@ -223,14 +223,22 @@ class PackedReader:
 
     def read_into(self, i: int, out: np.ndarray) -> None:
         """Clip i (its position in `rows`) into `out` (int16 [n_samples]): padded with zeros or cut like load_clip."""
-        path, offset, samples = self._offset(*(int(v) for v in self.loc[i]))
-        view = memoryview(out[: min(samples, self.n)]).cast("B")
-        out[len(view) // 2 :] = 0
-        fd = os.open(path, os.O_RDONLY)
+        self.read_many([i], [out])
+
+    def read_many(self, idx, outs) -> None:
+        """Clips idx into outs, opening each shard file once: for many clips in file order (staging's copy)."""
+        fds: dict[str, int] = {}
         try:
-            read_exact(fd, view, offset, path)
+            for i, out in zip(idx, outs):
+                path, offset, samples = self._offset(*(int(v) for v in self.loc[i]))
+                if path not in fds:
+                    fds[path] = os.open(path, os.O_RDONLY)
+                view = memoryview(out[: min(samples, self.n)]).cast("B")
+                out[len(view) // 2 :] = 0
+                read_exact(fds[path], view, offset, path)
         finally:
-            os.close(fd)
+            for fd in fds.values():
+                os.close(fd)
 
 
 def read_exact(fd: int, view: memoryview, offset: int, path) -> None:

@@ -46,9 +46,16 @@ class StagedClips:
         self.slot[self.order] = np.arange(len(source))
         self.ready = 0  # clips at slots [0, ready) are in the file (one int: read and written whole under the GIL)
         self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._copy, args=(max(1, threads),), name="stage", daemon=True)
-        self._thread.start()
+        try:
+            # The whole copy's space now: a disk too small (or filled by another job since the check) fails here,
+            # before any step, instead of part way with a partial copy held until the job ends.
+            os.posix_fallocate(self.fd, 0, len(self.slot) * 2 * self.n)
+            self._stop = threading.Event()
+            self._thread = threading.Thread(target=self._copy, args=(max(1, threads),), name="stage", daemon=True)
+            self._thread.start()
+        except BaseException:
+            os.close(self.fd)
+            raise
 
     def __len__(self):
         return len(self.slot)
@@ -78,8 +85,11 @@ class StagedClips:
             with ThreadPoolExecutor(threads, thread_name_prefix="stage-read") as pool:
 
                 def submit(b):
+                    # A block in file order, in one contiguous run per thread: each shard file opened about once.
                     rows, buf = self.order[b * BLOCK : (b + 1) * BLOCK], bufs[b % 2]
-                    return [pool.submit(self.source.read_into, int(i), buf[j]) for j, i in enumerate(rows)]
+                    cuts = np.linspace(0, len(rows), min(threads, len(rows)) + 1).astype(int)
+                    runs = [slice(a, b) for a, b in zip(cuts[:-1], cuts[1:]) if b > a]  # slices: views of buf
+                    return [pool.submit(self.source.read_many, rows[r], buf[r]) for r in runs]
 
                 blocks = -(-n // BLOCK)
                 pending = submit(0) if blocks else []
@@ -123,10 +133,32 @@ def reason_not_to_stage(reader: PackedReader, stage_dir, draws: int) -> str | No
         return f"the steps draw {draws:,} clips from {len(reader):,}: a copy would read more than it saves"
     if not Path(stage_dir).is_dir():
         return f"{stage_dir} is not a folder (resources.tmpdir)"
+    fs = file_system_type(stage_dir)
+    if fs in ("tmpfs", "ramfs"):
+        return f"{stage_dir} is {fs}: the copy would be held in memory (point resources.tmpdir at the node's disk)"
     free = shutil.disk_usage(stage_dir).free
     if need + MARGIN > free:
         return f"the copy needs {need / 1e9:.1f} GB and {stage_dir} has {free / 1e9:.1f} GB free (1 GB kept free)"
     return None
+
+
+def file_system_type(path, mountinfo="/proc/self/mountinfo") -> str | None:
+    """The type of the file system `path` is on (the longest mount point above it in /proc/self/mountinfo)."""
+    real = os.path.realpath(path)
+    best, fs = "", None
+    try:
+        lines = Path(mountinfo).read_text().splitlines()
+    except OSError:  # not Linux
+        return None
+    for line in lines:
+        fields = line.split()
+        if " - " not in line or len(fields) < 5:
+            continue
+        mount = fields[4].replace("\\040", " ")
+        inside = real == mount or real.startswith(mount.rstrip("/") + "/")
+        if inside and len(mount) >= len(best):
+            best, fs = mount, line.split(" - ", 1)[1].split()[0]
+    return fs
 
 
 @contextlib.contextmanager
@@ -141,16 +173,21 @@ def staged(reader: PackedReader, stage_dir, draws: int, threads: int, log=print)
         return
     remove_orphans(stage_dir, log)
     with _sigterm_as_exit():
-        folder = Path(tempfile.mkdtemp(prefix=f"{PREFIX}-{socket.gethostname()}-{os.getpid()}-", dir=stage_dir))
-        clips = None
+        folder, clips = None, None
         try:
-            log(f"staging {len(reader):,} clips ({len(reader) * reader.n * 2 / 1e9:.2f} GB) to {folder}")
-            clips = StagedClips(reader, folder / "clips.i16", threads, log)
-            yield clips
+            try:
+                folder = Path(tempfile.mkdtemp(prefix=f"{PREFIX}-{socket.gethostname()}-{os.getpid()}-", dir=stage_dir))
+                clips = StagedClips(reader, folder / "clips.i16", threads, log)
+            except OSError as e:  # not writable, or the space is gone: the job goes on without a copy
+                log(f"reading the packed clips from the shared stores: no copy in {stage_dir} ({e})")
+            else:
+                log(f"staging {len(reader):,} clips ({len(reader) * reader.n * 2 / 1e9:.2f} GB) to {folder}")
+            yield clips if clips is not None else reader
         finally:
             if clips is not None:
                 clips.close()
-            shutil.rmtree(folder, ignore_errors=True)
+            if folder is not None:
+                shutil.rmtree(folder, ignore_errors=True)
 
 
 def remove_orphans(stage_dir, log=print) -> None:
@@ -159,8 +196,9 @@ def remove_orphans(stage_dir, log=print) -> None:
     host = socket.gethostname()
     for d in Path(stage_dir).glob(f"{PREFIX}-{host}-*-*"):
         try:
-            pid = int(d.name[len(f"{PREFIX}-{host}-") :].split("-")[0])
-            if d.stat().st_uid != os.getuid() or _alive(pid):
+            # {PREFIX}-{host}-{pid}-{random}: mkdtemp's random part has no "-", a host name may
+            d_host, pid, _ = d.name[len(PREFIX) + 1 :].rsplit("-", 2)
+            if d_host != host or d.lstat().st_uid != os.getuid() or _alive(int(pid)):
                 continue
         except (ValueError, OSError):
             continue

@@ -380,17 +380,22 @@ def train(model, batches: Callable[[int], Iterable], loss_fn: Callable, cfg: dic
         run.log(f"resuming from {ckpt} at step {start}")
     progress = Progress(run.total, start, run.log, cfg["log_every"], run.name)
     model.train()
-    for step, batch in enumerate(batches(start), start):
-        loss = loss_fn(batch)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if cfg.get("grad_clip") is not None:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg["grad_clip"])
-        opt.step()
-        sched.step()
-        progress.update(step, loss, sched.get_last_lr()[0])
-        if (step + 1) % cfg["checkpoint_every"] == 0 and step + 1 < run.total:
-            append_curve(curve, progress.take_rows())
-            save_checkpoint(ckpt, step + 1, model, opt, sched, run.fingerprint)
+    it = iter(batches(start))
+    try:
+        for step, batch in enumerate(it, start):
+            loss = loss_fn(batch)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.get("grad_clip") is not None:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg["grad_clip"])
+            opt.step()
+            sched.step()
+            progress.update(step, loss, sched.get_last_lr()[0])
+            if (step + 1) % cfg["checkpoint_every"] == 0 and step + 1 < run.total:
+                append_curve(curve, progress.take_rows())
+                save_checkpoint(ckpt, step + 1, model, opt, sched, run.fingerprint)
+    finally:  # also when a step fails: a batch generator's reading threads end before what they read is closed
+        if hasattr(it, "close"):
+            it.close()
     append_curve(curve, progress.take_rows())
     publish_curve(curve, run.curve_path)
