@@ -111,10 +111,10 @@ def test_no_copy_where_it_does_not_pay_or_fit(stores, tmp_path, monkeypatch):
     monkeypatch.undo()
     monkeypatch.setattr(staging, "MARGIN", 0)
 
-    def no_space(fd, offset, length):
+    def no_space(fd, size):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(staging.os, "posix_fallocate", no_space)  # the whole copy's space is taken up front
+    monkeypatch.setattr(staging, "reserve", no_space)  # the whole copy's space is taken up front
     with staging.staged(reader, node, 10_000, 2, log.append) as got:
         assert got is reader
     assert f"no copy in {node}" in log[-1] and "No space left on device" in log[-1]
@@ -131,6 +131,11 @@ def test_no_copy_into_memory(stores, tmp_path, monkeypatch):
     (tmp_path / "shm" / "job").mkdir(parents=True)
     assert staging.file_system_type(tmp_path / "shm" / "job", mountinfo) == "tmpfs"
     assert staging.file_system_type(tmp_path / "shmx", mountinfo) == "ext4"  # a prefix of the name is not a mount
+    odd = tmp_path / "back\\slash dir"  # mountinfo writes \\ and spaces in octal: \\134, \\040
+    odd.mkdir()
+    escaped = str(odd).replace("\\", "\\134").replace(" ", "\\040")
+    mountinfo.write_text(f"22 1 252:1 / / rw - ext4 /dev/vda1 rw\n31 22 0:26 / {escaped} rw - tmpfs tmpfs rw\n")
+    assert staging.file_system_type(odd, mountinfo) == "tmpfs"
     monkeypatch.setattr(staging, "file_system_type", lambda p: "tmpfs")
     log = []
     reader = PackedReader(stores, _pruned(stores), 8000)
@@ -198,12 +203,15 @@ def test_a_killed_job_leaves_no_copy_behind(stores, tmp_path, sig):
     job on the node removes it; a live job's copy stays."""
     node = tmp_path / "node_tmp"
     node.mkdir()
-    env = {**os.environ, "PYTHONPATH": str(Path(staging.__file__).parents[1])}
+    # Unbuffered: the job's lines reach the pipe when printed, as a log does on a terminal or with flush.
+    env = {**os.environ, "PYTHONPATH": str(Path(staging.__file__).parents[1]), "PYTHONUNBUFFERED": "1"}
     job = subprocess.Popen(
         [sys.executable, "-c", _KILLED_JOB, str(node), *map(str, stores)], stdout=subprocess.PIPE, text=True, env=env
     )
     try:
-        lines = [job.stdout.readline() for _ in range(3)]  # the staging lines, then the job's "staged"
+        lines = []
+        while "staged\n" not in lines and len(lines) < 10:  # the staging lines in any order, then the job's own
+            lines.append(job.stdout.readline())
         assert "staged\n" in lines, lines
         live = list(node.iterdir())
         assert len(live) == 1
@@ -235,3 +243,22 @@ def test_orphans_of_other_hosts_and_live_jobs_stay(tmp_path):
         d.mkdir()
     staging.remove_orphans(tmp_path)
     assert not ours.exists() and other_host.exists() and live.exists()
+
+
+def test_space_is_reserved_without_writing_it(tmp_path):
+    """fallocate(2) takes the copy's space up front, so another job cannot fill the disk part way; it writes
+    nothing (posix_fallocate's fallback would write the whole size where the file system cannot reserve)."""
+    import errno
+
+    path = tmp_path / "f"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT)
+    try:
+        if not staging.reserve(fd, 64 << 20):
+            pytest.skip("this file system cannot reserve space (fallocate: EOPNOTSUPP)")
+        st = os.fstat(fd)
+        assert st.st_size == 64 << 20 and st.st_blocks * 512 >= 64 << 20  # the blocks are the file's now
+        with pytest.raises(OSError) as e:
+            staging.reserve(fd, 1 << 62)  # more than any disk
+        assert e.value.errno in (errno.ENOSPC, errno.EFBIG)
+    finally:
+        os.close(fd)

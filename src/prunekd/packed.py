@@ -270,15 +270,18 @@ def reader_batches(reader: PackedReader, sampler, threads: int, pin: bool, ahead
             pending.append((wav, idx, [pool.submit(reader.read_into, i, rows[j]) for j, i in enumerate(idx)]))
             return True
 
-        while len(pending) < ahead and submit():
-            pass
-        while pending:
-            wav, idx, futures = pending.popleft()
-            for f in futures:
-                f.result()  # a failed read raises here, naming the file
-            submit()
-            idx = torch.tensor(idx)
-            yield wav, (idx.pin_memory() if pin else idx)
+        try:
+            while len(pending) < ahead and submit():
+                pass
+            while pending:
+                wav, idx, futures = pending.popleft()
+                for f in futures:
+                    f.result()  # a failed read raises here, naming the file
+                submit()
+                idx = torch.tensor(idx)
+                yield wav, (idx.pin_memory() if pin else idx)
+        finally:  # closed early (a failed step): the reads not yet started are dropped, not waited for
+            pool.shutdown(wait=True, cancel_futures=True)
 
 
 def pack_step(manifest, shard, out, settings: dict, log=print) -> dict:

@@ -11,8 +11,10 @@ never waits for it. The steps see the same int16 samples either way (tested).
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
 import os
+import re
 import shutil
 import signal
 import socket
@@ -49,7 +51,7 @@ class StagedClips:
         try:
             # The whole copy's space now: a disk too small (or filled by another job since the check) fails here,
             # before any step, instead of part way with a partial copy held until the job ends.
-            os.posix_fallocate(self.fd, 0, len(self.slot) * 2 * self.n)
+            reserve(self.fd, len(self.slot) * 2 * self.n)
             self._stop = threading.Event()
             self._thread = threading.Thread(target=self._copy, args=(max(1, threads),), name="stage", daemon=True)
             self._thread.start()
@@ -125,6 +127,25 @@ class StagedClips:
             done += os.pwrite(self.fd, data[done:], offset + done)
 
 
+def reserve(fd: int, size: int) -> bool:
+    """Reserve `size` bytes for an open file without writing them (Linux fallocate(2)); OSError (ENOSPC) where they
+    are not free. False, and nothing reserved, where the file system cannot (NFS before 4.2, for one): glibc's
+    posix_fallocate would then write the whole size, in the job's main thread, before its first step."""
+    if size <= 0:
+        return True
+    try:
+        fallocate = ctypes.CDLL(None, use_errno=True).fallocate
+    except (OSError, AttributeError):  # not Linux
+        return False
+    fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
+    if fallocate(fd, 0, 0, size) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.EOPNOTSUPP, errno.ENOSYS):
+        return False
+    raise OSError(err, os.strerror(err))
+
+
 def reason_not_to_stage(reader: PackedReader, stage_dir, draws: int) -> str | None:
     """Why the steps should read the shared stores instead (None: stage). Staging pays when the steps draw more
     clips than the set holds, and needs the set plus MARGIN free on the node's disk."""
@@ -154,7 +175,7 @@ def file_system_type(path, mountinfo="/proc/self/mountinfo") -> str | None:
         fields = line.split()
         if " - " not in line or len(fields) < 5:
             continue
-        mount = fields[4].replace("\\040", " ")
+        mount = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m[1], 8)), fields[4])  # mountinfo's octal escapes
         inside = real == mount or real.startswith(mount.rstrip("/") + "/")
         if inside and len(mount) >= len(best):
             best, fs = mount, line.split(" - ", 1)[1].split()[0]
