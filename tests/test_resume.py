@@ -185,3 +185,38 @@ def _initial_weights():
 
     torch.manual_seed(CFG["seed"])
     return build_student(STUDENT, n_classes=527).state_dict()
+
+
+def test_a_resumed_job_stages_only_when_the_steps_left_pay_for_the_copy(tmp_path, monkeypatch):
+    from prunekd import packed as packed_mod
+    from prunekd import staging
+
+    _inputs(tmp_path)
+    packed_mod.pack_shard(tmp_path / "m.tsv", 0, 10, ["balanced_train"], 32000, 1.0, tmp_path / "p.zarr")
+    monkeypatch.setattr(staging, "MARGIN", 0)
+    node, log = tmp_path / "node", []
+    node.mkdir()
+    cfg = {**CFG, "checkpoint_every": 4}  # 6 steps of 4 clips from 10: 24 draws; after step 4, 8 are left
+    real_save = training_mod.save_checkpoint
+
+    class Killed(Exception):
+        pass
+
+    def save_then_die(*a, **k):
+        real_save(*a, **k)
+        raise Killed
+
+    monkeypatch.setattr(training_mod, "save_checkpoint", save_then_die)
+    args = (tmp_path / "s.zarr", tmp_path / "m.tsv", tmp_path / "k.tsv", cfg, STUDENT, FRONTEND, 1.0)
+    outs = (tmp_path / "r.pt", tmp_path / "r.tsv", tmp_path / "r_ck")
+    try:
+        distill_mod.distill(*args, *outs, log=log.append, packed=[tmp_path / "p.zarr"], stage_dir=node)
+    except Killed:
+        pass
+    assert any(line.startswith("staging 10 clips") for line in log)  # 24 draws of 10 clips: a copy pays
+    monkeypatch.setattr(training_mod, "save_checkpoint", real_save)
+    log.clear()
+    distill_mod.distill(*args, *outs, log=log.append, packed=[tmp_path / "p.zarr"], stage_dir=node)
+    assert any("resuming" in line for line in log)
+    assert any("the steps draw 8 clips from 10" in line for line in log)  # the 2 steps left: no copy
+    assert not any(line.startswith("staging") for line in log)

@@ -25,6 +25,7 @@ from .training import (
     StepSampler,
     WaveDataset,
     as_float,
+    checkpoint_step,
     clip_batches,
     compiled,
     fingerprint,
@@ -105,12 +106,6 @@ def distill(
 
         return batches
 
-    stage = contextlib.nullcontext(reader)
-    if reader is not None and stage_dir and cfg.get("staging", "never") == "auto":
-        from .staging import staged  # a node-local copy of the pruned clips (README, "Audio input of distillation")
-
-        stage = staged(reader, stage_dir, total * min(cfg["batch_size"], len(pos)), cfg["num_workers"], log)
-
     def loss_fn(batch):
         wav, idx = batch
         wav = as_float(wav.to(device, non_blocking=True))
@@ -131,6 +126,12 @@ def distill(
         members,
         Path(kept_path).read_bytes(),
     )
+    stage = contextlib.nullcontext(reader)
+    if reader is not None and stage_dir and cfg.get("staging", "never") == "auto":
+        from .staging import staged  # a node-local copy of the pruned clips (README, "Audio input of distillation")
+
+        left = total - checkpoint_step(Path(ckpt_dir) / "last.pt", fp)  # a resumed job draws only the steps left
+        stage = staged(reader, stage_dir, left * min(cfg["batch_size"], len(pos)), cfg["num_workers"], log)
     with stage as source:
         train(
             model,

@@ -217,6 +217,15 @@ def _restart_curve(ckpt: Path, step: int) -> None:
     write_table(curve, old[old["step"] <= step])
 
 
+def checkpoint_step(path, fp: str) -> int:
+    """The step a run with fingerprint `fp` would resume from (0: none), restoring nothing."""
+    path = Path(path)
+    if not path.exists():
+        return 0
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    return int(state["step"]) if state.get("fingerprint") == fp else 0
+
+
 def load_checkpoint(path, model, opt, sched, fp: str, log=print) -> int:
     """Restore the last checkpoint of the same run; returns the step to continue from (0 if none)."""
     path = Path(path)
