@@ -43,7 +43,7 @@ def read_rate(reader, n_clips: int, steps: int, threads: int) -> tuple[float, fl
         return real_open(*a, **k)
 
     sampler = StepSampler(n_clips, 32, steps + 10, seed=0)
-    packed_mod.os.open = counting_open  # the module's name for os: counts the reads' opens, not the whole process's
+    packed_mod.os.open = counting_open  # os.open for the whole process: only the reads run while it counts
     try:
         for k, _ in enumerate(reader_batches(reader, sampler, threads, pin=False)):
             if k == 10:

@@ -69,20 +69,27 @@ def _run(tmp_path, name, packed=None, stage_dir=None, log=lambda s: None):
     )
 
 
-def test_killed_distillation_resumes_to_identical_weights(tmp_path, monkeypatch):
-    _inputs(tmp_path)
-    _run(tmp_path, "full")
-    # Kill the second run right after its first checkpoint (step 3).
-    real_save = training_mod.save_checkpoint
+class Killed(Exception):
+    """What a killed job leaves: the checkpoint just written, nothing after it."""
 
-    class Killed(Exception):
-        pass
+
+def _die_after_each_checkpoint(monkeypatch):
+    """Make training raise Killed right after writing a checkpoint; returns the real save_checkpoint to restore."""
+    real_save = training_mod.save_checkpoint
 
     def save_then_die(*a, **k):
         real_save(*a, **k)
         raise Killed
 
     monkeypatch.setattr(training_mod, "save_checkpoint", save_then_die)
+    return real_save
+
+
+def test_killed_distillation_resumes_to_identical_weights(tmp_path, monkeypatch):
+    _inputs(tmp_path)
+    _run(tmp_path, "full")
+    # Kill the second run right after its first checkpoint (step 3).
+    real_save = _die_after_each_checkpoint(monkeypatch)
     try:
         _run(tmp_path, "cut")
     except Killed:
@@ -124,16 +131,7 @@ def test_killed_job_resumes_with_the_whole_curve_after_snakemake_deleted_its_out
         "--settings",
         settings,
     ]
-    real_save = training_mod.save_checkpoint
-
-    class Killed(Exception):
-        pass
-
-    def save_then_die(*a, **k):
-        real_save(*a, **k)
-        raise Killed
-
-    monkeypatch.setattr(training_mod, "save_checkpoint", save_then_die)
+    real_save = _die_after_each_checkpoint(monkeypatch)
     try:
         cli.main(argv)
     except Killed:
@@ -197,16 +195,7 @@ def test_a_resumed_job_stages_only_when_the_steps_left_pay_for_the_copy(tmp_path
     node, log = tmp_path / "node", []
     node.mkdir()
     cfg = {**CFG, "checkpoint_every": 4}  # 6 steps of 4 clips from 10: 24 draws; after step 4, 8 are left
-    real_save = training_mod.save_checkpoint
-
-    class Killed(Exception):
-        pass
-
-    def save_then_die(*a, **k):
-        real_save(*a, **k)
-        raise Killed
-
-    monkeypatch.setattr(training_mod, "save_checkpoint", save_then_die)
+    real_save = _die_after_each_checkpoint(monkeypatch)
     args = (tmp_path / "s.zarr", tmp_path / "m.tsv", tmp_path / "k.tsv", cfg, STUDENT, FRONTEND, 1.0)
     outs = (tmp_path / "r.pt", tmp_path / "r.tsv", tmp_path / "r_ck")
     try:

@@ -251,9 +251,10 @@ def read_exact(fd: int, view: memoryview, offset: int, path) -> None:
         done += got
 
 
-def reader_batches(reader: PackedReader, sampler, threads: int, pin: bool, ahead: int = 4):
-    """(int16 batch, indices) per step of `sampler`, read by `threads` threads `ahead` batches in advance; both
-    pinned when `pin` (their copies to the GPU are then asynchronous)."""
+def reader_batches(reader, sampler, threads: int, pin: bool, ahead: int = 4):
+    """(int16 batch, indices) per step of `sampler`, read from `reader` (a PackedReader or its staged copy,
+    staging.StagedClips) by `threads` threads `ahead` batches in advance; both pinned when `pin` (their copies to
+    the GPU are then asynchronous)."""
     from collections import deque
     from concurrent.futures import ThreadPoolExecutor
 
