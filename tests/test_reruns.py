@@ -75,6 +75,33 @@ def test_distillation_setting_reruns_distillation_and_what_follows(demo_run, tmp
     }
 
 
+def test_loader_settings_and_threads_rerun_nothing_yet_reach_the_commands(demo_run, tmp_path):
+    """Workers, staging and threads choose how a step reads its input, not what it computes (IO_KEYS)."""
+    cfg = tmp_path / "io.yaml"
+    cfg.write_text(
+        "teachers:\n  num_workers: 3\n"
+        "distillation:\n  num_workers: 5\n  staging: never\n"
+        "training:\n  num_workers: 7\n"
+    )
+    threads = ["--set-threads", "pack_audio=2", "distill=2", "finetune=2"]
+    assert planned(demo_run, cfg) == {}
+    assert snakemake(demo_run, "-n", *threads).stdout.count("Nothing to be done") == 1
+    # Forced anyway, the jobs get the new values on their command lines.
+    p = snakemake(
+        demo_run, "-n", "-p", *threads, "--forcerun", "teacher_logits", "pack_audio", extra_config=[str(cfg)]
+    )
+    commands = [line for line in p.stdout.splitlines() if "prunekd " in line]
+    for step, flags in (
+        ("teacher-logits", "--num-workers 3 "),
+        ("pack-audio", "--threads 2 "),
+        ("distill", "--num-workers 5 --staging never "),
+        ("finetune", "--num-workers 7 "),
+        ("evaluate", "--num-workers 7 "),
+    ):
+        ran = [c for c in commands if f"prunekd {step} " in c]
+        assert ran and all(flags in c for c in ran), (step, ran[:1])
+
+
 def test_domain_setting_never_recomputes_teacher_logits(demo_run, tmp_path):
     cfg = tmp_path / "dc.yaml"
     cfg.write_text("domain_classifier:\n  lr: 0.0002\n")

@@ -106,14 +106,16 @@ def test_killed_distillation_resumes_to_identical_weights(tmp_path, monkeypatch)
     assert list(curve["step"]) == list(range(1, 7))
 
 
-def test_killed_job_resumes_with_the_whole_curve_after_snakemake_deleted_its_outputs(tmp_path, monkeypatch):
-    """`prunekd distill` as the rule runs it: Snakemake deletes a failed job's curve.tsv, the checkpoints stay."""
+def test_killed_job_resumes_with_the_whole_curve_after_snakemake_deleted_its_outputs(tmp_path, monkeypatch, capfd):
+    """`prunekd distill` as the rule runs it: Snakemake deletes a failed job's curve.tsv, the checkpoints stay.
+    The retry reads with other loader settings (flags outside --settings): it still resumes."""
     import json
 
     from prunekd import cli
 
     _inputs(tmp_path)
-    settings = json.dumps({"distillation": CFG, "student": STUDENT, "frontend": FRONTEND, "clip_seconds": 1.0})
+    dcfg = {k: v for k, v in CFG.items() if k not in ("num_workers", "staging")}  # as the rule passes them
+    settings = json.dumps({"distillation": dcfg, "student": STUDENT, "frontend": FRONTEND, "clip_seconds": 1.0})
     argv = [
         "distill",
         "--store",
@@ -139,7 +141,9 @@ def test_killed_job_resumes_with_the_whole_curve_after_snakemake_deleted_its_out
     for out in ("student.pt", "curve.tsv"):  # what Snakemake removes of a failed job
         (tmp_path / "out" / out).unlink(missing_ok=True)
     monkeypatch.setattr(training_mod, "save_checkpoint", real_save)
-    cli.main(argv)
+    capfd.readouterr()
+    cli.main([*argv, "--num-workers", "2", "--staging", "auto", "--stage-dir", str(tmp_path)])
+    assert "resuming from" in capfd.readouterr().err
     curve = pd.read_csv(tmp_path / "out/curve.tsv", sep="\t")
     assert list(curve["step"]) == list(range(1, 7))
 

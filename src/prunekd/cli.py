@@ -1,8 +1,10 @@
 """`prunekd <step>`: one subcommand per pipeline step; each Snakemake rule calls one of them.
 
 Settings come as one JSON object (`--settings`), the slice of config.yaml the step depends on, so a
-changed setting reruns exactly the steps that read it. Each `cmd_*` parses its settings and calls one
-function of the step's module; codehash.py hashes that function's code for the rule's rerun trigger.
+changed setting reruns exactly the steps that read it. How a step reads its input (`--num-workers`,
+`--threads`, `--staging`) comes as flags outside it: changing those reruns nothing. Each `cmd_*` parses its
+settings and calls one function of the step's module; codehash.py hashes that function's code for the
+rule's rerun trigger.
 """
 
 from __future__ import annotations
@@ -78,7 +80,8 @@ def cmd_teacher_logits(a):
     from .logits import compute_shard
 
     s = _settings(a.settings)
-    compute_shard(a.manifest, a.dataset, a.shard, s["shard_size"], a.weights_dir, s["teachers"], s["data"], a.out, log)
+    t = {**s["teachers"], "num_workers": a.num_workers}
+    compute_shard(a.manifest, a.dataset, a.shard, s["shard_size"], a.weights_dir, t, s["data"], a.out, log)
 
 
 def cmd_gather(a):
@@ -151,7 +154,8 @@ def cmd_finetune(a):
 def cmd_evaluate(a):
     from .evaluate import write_evaluation
 
-    write_evaluation(a.model, a.manifest, _settings(a.settings), json.loads(a.key), a.out, a.predictions, log)
+    s = {**_settings(a.settings), "num_workers": a.num_workers}
+    write_evaluation(a.model, a.manifest, s, json.loads(a.key), a.out, a.predictions, log)
 
 
 def cmd_submission(a):
@@ -198,6 +202,7 @@ def cmd_submit(a):
 
 
 SETTINGS_HELP = "JSON object: the config slice this step reads"
+WORKERS_HELP = "loading processes or reading threads (config: {}.num_workers); 0 reads in the main process"
 
 
 def parser() -> argparse.ArgumentParser:
@@ -253,6 +258,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--shard", required=True, type=int, help="shard index")
     p.add_argument("--weights-dir", required=True, help="teacher checkpoints")
     p.add_argument("--out", required=True, help="shard Zarr store")
+    p.add_argument("--num-workers", type=int, default=0, help=WORKERS_HELP.format("teachers"))
     p.add_argument("--settings", required=True, help=SETTINGS_HELP)
 
     p = command("gather", cmd_gather, "Check and concatenate the shards of a dataset into one Zarr store.")
@@ -328,6 +334,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--manifest", required=True, help="AudioSet manifest")
     p.add_argument("--shard", required=True, type=int, help="row block index")
     p.add_argument("--out", required=True, help="packed store")
+    p.add_argument("--threads", type=int, default=1, help="the job's threads: that many decoding processes (1: none)")
     p.add_argument("--settings", required=True, help=SETTINGS_HELP)
 
     p = command("distill", cmd_distill, "Distil CP-Mobile from the stored teacher logits on a pruned set.")
@@ -348,6 +355,13 @@ def parser() -> argparse.ArgumentParser:
         default=None,
         help="node-local folder to copy the packed clips of the set to first (distillation.staging: auto)",
     )
+    p.add_argument("--num-workers", type=int, default=0, help=WORKERS_HELP.format("distillation"))
+    p.add_argument(
+        "--staging",
+        choices=["auto", "never"],
+        default="never",
+        help="auto: copy the set's packed clips to --stage-dir first where that pays (distillation.staging)",
+    )
     p.add_argument("--settings", required=True, help=SETTINGS_HELP)
 
     p = command("finetune", cmd_finetune, "Fine-tune (or train from scratch: the baseline) on a challenge split.")
@@ -358,6 +372,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="model weights")
     p.add_argument("--curve", required=True, help="training curve TSV")
     p.add_argument("--checkpoint-dir", required=True, help="folder for resumable checkpoints")
+    p.add_argument("--num-workers", type=int, default=0, help=WORKERS_HELP.format("training"))
     p.add_argument("--settings", required=True, help=SETTINGS_HELP)
 
     p = command("evaluate", cmd_evaluate, "Evaluate a model on the test split: macro, per device, per class.")
@@ -366,6 +381,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--key", required=True, help="JSON run key")
     p.add_argument("--out", required=True, help="metrics JSON")
     p.add_argument("--predictions", required=True, help="predictions CSV (submission layout)")
+    p.add_argument("--num-workers", type=int, default=0, help=WORKERS_HELP.format("training"))
     p.add_argument("--settings", required=True, help=SETTINGS_HELP)
 
     p = command(
@@ -380,6 +396,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-root", required=True, help="evaluation set folder (meta.csv with filename, the audio)")
     p.add_argument("--out", required=True, help="output.csv (submission format)")
     p.add_argument("--info", required=True, help="info.json (MACs, Params, test results)")
+    p.add_argument("--num-workers", type=int, default=0, help=WORKERS_HELP.format("training"))
     p.add_argument("--settings", required=True, help=SETTINGS_HELP)
 
     p = command("summarise", cmd_summarise, "Tables 1 and 2 (CSV, Markdown, HTML) and plots.")

@@ -154,15 +154,26 @@ def distill(
 
 
 def distill_step(
-    store, manifest, kept, out, curve, checkpoint_dir, packed, settings: dict, stage_dir=None, log=print
+    store,
+    manifest,
+    kept,
+    out,
+    curve,
+    checkpoint_dir,
+    packed,
+    settings: dict,
+    num_workers: int = 0,
+    staging: str = "never",
+    stage_dir=None,
+    log=print,
 ) -> dict:
-    """`prunekd distill`: the step's config slice unpacked."""
+    """`prunekd distill`: the step's config slice unpacked, with how to read the clips (flags, not settings)."""
     s = settings
     return distill(
         store,
         manifest,
         kept,
-        s["distillation"],
+        {**s["distillation"], "num_workers": num_workers, "staging": staging},
         s["student"],
         s["frontend"],
         s["clip_seconds"],

@@ -69,7 +69,9 @@ def finetune(
         return F.cross_entropy(out.float(), y_all[idx])
 
     init_bytes = Path(init_model).read_bytes() if init_model else b""
-    fp = fingerprint(cfg, student_cfg, frontend_cfg, seed, split, train_set["id"].tolist(), init_bytes)
+    # How many processes decode the split does not change what is trained: a checkpoint resumes across it.
+    train_cfg = {k: v for k, v in cfg.items() if k != "num_workers"}
+    fp = fingerprint(train_cfg, student_cfg, frontend_cfg, seed, split, train_set["id"].tolist(), init_bytes)
     train(
         model,
         batches,
@@ -81,13 +83,16 @@ def finetune(
     return {"steps": total, "clips": int(len(train_set))}
 
 
-def finetune_step(manifest, split, seed, init, out, curve, checkpoint_dir, settings: dict, log=print) -> dict:
-    """`prunekd finetune` (the baseline without `init`): the step's config slice unpacked."""
+def finetune_step(
+    manifest, split, seed, init, out, curve, checkpoint_dir, settings: dict, num_workers: int = 0, log=print
+) -> dict:
+    """`prunekd finetune` (the baseline without `init`): the step's config slice unpacked, with the decoding
+    processes (a flag, not a setting)."""
     s = settings
     return finetune(
         manifest,
         f"split{split}",
-        s["training"],
+        {**s["training"], "num_workers": num_workers},
         s["student"],
         s["frontend"],
         seed,

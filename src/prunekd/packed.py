@@ -285,9 +285,10 @@ def reader_batches(reader, sampler, threads: int, pin: bool, ahead: int = 4):
             pool.shutdown(wait=True, cancel_futures=True)
 
 
-def pack_step(manifest, shard, out, settings: dict, log=print) -> dict:
-    """`prunekd pack-audio`: the step's config slice unpacked."""
+def pack_step(manifest, shard, out, settings: dict, threads: int = 1, log=print) -> dict:
+    """`prunekd pack-audio`: the step's config slice unpacked; the job's threads decode (one: in this process)."""
     s = settings
+    workers = 0 if threads < 2 else threads
     return pack_shard(
-        manifest, shard, s["shard_size"], s["subsets"], s["sample_rate"], s["clip_seconds"], out, s["num_workers"], log
+        manifest, shard, s["shard_size"], s["subsets"], s["sample_rate"], s["clip_seconds"], out, workers, log
     )

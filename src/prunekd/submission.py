@@ -145,7 +145,9 @@ class SubmissionError(ValueError):
     pass
 
 
-def submission_step(models, metrics, manifest, eval_root, out, info, settings: dict, log=print) -> dict:
+def submission_step(
+    models, metrics, manifest, eval_root, out, info, settings: dict, num_workers: int = 0, log=print
+) -> dict:
     """`prunekd submission`: one metrics.json per candidate model, then the step's config slice unpacked."""
     if len(models) != len(metrics):
         raise SubmissionError("--models and --metrics must pair up (one metrics.json per model)")
@@ -160,6 +162,6 @@ def submission_step(models, metrics, manifest, eval_root, out, info, settings: d
         s["models"],
         out,
         info,
-        s.get("num_workers", 0),
+        num_workers,
         log,
     )

@@ -15,13 +15,16 @@ rule evaluate:
     resources:
         mem_mb=8000,
         runtime=60,
+        # how the clips are read, not what is computed: a resource, so that a change reruns nothing (IO_KEYS)
+        workers=config["training"]["num_workers"],
     params:
         code=code_version("evaluate"),
         settings=lambda w: eval_settings(MODELS[w.model]["target"]),
         key=lambda w: json.dumps(summary_key(MODELS[w.model])),
     shell:
         "prunekd evaluate --model {input.model} --manifest {input.manifest} --key {params.key:q} "
-        "--out {output.metrics} --predictions {output.predictions} --settings {params.settings:q} 2> {log}"
+        "--out {output.metrics} --predictions {output.predictions} "
+        "--num-workers {resources.workers} --settings {params.settings:q} 2> {log}"
 
 
 rule summarise:

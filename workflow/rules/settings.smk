@@ -1,8 +1,16 @@
 # The slices of the config each step reads (its `params.settings`): a changed value reruns that step only.
+# Keys that choose only how a step reads its input (IO_KEYS) are left out of them: the rules pass those as
+# resources (not a rerun trigger) to the command's flags, so that changing them reruns nothing.
+IO_KEYS = ("num_workers", "staging")
+
+
+def computed(section):
+    """config[section] without IO_KEYS: what decides a step's result."""
+    return {k: v for k, v in config[section].items() if k not in IO_KEYS}
 
 
 def training_settings(epochs_key, target):
-    t = dict(config["training"])
+    t = computed("training")
     t.pop("epochs_finetune"), t.pop("epochs_baseline")
     t["epochs"] = config["training"][epochs_key]
     t["clip_seconds"] = TARGETS[target]["clip_seconds"]
@@ -17,7 +25,7 @@ def clip_settings(dataset):
 
 
 def teacher_settings(dataset):
-    teachers = {**config["teachers"], "members": MEMBERS}  # `all` as the list it stands for
+    teachers = {**computed("teachers"), "members": MEMBERS}  # `all` as the list it stands for
     return settings(shard_size=config["teachers"]["shard_size"], teachers=teachers, data=clip_settings(dataset))
 
 
@@ -37,5 +45,4 @@ def eval_settings(target):
         frontend=config["frontend"],
         student=config["student"],
         clip_seconds=TARGETS[target]["clip_seconds"],
-        num_workers=config["training"]["num_workers"],
     )

@@ -28,6 +28,8 @@ rule submission:
     resources:
         mem_mb=8000,
         runtime=60,
+        # how the clips are read, not what is computed: a resource, so that a change reruns nothing (IO_KEYS)
+        workers=config["training"]["num_workers"],
     params:
         code=code_version("submission"),
         eval_root=lambda w: evaluation_set(w.target)["root"],  # not from input: absent data is left out of the DAG
@@ -35,9 +37,8 @@ rule submission:
             frontend=config["frontend"],
             clip_seconds=TARGETS[w.target]["clip_seconds"],
             models=evaluation_set(w.target)["models"],
-            num_workers=config["training"]["num_workers"],
         ),
     shell:
         "prunekd submission --models {input.models} --metrics {input.metrics} --manifest {input.manifest} "
         "--eval-root {params.eval_root} --out {output.predictions} --info {output.info} "
-        "--settings {params.settings:q} 2> {log}"
+        "--num-workers {resources.workers} --settings {params.settings:q} 2> {log}"

@@ -65,6 +65,8 @@ rule teacher_logits:
     resources:
         mem_mb=lambda w, threads: 4000 * threads,  # mostly the decoding workers
         runtime=240,
+        # how the clips are read, not what is computed: a resource, so that a change reruns nothing (IO_KEYS)
+        workers=config["teachers"]["num_workers"],
     params:
         code=code_version("teacher-logits"),
         settings=lambda w: teacher_settings(w.dataset),
@@ -72,7 +74,8 @@ rule teacher_logits:
         weights_dir=lambda w, input: os.path.dirname(input.weights[0]),
     shell:
         "prunekd teacher-logits --dataset {wildcards.dataset} --manifest {input.manifest} "
-        "--shard {params.shard} --weights-dir {params.weights_dir} --out {output} --settings {params.settings:q} 2> {log}"
+        "--shard {params.shard} --weights-dir {params.weights_dir} --out {output} "
+        "--num-workers {resources.workers} --settings {params.settings:q} 2> {log}"
 
 
 rule gather_logits:

@@ -21,16 +21,15 @@ rule pack_audio:
         runtime=240,
     params:
         code=code_version("pack-audio"),
-        settings=lambda w, threads: settings(
+        settings=lambda w: settings(
             shard_size=config["teachers"]["shard_size"],
             subsets=["balanced_train", "unbalanced_train"],
             sample_rate=config["frontend"]["sample_rate"],
             clip_seconds=config["data"]["audioset_clip_seconds"],
-            num_workers=0 if threads < 2 else threads,
         ),
     shell:
         "prunekd pack-audio --manifest {input.manifest} --shard {wildcards.shard} --out {output} "
-        "--settings {params.settings:q} 2> {log}"
+        "--threads {threads} --settings {params.settings:q} 2> {log}"
 
 
 rule distill:
@@ -60,10 +59,13 @@ rule distill:
     resources:
         mem_mb=lambda w, threads: 4000 * threads,
         runtime=720,
+        # how the clips are read, not what is computed: a resource, so that a change reruns nothing (IO_KEYS)
+        workers=config["distillation"]["num_workers"],
+        staging=config["distillation"]["staging"],
     params:
         code=code_version("distill"),
         settings=lambda w: settings(
-            distillation=config["distillation"],
+            distillation=computed("distillation"),
             student=config["student"],
             frontend=config["frontend"],
             clip_seconds=config["data"]["audioset_clip_seconds"],
@@ -74,6 +76,7 @@ rule distill:
     shell:
         "prunekd distill --store {input.store} --manifest {input.manifest} --kept {input.kept} "
         "--out {output.model} --curve {output.curve} --checkpoint-dir {params.ckpt} {params.packed} "
+        "--num-workers {resources.workers} --staging {resources.staging} "
         "--stage-dir {resources.tmpdir:q} --settings {params.settings:q} 2> {log}"
 
 
@@ -99,6 +102,8 @@ rule finetune:
         # the split decoded once: 17.9 GB at float32 for split 100, in host memory where the GPU lacks room
         mem_mb=lambda w, threads: 3000 * threads,
         runtime=480,
+        # how the clips are read, not what is computed: a resource, so that a change reruns nothing (IO_KEYS)
+        workers=config["training"]["num_workers"],
     params:
         code=code_version("finetune"),
         settings=lambda w: settings(
@@ -116,7 +121,7 @@ rule finetune:
     shell:
         "prunekd finetune --manifest {input.manifest} --split {params.split} --seed {params.seed} {params.init} "
         "--out {output.model} --curve {output.curve} --checkpoint-dir {params.ckpt} "
-        "--settings {params.settings:q} 2> {log}"
+        "--num-workers {resources.workers} --settings {params.settings:q} 2> {log}"
 
 
 use rule finetune as baseline with:
@@ -128,3 +133,4 @@ use rule finetune as baseline with:
     resources:
         mem_mb=lambda w, threads: 3000 * threads,
         runtime=600,
+        workers=config["training"]["num_workers"],
