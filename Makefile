@@ -21,7 +21,7 @@ demo: $(STAMP)
 	@echo "Tables: results/summary/<target>/ (table1, table2, controls: .md .csv .html; tau, sounds)  Report: results/report.html"
 
 test: $(STAMP)
-	PATH=$(abspath $(BIN)):$$PATH $(BIN)/python -m pytest -q tests
+	PATH=$(abspath $(BIN)):$$PATH $(BIN)/python -m pytest -q --durations=12 tests
 
 # Formatting and lint of the Python (ruff) and the rules (snakefmt, snakemake --lint); CI runs it.
 LINTED := src tests benchmarks

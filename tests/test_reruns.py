@@ -79,27 +79,34 @@ def test_loader_settings_and_threads_rerun_nothing_yet_reach_the_commands(demo_r
     """Workers, staging and threads choose how a step reads its input, not what it computes (IO_KEYS)."""
     cfg = tmp_path / "io.yaml"
     cfg.write_text(
-        "teachers:\n  num_workers: 3\n"
-        "distillation:\n  num_workers: 5\n  staging: never\n"
-        "training:\n  num_workers: 7\n"
+        "teachers:\n  num_workers: 3\ndistillation:\n  num_workers: 5\n  staging: never\ntraining:\n  num_workers: 7\n"
     )
     threads = ["--set-threads", "pack_audio=2", "distill=2", "finetune=2"]
     assert planned(demo_run, cfg) == {}
     assert snakemake(demo_run, "-n", *threads).stdout.count("Nothing to be done") == 1
-    # Forced anyway, the jobs get the new values on their command lines.
-    p = snakemake(
-        demo_run, "-n", "-p", *threads, "--forcerun", "teacher_logits", "pack_audio", extra_config=[str(cfg)]
+
+    def commands(*configs):
+        """Every job forced anyway: its command line (baselines as `prunekd finetune`)."""
+        force = ["--forcerun", "teacher_logits", "pack_audio", "baseline"]
+        p = snakemake(demo_run, "-n", "-p", *threads, *force, extra_config=[str(c) for c in configs])
+        return [line for line in p.stdout.splitlines() if "prunekd " in line]
+
+    def assert_flags(lines, expected):
+        for step, flags in expected:
+            ran = [c for c in lines if f"prunekd {step} " in c]
+            assert ran and all(flags in c for c in ran), (step, ran[:1])
+
+    assert_flags(commands(), [("distill", "--num-workers 0 --staging auto ")])  # the tiny config's own values
+    assert_flags(
+        commands(cfg),
+        [
+            ("teacher-logits", "--num-workers 3 "),
+            ("pack-audio", "--threads 2 "),
+            ("distill", "--num-workers 5 --staging never "),
+            ("finetune", "--num-workers 7 "),
+            ("evaluate", "--num-workers 7 "),
+        ],
     )
-    commands = [line for line in p.stdout.splitlines() if "prunekd " in line]
-    for step, flags in (
-        ("teacher-logits", "--num-workers 3 "),
-        ("pack-audio", "--threads 2 "),
-        ("distill", "--num-workers 5 --staging never "),
-        ("finetune", "--num-workers 7 "),
-        ("evaluate", "--num-workers 7 "),
-    ):
-        ran = [c for c in commands if f"prunekd {step} " in c]
-        assert ran and all(flags in c for c in ran), (step, ran[:1])
 
 
 def test_domain_setting_never_recomputes_teacher_logits(demo_run, tmp_path):
