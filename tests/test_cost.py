@@ -120,3 +120,64 @@ localrule all:
     rates = {"measured": {"finetune": {"steps_per_s": 1}}}
     est = cost.estimate(jobs, rates, "r.yaml", REPO / "nonexistent")
     assert est["rules"]["finetune"]["measured"]["gpu_hours"] == 2 * math.ceil(34900 / 256) / 3600
+
+
+def _job_files(results, rule, job, log_text, seconds="12.5"):
+    for kind, text in (("benchmarks", f"s\th:m:s\tmax_rss\n{seconds}\t0:00:12\t100.0\n"), ("logs", log_text)):
+        path = results / kind / rule / f"{job}.{'tsv' if kind == 'benchmarks' else 'log'}"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+
+
+def test_rates_count_what_the_last_attempt_did_and_fall_back_where_nothing_ran(tmp_path):
+    from prunekd import rates
+
+    res = tmp_path / "results"
+    with pytest.raises(rates.RatesError, match="results: no benchmarks/ folder"):
+        rates.rates(res)  # a mistyped --results
+    # A distillation killed at step 40 and resumed: its log and benchmark file are the last attempt's.
+    _job_files(
+        res,
+        "distill",
+        "tau/all/split5/pruned/thr0.3",
+        "[t] resuming from ck/last.pt at step 40\n[t] distill step 100/100 loss 0.1 lr 1e-4 3.0 steps/s, 0 s left\n",
+        seconds="30",
+    )
+    # A killed job that left a benchmark file (a failed retry, say) but never reached its last step: not counted.
+    _job_files(res, "distill", "tau/all/split5/random/thr0.3", "[t] distill step 50/100 loss 0.1\n")
+    _job_files(res, "teacher_logits", "tau/00000", "[t] shard 0: wrote 99 clips, 1 rejected\n", seconds="4")
+    r = rates.rates(res)
+    assert r["measured"]["distill"] == {"steps_per_s": 2.0}  # 60 steps in 30 s
+    assert r["jobs_measured"]["distill"] == {"jobs": 1, "work": 60.0, "seconds": 30.0}
+    assert r["measured"]["teacher_logits"] == {"clips_per_s": 25.0, "load_s": 0}  # rejected clips were read too
+    assert any("target shards only" in n for n in r["notes"])
+    fallback = cost.load_rates(cost.DEFAULT_RATES)["measured"]
+    assert r["measured"]["finetune"] == fallback["finetune"] and r["measured"]["baseline"] == fallback["baseline"]
+    assert any(n.startswith("finetune: no finished job") for n in r["notes"])
+    # AudioSet shards, once there, set the teacher rate on their own (1 s target clips would flatter it).
+    _job_files(res, "teacher_logits", "audioset/00000", "[t] shard 0: wrote 80 clips, 0 rejected\n", seconds="10")
+    assert rates.rates(res)["measured"]["teacher_logits"]["clips_per_s"] == 8.0
+    (res / "benchmarks/distill/tau/all/split5/pruned/thr0.3.tsv").write_text("s\th:m:s\nabc\t0:00:00\n")
+    with pytest.raises(rates.RatesError, match=r"thr0\.3\.tsv: unreadable `s` value"):
+        rates.rates(res)
+
+
+def test_rates_of_a_finished_run_price_its_jobs_at_their_measured_wall_time(demo_run, tmp_path):
+    """`prunekd rates` on the finished tiny demo, then `prunekd cost` of the same GPU jobs run again."""
+    from prunekd import rates
+
+    r = rates.rates(demo_run / "results")
+    assert r["notes"] == [] and set(r["jobs_measured"]) == set(cost.GPU_RULES)  # every GPU rule measured
+    (tmp_path / "rates.yaml").write_text(yaml.safe_dump(r))
+    args = ["-s", str(REPO / "Snakefile"), "--configfiles", *TINY_CONFIGS, "--forcerun", *cost.GPU_RULES]
+    est, _ = cost.cost(demo_run, args, tmp_path / "rates.yaml", env=LOCAL_ENV)
+    jobs = cost.parse_dry_run(cost.dry_run(demo_run, args, LOCAL_ENV))
+    for rule in ("distill", "finetune", "baseline"):  # every job measured: priced at its own wall time
+        assert est["rules"][rule]["jobs"] == r["jobs_measured"][rule]["jobs"]
+        seconds = est["rules"][rule]["measured"]["gpu_hours"] * 3600
+        assert seconds == pytest.approx(r["jobs_measured"][rule]["seconds"], rel=0.01)
+    # Teacher shards: the clips cost counts for the AudioSet shards are those their logs report.
+    shards = [j for j in jobs if j.rule == "teacher_logits" and j.arg("--dataset") == "audioset"]
+    work, *_ = cost.job_work("teacher_logits", shards, demo_run, {})
+    assert sum(work) == r["jobs_measured"]["teacher_logits"]["work"]
+    assert len(shards) == r["jobs_measured"]["teacher_logits"]["jobs"]

@@ -195,6 +195,15 @@ def cmd_cost(a):
     print(cost(a.workdir, a.snakemake_args, a.rates)[1], flush=True)
 
 
+def cmd_rates(a):
+    from .rates import RatesError, rates_step
+
+    try:
+        rates_step(**_flags(a), log=log)
+    except RatesError as e:
+        raise SystemExit(f"prunekd rates: {e}") from None
+
+
 def cmd_submit(a):
     from .submit import submit_step
 
@@ -432,6 +441,15 @@ def parser() -> argparse.ArgumentParser:
         nargs=argparse.REMAINDER,
         help="snakemake arguments after --, e.g. -- --profile profiles/slurm --configfile my.yaml",
     )
+
+    p = command(
+        "rates",
+        cmd_rates,
+        "Rates for `prunekd cost` from the wall time of the GPU jobs a run has finished (its own GPUs).",
+    )
+    p.add_argument("--results", default="results", help="the run's results folder (paths.results)")
+    p.add_argument("--out", help="rates YAML to write (default: print it); then `prunekd cost --rates FILE`")
+    p.add_argument("--fallback", help="rates for rules with no finished job (default: benchmarks/rates_h100.yaml)")
 
     p = command("submit", cmd_submit, "Run the Snakemake controller as a SLURM job (submitit), requeued on time-out.")
     p.add_argument("--profile", default="profiles/slurm", help="Snakemake profile for the workflow's jobs")

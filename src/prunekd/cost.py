@@ -12,7 +12,8 @@ Snakemake resolved), not from the rule files' wildcards, so renamed wildcards or
   baseline        else the nominal TAU22 split sizes)
 
 Rates: a YAML file (benchmarks/rates_h100.yaml: the measured H100 figures; a `target` section is printed
-beside them). A dry run only lists jobs that still have to run: finished outputs cost nothing.
+beside them; `prunekd rates` writes one from a run's finished jobs, rates.py). A dry run only lists jobs that
+still have to run: finished outputs cost nothing.
 """
 
 from __future__ import annotations

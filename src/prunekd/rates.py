@@ -1,0 +1,129 @@
+"""`prunekd rates`: a rates file for `prunekd cost` from the GPU jobs a run has finished, on its own GPUs.
+
+A GPU job holds its GPU for its whole wall time, start-up included, so the rate that prices the rest of a
+grid is work / wall time: the wall time from the job's Snakemake benchmark file (`s`), the work from its
+log, in the units `prunekd cost` counts:
+
+  teacher_logits  clips of the shard ("wrote N clips, M rejected"; 10 s AudioSet shards only where there
+                  are any: target clips are shorter)
+  distill         optimiser steps ("step S/T" and, for a resumed job, "resuming from ... at step R": T - R)
+  finetune        the same for fine-tuning and the baseline
+  baseline
+
+Start-up (imports, checkpoint loading) is inside the wall time, so `load_s` is 0. A rule with no finished
+job keeps the figure of the fallback rates file, named in the output.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+
+import yaml
+
+from .cost import DEFAULT_RATES, GPU_RULES, load_rates
+
+_SHARD_DONE = re.compile(r"shard \d+: wrote (\d+) clips, (\d+) rejected")
+_STEP = re.compile(r"\b(?:distill|finetune) step (\d+)/(\d+) ")
+_RESUMED = re.compile(r"resuming from .* at step (\d+)")
+
+
+class RatesError(Exception):
+    """A finished job whose record cannot be read: names the file."""
+
+
+def wall_seconds(benchmark: Path) -> float:
+    """The job's wall time: column `s` of a Snakemake benchmark file (the mean over repeats, if any)."""
+    lines = [line.split("\t") for line in benchmark.read_text().splitlines() if line.strip()]
+    if len(lines) < 2 or "s" not in lines[0]:
+        raise RatesError(f"{benchmark}: not a Snakemake benchmark file (no `s` column)")
+    col = lines[0].index("s")
+    try:
+        values = [float(row[col]) for row in lines[1:]]
+    except (ValueError, IndexError):
+        raise RatesError(f"{benchmark}: unreadable `s` value") from None
+    return sum(values) / len(values)
+
+
+def job_work(rule: str, log: Path) -> float | None:
+    """Clips or steps the job's last attempt did (its log is rewritten by every attempt); None if unfinished."""
+    text = log.read_text(errors="replace")
+    if rule == "teacher_logits":
+        m = _SHARD_DONE.findall(text)
+        return float(int(m[-1][0]) + int(m[-1][1])) if m else None
+    steps = _STEP.findall(text)
+    if not steps or steps[-1][0] != steps[-1][1]:
+        return None
+    resumed = _RESUMED.findall(text)
+    return float(int(steps[-1][1]) - (int(resumed[-1]) if resumed else 0))
+
+
+def finished_jobs(results: Path, rule: str) -> list[tuple[str, float, float]]:
+    """[(job, work, wall seconds)] of every job of `rule` with a benchmark file and a finished log.
+
+    The rules' own paths (workflow/rules/teachers.smk, train.smk): benchmarks/<rule>/<job>.tsv beside
+    logs/<rule>/<job>.log (a fine-tuned or baseline model's name begins with its rule)."""
+    jobs = []
+    for bench in sorted((results / "benchmarks" / rule).rglob("*.tsv")):
+        job = bench.relative_to(results / "benchmarks").as_posix().removesuffix(".tsv")  # names like thr0.3
+        log = results / "logs" / f"{job}.log"
+        if log.exists() and (work := job_work(rule, log)):
+            jobs.append((job, work, wall_seconds(bench)))
+    return jobs
+
+
+def rates(results, fallback=None) -> dict:
+    """A rates file (the layout of benchmarks/rates_h100.yaml) measured from the finished jobs in `results`."""
+    results, fallback = Path(results), Path(fallback or DEFAULT_RATES)
+    if not (results / "benchmarks").is_dir():
+        raise RatesError(f"{results}: no benchmarks/ folder: not a results folder of this workflow (--results)")
+    base = load_rates(fallback)
+    measured, counted, notes = {}, {}, []
+    for rule in GPU_RULES:
+        done = finished_jobs(results, rule)
+        if rule == "teacher_logits":  # priced at the 10 s AudioSet rate (`prunekd cost`)
+            audioset = [j for j in done if j[0].split("/")[1] == "audioset"]
+            if done and not audioset:
+                notes.append("teacher_logits: target shards only (clips shorter than AudioSet's: too fast a rate)")
+            done = audioset or done
+        unit = "clips_per_s" if rule == "teacher_logits" else "steps_per_s"
+        if not done:
+            measured[rule] = base["measured"].get(rule) or base["measured"].get("finetune")
+            notes.append(f"{rule}: no finished job in {results}; the figure of {fallback}")
+            continue
+        work, seconds = sum(w for _, w, _ in done), sum(s for _, _, s in done)
+        measured[rule] = {unit: round(work / seconds, 3)}
+        if rule == "teacher_logits":
+            measured[rule]["load_s"] = 0  # inside the wall time
+        counted[rule] = {"jobs": len(done), "work": work, "seconds": round(seconds, 1)}
+    out = {
+        "source": f"wall time of the finished GPU jobs in {results} (Snakemake benchmark files), start-up included",
+        "date": time.strftime("%Y-%m-%d"),
+        "gpu": "the GPUs that ran them",
+        "measured": measured,
+        "jobs_measured": counted,
+        "notes": notes,
+    }
+    for key in ("target", "goal_gpu_hours"):
+        if key in base:
+            out[key] = base[key]
+    return out
+
+
+def rates_step(results, out=None, fallback=None, log=print) -> dict:
+    """`prunekd rates`: the rates YAML to `out` (or stdout)."""
+    r = rates(results, fallback)
+    text = yaml.safe_dump(r, sort_keys=False)
+    if out:
+        from .atomic import atomic_path
+
+        with atomic_path(out) as tmp:
+            Path(tmp).write_text(text)
+        for rule, c in r["jobs_measured"].items():
+            log(f"{rule}: {c['jobs']} jobs, {c['work']:,.0f} units in {c['seconds']:,.0f} s")
+        for n in r["notes"]:
+            log(f"note: {n}")
+    else:
+        print(text, end="")
+    return r
