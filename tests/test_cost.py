@@ -2,6 +2,7 @@
 
 import json
 import math
+import os
 import re
 import subprocess
 
@@ -123,10 +124,12 @@ localrule all:
 
 
 def _job_files(results, rule, job, log_text, seconds="12.5"):
-    for kind, text in (("benchmarks", f"s\th:m:s\tmax_rss\n{seconds}\t0:00:12\t100.0\n"), ("logs", log_text)):
+    """A job's log, then (as Snakemake writes it after a success) its benchmark file."""
+    for kind, text in (("logs", log_text), ("benchmarks", f"s\th:m:s\tmax_rss\n{seconds}\t0:00:12\t100.0\n")):
         path = results / kind / rule / f"{job}.{'tsv' if kind == 'benchmarks' else 'log'}"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
+        os.utime(path, (1000 + (kind == "benchmarks"),) * 2)
 
 
 def test_rates_count_what_the_last_attempt_did_and_fall_back_where_nothing_ran(tmp_path):
@@ -136,27 +139,27 @@ def test_rates_count_what_the_last_attempt_did_and_fall_back_where_nothing_ran(t
     with pytest.raises(rates.RatesError, match="results: no benchmarks/ folder"):
         rates.rates(res)  # a mistyped --results
     # A distillation killed at step 40 and resumed: its log and benchmark file are the last attempt's.
-    _job_files(
-        res,
-        "distill",
-        "tau/all/split5/pruned/thr0.3",
-        "[t] resuming from ck/last.pt at step 40\n[t] distill step 100/100 loss 0.1 lr 1e-4 3.0 steps/s, 0 s left\n",
-        seconds="30",
-    )
-    # A killed job that left a benchmark file (a failed retry, say) but never reached its last step: not counted.
+    log = "[t] distilling on 9 clips (batch 32) from k.tsv\n[t] resuming from ck/last.pt at step 40\n"
+    _job_files(res, "distill", "tau/all/split5/pruned/thr0.3", log + "[t] distill step 100/100 loss 0.1\n", "30")
+    # A killed job that left a benchmark file but never reached its last step: not counted.
     _job_files(res, "distill", "tau/all/split5/random/thr0.3", "[t] distill step 50/100 loss 0.1\n")
+    # A job that succeeded once, then was rerun and failed after its last step (saving, say): the benchmark
+    # file is the old success's, older than the log: not counted.
+    _job_files(res, "finetune", "tau/all/split5/pruned/thr0.3/seed0", "[t] finetune step 8/8 loss 1\n")
+    os.utime(res / "logs/finetune/tau/all/split5/pruned/thr0.3/seed0.log", (2000, 2000))
     _job_files(res, "teacher_logits", "tau/00000", "[t] shard 0: wrote 99 clips, 1 rejected\n", seconds="4")
-    r = rates.rates(res)
-    assert r["measured"]["distill"] == {"steps_per_s": 2.0}  # 60 steps in 30 s
+    fallback = tmp_path / "fallback.yaml"
+    fallback.write_text(yaml.safe_dump({"measured": {"finetune": {"steps_per_s": 70}}}))
+    r = rates.rates(res, fallback)
+    assert r["measured"]["distill"] == {"steps_per_s": 2.0, "batch_size": 32}  # 60 steps in 30 s
     assert r["jobs_measured"]["distill"] == {"jobs": 1, "work": 60.0, "seconds": 30.0}
-    assert r["measured"]["teacher_logits"] == {"clips_per_s": 25.0, "load_s": 0}  # rejected clips were read too
-    assert any("target shards only" in n for n in r["notes"])
-    fallback = cost.load_rates(cost.DEFAULT_RATES)["measured"]
-    assert r["measured"]["finetune"] == fallback["finetune"] and r["measured"]["baseline"] == fallback["baseline"]
-    assert any(n.startswith("finetune: no finished job") for n in r["notes"])
-    # AudioSet shards, once there, set the teacher rate on their own (1 s target clips would flatter it).
-    _job_files(res, "teacher_logits", "audioset/00000", "[t] shard 0: wrote 80 clips, 0 rejected\n", seconds="10")
-    assert rates.rates(res)["measured"]["teacher_logits"]["clips_per_s"] == 8.0
+    # Only target shards: their 1 s clips would underprice AudioSet's; no figure for it in the fallback either.
+    assert "teacher_logits" not in r["measured"] and any("only target shards" in n for n in r["notes"])
+    assert r["measured"]["finetune"] == r["measured"]["baseline"] == {"steps_per_s": 70}  # as `cost` falls back
+    assert any(n.startswith("finetune: no finished job measured") for n in r["notes"])
+    # AudioSet shards, once there, set the teacher rate (rejected clips were read too).
+    _job_files(res, "teacher_logits", "audioset/00000", "[t] shard 0: wrote 79 clips, 1 rejected\n", seconds="10")
+    assert rates.rates(res)["measured"]["teacher_logits"] == {"clips_per_s": 8.0, "load_s": 0}
     (res / "benchmarks/distill/tau/all/split5/pruned/thr0.3.tsv").write_text("s\th:m:s\nabc\t0:00:00\n")
     with pytest.raises(rates.RatesError, match=r"thr0\.3\.tsv: unreadable `s` value"):
         rates.rates(res)
@@ -168,6 +171,9 @@ def test_rates_of_a_finished_run_price_its_jobs_at_their_measured_wall_time(demo
 
     r = rates.rates(demo_run / "results")
     assert r["notes"] == [] and set(r["jobs_measured"]) == set(cost.GPU_RULES)  # every GPU rule measured
+    tiny = yaml.safe_load((REPO / "tests/tiny.yaml").read_text())
+    assert r["measured"]["distill"]["batch_size"] == tiny["distillation"]["batch_size"]
+    assert r["measured"]["baseline"]["batch_size"] == tiny["training"]["batch_size"]
     (tmp_path / "rates.yaml").write_text(yaml.safe_dump(r))
     args = ["-s", str(REPO / "Snakefile"), "--configfiles", *TINY_CONFIGS, "--forcerun", *cost.GPU_RULES]
     est, _ = cost.cost(demo_run, args, tmp_path / "rates.yaml", env=LOCAL_ENV)

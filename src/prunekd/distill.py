@@ -73,7 +73,7 @@ def distill(
     paths = manifest["path"].to_numpy()[rows]
     teacher = torch.from_numpy(embeddings(store, pos, members))
     labels = torch.from_numpy(store["labels"].get_orthogonal_selection((pos, slice(None))).astype(bool))
-    log(f"distilling on {len(pos)} clips from {kept_path}")
+    log(f"distilling on {len(pos)} clips (batch {cfg['batch_size']}) from {kept_path}")
 
     model = build_student(student_cfg, n_classes=N_CLASSES)
     device, autocast, mel = on_device(model, frontend_cfg, cfg["precision"])

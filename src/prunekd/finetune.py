@@ -49,8 +49,8 @@ def finetune(
     total = cfg["epochs"] * -(-len(train_set) // bs)  # ceil: the baseline's loader keeps the last partial batch
     sr = frontend_cfg["sample_rate"]
     log(
-        f"fine-tuning on {len(train_set)} clips of {split}: {cfg['epochs']} epochs, {total} steps"
-        + (f", from {init_model}" if init_model else ", from scratch")
+        f"fine-tuning on {len(train_set)} clips of {split} (batch {cfg['batch_size']}): {cfg['epochs']} epochs, "
+        f"{total} steps" + (f", from {init_model}" if init_model else ", from scratch")
     )
     # The split decoded and resampled once, kept on the GPU when it fits (split 100 of TAU: 17.9 GB float32):
     # a step draws its batch by index there, with the same clips in the same order as a loader would.

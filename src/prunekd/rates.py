@@ -27,6 +27,7 @@ from .cost import DEFAULT_RATES, GPU_RULES, load_rates
 _SHARD_DONE = re.compile(r"shard \d+: wrote (\d+) clips, (\d+) rejected")
 _STEP = re.compile(r"\b(?:distill|finetune) step (\d+)/(\d+) ")
 _RESUMED = re.compile(r"resuming from .* at step (\d+)")
+_BATCH = re.compile(r" clips (?:of \S+ )?\(batch (\d+)\)")  # distill.py and finetune.py log it as they start
 
 
 class RatesError(Exception):
@@ -46,35 +47,50 @@ def wall_seconds(benchmark: Path) -> float:
     return sum(values) / len(values)
 
 
-def job_work(rule: str, log: Path) -> float | None:
-    """Clips or steps the job's last attempt did (its log is rewritten by every attempt); None if unfinished."""
+def job_record(rule: str, log: Path) -> tuple[float, int | None] | None:
+    """(clips or steps the job's last attempt did, its batch size) from its log, which every attempt rewrites;
+    None if the attempt did not finish."""
     text = log.read_text(errors="replace")
     if rule == "teacher_logits":
         m = _SHARD_DONE.findall(text)
-        return float(int(m[-1][0]) + int(m[-1][1])) if m else None
+        return (float(int(m[-1][0]) + int(m[-1][1])), None) if m else None
     steps = _STEP.findall(text)
     if not steps or steps[-1][0] != steps[-1][1]:
         return None
     resumed = _RESUMED.findall(text)
-    return float(int(steps[-1][1]) - (int(resumed[-1]) if resumed else 0))
+    batch = _BATCH.findall(text)
+    return float(int(steps[-1][1]) - (int(resumed[-1]) if resumed else 0)), (int(batch[-1]) if batch else None)
 
 
-def finished_jobs(results: Path, rule: str) -> list[tuple[str, float, float]]:
-    """[(job, work, wall seconds)] of every job of `rule` with a benchmark file and a finished log.
+def finished_jobs(results: Path, rule: str) -> list[tuple[str, float, float, int | None]]:
+    """[(job, work, wall seconds, batch)] of every job of `rule` whose last attempt finished and succeeded.
 
     The rules' own paths (workflow/rules/teachers.smk, train.smk): benchmarks/<rule>/<job>.tsv beside
-    logs/<rule>/<job>.log (a fine-tuned or baseline model's name begins with its rule)."""
+    logs/<rule>/<job>.log (a fine-tuned or baseline model's name begins with its rule). Snakemake writes the
+    benchmark file after a job succeeds and never removes it: one older than the log is an earlier success's,
+    and the attempt that rewrote the log failed."""
     jobs = []
     for bench in sorted((results / "benchmarks" / rule).rglob("*.tsv")):
         job = bench.relative_to(results / "benchmarks").as_posix().removesuffix(".tsv")  # names like thr0.3
         log = results / "logs" / f"{job}.log"
-        if log.exists() and (work := job_work(rule, log)):
-            jobs.append((job, work, wall_seconds(bench)))
+        if not log.exists() or bench.stat().st_mtime < log.stat().st_mtime:
+            continue
+        record = job_record(rule, log)
+        if record is not None:
+            jobs.append((job, record[0], wall_seconds(bench), record[1]))
     return jobs
 
 
+def _fallback(base: dict, rule: str):
+    m = base["measured"]
+    return m.get(rule) or (m.get("finetune") if rule == "baseline" else None)  # as `prunekd cost` reads them
+
+
 def rates(results, fallback=None) -> dict:
-    """A rates file (the layout of benchmarks/rates_h100.yaml) measured from the finished jobs in `results`."""
+    """A rates file (the layout of benchmarks/rates_h100.yaml) measured from the finished jobs in `results`.
+
+    One rate per rule: the total work of its finished jobs over their total wall time, so start-up weighs
+    as much as it did in the jobs that ran (short jobs make it heavier than in long ones)."""
     results, fallback = Path(results), Path(fallback or DEFAULT_RATES)
     if not (results / "benchmarks").is_dir():
         raise RatesError(f"{results}: no benchmarks/ folder: not a results folder of this workflow (--results)")
@@ -85,17 +101,25 @@ def rates(results, fallback=None) -> dict:
         if rule == "teacher_logits":  # priced at the 10 s AudioSet rate (`prunekd cost`)
             audioset = [j for j in done if j[0].split("/")[1] == "audioset"]
             if done and not audioset:
-                notes.append("teacher_logits: target shards only (clips shorter than AudioSet's: too fast a rate)")
-            done = audioset or done
-        unit = "clips_per_s" if rule == "teacher_logits" else "steps_per_s"
-        if not done:
-            measured[rule] = base["measured"].get(rule) or base["measured"].get("finetune")
-            notes.append(f"{rule}: no finished job in {results}; the figure of {fallback}")
+                notes.append("teacher_logits: only target shards finished; their short clips would price AudioSet's")
+            done = audioset
+        work, seconds = sum(j[1] for j in done), sum(j[2] for j in done)
+        if not done or seconds <= 0:
+            if (figure := _fallback(base, rule)) is not None:
+                measured[rule] = figure
+                notes.append(f"{rule}: no finished job measured in {results}; the figure of {fallback}")
+            else:
+                notes.append(f"{rule}: no finished job measured in {results} and no figure in {fallback}")
             continue
-        work, seconds = sum(w for _, w, _ in done), sum(s for _, _, s in done)
+        unit = "clips_per_s" if rule == "teacher_logits" else "steps_per_s"
         measured[rule] = {unit: round(work / seconds, 3)}
         if rule == "teacher_logits":
             measured[rule]["load_s"] = 0  # inside the wall time
+        batches = {j[3] for j in done}
+        if len(batches) == 1 and None not in batches:
+            measured[rule]["batch_size"] = batches.pop()  # `prunekd cost` warns if the planned jobs differ
+        elif rule != "teacher_logits":
+            notes.append(f"{rule}: the finished jobs ran batch sizes {sorted(batches, key=str)}")
         counted[rule] = {"jobs": len(done), "work": work, "seconds": round(seconds, 1)}
     out = {
         "source": f"wall time of the finished GPU jobs in {results} (Snakemake benchmark files), start-up included",
@@ -105,7 +129,7 @@ def rates(results, fallback=None) -> dict:
         "jobs_measured": counted,
         "notes": notes,
     }
-    for key in ("target", "goal_gpu_hours"):
+    for key in ("target", "goal_gpu_hours"):  # the issue's goals, printed beside the measured figures
         if key in base:
             out[key] = base[key]
     return out
