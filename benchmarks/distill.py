@@ -6,7 +6,8 @@ Zarr store laid out as `prunekd gather` writes it. On a GPU it runs there (preci
 configured) and reports the time 100 k iterations would take, beside its parts alone: the packed input
 alone (the same threads and batches, copied to the device, no model), with the main thread's CPU time
 per batch, for PackedReader (what distillation uses) and for zarr in DataLoader processes (the path
-before), and the model step alone (benchmarks/student_step.py on one batch already on the device).
+before), and the model step alone (benchmarks/student_step.py on one batch already on the device). On a GPU
+it also counts the loop's host syncs per step (torch.cuda sync debug mode), as benchmarks/finetune.py does.
 
 The packed clips are staged as the pipeline does (`distillation.staging: auto`: a copy in a temporary folder,
 made beside the first steps); --no-stage reads the store at every step.
@@ -23,6 +24,7 @@ import re
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -129,24 +131,35 @@ def main() -> None:
             "staging": "never" if a.no_stage else "auto",
         }
         (tmp / "node").mkdir()  # the node's temp folder (resources.tmpdir)
-        lines = []
-        t0 = time.perf_counter()
-        distill(
-            tmp / "s.zarr",
-            tmp / "m.tsv",
-            tmp / "k.tsv",
-            dcfg,
-            cfg["student"],
-            cfg["frontend"],
-            seconds,
-            tmp / "student.pt",
-            tmp / "curve.tsv",
-            tmp / "ck",
-            log=lines.append,
-            packed=[tmp / "packed.zarr"],
-            stage_dir=tmp / "node",
-        )
-        wall = time.perf_counter() - t0
+        lines, syncs_at = [], []
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            if gpu:  # each host sync (a copy to the host, .item(), ...) raises a warning
+                torch.cuda.set_sync_debug_mode("warn")
+
+            def log(line):  # the host syncs seen so far at each progress line
+                lines.append(line)
+                syncs_at.append(sum("synchroniz" in str(w.message) for w in caught))
+
+            t0 = time.perf_counter()
+            distill(
+                tmp / "s.zarr",
+                tmp / "m.tsv",
+                tmp / "k.tsv",
+                dcfg,
+                cfg["student"],
+                cfg["frontend"],
+                seconds,
+                tmp / "student.pt",
+                tmp / "curve.tsv",
+                tmp / "ck",
+                log=log,
+                packed=[tmp / "packed.zarr"],
+                stage_dir=tmp / "node",
+            )
+            wall = time.perf_counter() - t0
+            if gpu:
+                torch.cuda.set_sync_debug_mode(0)
         ns = int(32000 * seconds)
         loader, loader_cpu = loader_rate(tmp / "packed.zarr", n_clips, ns, dcfg, steps, "reader")
         procs, procs_cpu = loader_rate(tmp / "packed.zarr", n_clips, ns, dcfg, steps, "loader")
@@ -156,10 +169,13 @@ def main() -> None:
     # Steady-state rate from the loop's own progress lines: each is the mean rate since the loop started (step s
     # at time s / rate), so the rate between the first and the last excludes start-up and compilation.
     prog = [
-        (int(m.group(1)), float(m.group(2))) for x in lines if (m := re.search(r"step (\d+)/.* ([\d.]+) steps/s", x))
+        (int(m.group(1)), float(m.group(2)), k)
+        for k, x in enumerate(lines)
+        if (m := re.search(r"step (\d+)/.* ([\d.]+) steps/s", x))
     ]
-    (s0, r0), (s1, r1) = prog[0], prog[-1]
+    (s0, r0, k0), (s1, r1, k1) = prog[0], prog[-1]
     rate = (s1 - s0) / max(s1 / r1 - s0 / r0, 1e-9) if s1 > s0 else r1
+    syncs = (syncs_at[k1] - syncs_at[k0]) / (s1 - s0) if gpu and s1 > s0 else None
     res = {
         "benchmark": "distill",
         "quick": a.quick,
@@ -179,13 +195,14 @@ def main() -> None:
         "zarr_loader_alone_batches_per_s": round(procs, 2),
         "zarr_loader_main_thread_ms_per_batch": round(procs_cpu, 2),
         "model_step_alone_steps_per_s": round(model, 2),
+        "host_syncs_per_step": None if syncs is None else round(syncs, 3),
         "wall_s": round(wall, 1),
         "minutes_for_100k": round(100_000 / rate / 60, 1),
     }
     print(
         f"distillation {rate:.2f} steps/s | packed reader alone {loader:.1f} batches/s "
         f"({loader_cpu:.1f} ms main-thread CPU per batch; zarr in loader processes {procs:.1f}, {procs_cpu:.1f} ms) | "
-        f"model step alone {model:.2f} steps/s"
+        f"model step alone {model:.2f} steps/s" + (f" | {syncs:.2f} host syncs per step" if syncs is not None else "")
     )
     print(json.dumps(res))
 
