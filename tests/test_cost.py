@@ -138,6 +138,8 @@ def test_rates_count_what_the_last_attempt_did_and_fall_back_where_nothing_ran(t
     res = tmp_path / "results"
     with pytest.raises(rates.RatesError, match="results: no benchmarks/ folder"):
         rates.rates(res)  # a mistyped --results
+    with pytest.raises(SystemExit, match="no-such.yaml: cannot read the rates file"):
+        cost.load_rates(tmp_path / "no-such.yaml")  # a mistyped --rates or --fallback
     # A distillation killed at step 40 and resumed: its log and benchmark file are the last attempt's.
     log = "[t] distilling on 9 clips (batch 32) from k.tsv\n[t] resuming from ck/last.pt at step 40\n"
     _job_files(res, "distill", "tau/all/split5/pruned/thr0.3", log + "[t] distill step 100/100 loss 0.1\n", "30")
@@ -173,8 +175,8 @@ def test_rates_of_a_finished_run_price_its_jobs_at_their_measured_wall_time(demo
     assert r["notes"] == [] and set(r["jobs_measured"]) == set(cost.GPU_RULES)  # every GPU rule measured
     (tmp_path / "rates.yaml").write_text(yaml.safe_dump(r))
     args = ["-s", str(REPO / "Snakefile"), "--configfiles", *TINY_CONFIGS, "--forcerun", *cost.GPU_RULES]
-    est, _ = cost.cost(demo_run, args, tmp_path / "rates.yaml", env=LOCAL_ENV)
-    jobs = cost.parse_dry_run(cost.dry_run(demo_run, args, LOCAL_ENV))
+    jobs = cost.parse_dry_run(cost.dry_run(demo_run, args, LOCAL_ENV))  # what `prunekd cost` prices
+    est = cost.estimate(jobs, cost.load_rates(tmp_path / "rates.yaml"), "rates.yaml", demo_run)
     for rule in ("distill", "finetune", "baseline"):  # every job measured: priced at its own wall time
         assert r["measured"][rule]["batch_size"] == cost._job_batch(rule, [j for j in jobs if j.rule == rule])
         assert est["rules"][rule]["jobs"] == r["jobs_measured"][rule]["jobs"]

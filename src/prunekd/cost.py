@@ -169,8 +169,11 @@ def shard_clips(jobs: list[Job], base: Path, cache: dict) -> tuple[list[int], li
 
 
 def load_rates(path) -> dict:
-    with open(path) as fh:
-        r = yaml.safe_load(fh) or {}
+    try:
+        with open(path) as fh:
+            r = yaml.safe_load(fh) or {}
+    except OSError as e:
+        raise SystemExit(f"{path}: cannot read the rates file ({e.strerror})") from None
     if "measured" not in r:
         raise SystemExit(f"{path}: no `measured` section (see benchmarks/rates_h100.yaml)")
     return r

@@ -12,6 +12,7 @@ rule evaluate:
         f"{R}/benchmarks/evaluate/{{model}}.tsv"
     conda:
         ENV
+    threads: max(1, config["training"]["num_workers"])  # the loader processes, each on a CPU of its own
     resources:
         mem_mb=8000,
         runtime=60,

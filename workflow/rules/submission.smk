@@ -25,6 +25,7 @@ rule submission:
         pick=r"seed\d+|best",
     conda:
         ENV
+    threads: max(1, config["training"]["num_workers"])  # the loader processes, each on a CPU of its own
     resources:
         mem_mb=8000,
         runtime=60,
