@@ -4,8 +4,8 @@ A GPU job holds its GPU for its whole wall time, start-up included, so the rate 
 grid is work / wall time: the wall time from the job's Snakemake benchmark file (`s`), the work from its
 log, in the units `prunekd cost` counts:
 
-  teacher_logits  clips of the shard ("wrote N clips, M rejected"; 10 s AudioSet shards only where there
-                  are any: target clips are shorter)
+  teacher_logits  clips of the shard ("wrote N clips, M rejected"); AudioSet's 10 s shards only: target
+                  clips are shorter and would price AudioSet's too cheaply
   distill         optimiser steps ("step S/T" and, for a resumed job, "resuming from ... at step R": T - R)
   finetune        the same for fine-tuning and the baseline
   baseline
