@@ -33,6 +33,7 @@ from .training import (
     save_model,
     seed_all,
     train,
+    trained_settings,
 )
 
 
@@ -117,9 +118,8 @@ def distill(
             out = net(mel(wav).contiguous(memory_format=torch.channels_last))
         return kd_loss(out.float(), t, y, cfg["kd_lambda"], cfg["temperature"])[0]
 
-    # How the clips are read (staging, threads) does not change what is trained: a checkpoint resumes across them.
     fp = fingerprint(
-        {k: v for k, v in cfg.items() if k not in ("staging", "num_workers")},
+        trained_settings(cfg),
         student_cfg,
         frontend_cfg,
         clip_seconds,

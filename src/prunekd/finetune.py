@@ -17,7 +17,18 @@ import torch.nn.functional as F
 from .cpmobile import build_student
 from .frontend import freq_mixstyle, roll_waveform
 from .store import N_CLASSES
-from .training import Run, StepSampler, decode_all, fingerprint, indexed_batches, on_device, save_model, seed_all, train
+from .training import (
+    Run,
+    StepSampler,
+    decode_all,
+    fingerprint,
+    indexed_batches,
+    on_device,
+    save_model,
+    seed_all,
+    train,
+    trained_settings,
+)
 
 
 def finetune(
@@ -69,9 +80,9 @@ def finetune(
         return F.cross_entropy(out.float(), y_all[idx])
 
     init_bytes = Path(init_model).read_bytes() if init_model else b""
-    # How many processes decode the split does not change what is trained: a checkpoint resumes across it.
-    train_cfg = {k: v for k, v in cfg.items() if k != "num_workers"}
-    fp = fingerprint(train_cfg, student_cfg, frontend_cfg, seed, split, train_set["id"].tolist(), init_bytes)
+    fp = fingerprint(
+        trained_settings(cfg), student_cfg, frontend_cfg, seed, split, train_set["id"].tolist(), init_bytes
+    )
     train(
         model,
         batches,

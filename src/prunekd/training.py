@@ -169,6 +169,16 @@ def device_and_autocast(precision: str):
     return dev, contextlib.nullcontext
 
 
+# How a step reads its input, not what it trains (IO_KEYS in workflow/rules/settings.smk): a checkpoint resumes
+# across a change to them.
+IO_KEYS = ("num_workers", "staging")
+
+
+def trained_settings(cfg: dict) -> dict:
+    """A step's settings without IO_KEYS: what goes into its checkpoints' fingerprint."""
+    return {k: v for k, v in cfg.items() if k not in IO_KEYS}
+
+
 def fingerprint(*parts) -> str:
     """Hash of everything a run depends on: a checkpoint is resumed only by the same run."""
     import hashlib
