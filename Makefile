@@ -7,11 +7,14 @@ SMK := $(BIN)/snakemake
 
 .PHONY: demo test report lint fmt dryrun bench clean install-profile
 
+# --no-cache-dir: pip's wheel cache would hold a second copy of PyTorch's ~3 GB of CUDA wheels; a CI machine with
+# little disk failed the install on it ("No space left on device").
+PIP := $(BIN)/pip install --quiet --no-cache-dir
 $(STAMP): envs/requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -r envs/requirements.txt
-	$(BIN)/pip install --quiet --no-deps -e .
+	$(PIP) --upgrade pip
+	$(PIP) -r envs/requirements.txt
+	$(PIP) --no-deps -e .
 	touch $(STAMP)
 
 # The whole pipeline on built-in synthetic data, then the HTML report.
