@@ -10,7 +10,8 @@ before), and the model step alone (benchmarks/student_step.py on one batch alrea
 it also counts the loop's host syncs per step (torch.cuda sync debug mode), as benchmarks/finetune.py does.
 
 The packed clips are staged as the pipeline does (`distillation.staging: auto`: a copy in a temporary folder,
-made beside the first steps); --no-stage reads the store at every step.
+made beside the first steps); --no-stage reads the store at every step. --loop-only skips the parts alone, and
+--barrier DIR:K makes K such processes start their loops together (benchmarks/concurrent_distill.py).
 
     python benchmarks/distill.py [--quick] [--workers N] [--clip-seconds S] [--compile] [--no-stage]   # last line: JSON
 """
@@ -20,11 +21,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import sys
 import tempfile
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -68,6 +67,23 @@ def loader_rate(packed, n_clips: int, n_samples: int, dcfg: dict, steps: int, ho
     return (k - k0) / (time.perf_counter() - t0), (time.thread_time() - c0) * 1000 / (k - k0)
 
 
+def wait_for_peers(folder: str, k: str, timeout: float = 600.0) -> None:
+    """A barrier across processes: announce this one in `folder`, then wait until `k` have."""
+    Path(folder, str(os.getpid())).touch()
+    t0 = time.time()
+    while len(os.listdir(folder)) < int(k):
+        if time.time() - t0 > timeout:
+            raise SystemExit(
+                f"--barrier {folder}:{k}: only {len(os.listdir(folder))} processes came in {timeout:.0f} s"
+            )
+        time.sleep(0.01)
+
+
+def _num(x: float, digits: int):
+    """JSON has no NaN: a part not measured (--loop-only) is null."""
+    return None if x != x else round(x, digits)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="1 s clips, few steps: ends within a minute")
@@ -80,6 +96,8 @@ def main() -> None:
         action="store_true",
         help="distillation.staging: never (default: auto, as the pipeline: a copy in a temporary folder)",
     )
+    ap.add_argument("--loop-only", action="store_true", help="only the loop's rate, not its parts alone")
+    ap.add_argument("--barrier", help="DIR:K: wait before the loop until K processes have reached it")
     a = ap.parse_args()
     cfg = yaml.safe_load((REPO / "config.yaml").read_text())
     seconds = a.clip_seconds or (1.0 if a.quick else 10.0)
@@ -125,22 +143,17 @@ def main() -> None:
             **cfg["distillation"],
             "iterations": steps,
             "num_workers": a.workers,
-            "checkpoint_every": max(1, steps // 2),
+            # No checkpoint inside the measured steps: its copies to the host would count as the loop's syncs
+            # (the pipeline saves one every 2,000 steps).
+            "checkpoint_every": steps,
             "log_every": max(1, steps // 4),
             "compile": a.compile or cfg["distillation"].get("compile", False),
             "staging": "never" if a.no_stage else "auto",
         }
         (tmp / "node").mkdir()  # the node's temp folder (resources.tmpdir)
-        lines, syncs_at = [], []
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            if gpu:  # each host sync (a copy to the host, .item(), ...) raises a warning
-                torch.cuda.set_sync_debug_mode("warn")
-
-            def log(line):  # the host syncs seen so far at each progress line
-                lines.append(line)
-                syncs_at.append(sum("synchroniz" in str(w.message) for w in caught))
-
+        with student_step.LoopMeter() as meter:
+            if a.barrier:
+                wait_for_peers(*a.barrier.rsplit(":", 1))
             t0 = time.perf_counter()
             distill(
                 tmp / "s.zarr",
@@ -153,29 +166,22 @@ def main() -> None:
                 tmp / "student.pt",
                 tmp / "curve.tsv",
                 tmp / "ck",
-                log=log,
+                log=meter.log,
                 packed=[tmp / "packed.zarr"],
                 stage_dir=tmp / "node",
             )
             wall = time.perf_counter() - t0
-            if gpu:
-                torch.cuda.set_sync_debug_mode(0)
         ns = int(32000 * seconds)
-        loader, loader_cpu = loader_rate(tmp / "packed.zarr", n_clips, ns, dcfg, steps, "reader")
-        procs, procs_cpu = loader_rate(tmp / "packed.zarr", n_clips, ns, dcfg, steps, "loader")
+        nan = (float("nan"),) * 2
+        loader, loader_cpu = (
+            nan if a.loop_only else loader_rate(tmp / "packed.zarr", n_clips, ns, dcfg, steps, "reader")
+        )
+        procs, procs_cpu = nan if a.loop_only else loader_rate(tmp / "packed.zarr", n_clips, ns, dcfg, steps, "loader")
     shape = (cfg["distillation"]["batch_size"], seconds, N_CLASSES)
     variant = "compile" if dcfg["compile"] and gpu else "bench"
-    model = student_step.rate(variant, shape, cfg, min(steps, 200) if gpu else 2, 10 if gpu else 1)
-    # Steady-state rate from the loop's own progress lines: each is the mean rate since the loop started (step s
-    # at time s / rate), so the rate between the first and the last excludes start-up and compilation.
-    prog = [
-        (int(m.group(1)), float(m.group(2)), k)
-        for k, x in enumerate(lines)
-        if (m := re.search(r"step (\d+)/.* ([\d.]+) steps/s", x))
-    ]
-    (s0, r0, k0), (s1, r1, k1) = prog[0], prog[-1]
-    rate = (s1 - s0) / max(s1 / r1 - s0 / r0, 1e-9) if s1 > s0 else r1
-    syncs = (syncs_at[k1] - syncs_at[k0]) / (s1 - s0) if gpu and s1 > s0 else None
+    steps_alone = min(steps, 200) if gpu else 2
+    model = float("nan") if a.loop_only else student_step.rate(variant, shape, cfg, steps_alone, 10 if gpu else 1)
+    rate, syncs = meter.steady()
     res = {
         "benchmark": "distill",
         "quick": a.quick,
@@ -188,13 +194,13 @@ def main() -> None:
         "workers": a.workers,
         "input": "packed",
         "compile": dcfg["compile"] and gpu,
-        "staged": any(x.startswith("staging ") for x in lines),
+        "staged": any(x.startswith("staging ") for x in meter.lines),
         "steps_per_s": round(rate, 3),
-        "reader_alone_batches_per_s": round(loader, 2),
-        "reader_main_thread_ms_per_batch": round(loader_cpu, 2),
-        "zarr_loader_alone_batches_per_s": round(procs, 2),
-        "zarr_loader_main_thread_ms_per_batch": round(procs_cpu, 2),
-        "model_step_alone_steps_per_s": round(model, 2),
+        "reader_alone_batches_per_s": _num(loader, 2),
+        "reader_main_thread_ms_per_batch": _num(loader_cpu, 2),
+        "zarr_loader_alone_batches_per_s": _num(procs, 2),
+        "zarr_loader_main_thread_ms_per_batch": _num(procs_cpu, 2),
+        "model_step_alone_steps_per_s": _num(model, 2),
         "host_syncs_per_step": None if syncs is None else round(syncs, 3),
         "wall_s": round(wall, 1),
         "minutes_for_100k": round(100_000 / rate / 60, 1),

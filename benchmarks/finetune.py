@@ -22,9 +22,9 @@ import json
 import math
 import os
 import re
+import sys
 import tempfile
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +38,9 @@ from prunekd.cpmobile import build_student
 from prunekd.finetune import finetune
 from prunekd.frontend import freq_mixstyle, roll_waveform
 from prunekd.training import StepSampler, indexed_batches, on_device
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import student_step  # noqa: E402  (LoopMeter: the loop's steady rate and host syncs, as distill.py measures them)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -115,7 +118,6 @@ def main() -> None:
         "log_every": max(1, steps // 8),
     }
     rng = np.random.default_rng(0)
-    lines, syncs_at = [], []
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         paths = []
@@ -131,15 +133,7 @@ def main() -> None:
                 "status": "ok",
             }
         ).to_csv(tmp / "m.tsv", sep="\t", index=False)
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            if gpu:
-                torch.cuda.set_sync_debug_mode("warn")
-
-            def log(line):  # the syncs seen so far at each progress line
-                lines.append(line)
-                syncs_at.append(sum("synchroniz" in str(w.message) for w in caught))
-
+        with student_step.LoopMeter() as meter:
             t0 = time.perf_counter()
             finetune(
                 tmp / "m.tsv",
@@ -151,22 +145,12 @@ def main() -> None:
                 tmp / "model.pt",
                 tmp / "curve.tsv",
                 tmp / "ck",
-                log=log,
+                log=meter.log,
             )
             wall = time.perf_counter() - t0
-            if gpu:
-                torch.cuda.set_sync_debug_mode(0)
     total = epochs * per_epoch
-    prog = [
-        (int(m.group(1)), float(m.group(2)), k)
-        for k, line in enumerate(lines)
-        if (m := re.search(r"step (\d+)/\d+ .* ([\d.]+) steps/s", line))
-    ]
-    # Progress reports the mean rate since the loop started: step s at time s / rate.
-    (s0, r0, k0), (s1, r1, k1) = prog[0], prog[-1]
-    rate = (s1 - s0) / max(s1 / r1 - s0 / r0, 1e-9) if s1 > s0 else r1
-    syncs = (syncs_at[k1] - syncs_at[k0]) / (s1 - s0) if gpu and s1 > s0 else None
-    decode = next((float(m.group(1)) for line in lines if (m := re.search(r"in ([\d.]+) s$", line))), None)
+    rate, syncs = meter.steady()
+    decode = next((float(m.group(1)) for line in meter.lines if (m := re.search(r"in ([\d.]+) s$", line))), None)
     k = max(3, min(steps, 50)) if gpu else max(2, steps // 4)
     model = model_rate(tcfg, cfg, batch, n, k)
     data = data_rate(tcfg, n_clips, batch, n, 50, device)

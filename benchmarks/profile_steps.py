@@ -11,6 +11,11 @@ operators' own time), and that time by kind (matmul/conv, attention, normalisati
 fft, other), with the ten most expensive operators. A step whose device time is near its wall time is bound by
 its kernels, not by the host; the kinds say which kernels. On CPU (--quick) both run shrunk.
 
+It also counts the bytes one step moves: every operator's tensors read and written once, as eager runs them
+(views and metadata-only ops left out), over the device's measured copy bandwidth: the time the step would take
+if every kernel ran at full memory bandwidth (`memory_floor_ms`). The student step is memory-bound (a 61 k
+parameter model on 10 s clips), so the device time against that floor says how far its kernels are from it.
+
     python benchmarks/profile_steps.py [--quick] [--which student|teachers|both] [--steps N]   # last line: JSON
 """
 
@@ -26,6 +31,8 @@ from pathlib import Path
 import torch
 import yaml
 from torch.profiler import ProfilerActivity, profile
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import student_step  # noqa: E402  (the student step, built as the student benchmark builds it)
@@ -93,6 +100,60 @@ def profiled(run, steps: int, warmup: int) -> dict:
     }
 
 
+class _Bytes(TorchDispatchMode):
+    """Bytes of the tensors every operator reads and writes (inputs + outputs), views left out."""
+
+    def __init__(self):
+        super().__init__()
+        self.total, self.ops = 0, 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        if not (func.is_view or torch.Tag.inplace_view in func.tags):  # views and transpose_ move no data
+            self.ops += 1
+            self.total += sum(
+                t.numel() * t.element_size()
+                for t in tree_flatten((args, kwargs, out))[0]
+                if isinstance(t, torch.Tensor)
+            )
+        return out
+
+
+def step_bytes(run) -> tuple[int, int]:
+    """(bytes, operators) of one call of `run`, as eager runs it operator by operator."""
+    with _Bytes() as b:
+        run()
+    return b.total, b.ops
+
+
+def copy_bandwidth(gb: float) -> float:
+    """The device's memory bandwidth in bytes/s, measured as a large tensor copy (read + write)."""
+    dev = "cuda" if torch.cuda.is_available() else "cpu"
+    n = int(gb * 1e9) // 4
+    src, dst = torch.empty(n, device=dev).fill_(1.0), torch.empty(n, device=dev)
+    dst.copy_(src)
+    student_step._sync()
+    reps = 10
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        dst.copy_(src)
+    student_step._sync()
+    return 2 * n * 4 * reps / (time.perf_counter() - t0)
+
+
+def with_floor(res: dict, run, bandwidth: float) -> dict:
+    """res + the step's bytes and its time at full memory bandwidth (and the device time's share of that floor)."""
+    nbytes, ops = step_bytes(run)
+    floor = nbytes / bandwidth * 1e3
+    return {
+        **res,
+        "gb_per_step": round(nbytes / 1e9, 2),
+        "ops_per_step": ops,
+        "memory_floor_ms": round(floor, 2),
+        "floor_share_of_device_time": round(floor / max(res["device_ms_per_step"], 1e-9), 3),
+    }
+
+
 def _self_time(e, gpu: bool) -> float:
     """Self time in microseconds: on the device (torch >= 2.4 names it device time) or on the CPU."""
     if gpu:
@@ -112,6 +173,13 @@ def teachers_forward(quick: bool):
     return (lambda: ens(wav, torch.float16 if gpu else None)), {"batch": batch, "clip_seconds": seconds, "arch": arch}
 
 
+def _floor_line(r: dict) -> str:
+    return (
+        f"| {r['gb_per_step']} GB per step, floor {r['memory_floor_ms']} ms at the copy bandwidth, "
+        f"device {r['device_ms_per_step']} ms"
+    )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="few steps, shrunk shapes on CPU: ends within a minute")
@@ -124,22 +192,25 @@ def main() -> None:
     warmup = 10 if gpu else 1
     if gpu:
         torch.backends.cudnn.benchmark = True
+    bandwidth = copy_bandwidth(4.0 if gpu else 0.5)
     res = {
         "benchmark": "profile_steps",
         "quick": a.quick,
         "device": torch.cuda.get_device_name() if gpu else "cpu",
         "cpu_count": os.cpu_count(),
         "steps": steps,
+        "copy_bandwidth_gb_per_s": round(bandwidth / 1e9, 1),
     }
     if a.which in ("student", "both"):
         shape = student_step.SHAPES["distill"] if gpu or not a.quick else (8, 2.0, 527)
         res["student"] = {"batch": shape[0], "clip_seconds": shape[1]}
-        res["student"].update(profiled(student_step.make_step("bench", shape, cfg), steps, warmup))
-        print("student:", json.dumps(res["student"]["ms_per_step_by_kind"]), flush=True)
+        run = student_step.make_step("bench", shape, cfg)
+        res["student"].update(with_floor(profiled(run, steps, warmup), run, bandwidth))
+        print("student:", json.dumps(res["student"]["ms_per_step_by_kind"]), _floor_line(res["student"]), flush=True)
     if a.which in ("teachers", "both"):
         run, about = teachers_forward(a.quick)
-        res["teachers"] = {**about, **profiled(run, steps, warmup)}
-        print("teachers:", json.dumps(res["teachers"]["ms_per_step_by_kind"]), flush=True)
+        res["teachers"] = {**about, **with_floor(profiled(run, steps, warmup), run, bandwidth)}
+        print("teachers:", json.dumps(res["teachers"]["ms_per_step_by_kind"]), _floor_line(res["teachers"]), flush=True)
     print(json.dumps(res))
 
 

@@ -23,7 +23,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import time
+import warnings
 from pathlib import Path
 
 import torch
@@ -41,6 +43,53 @@ GPU_VARIANTS = ["eager", "bench", "bench_nchw", "bf16", "compile", "compile_bf16
 def _sync():
     if torch.cuda.is_available():
         torch.cuda.synchronize()
+
+
+class LoopMeter:
+    """A training run's `log`, keeping its progress lines with the host syncs seen up to each (on a GPU, CUDA's
+    sync debug mode warns at every sync: a copy to the host, .item(), ...). Shared by distill.py and finetune.py.
+
+        with LoopMeter() as m:
+            train(..., log=m.log)
+        steps_per_s, syncs_per_step = m.steady()
+    """
+
+    def __init__(self):
+        self.lines: list[str] = []
+        self.syncs_at: list[int] = []
+
+    def __enter__(self):
+        self._warnings = warnings.catch_warnings(record=True)
+        self._caught = self._warnings.__enter__()
+        warnings.simplefilter("always")
+        if torch.cuda.is_available():
+            torch.cuda.set_sync_debug_mode("warn")
+        return self
+
+    def __exit__(self, *exc):
+        if torch.cuda.is_available():
+            torch.cuda.set_sync_debug_mode(0)
+        return self._warnings.__exit__(*exc)
+
+    def log(self, line: str) -> None:
+        self.lines.append(line)
+        self.syncs_at.append(sum("synchroniz" in str(w.message) for w in self._caught))
+
+    def steady(self) -> tuple[float, float | None]:
+        """(steps/s, host syncs per step, None on CPU) between the first and the last progress line.
+
+        Each progress line gives the mean rate since the loop started (step s at time s / rate), so the rate
+        between the first and the last excludes start-up and compilation."""
+        prog = [
+            (int(m.group(1)), float(m.group(2)), k)
+            for k, line in enumerate(self.lines)
+            if (m := re.search(r"step (\d+)/\d+ .* ([\d.]+) steps/s", line))
+        ]
+        (s0, r0, k0), (s1, r1, k1) = prog[0], prog[-1]
+        if s1 <= s0:
+            return r1, None
+        syncs = (self.syncs_at[k1] - self.syncs_at[k0]) / (s1 - s0) if torch.cuda.is_available() else None
+        return (s1 - s0) / max(s1 / r1 - s0 / r0, 1e-9), syncs
 
 
 def rate(variant: str, shape, cfg: dict, steps: int, warmup: int) -> float:

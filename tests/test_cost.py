@@ -159,6 +159,13 @@ def test_rates_count_what_the_last_attempt_did_and_fall_back_where_nothing_ran(t
     assert "teacher_logits" not in r["measured"] and any("only target shards" in n for n in r["notes"])
     assert r["measured"]["finetune"] == r["measured"]["baseline"] == {"steps_per_s": 70}  # as `cost` falls back
     assert any(n.startswith("finetune: no finished job measured") for n in r["notes"])
+    assert any(n.startswith("1 jobs not counted") and "finetune/tau" in n for n in r["notes"])  # said, not silent
+    # A fine-tuning measured on this run's GPUs prices the baseline too, not the fallback's baseline figure.
+    _job_files(res, "finetune", "tau/all/split5/pruned/thr0.1/seed0", "[t] finetune step 8/8 loss 1\n", "2")
+    fallback.write_text(
+        yaml.safe_dump({"measured": {"finetune": {"steps_per_s": 70}, "baseline": {"steps_per_s": 70}}})
+    )
+    assert rates.rates(res, fallback)["measured"]["baseline"] == {"steps_per_s": 4.0}
     # AudioSet shards, once there, set the teacher rate (rejected clips were read too).
     _job_files(res, "teacher_logits", "audioset/00000", "[t] shard 0: wrote 79 clips, 1 rejected\n", seconds="10")
     assert rates.rates(res)["measured"]["teacher_logits"] == {"clips_per_s": 8.0, "load_s": 0}

@@ -109,6 +109,17 @@ def test_loader_settings_and_threads_rerun_nothing_yet_reach_the_commands(demo_r
     )
 
 
+def test_rules_and_checkpoints_agree_on_which_keys_only_choose_how_input_is_read():
+    """settings.smk's IO_KEYS (no rerun) and training.IO_KEYS (not in a checkpoint's fingerprint) are one list:
+    else a changed key would resume a checkpoint trained otherwise, or restart a job that could resume."""
+    import ast
+
+    from prunekd.training import IO_KEYS
+
+    m = re.search(r"^IO_KEYS = (\(.*?\))$", (REPO / "workflow/rules/settings.smk").read_text(), re.M)
+    assert m and ast.literal_eval(m.group(1)) == IO_KEYS
+
+
 def test_domain_setting_never_recomputes_teacher_logits(demo_run, tmp_path):
     cfg = tmp_path / "dc.yaml"
     cfg.write_text("domain_classifier:\n  lr: 0.0002\n")

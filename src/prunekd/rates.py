@@ -62,18 +62,22 @@ def job_record(rule: str, log: Path) -> tuple[float, int | None] | None:
     return float(int(steps[-1][1]) - (int(resumed[-1]) if resumed else 0)), (int(batch[-1]) if batch else None)
 
 
-def finished_jobs(results: Path, rule: str) -> list[tuple[str, float, float, int | None]]:
+def finished_jobs(results: Path, rule: str, stale: list | None = None) -> list[tuple[str, float, float, int | None]]:
     """[(job, work, wall seconds, batch)] of every job of `rule` whose last attempt finished and succeeded.
 
     The rules' own paths (workflow/rules/teachers.smk, train.smk): benchmarks/<rule>/<job>.tsv beside
     logs/<rule>/<job>.log (a fine-tuned or baseline model's name begins with its rule). Snakemake writes the
     benchmark file after a job succeeds and never removes it: one older than the log is an earlier success's,
-    and the attempt that rewrote the log failed."""
+    and the attempt that rewrote the log failed (such jobs are appended to `stale`)."""
     jobs = []
     for bench in sorted((results / "benchmarks" / rule).rglob("*.tsv")):
         job = bench.relative_to(results / "benchmarks").as_posix().removesuffix(".tsv")  # names like thr0.3
         log = results / "logs" / f"{job}.log"
-        if not log.exists() or bench.stat().st_mtime < log.stat().st_mtime:
+        if not log.exists():
+            continue
+        if bench.stat().st_mtime < log.stat().st_mtime:
+            if stale is not None:
+                stale.append(job)
             continue
         record = job_record(rule, log)
         if record is not None:
@@ -95,9 +99,9 @@ def rates(results, fallback=None) -> dict:
     if not (results / "benchmarks").is_dir():
         raise RatesError(f"{results}: no benchmarks/ folder: not a results folder of this workflow (--results)")
     base = load_rates(fallback)
-    measured, counted, notes = {}, {}, []
+    measured, counted, notes, stale = {}, {}, [], []
     for rule in GPU_RULES:
-        done = finished_jobs(results, rule)
+        done = finished_jobs(results, rule, stale)
         if rule == "teacher_logits":  # priced at the 10 s AudioSet rate (`prunekd cost`)
             audioset = [j for j in done if j[0].split("/")[1] == "audioset"]
             if done and not audioset:
@@ -105,14 +109,17 @@ def rates(results, fallback=None) -> dict:
             done = audioset
         work, seconds = sum(j[1] for j in done), sum(j[2] for j in done)
         if not done or seconds <= 0:
-            if (figure := _fallback(base, rule)) is not None:
+            if rule == "baseline" and "finetune" in counted:  # the same loop and batch, on this run's GPUs
+                measured[rule] = dict(measured["finetune"])
+                notes.append(f"baseline: no finished job measured in {results}; the fine-tuning rate measured there")
+            elif (figure := _fallback(base, rule)) is not None:
                 measured[rule] = figure
                 notes.append(f"{rule}: no finished job measured in {results}; the figure of {fallback}")
             else:
                 notes.append(f"{rule}: no finished job measured in {results} and no figure in {fallback}")
             continue
         unit = "clips_per_s" if rule == "teacher_logits" else "steps_per_s"
-        measured[rule] = {unit: round(work / seconds, 3)}
+        measured[rule] = {unit: float(f"{work / seconds:.4g}")}  # 4 significant digits, also for slow CPU rates
         if rule == "teacher_logits":
             measured[rule]["load_s"] = 0  # inside the wall time
         batches = {j[3] for j in done}
@@ -121,6 +128,12 @@ def rates(results, fallback=None) -> dict:
         elif rule != "teacher_logits":
             notes.append(f"{rule}: the finished jobs ran batch sizes {sorted(batches, key=str)}")
         counted[rule] = {"jobs": len(done), "work": work, "seconds": round(seconds, 1)}
+    if stale:
+        notes.append(
+            f"{len(stale)} jobs not counted, their benchmark file older than their log (a later attempt failed, "
+            f"or {results} was copied without its timestamps): {', '.join(stale[:3])}"
+            + (" ..." if len(stale) > 3 else "")
+        )
     out = {
         "source": f"wall time of the finished GPU jobs in {results} (Snakemake benchmark files), start-up included",
         "date": time.strftime("%Y-%m-%d"),

@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# The GPU figures issue 15 still lacks, in one call of the device tool (about 8 minutes on an H100 or H200):
+# distillation's loop with PackedReader and staging beside its parts alone (and with torch.compile), where the
+# student step's and the teacher forward's time goes (and the student step's memory floor), and K distillations
+# sharing the GPU, with and without CUDA MPS. Not a benchmark itself: it runs the benchmarks in order of need, each cut at its
+# limit, all of them within SESSION_SECONDS (default 560).
+#
+#   here, once:       bash ../shared/tools/gpu-wheels.sh        # hear21passt, zarr, soundfile, ... into .whl/
+#   on the device:    run(command="bash benchmarks/run_gpu_session.sh", carry=[".whl"], timeout_s=600)
+#   here, to try it:  PY=.venv/bin/python bash benchmarks/run_gpu_session.sh --quick
+#
+# Results in $OUT: results.jsonl (each finished benchmark's JSON line) and session.log (all they printed).
+set -uo pipefail
+QUICK=${1:-}
+PY=${PY:-python3}
+OUT=${OUT:-$(mktemp -d)}
+LOG=$OUT/session.log
+RES=$OUT/results.jsonl
+DEADLINE=$(($(date +%s) + ${SESSION_SECONDS:-560}))
+export PYTHONUNBUFFERED=1
+
+if ls .whl/*.whl >/dev/null 2>&1; then # the device's python lacks these (../shared/tools/gpu-wheels.sh)
+    "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+        >>"$LOG" 2>&1 || { tail "$LOG"; exit 1; }
+    export PYTHONPATH=/tmp/site:$PWD/src
+else
+    export PYTHONPATH=$PWD/src${PYTHONPATH:+:$PYTHONPATH}
+fi
+{
+    date -u
+    nvidia-smi --query-gpu=name,memory.total,clocks.max.sm,driver_version --format=csv 2>&1 || echo "no nvidia-smi"
+    echo "cores: $(nproc)"
+    "$PY" -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())"
+} >>"$LOG" 2>&1
+
+bench() { # bench LIMIT_S SCRIPT "ARGS" "QUICK_ARGS": one benchmark, cut at its limit or at the session's deadline
+    local limit=$1 script=$2 args=$3 left rc t0
+    [ "$QUICK" = --quick ] && args="--quick $4"
+    left=$((DEADLINE - $(date +%s)))
+    if ((left < 30)); then
+        echo "=== skipped, no time left: $script $args" | tee -a "$LOG"
+        return
+    fi
+    ((limit > left)) && limit=$left
+    echo "=== $script $args (up to $limit s)" | tee -a "$LOG"
+    t0=$(date +%s)
+    # shellcheck disable=SC2086  # the arguments are words
+    timeout "$limit" "$PY" "$script" $args >"$OUT/last.txt" 2>&1
+    rc=$?
+    cat "$OUT/last.txt" >>"$LOG"
+    echo "=== rc $rc after $(($(date +%s) - t0)) s" | tee -a "$LOG"
+    if [ "$rc" = 0 ]; then tail -n 1 "$OUT/last.txt" | tee -a "$RES"; fi
+}
+
+# In order of need: what is cut by the deadline is the least needed.
+bench 120 benchmarks/distill.py "--workers 14 --steps 2000" ""
+bench 100 benchmarks/profile_steps.py "" ""
+bench 130 benchmarks/concurrent_distill.py "--jobs 1,2,4 --steps 800 --workers-total 14" ""
+bench 150 benchmarks/distill.py "--workers 14 --steps 2000 --compile" "--compile"
+bench 100 benchmarks/concurrent_distill.py "--jobs 1,2,4 --steps 600 --workers-total 14 --mps" "--mps"
+rm -f "$OUT/last.txt"
+echo "results: $RES"
