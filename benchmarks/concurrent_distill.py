@@ -33,6 +33,8 @@ HERE = Path(__file__).resolve().parent
 
 def run_jobs(k: int, steps: int, workers: int, quick: bool, env: dict) -> list[dict]:
     """K distill.py processes started together; each one's JSON result."""
+    # Each job its share of the cores for its own threads (on a GPU the loop keeps at most 4 anyway).
+    env = {**env, "OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 2) // k))}
     with tempfile.TemporaryDirectory() as barrier:
         cmd = [sys.executable, str(HERE / "distill.py"), "--loop-only", "--steps", str(steps)]
         cmd += ["--workers", str(workers), "--barrier", f"{barrier}:{k}"] + (["--quick"] if quick else [])
@@ -102,8 +104,8 @@ def main() -> None:
         "clip_seconds": res[0]["clip_seconds"],
         "batch": res[0]["batch"],
         "jobs": per_k,
-        # GPU-hours of a distillation when k share a GPU, as a fraction of one alone
-        "gpu_hours_share": {k: round(one / v["sum_steps_per_s"], 3) for k, v in per_k.items()} if one else None,
+        # device-hours of a distillation when k share the device (GPU, or the cores on CPU), as a share of one alone
+        "device_hours_share": {k: round(one / v["sum_steps_per_s"], 3) for k, v in per_k.items()} if one else None,
     }
     print(json.dumps(out))
 
