@@ -48,7 +48,7 @@ def loader_rate(packed, n_clips: int, n_samples: int, dcfg: dict, steps: int, ho
     copied to the device and turned into floats there, no model. how: "reader" (PackedReader's threads, what
     distillation uses) or "loader" (PackedAudio through zarr in DataLoader processes, the path before)."""
     dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    sampler = StepSampler(n_clips, dcfg["batch_size"], max(steps, 40), 0)
+    sampler = StepSampler(n_clips, dcfg["batch_size"], min(max(steps, 40), 300), 0)  # a steady rate, not more
     if how == "reader":
         it = reader_batches(
             PackedReader([packed], np.arange(n_clips), n_samples), sampler, dcfg["num_workers"], dev.type == "cuda"
@@ -67,7 +67,7 @@ def loader_rate(packed, n_clips: int, n_samples: int, dcfg: dict, steps: int, ho
     return (k - k0) / (time.perf_counter() - t0), (time.thread_time() - c0) * 1000 / (k - k0)
 
 
-def wait_for_peers(folder: str, k: str, timeout: float = 600.0) -> None:
+def wait_for_peers(folder: str, k: str, timeout: float = 120.0) -> None:
     """A barrier across processes: announce this one in `folder`, then wait until `k` have."""
     Path(folder, str(os.getpid())).touch()
     t0 = time.time()
@@ -146,7 +146,7 @@ def main() -> None:
             # No checkpoint inside the measured steps: its copies to the host would count as the loop's syncs
             # (the pipeline saves one every 2,000 steps).
             "checkpoint_every": steps,
-            "log_every": max(1, steps // 4),
+            "log_every": max(1, steps // 20),  # progress points for concurrent_distill.py's common interval
             "compile": a.compile or cfg["distillation"].get("compile", False),
             "staging": "never" if a.no_stage else "auto",
         }
@@ -171,6 +171,10 @@ def main() -> None:
                 stage_dir=tmp / "node",
             )
             wall = time.perf_counter() - t0
+        rate, syncs = meter.steady()
+        # The loop's figures at once: a run cut later by a time limit keeps them (the last JSON line wins).
+        loop = {"steps_per_s": round(rate, 3), "host_syncs_per_step": None if syncs is None else round(syncs, 3)}
+        print(json.dumps({"benchmark": "distill", "part": "loop", "steps": steps, "compile": dcfg["compile"], **loop}))
         ns = int(32000 * seconds)
         nan = (float("nan"),) * 2
         loader, loader_cpu = (
@@ -181,7 +185,6 @@ def main() -> None:
     variant = "compile" if dcfg["compile"] and gpu else "bench"
     steps_alone = min(steps, 200) if gpu else 2
     model = float("nan") if a.loop_only else student_step.rate(variant, shape, cfg, steps_alone, 10 if gpu else 1)
-    rate, syncs = meter.steady()
     res = {
         "benchmark": "distill",
         "quick": a.quick,
@@ -204,6 +207,7 @@ def main() -> None:
         "host_syncs_per_step": None if syncs is None else round(syncs, 3),
         "wall_s": round(wall, 1),
         "minutes_for_100k": round(100_000 / rate / 60, 1),
+        "progress": [[round(t, 3), k] for t, k in meter.progress()],  # (wall clock, step): concurrent_distill.py
     }
     print(
         f"distillation {rate:.2f} steps/s | packed reader alone {loader:.1f} batches/s "

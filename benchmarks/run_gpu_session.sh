@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# The GPU figures issue 15 still lacks, in one call of the device tool (about 8 minutes on an H100 or H200):
+# The GPU figures issue 15 still lacks, in one call of the device tool (about 7 minutes on an H100 or H200):
 # distillation's loop with PackedReader and staging beside its parts alone (and with torch.compile), where the
 # student step's and the teacher forward's time goes (and the student step's memory floor), and K distillations
 # sharing the GPU, with and without CUDA MPS. Not a benchmark itself: it runs the benchmarks in order of need, each cut at its
-# limit, all of them within SESSION_SECONDS (default 560).
+# limit, all of them within SESSION_SECONDS (default 480).
 #
 #   here, once:       bash ../shared/tools/gpu-wheels.sh        # hear21passt, zarr, soundfile, ... into .whl/
 #   on the device:    run(command="bash benchmarks/run_gpu_session.sh", carry=[".whl"], timeout_s=600)
@@ -16,7 +16,7 @@ PY=${PY:-python3}
 OUT=${OUT:-$(mktemp -d)}
 LOG=$OUT/session.log
 RES=$OUT/results.jsonl
-DEADLINE=$(($(date +%s) + ${SESSION_SECONDS:-560}))
+DEADLINE=$(($(date +%s) + ${SESSION_SECONDS:-480}))
 export PYTHONUNBUFFERED=1
 
 if ls .whl/*.whl >/dev/null 2>&1; then # the device's python lacks these (../shared/tools/gpu-wheels.sh)
@@ -45,18 +45,21 @@ bench() { # bench LIMIT_S SCRIPT "ARGS" "QUICK_ARGS": one benchmark, cut at its 
     echo "=== $script $args (up to $limit s)" | tee -a "$LOG"
     t0=$(date +%s)
     # shellcheck disable=SC2086  # the arguments are words
-    timeout "$limit" "$PY" "$script" $args >"$OUT/last.txt" 2>&1
+    timeout -k 15 "$limit" "$PY" "$script" $args >"$OUT/last.txt" 2>&1
     rc=$?
     cat "$OUT/last.txt" >>"$LOG"
     echo "=== rc $rc after $(($(date +%s) - t0)) s" | tee -a "$LOG"
-    if [ "$rc" = 0 ]; then tail -n 1 "$OUT/last.txt" | tee -a "$RES"; fi
+    # Its last JSON line, also from a run cut by its limit (the benchmarks print partial figures as they go).
+    last=$(grep '^{' "$OUT/last.txt" | tail -n 1)
+    if [ -n "$last" ]; then echo "{\"rc\": $rc, \"args\": \"$args\", \"result\": $last}" | tee -a "$RES"; fi
 }
 
-# In order of need: what is cut by the deadline is the least needed.
-bench 120 benchmarks/distill.py "--workers 14 --steps 2000" ""
-bench 100 benchmarks/profile_steps.py "" ""
-bench 130 benchmarks/concurrent_distill.py "--jobs 1,2,4 --steps 800 --workers-total 14" ""
-bench 150 benchmarks/distill.py "--workers 14 --steps 2000 --compile" "--compile"
-bench 100 benchmarks/concurrent_distill.py "--jobs 1,2,4 --steps 600 --workers-total 14 --mps" "--mps"
+# In order of need: what the deadline cuts is the least needed. Expected on an H100 about 420 s in all, so that a
+# rerun on the still-warm machine fits in a session's 15 device minutes.
+bench 100 benchmarks/distill.py "--workers 14 --steps 2000" ""
+bench 70 benchmarks/profile_steps.py "" ""
+bench 120 benchmarks/concurrent_distill.py "--jobs 1,2,4 --steps 600 --workers-total 14" ""
+bench 120 benchmarks/distill.py "--workers 14 --steps 2000 --compile" "--compile"
+bench 90 benchmarks/concurrent_distill.py "--jobs 2,4 --steps 600 --workers-total 14 --mps" "--jobs 2 --mps"
 rm -f "$OUT/last.txt"
 echo "results: $RES"

@@ -45,6 +45,9 @@ def _sync():
         torch.cuda.synchronize()
 
 
+_PROGRESS = re.compile(r"step (\d+)/\d+ .* ([\d.]+) steps/s")  # training.Progress's lines
+
+
 class LoopMeter:
     """A training run's `log`, keeping its progress lines with the host syncs seen up to each (on a GPU, CUDA's
     sync debug mode warns at every sync: a copy to the host, .item(), ...). Shared by distill.py and finetune.py.
@@ -57,6 +60,7 @@ class LoopMeter:
     def __init__(self):
         self.lines: list[str] = []
         self.syncs_at: list[int] = []
+        self.times: list[float] = []  # wall clock (time.time) of each line: comparable across processes
 
     def __enter__(self):
         self._warnings = warnings.catch_warnings(record=True)
@@ -72,8 +76,14 @@ class LoopMeter:
         return self._warnings.__exit__(*exc)
 
     def log(self, line: str) -> None:
+        self.times.append(time.time())
         self.lines.append(line)
         self.syncs_at.append(sum("synchroniz" in str(w.message) for w in self._caught))
+        print(line, flush=True)  # a run cut by a time limit still shows how far it got
+
+    def progress(self) -> list[tuple[float, int]]:
+        """(wall clock, step) of each progress line."""
+        return [(t, int(m.group(1))) for t, line in zip(self.times, self.lines) if (m := _PROGRESS.search(line))]
 
     def steady(self) -> tuple[float, float | None]:
         """(steps/s, host syncs per step, None on CPU) between the first and the last progress line.
@@ -83,7 +93,7 @@ class LoopMeter:
         prog = [
             (int(m.group(1)), float(m.group(2)), k)
             for k, line in enumerate(self.lines)
-            if (m := re.search(r"step (\d+)/\d+ .* ([\d.]+) steps/s", line))
+            if (m := _PROGRESS.search(line))
         ]
         (s0, r0, k0), (s1, r1, k1) = prog[0], prog[-1]
         if s1 <= s0:
