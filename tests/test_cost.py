@@ -159,7 +159,7 @@ def test_rates_count_what_the_last_attempt_did_and_fall_back_where_nothing_ran(t
     assert "teacher_logits" not in r["measured"] and any("only target shards" in n for n in r["notes"])
     assert r["measured"]["finetune"] == r["measured"]["baseline"] == {"steps_per_s": 70}  # as `cost` falls back
     assert any(n.startswith("finetune: no finished job measured") for n in r["notes"])
-    assert any(n.startswith("1 jobs not counted") and "finetune/tau" in n for n in r["notes"])  # said, not silent
+    assert any(n.startswith("not counted: 1 jobs") and "finetune/tau" in n for n in r["notes"])  # said, not silent
     # A fine-tuning measured on this run's GPUs prices the baseline too, not the fallback's baseline figure.
     _job_files(res, "finetune", "tau/all/split5/pruned/thr0.1/seed0", "[t] finetune step 8/8 loss 1\n", "2")
     fallback.write_text(

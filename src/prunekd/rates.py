@@ -11,7 +11,8 @@ log, in the units `prunekd cost` counts:
   baseline
 
 Start-up (imports, checkpoint loading) is inside the wall time, so `load_s` is 0. A rule with no finished
-job keeps the figure of the fallback rates file, named in the output.
+job keeps the figure of the fallback rates file, named in the output; the baseline first takes the fine-tuning
+rate measured in the same run (the same loop and batch).
 """
 
 from __future__ import annotations
@@ -130,7 +131,7 @@ def rates(results, fallback=None) -> dict:
         counted[rule] = {"jobs": len(done), "work": work, "seconds": round(seconds, 1)}
     if stale:
         notes.append(
-            f"{len(stale)} jobs not counted, their benchmark file older than their log (a later attempt failed, "
+            f"not counted: {len(stale)} jobs whose benchmark file is older than their log (a later attempt failed, "
             f"or {results} was copied without its timestamps): {', '.join(stale[:3])}"
             + (" ..." if len(stale) > 3 else "")
         )
