@@ -1,12 +1,14 @@
 """Benchmark: fine-tuning steps/s (the DCASE2024 baseline recipe: batch 256, 1 s clips), input pipeline attached.
 
-Runs `prunekd.finetune.finetune` itself (the split decoded and resampled once into memory, batches drawn by
-index on the device, roll, Freq-MixStyle, SpecAugment, AdamW, schedule, checkpoints) on synthetic 1 s clips
-at 44.1 kHz (TAU's rate, so every clip is resampled), and beside it the component rates:
+Runs what the workflow runs: `prunekd decode-target` (the target's clips decoded and resampled once into a
+float32 store, a CPU job) and then `prunekd.finetune.finetune` reading the split from that store (into memory,
+batches drawn by index on the device, roll, Freq-MixStyle, SpecAugment, AdamW, schedule, checkpoints), on
+synthetic 1 s clips at 44.1 kHz (TAU's rate, so every clip is resampled), and beside it the component rates:
 
   model step alone   a fixed batch on the device: mel + SpecAugment, Freq-MixStyle, forward, backward, AdamW
   data alone         batches drawn from clips in memory by index, rolled, on the device
-  decode once        clips/s of the one decode before the first step (start-up, not in the steps/s)
+  decode once        clips/s of decode_target (once per target, not in any GPU job)
+  read the split     clips/s of a training job's read of its split from the store (its start-up, not in the steps/s)
 
 Steady state: the rate between the loop's first and last progress line (start-up, the decode and the
 first steps excluded). On a GPU it also counts host syncs per step (torch.cuda sync debug mode).
@@ -35,6 +37,7 @@ import torch.nn.functional as F
 import yaml
 
 from prunekd.cpmobile import build_student
+from prunekd.decoded import write_decoded
 from prunekd.finetune import finetune
 from prunekd.frontend import freq_mixstyle, roll_waveform
 from prunekd.training import StepSampler, indexed_batches, on_device
@@ -94,7 +97,7 @@ def data_rate(tcfg, n_clips: int, batch: int, n: int, steps: int, device) -> flo
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="few steps (on CPU at batch 32): ends within a minute")
-    ap.add_argument("--workers", type=int, default=2, help="decode workers (training.num_workers)")
+    ap.add_argument("--workers", type=int, default=2, help="decoding processes of decode_target")
     ap.add_argument("--batch", type=int)
     ap.add_argument("--steps", type=int)
     ap.add_argument("--clips", type=int)
@@ -133,6 +136,11 @@ def main() -> None:
                 "status": "ok",
             }
         ).to_csv(tmp / "m.tsv", sep="\t", index=False)
+        t0 = time.perf_counter()
+        write_decoded(
+            tmp / "m.tsv", cfg["frontend"]["sample_rate"], seconds, tmp / "decoded", a.workers, lambda s: None
+        )
+        decode = time.perf_counter() - t0
         with student_step.LoopMeter() as meter:
             t0 = time.perf_counter()
             finetune(
@@ -146,18 +154,20 @@ def main() -> None:
                 tmp / "curve.tsv",
                 tmp / "ck",
                 log=meter.log,
+                decoded=tmp / "decoded",
             )
             wall = time.perf_counter() - t0
     total = epochs * per_epoch
     rate, syncs = meter.steady()
-    decode = next((float(m.group(1)) for line in meter.lines if (m := re.search(r"in ([\d.]+) s$", line))), None)
+    read = next((float(m.group(1)) for line in meter.lines if (m := re.search(r"in ([\d.]+) s$", line))), None)
     k = max(3, min(steps, 50)) if gpu else max(2, steps // 4)
     model = model_rate(tcfg, cfg, batch, n, k)
     data = data_rate(tcfg, n_clips, batch, n, 50, device)
     print(
         f"fine-tuning {rate:.2f} steps/s (steady, batch {batch}, {seconds:g} s clips, {total} steps) | "
         f"model step alone {model:.2f} steps/s | data alone {data:.1f} steps/s | "
-        f"decode once {n_clips / decode if decode else float('nan'):.0f} clips/s"
+        f"decode once {n_clips / decode:.0f} clips/s | "
+        f"read the split {n_clips / read if read else float('nan'):.0f} clips/s"
         + (f" | {syncs:.2f} host syncs/step" if syncs is not None else "")
     )
     res = {
@@ -171,11 +181,12 @@ def main() -> None:
         "clips": n_clips,
         "steps": total,
         "workers": a.workers,
-        "input": "decoded once, in memory",
+        "input": "decoded once (decode_target), read into memory",
         "steps_per_s": round(rate, 3),
         "model_step_alone_steps_per_s": round(model, 3),
         "data_alone_steps_per_s": round(data, 2),
-        "decode_clips_per_s": round(n_clips / decode, 1) if decode else None,
+        "decode_clips_per_s": round(n_clips / decode, 1),
+        "read_split_clips_per_s": round(n_clips / read, 1) if read else None,
         "host_syncs_per_step": round(syncs, 3) if syncs is not None else None,
         "wall_s": round(wall, 1),
     }

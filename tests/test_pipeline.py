@@ -28,6 +28,7 @@ RULES = [
     "evaluate",
     "summarise",
     "pack_audio",
+    "decode_target",
     "rejected_clips",
 ]
 DOM = "results/domain/tau/all"

@@ -4,12 +4,15 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 import soundfile as sf
 import torch
 import yaml
 
+from prunekd import decoded as decoded_mod
 from prunekd import finetune as finetune_mod
 from prunekd import training
+from prunekd.evaluate import predict
 
 REPO = Path(__file__).resolve().parents[1]
 _CONFIG = yaml.safe_load((REPO / "config.yaml").read_text())
@@ -44,6 +47,7 @@ def _target(tmp_path):
             "path": paths,
             "label": [i % 3 for i in range(11)],
             "split5": ["True"] * 11,
+            "test": [str(i >= 8 or i == 4) for i in range(11)],
             "status": ["ok"] * 11,
         }
     ).to_csv(tmp_path / "t.tsv", sep="\t", index=False)
@@ -53,7 +57,7 @@ def _target(tmp_path):
 def test_decoded_clips_are_the_loaders_batches_and_a_bad_clip_is_silence_reported_once(tmp_path):
     paths = _target(tmp_path)
     logged = []
-    clips = training.decode_all(paths, 32000, 16000, 0, torch.device("cpu"), logged.append)
+    clips = decoded_mod.decode_all(paths, 32000, 16000, 0, torch.device("cpu"), logged.append)
     assert clips.dtype == torch.float32 and clips.shape == (11, 16000)
     assert sum("t4.wav" in line for line in logged) == 1 and not clips[4].any()
     sampler = lambda: training.StepSampler(11, 4, 6, seed=3, drop_last=False)  # noqa: E731
@@ -75,7 +79,7 @@ def test_progress_syncs_at_log_steps_only_with_the_per_step_mean():
     assert p.rows == []
 
 
-def _run(tmp_path, name, cfg=CFG, log=lambda s: None):
+def _run(tmp_path, name, cfg=CFG, log=lambda s: None, decoded=None):
     return finetune_mod.finetune(
         tmp_path / "t.tsv",
         "split5",
@@ -87,6 +91,7 @@ def _run(tmp_path, name, cfg=CFG, log=lambda s: None):
         tmp_path / f"{name}.tsv",
         tmp_path / f"{name}_ck",
         log=log,
+        decoded=decoded,
     )
 
 
@@ -121,3 +126,47 @@ def test_killed_finetuning_resumes_to_identical_weights(tmp_path, monkeypatch):
     full, cut = pd.read_csv(tmp_path / "full.tsv", sep="\t"), pd.read_csv(tmp_path / "cut.tsv", sep="\t")
     assert list(cut["step"]) == list(range(1, 7))
     assert full[["step", "loss", "lr"]].equals(cut[["step", "loss", "lr"]])
+
+
+def test_a_target_decoded_once_trains_and_evaluates_as_decoding_in_each_job(tmp_path, monkeypatch):
+    """The workflow's jobs read the target's decoded store (decode_target): the same samples, so the same
+    weights bit for bit and the same test predictions as decoding the files in the job; a corrupt clip is
+    still silence, reported by the job; a store for other settings or an older manifest is refused by name."""
+    paths = _target(tmp_path)
+    store = tmp_path / "decoded" / "t"
+    logged = []
+    out = decoded_mod.write_decoded(tmp_path / "t.tsv", 32000, CFG["clip_seconds"], store, 0, logged.append)
+    assert out == {"clips": 11, "failed": 1} and sum("t4.wav" in line for line in logged) == 1
+    ids = [f"t{i}" for i in range(11)]
+    d = decoded_mod.Decoded(store, 32000, 16000)
+    in_job = decoded_mod.decode_all(paths, 32000, 16000, 0, "cpu", lambda s: None)
+    assert torch.equal(d.read(ids, "cpu", lambda s: None), in_job)
+    some = [3, 1, 2, 9, 10]  # runs of consecutive clips, each one read, in threads
+    assert torch.equal(d.read([f"t{i}" for i in some], "cpu", lambda s: None, threads=3), in_job[some])
+
+    _run(tmp_path, "files")
+    job_log = []
+    _run(tmp_path, "store", log=job_log.append, decoded=store)
+    assert sum("t4.wav" in line and "silence" in line for line in job_log) == 1
+    a = torch.load(tmp_path / "files.pt", weights_only=True)["state_dict"]
+    b = torch.load(tmp_path / "store.pt", weights_only=True)["state_dict"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+    _, test, p_files, skip_files = predict(tmp_path / "files.pt", tmp_path / "t.tsv", FRONTEND, 0.5, batch_size=2)
+    _, _, p_store, skip_store = predict(tmp_path / "files.pt", tmp_path / "t.tsv", FRONTEND, 0.5, 2, decoded=store)
+    assert len(test) == 4 and np.array_equal(p_files, p_store)
+    assert skip_files == skip_store and [i for i, _ in skip_store] == [0]  # t4: left out of the metrics
+
+    with pytest.raises(decoded_mod.DecodedError, match="sample_rate 32000, this job needs 16000"):
+        decoded_mod.Decoded(store, 16000, 8000)
+    with pytest.raises(decoded_mod.DecodedError, match=r"1 clips are not in the decoded store, e\.g\. \['t99'\]"):
+        d.positions(["t1", "t99"])
+
+    def dies(*a, **k):  # killed while decoding: no store that looks whole
+        yield 0, torch.zeros(4, 16000), []
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(decoded_mod, "decoded_batches", dies)
+    with pytest.raises(KeyboardInterrupt):
+        decoded_mod.write_decoded(tmp_path / "t.tsv", 32000, 0.5, tmp_path / "cut", 0, lambda s: None)
+    assert not (tmp_path / "cut").exists() and list(tmp_path.glob(".cut*")) == []

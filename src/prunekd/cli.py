@@ -139,6 +139,12 @@ def cmd_pack_audio(a):
     pack_step(**_flags(a), settings=_settings(a.settings), log=log)
 
 
+def cmd_decode_target(a):
+    from .decoded import decode_target_step
+
+    decode_target_step(**_flags(a), settings=_settings(a.settings), log=log)
+
+
 def cmd_distill(a):
     from .distill import distill_step
 
@@ -154,7 +160,7 @@ def cmd_finetune(a):
 def cmd_evaluate(a):
     from .evaluate import write_evaluation
 
-    s = {**_settings(a.settings), "num_workers": a.num_workers}
+    s = {**_settings(a.settings), "num_workers": a.num_workers, "decoded": a.decoded}
     write_evaluation(a.model, a.manifest, s, json.loads(a.key), a.out, a.predictions, log)
 
 
@@ -373,6 +379,16 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--settings", required=True, help=SETTINGS_HELP)
 
+    p = command(
+        "decode-target",
+        cmd_decode_target,
+        "Decode a target's training and test clips once into a float32 store that its training and evaluation read.",
+    )
+    p.add_argument("--manifest", required=True, help="the target's manifest")
+    p.add_argument("--out", required=True, help="decoded store (a folder)")
+    p.add_argument("--threads", type=int, default=1, help="the job's threads: that many decoding processes (1: none)")
+    p.add_argument("--settings", required=True, help=SETTINGS_HELP)
+
     p = command("finetune", cmd_finetune, "Fine-tune (or train from scratch: the baseline) on a challenge split.")
     p.add_argument("--manifest", required=True, help="TAU manifest")
     p.add_argument("--split", required=True, help="split")
@@ -381,6 +397,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="model weights")
     p.add_argument("--curve", required=True, help="training curve TSV")
     p.add_argument("--checkpoint-dir", required=True, help="folder for resumable checkpoints")
+    p.add_argument("--decoded", help="the target's decoded store (decode-target); else the clips are decoded here")
     p.add_argument("--num-workers", type=int, default=0, help=WORKERS_HELP.format("training"))
     p.add_argument("--settings", required=True, help=SETTINGS_HELP)
 
@@ -390,6 +407,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--key", required=True, help="JSON run key")
     p.add_argument("--out", required=True, help="metrics JSON")
     p.add_argument("--predictions", required=True, help="predictions CSV (submission layout)")
+    p.add_argument("--decoded", help="the target's decoded store (decode-target); else the clips are decoded here")
     p.add_argument("--num-workers", type=int, default=0, help=WORKERS_HELP.format("training"))
     p.add_argument("--settings", required=True, help=SETTINGS_HELP)
 

@@ -13,6 +13,7 @@ import pandas as pd
 import torch
 
 from .cpmobile import build_student, count_macs, count_params
+from .decoded import Decoded
 from .frontend import MelFrontEnd
 from .manifest import class_names
 from .training import WaveDataset, collate
@@ -82,29 +83,44 @@ def predict(
     clip_seconds: float = 1.0,
     batch_size: int = 256,
     num_workers: int = 0,
+    decoded=None,
 ):
+    """Class probabilities of the test clips; clips from the target's decoded store (decoded.py) when given,
+    else decoded here in `num_workers` processes."""
     ck = torch.load(model_path, map_location="cpu", weights_only=True)
     model = build_student(ck["student"], ck["n_classes"])
     model.load_state_dict(ck["state_dict"])
     model.eval()
     mel = MelFrontEnd(frontend_cfg).eval()
-    manifest = pd.read_csv(manifest_path, sep="\t", keep_default_na=False)
+    manifest = pd.read_csv(manifest_path, sep="\t", dtype={"id": str}, keep_default_na=False)
     test = manifest[(manifest["test"].astype(str) == "True") & (manifest["status"] == "ok")].reset_index(drop=True)
     sr = frontend_cfg["sample_rate"]
-    ds = WaveDataset(test["path"], sr, int(clip_seconds * sr))
-    dl = torch.utils.data.DataLoader(ds, batch_size=batch_size, num_workers=num_workers, collate_fn=collate)
+    n = int(clip_seconds * sr)
+    if decoded:
+        batches = Decoded(decoded, sr, n).batches(test["id"], batch_size)
+    else:
+        dl = torch.utils.data.DataLoader(
+            WaveDataset(test["path"], sr, n), batch_size=batch_size, num_workers=num_workers, collate_fn=collate
+        )
+        batches = ((wav, bad) for wav, _, bad in dl)
     probs, skipped = [], []
-    for wav, _, bad in dl:
+    for wav, bad in batches:
         skipped += bad
         probs.append(torch.softmax(model(mel(wav)), dim=1).numpy())
     return manifest, test, np.concatenate(probs), skipped
 
 
 def evaluate(
-    model_path, manifest_path, frontend_cfg: dict, student_cfg: dict, clip_seconds: float = 1.0, num_workers: int = 0
+    model_path,
+    manifest_path,
+    frontend_cfg: dict,
+    student_cfg: dict,
+    clip_seconds: float = 1.0,
+    num_workers: int = 0,
+    decoded=None,
 ):
     manifest, test, probs, skipped = predict(
-        model_path, manifest_path, frontend_cfg, clip_seconds, num_workers=num_workers
+        model_path, manifest_path, frontend_cfg, clip_seconds, num_workers=num_workers, decoded=decoded
     )
     classes = class_names(manifest)
     bad = {i for i, _ in skipped}
@@ -131,6 +147,7 @@ def write_evaluation(model_path, manifest_path, cfg: dict, key: dict, out, predi
         cfg["student"],
         cfg.get("clip_seconds", 1.0),
         cfg.get("num_workers", 0),
+        cfg.get("decoded"),
     )
     m["key"] = key
     write_table(predictions, pred, sep="\t", float_format="%.4f")  # challenge layout: tab-separated

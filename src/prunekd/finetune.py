@@ -15,12 +15,12 @@ import torch
 import torch.nn.functional as F
 
 from .cpmobile import build_student
+from .decoded import Decoded, decode_all
 from .frontend import freq_mixstyle, roll_waveform
 from .store import N_CLASSES
 from .training import (
     Run,
     StepSampler,
-    decode_all,
     fingerprint,
     indexed_batches,
     on_device,
@@ -43,9 +43,11 @@ def finetune(
     ckpt_dir,
     init_model=None,
     log=print,
+    decoded=None,
 ) -> dict:
+    """`decoded`: the target's decoded store (decoded.py, what the workflow passes); None decodes the split here."""
     seed_all(seed)
-    manifest = pd.read_csv(manifest_path, sep="\t", keep_default_na=False)
+    manifest = pd.read_csv(manifest_path, sep="\t", dtype={"id": str}, keep_default_na=False)
     train_set = manifest[(manifest[split].astype(str) == "True") & (manifest["status"] == "ok")]
     if train_set.empty:
         raise RuntimeError(f"{manifest_path}: no usable clips in {split}")
@@ -65,7 +67,11 @@ def finetune(
     )
     # The split decoded and resampled once, kept on the GPU when it fits (split 100 of TAU: 17.9 GB float32):
     # a step draws its batch by index there, with the same clips in the same order as a loader would.
-    clips = decode_all(train_set["path"].to_numpy(), sr, int(cfg["clip_seconds"] * sr), cfg["num_workers"], device, log)
+    n = int(cfg["clip_seconds"] * sr)
+    if decoded:
+        clips = Decoded(decoded, sr, n).read(train_set["id"], device, log)
+    else:
+        clips = decode_all(train_set["path"].to_numpy(), sr, n, cfg["num_workers"], device, log)
     y_all = torch.tensor(train_set["label"].to_numpy(), dtype=torch.long).to(device)
 
     def batches(start):
@@ -95,10 +101,20 @@ def finetune(
 
 
 def finetune_step(
-    manifest, split, seed, init, out, curve, checkpoint_dir, settings: dict, num_workers: int = 0, log=print
+    manifest,
+    split,
+    seed,
+    init,
+    out,
+    curve,
+    checkpoint_dir,
+    settings: dict,
+    decoded=None,
+    num_workers: int = 0,
+    log=print,
 ) -> dict:
-    """`prunekd finetune` (the baseline without `init`): the step's config slice unpacked, with the decoding
-    processes (a flag, not a setting)."""
+    """`prunekd finetune` (the baseline without `init`): the step's config slice unpacked, with where the clips
+    come from (the decoded store, else decoding processes: flags, not settings)."""
     s = settings
     return finetune(
         manifest,
@@ -112,4 +128,5 @@ def finetune_step(
         checkpoint_dir,
         init,
         log,
+        decoded,
     )

@@ -87,43 +87,6 @@ def collate(items):
     )
 
 
-def decode_all(paths, sample_rate: int, n_samples: int, num_workers: int, device, log=print) -> torch.Tensor:
-    """Every clip decoded, resampled and padded/cropped once: float32 [N, n_samples], kept where batches are
-    drawn from it by index: on the GPU when it fits there, else in pinned host memory (host memory on CPU).
-
-    float32, not int16: the very samples WaveDataset yields, so training sees the numbers it saw when it
-    decoded every step (int16 would round them). A clip that fails to decode is silence, reported once.
-    Decoded in `num_workers` processes; the private generator leaves the global RNG alone (resume determinism).
-    """
-    t0 = time.time()
-    n, nbytes = len(paths), len(paths) * n_samples * 4
-    device = torch.device(device)
-    where = device
-    if device.type == "cuda":
-        free, total = torch.cuda.mem_get_info(device)
-        if nbytes > free - max(8 << 30, total // 5):  # leave room for training's activations
-            where = torch.device("cpu")
-    clips = torch.empty(
-        (n, n_samples), dtype=torch.float32, device=where, pin_memory=where.type == "cpu" and device.type == "cuda"
-    )
-    dl = torch.utils.data.DataLoader(
-        WaveDataset(paths, sample_rate, n_samples),
-        batch_size=64,
-        num_workers=num_workers,
-        collate_fn=collate,
-        generator=torch.Generator().manual_seed(0),
-    )
-    for wav, idx, bad in dl:
-        clips[int(idx[0]) : int(idx[0]) + len(idx)] = wav.to(where)
-        for i, why in bad:
-            log(f"warning: {paths[i]}: {why}; used as silence")
-    log(
-        f"decoded {n} clips once into {'GPU' if where.type == 'cuda' else 'host'} memory "
-        f"({nbytes / 1e9:.2f} GB float32) in {time.time() - t0:.2f} s"
-    )
-    return clips
-
-
 def indexed_batches(clips: torch.Tensor, sampler, device) -> Iterable:
     """(waveforms on `device`, indices on `device`) per step, drawn from decoded clips: no loader, no decoding."""
     device = torch.device(device)

@@ -3,6 +3,7 @@ rule evaluate:
     input:
         model=f"{R}/{{model}}/model.pt",
         manifest=lambda w: f"{R}/manifests/{MODELS[w.model]['target']}.tsv",
+        decoded=lambda w: f"{R}/decoded/{MODELS[w.model]['target']}",
     output:
         metrics=f"{R}/eval/{{model}}/metrics.json",
         predictions=f"{R}/eval/{{model}}/output.csv",
@@ -24,7 +25,7 @@ rule evaluate:
         key=lambda w: json.dumps(summary_key(MODELS[w.model])),
     shell:
         "prunekd evaluate --model {input.model} --manifest {input.manifest} --key {params.key:q} "
-        "--out {output.metrics} --predictions {output.predictions} "
+        "--out {output.metrics} --predictions {output.predictions} --decoded {input.decoded} "
         "--num-workers {resources.workers} --settings {params.settings:q} 2> {log}"
 
 

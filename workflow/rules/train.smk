@@ -1,5 +1,5 @@
 # Distillation on a pruned set (or a control), fine-tuning of the student on a split, and the baseline
-# trained from scratch. Memory requests grow with the threads (the data-loading workers).
+# trained from scratch. Memory requests grow with the threads where the threads are data-loading workers.
 
 
 rule pack_audio:
@@ -80,11 +80,39 @@ rule distill:
         "--stage-dir {resources.tmpdir:q} --settings {params.settings:q} 2> {log}"
 
 
+rule decode_target:
+    # A target's training and test clips decoded and resampled once into float32 (src/prunekd/decoded.py):
+    # every fine-tuning, baseline and evaluation of the target reads them from there.
+    input:
+        manifest=f"{R}/manifests/{{target}}.tsv",
+    output:
+        directory(f"{R}/decoded/{{target}}"),
+    log:
+        f"{R}/logs/decode_target/{{target}}.log",
+    benchmark:
+        f"{R}/benchmarks/decode_target/{{target}}.tsv"
+    conda:
+        ENV
+    threads: 8
+    resources:
+        mem_mb=lambda w, threads: 1000 * threads,
+        runtime=240,
+    params:
+        code=code_version("decode-target"),
+        settings=lambda w: settings(
+            sample_rate=config["frontend"]["sample_rate"], clip_seconds=TARGETS[w.target]["clip_seconds"]
+        ),
+    shell:
+        "prunekd decode-target --manifest {input.manifest} --out {output} --threads {threads} "
+        "--settings {params.settings:q} 2> {log}"
+
+
 rule finetune:
     # A distilled student fine-tuned on a split: model = finetune/{target}/{ensemble}/split{split}/
     # {selection}/thr{threshold} or full/seed{seed} (MODELS, workflow/rules/grid.smk).
     input:
         manifest=lambda w: f"{R}/manifests/{MODELS[w.model]['target']}.tsv",
+        decoded=lambda w: f"{R}/decoded/{MODELS[w.model]['target']}",
         student=student_for,
     output:
         model=f"{R}/{{model}}/model.pt",
@@ -97,10 +125,11 @@ rule finetune:
         model=_alternatives(FINETUNED),
     conda:
         ENV
-    threads: 8
+    threads: 4  # the host thread launching the steps and torch's intra-op threads: the clips are decoded already
     resources:
-        # the split decoded once: 17.9 GB at float32 for split 100, in host memory where the GPU lacks room
-        mem_mb=lambda w, threads: 3000 * threads,
+        # the split read from the decoded store: 17.9 GB at float32 for split 100, in host memory where the GPU
+        # lacks room
+        mem_mb=lambda w, threads: 6000 * threads,
         runtime=480,
         # how the clips are read, not what is computed: a resource, so that a change reruns nothing (IO_KEYS)
         workers=config["training"]["num_workers"],
@@ -120,7 +149,7 @@ rule finetune:
         ckpt=lambda w, output: os.path.join(os.path.dirname(output.model), "checkpoints"),
     shell:
         "prunekd finetune --manifest {input.manifest} --split {params.split} --seed {params.seed} {params.init} "
-        "--out {output.model} --curve {output.curve} --checkpoint-dir {params.ckpt} "
+        "--out {output.model} --curve {output.curve} --checkpoint-dir {params.ckpt} --decoded {input.decoded} "
         "--num-workers {resources.workers} --settings {params.settings:q} 2> {log}"
 
 
@@ -128,9 +157,10 @@ use rule finetune as baseline with:
     # The same recipe from scratch: model = baseline/{target}/split{split}/seed{seed}.
     input:
         manifest=lambda w: f"{R}/manifests/{MODELS[w.model]['target']}.tsv",
+        decoded=lambda w: f"{R}/decoded/{MODELS[w.model]['target']}",
     wildcard_constraints:
         model=_alternatives(BASELINES),
     resources:
-        mem_mb=lambda w, threads: 3000 * threads,
+        mem_mb=lambda w, threads: 6000 * threads,
         runtime=600,
         workers=config["training"]["num_workers"],
