@@ -100,30 +100,51 @@ def profiled(run, steps: int, warmup: int) -> dict:
     }
 
 
+MATMULS = ("mm", "addmm", "bmm")
+
+
+def _flops(name: str, args) -> int:
+    """Multiply-add FLOPs (x2) of a matmul or attention operator; 0 for the rest (convolutions included: the
+    student's are a 61 k parameter model's, its step is bound by memory)."""
+    if name in MATMULS:
+        a, b = (args[1], args[2]) if name == "addmm" else (args[0], args[1])
+        return 2 * a.numel() * b.shape[-1]
+    if "scaled_dot_product" in name:  # q [B, H, Nq, D], k [B, H, Nk, D]: q k^T and the weights times v
+        q, k = args[0], args[1]
+        return 4 * q.numel() * k.shape[-2]
+    return 0
+
+
 class _Bytes(TorchDispatchMode):
-    """Bytes of the tensors every operator reads and writes (inputs + outputs), views left out."""
+    """Bytes of the tensors every operator reads and writes (inputs + outputs), views left out; and the FLOPs of
+    the matmuls and attention, with the bytes of the other operators apart (matmuls are bound by compute)."""
 
     def __init__(self):
         super().__init__()
-        self.total, self.ops = 0, 0
+        self.total, self.ops, self.flops, self.other = 0, 0, 0, 0
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))
         if not (func.is_view or torch.Tag.inplace_view in func.tags):  # views and transpose_ move no data
             self.ops += 1
-            self.total += sum(
+            nbytes = sum(
                 t.numel() * t.element_size()
                 for t in tree_flatten((args, kwargs, out))[0]
                 if isinstance(t, torch.Tensor)
             )
+            self.total += nbytes
+            flops = _flops(func.overloadpacket.__name__, args)
+            self.flops += flops
+            if not flops and "convolution" not in func.overloadpacket.__name__:
+                self.other += nbytes
         return out
 
 
-def step_bytes(run) -> tuple[int, int]:
-    """(bytes, operators) of one call of `run`, as eager runs it operator by operator."""
+def step_bytes(run) -> _Bytes:
+    """Bytes, operators and FLOPs of one call of `run`, as eager runs it operator by operator."""
     with _Bytes() as b:
         run()
-    return b.total, b.ops
+    return b
 
 
 def copy_bandwidth(gb: float) -> float:
@@ -141,17 +162,47 @@ def copy_bandwidth(gb: float) -> float:
     return 2 * n * 4 * reps / (time.perf_counter() - t0)
 
 
-def with_floor(res: dict, run, bandwidth: float) -> dict:
-    """res + the step's bytes and its time at full memory bandwidth (and the device time's share of that floor)."""
-    nbytes, ops = step_bytes(run)
-    floor = nbytes / bandwidth * 1e3
-    return {
+def matmul_rate() -> float:
+    """FLOP/s of a large matmul: fp16 on a GPU (the teachers' autocast), fp32 on CPU."""
+    dev = "cuda" if torch.cuda.is_available() else "cpu"
+    n, dtype = (8192, torch.float16) if dev == "cuda" else (1024, torch.float32)
+    a, b = torch.randn(n, n, device=dev, dtype=dtype), torch.randn(n, n, device=dev, dtype=dtype)
+    a @ b
+    student_step._sync()
+    reps = 20 if dev == "cuda" else 3
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        a @ b
+    student_step._sync()
+    return 2 * n**3 * reps / (time.perf_counter() - t0)
+
+
+def with_floor(res: dict, run, bandwidth: float, flop_rate: float | None = None) -> dict:
+    """res + the step's bytes and its time at full memory bandwidth (and the device time's share of that floor).
+
+    With `flop_rate`, also the floor of a step with real compute (the teachers): its matmul and attention FLOPs at
+    the matmul rate plus the other operators' bytes at the copy bandwidth, one kernel after the other."""
+    b = step_bytes(run)
+    floor = b.total / bandwidth * 1e3
+    out = {
         **res,
-        "gb_per_step": round(nbytes / 1e9, 2),
-        "ops_per_step": ops,
+        "gb_per_step": round(b.total / 1e9, 2),
+        "ops_per_step": b.ops,
         "memory_floor_ms": round(floor, 2),
         "floor_share_of_device_time": round(floor / max(res["device_ms_per_step"], 1e-9), 3),
     }
+    if flop_rate:
+        both = (b.flops / flop_rate + b.other / bandwidth) * 1e3
+        out.update(
+            {
+                "tflop_per_step": round(b.flops / 1e12, 3),
+                "non_matmul_gb_per_step": round(b.other / 1e9, 2),
+                "matmul_tflop_per_s": round(flop_rate / 1e12, 1),
+                "compute_and_memory_floor_ms": round(both, 2),
+                "compute_and_memory_floor_share_of_device_time": round(both / max(res["device_ms_per_step"], 1e-9), 3),
+            }
+        )
+    return out
 
 
 def _self_time(e, gpu: bool) -> float:
@@ -214,7 +265,7 @@ def main() -> None:
         print("student:", json.dumps(res["student"]["ms_per_step_by_kind"]), _floor_line(res["student"]), flush=True)
     if a.which in ("teachers", "both"):
         run, about = teachers_forward(a.quick)
-        res["teachers"] = {**about, **with_floor(profiled(run, steps, warmup), run, bandwidth)}
+        res["teachers"] = {**about, **with_floor(profiled(run, steps, warmup), run, bandwidth, matmul_rate())}
         print("teachers:", json.dumps(res["teachers"]["ms_per_step_by_kind"]), _floor_line(res["teachers"]), flush=True)
     print(json.dumps(res))
 
