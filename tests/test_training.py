@@ -31,7 +31,9 @@ CFG = {
 
 
 def _target(tmp_path):
-    """11 clips at 44.1 kHz (resampled to 32 kHz), 3 classes; clip 4 is corrupt."""
+    """11 training clips at 44.1 kHz (resampled to 32 kHz), 3 classes; clip 4 is corrupt. The manifest also lists,
+    as a real one does, a test-only clip with a numeric-looking id ("007", between t5 and t6), a clip whose file
+    is missing (status) and a clip in no split: the training clips are not the manifest's first rows in order."""
     rng = np.random.default_rng(0)
     paths = []
     for i in range(11):
@@ -41,16 +43,26 @@ def _target(tmp_path):
         else:
             sf.write(str(p), rng.normal(0, 0.1, 22050 if i % 3 else 15000), 44100)
         paths.append(str(p))
-    pd.DataFrame(
+    sf.write(str(tmp_path / "007.wav"), rng.normal(0, 0.1, 22050), 44100)
+    sf.write(str(tmp_path / "unused.wav"), rng.normal(0, 0.1, 22050), 44100)
+    rows = [
         {
-            "id": [f"t{i}" for i in range(11)],
-            "path": paths,
-            "label": [i % 3 for i in range(11)],
-            "split5": ["True"] * 11,
-            "test": [str(i >= 8 or i == 4) for i in range(11)],
-            "status": ["ok"] * 11,
+            "id": f"t{i}",
+            "path": paths[i],
+            "label": i % 3,
+            "split5": "True",
+            "test": str(i >= 8 or i == 4),
+            "status": "ok",
         }
-    ).to_csv(tmp_path / "t.tsv", sep="\t", index=False)
+        for i in range(11)
+    ]
+    rows.insert(6, {"id": "007", "path": str(tmp_path / "007.wav"), "label": 1, "split5": "False", "test": "True"})
+    rows[6]["status"] = "ok"
+    rows.insert(0, {"id": "gone", "path": str(tmp_path / "gone.wav"), "label": 0, "split5": "True", "test": "False"})
+    rows[0]["status"] = "missing"
+    rows.append({"id": "unused", "path": str(tmp_path / "unused.wav"), "label": 2, "split5": "False", "test": "False"})
+    rows[-1]["status"] = "ok"
+    pd.DataFrame(rows).to_csv(tmp_path / "t.tsv", sep="\t", index=False)
     return paths
 
 
@@ -128,15 +140,21 @@ def test_killed_finetuning_resumes_to_identical_weights(tmp_path, monkeypatch):
     assert full[["step", "loss", "lr"]].equals(cut[["step", "loss", "lr"]])
 
 
-def test_a_target_decoded_once_trains_and_evaluates_as_decoding_in_each_job(tmp_path, monkeypatch):
+def test_a_target_decoded_once_trains_and_evaluates_as_decoding_in_each_job(tmp_path):
     """The workflow's jobs read the target's decoded store (decode_target): the same samples, so the same
     weights bit for bit and the same test predictions as decoding the files in the job; a corrupt clip is
     still silence, reported by the job; a store for other settings or an older manifest is refused by name."""
     paths = _target(tmp_path)
     store = tmp_path / "decoded" / "t"
+    (tmp_path / "decoded").mkdir()
+    (tmp_path / "decoded" / ".t.tmp-99999999").mkdir()  # left by a writer that was killed (SIGKILL)
     logged = []
     out = decoded_mod.write_decoded(tmp_path / "t.tsv", 32000, CFG["clip_seconds"], store, 0, logged.append)
-    assert out == {"clips": 11, "failed": 1} and sum("t4.wav" in line for line in logged) == 1
+    assert out == {"clips": 12, "failed": 1} and sum("t4.wav" in line for line in logged) == 1
+    assert sorted(p.name for p in (tmp_path / "decoded").iterdir()) == ["t"]
+    held = pd.read_csv(store / "clips.tsv", sep="\t", dtype=str)["id"].tolist()
+    assert held == [f"t{i}" for i in range(6)] + ["007"] + [f"t{i}" for i in range(6, 11)]
+
     ids = [f"t{i}" for i in range(11)]
     d = decoded_mod.Decoded(store, 32000, 16000)
     in_job = decoded_mod.decode_all(paths, 32000, 16000, 0, "cpu", lambda s: None)
@@ -154,19 +172,41 @@ def test_a_target_decoded_once_trains_and_evaluates_as_decoding_in_each_job(tmp_
 
     _, test, p_files, skip_files = predict(tmp_path / "files.pt", tmp_path / "t.tsv", FRONTEND, 0.5, batch_size=2)
     _, _, p_store, skip_store = predict(tmp_path / "files.pt", tmp_path / "t.tsv", FRONTEND, 0.5, 2, decoded=store)
-    assert len(test) == 4 and np.array_equal(p_files, p_store)
+    assert list(test["id"]) == ["t4", "007", "t8", "t9", "t10"] and np.array_equal(p_files, p_store)
     assert skip_files == skip_store and [i for i, _ in skip_store] == [0]  # t4: left out of the metrics
 
     with pytest.raises(decoded_mod.DecodedError, match="sample_rate 32000, this job needs 16000"):
         decoded_mod.Decoded(store, 16000, 8000)
     with pytest.raises(decoded_mod.DecodedError, match=r"1 clips are not in the decoded store, e\.g\. \['t99'\]"):
         d.positions(["t1", "t99"])
+    with pytest.raises(decoded_mod.DecodedError, match="clip t2 was decoded from .*t2.wav, the manifest says /new/t2"):
+        d.positions(["t1", "t2"], paths=[paths[1], "/new/t2.wav"])
+    man = pd.read_csv(tmp_path / "t.tsv", sep="\t", dtype=str)
+    pd.concat([man, man.iloc[[3]]]).to_csv(tmp_path / "twice.tsv", sep="\t", index=False)
+    with pytest.raises(decoded_mod.DecodedError, match="twice.tsv: id 't2' is listed 2 times"):
+        decoded_mod.write_decoded(tmp_path / "twice.tsv", 32000, 0.5, tmp_path / "twice", 0, lambda s: None)
 
-    def dies(*a, **k):  # killed while decoding: no store that looks whole
-        yield 0, torch.zeros(4, 16000), []
-        raise KeyboardInterrupt
 
-    monkeypatch.setattr(decoded_mod, "decoded_batches", dies)
-    with pytest.raises(KeyboardInterrupt):
-        decoded_mod.write_decoded(tmp_path / "t.tsv", 32000, 0.5, tmp_path / "cut", 0, lambda s: None)
-    assert not (tmp_path / "cut").exists() and list(tmp_path.glob(".cut*")) == []
+def test_a_decode_job_stopped_by_slurm_leaves_no_store_and_no_hidden_copy(tmp_path):
+    """SLURM's time limit and scancel send SIGTERM: `prunekd` turns it into an exit that removes the half-written
+    store (21.7 GB for TAU) instead of leaving it hidden beside the output."""
+    import subprocess
+    import sys
+
+    _target(tmp_path)
+    driver = f"""
+import os, signal, time, torch
+from prunekd import cli, decoded
+
+def batches(*a, **k):
+    yield 0, torch.zeros(4, 16000), []
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(30)
+
+decoded.decoded_batches = batches
+cli.main(["decode-target", "--manifest", "{tmp_path / "t.tsv"}", "--out", "{tmp_path / "out" / "t"}",
+          "--settings", '{{"sample_rate": 32000, "clip_seconds": 0.5}}'])
+"""
+    p = subprocess.run([sys.executable, "-c", driver], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 143, p.stderr[-2000:]
+    assert list((tmp_path / "out").iterdir()) == []

@@ -5,7 +5,10 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
+import signal
+import threading
 from pathlib import Path
 
 
@@ -17,6 +20,7 @@ def atomic_path(path: str | os.PathLike):
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     _remove(tmp)
     try:
@@ -26,6 +30,50 @@ def atomic_path(path: str | os.PathLike):
         os.replace(tmp, path)
     finally:
         _remove(tmp)
+
+
+def _remove_stale(path: Path) -> None:
+    """Temporary siblings of `path` left by killed writers (SIGKILL, a node that died): their process is gone.
+    A large one (a decoded store, a packed shard) would otherwise stay, hidden, until someone looks."""
+    pattern = re.compile(rf"\.{re.escape(path.name)}\.tmp-(\d+)$")
+    try:
+        siblings = list(path.parent.iterdir())
+    except OSError:
+        return
+    for p in siblings:
+        m = pattern.match(p.name)
+        if m and int(m.group(1)) != os.getpid() and not pid_alive(int(m.group(1))):
+            _remove(p)
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+@contextlib.contextmanager
+def sigterm_as_exit():
+    """SIGTERM raises SystemExit(143) inside the block, so that its cleanup runs (SLURM's time limit, scancel and
+    preemption send SIGTERM before SIGKILL): a half-written output's temporary folder is removed, not left hidden.
+    Only in the main thread, and only over Python's default handling. Python runs the handler between the main
+    thread's bytecodes: a training loop gets there within a step."""
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) != signal.SIG_DFL:
+        yield
+        return
+
+    def exit_143(signum, frame):
+        raise SystemExit(128 + signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, exit_143)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def _remove(p: Path) -> None:

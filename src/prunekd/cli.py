@@ -483,8 +483,11 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None):
+    from .atomic import sigterm_as_exit
+
     a = parser().parse_args(argv)
-    a.fn(a)
+    with sigterm_as_exit():  # a job SLURM stops (time limit, scancel) cleans up its half-written outputs
+        a.fn(a)
 
 
 if __name__ == "__main__":

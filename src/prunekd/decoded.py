@@ -36,11 +36,28 @@ class DecodedError(ValueError):
     pass
 
 
+def clip_samples(seconds: float, sample_rate: int) -> int:
+    """Samples of a clip of `seconds`: the one count the store and the jobs that read it agree on."""
+    return int(seconds * sample_rate)
+
+
+def read_manifest(path) -> pd.DataFrame:
+    """A target's manifest as fine-tuning, evaluation and the store read it (ids as text: "007" stays "007")."""
+    return pd.read_csv(path, sep="\t", dtype={"id": str, "path": str}, keep_default_na=False)
+
+
+def in_split(manifest: pd.DataFrame, column: str) -> pd.Series:
+    """Usable clips of a split column (split<name> or test)."""
+    return (manifest[column].astype(str) == "True") & (manifest["status"] == "ok")
+
+
 def clip_table(manifest: pd.DataFrame) -> pd.DataFrame:
     """The rows a target's store holds: usable clips in a training split (split*) or in the test split."""
     cols = [c for c in manifest.columns if c.startswith("split") or c == "test"]
-    used = manifest[cols].astype(str).eq("True").any(axis=1) if cols else pd.Series(False, index=manifest.index)
-    return manifest[used & (manifest["status"] == "ok")]
+    used = pd.Series(False, index=manifest.index)
+    for c in cols:
+        used |= in_split(manifest, c)
+    return manifest[used]
 
 
 def decoded_batches(paths, sample_rate: int, n_samples: int, num_workers: int, batch: int = 64):
@@ -99,12 +116,16 @@ def decode_all(paths, sample_rate: int, n_samples: int, num_workers: int, device
 
 def write_decoded(manifest_path, sample_rate: int, clip_seconds: float, out, num_workers: int = 0, log=print) -> dict:
     """`prunekd decode-target`: the store of a target (module docstring), written atomically."""
-    manifest = pd.read_csv(manifest_path, sep="\t", dtype=str, keep_default_na=False)
-    table = clip_table(manifest)
+    table = clip_table(read_manifest(manifest_path))
     if table.empty:
         raise DecodedError(f"{manifest_path}: no usable clip in a training or test split")
+    twice = table["id"][table["id"].duplicated()]
+    if len(twice):
+        raise DecodedError(
+            f"{manifest_path}: id {twice.iloc[0]!r} is listed {int((table['id'] == twice.iloc[0]).sum())} times"
+        )
     paths = table["path"].tolist()
-    n = int(round(clip_seconds * sample_rate))
+    n = clip_samples(clip_seconds, sample_rate)
     reasons = [""] * len(paths)
     t0, every = time.time(), max(1000, len(paths) // 20)
     with atomic_path(out) as tmp:
@@ -152,12 +173,19 @@ class Decoded:
         for key, want in (("sample_rate", sample_rate), ("samples", n_samples)):
             if info.get(key) != want:
                 raise DecodedError(f"{self.path}: {key} {info.get(key)}, this job needs {want}; rerun decode_target")
-        if self.audio.shape != (len(self.table), n_samples):
-            raise DecodedError(f"{self.path}: audio.npy is {self.audio.shape}, clips.tsv lists {len(self.table)}")
+        a = self.audio
+        if a.shape != (len(self.table), n_samples) or a.dtype != np.dtype("<f4") or not a.flags.c_contiguous:
+            raise DecodedError(
+                f"{self.path}: audio.npy is {a.dtype} {a.shape}, expected little-endian float32 "
+                f"({len(self.table)}, {n_samples}) as clips.tsv lists; rerun decode_target"
+            )
         self._position = pd.Index(self.table["id"])
+        if not self._position.is_unique:
+            raise DecodedError(f"{self.path}: clips.tsv lists an id twice; rerun decode_target")
 
-    def positions(self, ids) -> np.ndarray:
-        """Rows of the store holding `ids`; an id it lacks is named (the store is older than the manifest)."""
+    def positions(self, ids, paths=None) -> np.ndarray:
+        """Rows of the store holding `ids`; an id it lacks is named, and so is one decoded from another file than
+        `paths` says (the store is older than the manifest)."""
         ids = pd.Index([str(i) for i in ids])
         at = self._position.get_indexer(ids)
         if (at < 0).any():
@@ -166,6 +194,14 @@ class Decoded:
                 f"{self.path}: {len(missing)} clips are not in the decoded store, e.g. {list(missing[:3])}; "
                 "rerun decode_target"
             )
+        if paths is not None:
+            stored, paths = self.table["path"].to_numpy()[at], np.asarray(paths, dtype=str)
+            if (stored != paths).any():
+                i = int(np.flatnonzero(stored != paths)[0])
+                raise DecodedError(
+                    f"{self.path}: clip {ids[i]} was decoded from {stored[i]}, the manifest says {paths[i]}; "
+                    "rerun decode_target"
+                )
         return at
 
     def failed(self, at: np.ndarray) -> list[tuple[int, str]]:
@@ -173,22 +209,23 @@ class Decoded:
         reasons = self.table["reason"].to_numpy()[at]
         return [(i, r) for i, r in enumerate(reasons) if r]
 
-    def batches(self, ids, batch_size: int):
+    def batches(self, ids, batch_size: int, paths=None):
         """(float32 [k, samples], [(index, reason)] of failed clips in the batch) for ids in order."""
-        at = self.positions(ids)
+        at = self.positions(ids, paths)
         for s in range(0, len(at), batch_size):
             part = at[s : s + batch_size]
             wav = torch.empty((len(part), self.audio.shape[1]), dtype=torch.float32)
             self._read_into(part, wav.numpy(), threads=1)
             yield wav, [(s + i, why) for i, why in self.failed(part)]
 
-    def read(self, ids, device, log=print, chunk: int = 8192, threads: int = 4) -> torch.Tensor:
+    def read(self, ids, device, log=print, paths=None, threads: int = 4, chunk_bytes: int = 1 << 30) -> torch.Tensor:
         """Clips of `ids` as float32 [len(ids), samples] where batches are drawn from them by index (the GPU when
         they fit there, else pinned host memory). Read by `threads` threads, each run of consecutive clips with
         one positioned read (a split's clips lie in manifest order: a few large reads); to the GPU through a
-        pinned buffer of `chunk` clips, so that host memory stays small."""
+        pinned buffer of `chunk_bytes`, so that host memory stays small."""
         t0 = time.time()
-        at = self.positions(ids)
+        at = self.positions(ids, paths)
+        chunk = max(1, chunk_bytes // (self.audio.shape[1] * 4))
         clips = _empty(len(at), self.audio.shape[1], device)
         if clips.device.type == "cpu":
             self._read_into(at, clips.numpy(), threads)

@@ -13,7 +13,7 @@ import pandas as pd
 import torch
 
 from .cpmobile import build_student, count_macs, count_params
-from .decoded import Decoded
+from .decoded import Decoded, clip_samples, in_split, read_manifest
 from .frontend import MelFrontEnd
 from .manifest import class_names
 from .training import WaveDataset, collate
@@ -92,12 +92,12 @@ def predict(
     model.load_state_dict(ck["state_dict"])
     model.eval()
     mel = MelFrontEnd(frontend_cfg).eval()
-    manifest = pd.read_csv(manifest_path, sep="\t", dtype={"id": str}, keep_default_na=False)
-    test = manifest[(manifest["test"].astype(str) == "True") & (manifest["status"] == "ok")].reset_index(drop=True)
+    manifest = read_manifest(manifest_path)
+    test = manifest[in_split(manifest, "test")].reset_index(drop=True)
     sr = frontend_cfg["sample_rate"]
-    n = int(clip_seconds * sr)
+    n = clip_samples(clip_seconds, sr)
     if decoded:
-        batches = Decoded(decoded, sr, n).batches(test["id"], batch_size)
+        batches = Decoded(decoded, sr, n).batches(test["id"], batch_size, paths=test["path"])
     else:
         dl = torch.utils.data.DataLoader(
             WaveDataset(test["path"], sr, n), batch_size=batch_size, num_workers=num_workers, collate_fn=collate

@@ -10,12 +10,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pandas as pd
 import torch
 import torch.nn.functional as F
 
 from .cpmobile import build_student
-from .decoded import Decoded, decode_all
+from .decoded import Decoded, clip_samples, decode_all, in_split, read_manifest
 from .frontend import freq_mixstyle, roll_waveform
 from .store import N_CLASSES
 from .training import (
@@ -47,8 +46,8 @@ def finetune(
 ) -> dict:
     """`decoded`: the target's decoded store (decoded.py, what the workflow passes); None decodes the split here."""
     seed_all(seed)
-    manifest = pd.read_csv(manifest_path, sep="\t", dtype={"id": str}, keep_default_na=False)
-    train_set = manifest[(manifest[split].astype(str) == "True") & (manifest["status"] == "ok")]
+    manifest = read_manifest(manifest_path)
+    train_set = manifest[in_split(manifest, split)]
     if train_set.empty:
         raise RuntimeError(f"{manifest_path}: no usable clips in {split}")
     n_classes = int(manifest["label"].max()) + 1
@@ -67,9 +66,9 @@ def finetune(
     )
     # The split decoded and resampled once, kept on the GPU when it fits (split 100 of TAU: 17.9 GB float32):
     # a step draws its batch by index there, with the same clips in the same order as a loader would.
-    n = int(cfg["clip_seconds"] * sr)
+    n = clip_samples(cfg["clip_seconds"], sr)
     if decoded:
-        clips = Decoded(decoded, sr, n).read(train_set["id"], device, log)
+        clips = Decoded(decoded, sr, n).read(train_set["id"], device, log, paths=train_set["path"])
     else:
         clips = decode_all(train_set["path"].to_numpy(), sr, n, cfg["num_workers"], device, log)
     y_all = torch.tensor(train_set["label"].to_numpy(), dtype=torch.long).to(device)

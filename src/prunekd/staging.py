@@ -16,7 +16,6 @@ import errno
 import os
 import re
 import shutil
-import signal
 import socket
 import tempfile
 import threading
@@ -26,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .atomic import pid_alive, sigterm_as_exit
 from .packed import PackedReader, read_exact
 
 MARGIN = 1 << 30  # bytes left free on the node's disk after the copy
@@ -193,7 +193,7 @@ def staged(reader: PackedReader, stage_dir, draws: int, threads: int, log=print)
         yield reader
         return
     remove_orphans(stage_dir, log)
-    with _sigterm_as_exit():
+    with sigterm_as_exit():
         folder, clips = None, None
         try:
             try:
@@ -219,38 +219,9 @@ def remove_orphans(stage_dir, log=print) -> None:
         try:
             # {PREFIX}-{host}-{pid}-{random}: mkdtemp's random part has no "-", a host name may
             d_host, pid, _ = d.name[len(PREFIX) + 1 :].rsplit("-", 2)
-            if d_host != host or d.lstat().st_uid != os.getuid() or _alive(int(pid)):
+            if d_host != host or d.lstat().st_uid != os.getuid() or pid_alive(int(pid)):
                 continue
         except (ValueError, OSError):
             continue
         shutil.rmtree(d, ignore_errors=True)
         log(f"removed {d}, left by a staging job that was killed")
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process
-        return True
-    return True
-
-
-@contextlib.contextmanager
-def _sigterm_as_exit():
-    """SIGTERM raises SystemExit(143) inside the block, so that its cleanup runs (SLURM's time limit and scancel send
-    SIGTERM before SIGKILL). Only in the main thread, and only over Python's default handling. Python runs the
-    handler between the main thread's bytecodes: a training loop gets there within a step."""
-    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) != signal.SIG_DFL:
-        yield
-        return
-
-    def exit_143(signum, frame):
-        raise SystemExit(128 + signal.SIGTERM)
-
-    signal.signal(signal.SIGTERM, exit_143)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)

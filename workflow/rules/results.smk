@@ -3,7 +3,8 @@ rule evaluate:
     input:
         model=f"{R}/{{model}}/model.pt",
         manifest=lambda w: f"{R}/manifests/{MODELS[w.model]['target']}.tsv",
-        decoded=lambda w: f"{R}/decoded/{MODELS[w.model]['target']}",
+        # ancient: deleting or rebuilding the store reruns nothing (a changed manifest or clip length does)
+        decoded=ancient(lambda w: f"{R}/decoded/{MODELS[w.model]['target']}"),
     output:
         metrics=f"{R}/eval/{{model}}/metrics.json",
         predictions=f"{R}/eval/{{model}}/output.csv",
@@ -13,7 +14,7 @@ rule evaluate:
         f"{R}/benchmarks/evaluate/{{model}}.tsv"
     conda:
         ENV
-    threads: max(1, config["training"]["num_workers"])  # the loader processes, each on a CPU of its own
+    threads: 4  # the model's CPU inference (torch's threads): the clips come decoded from decode_target
     resources:
         mem_mb=8000,
         runtime=60,

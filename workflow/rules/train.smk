@@ -112,7 +112,8 @@ rule finetune:
     # {selection}/thr{threshold} or full/seed{seed} (MODELS, workflow/rules/grid.smk).
     input:
         manifest=lambda w: f"{R}/manifests/{MODELS[w.model]['target']}.tsv",
-        decoded=lambda w: f"{R}/decoded/{MODELS[w.model]['target']}",
+        # ancient: deleting or rebuilding the store reruns nothing (a changed manifest or clip length does)
+        decoded=ancient(lambda w: f"{R}/decoded/{MODELS[w.model]['target']}"),
         student=student_for,
     output:
         model=f"{R}/{{model}}/model.pt",
@@ -129,7 +130,7 @@ rule finetune:
     resources:
         # the split read from the decoded store: 17.9 GB at float32 for split 100, in host memory where the GPU
         # lacks room
-        mem_mb=lambda w, threads: 6000 * threads,
+        mem_mb=24000,
         runtime=480,
         # how the clips are read, not what is computed: a resource, so that a change reruns nothing (IO_KEYS)
         workers=config["training"]["num_workers"],
@@ -157,10 +158,11 @@ use rule finetune as baseline with:
     # The same recipe from scratch: model = baseline/{target}/split{split}/seed{seed}.
     input:
         manifest=lambda w: f"{R}/manifests/{MODELS[w.model]['target']}.tsv",
-        decoded=lambda w: f"{R}/decoded/{MODELS[w.model]['target']}",
+        # ancient: deleting or rebuilding the store reruns nothing (a changed manifest or clip length does)
+        decoded=ancient(lambda w: f"{R}/decoded/{MODELS[w.model]['target']}"),
     wildcard_constraints:
         model=_alternatives(BASELINES),
     resources:
-        mem_mb=lambda w, threads: 6000 * threads,
+        mem_mb=24000,
         runtime=600,
         workers=config["training"]["num_workers"],
