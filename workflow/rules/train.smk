@@ -129,8 +129,8 @@ rule finetune:
     threads: 4  # the host thread launching the steps and torch's intra-op threads: the clips are decoded already
     resources:
         # the split read from the decoded store: 17.9 GB at float32 for split 100, in host memory where the GPU
-        # lacks room
-        mem_mb=24000,
+        # lacks room; per thread so that the demo's one-thread jobs ask for little
+        mem_mb=lambda w, threads: 6000 * threads,
         runtime=480,
         # how the clips are read, not what is computed: a resource, so that a change reruns nothing (IO_KEYS)
         workers=config["training"]["num_workers"],
@@ -163,6 +163,6 @@ use rule finetune as baseline with:
     wildcard_constraints:
         model=_alternatives(BASELINES),
     resources:
-        mem_mb=24000,
+        mem_mb=lambda w, threads: 6000 * threads,
         runtime=600,
         workers=config["training"]["num_workers"],
