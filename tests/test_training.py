@@ -140,10 +140,11 @@ def test_killed_finetuning_resumes_to_identical_weights(tmp_path, monkeypatch):
     assert full[["step", "loss", "lr"]].equals(cut[["step", "loss", "lr"]])
 
 
-def test_a_target_decoded_once_trains_and_evaluates_as_decoding_in_each_job(tmp_path):
+def test_a_target_decoded_once_trains_and_evaluates_as_decoding_in_each_job(tmp_path, monkeypatch):
     """The workflow's jobs read the target's decoded store (decode_target): the same samples, so the same
     weights bit for bit and the same test predictions as decoding the files in the job; a corrupt clip is
-    still silence, reported by the job; a store for other settings or an older manifest is refused by name."""
+    still silence, reported by the job; a store for other settings or an older manifest is refused by name, and
+    so is a disk without room for it, before the first clip."""
     paths = _target(tmp_path)
     store = tmp_path / "decoded" / "t"
     (tmp_path / "decoded").mkdir()
@@ -185,6 +186,18 @@ def test_a_target_decoded_once_trains_and_evaluates_as_decoding_in_each_job(tmp_
     pd.concat([man, man.iloc[[3]]]).to_csv(tmp_path / "twice.tsv", sep="\t", index=False)
     with pytest.raises(decoded_mod.DecodedError, match="twice.tsv: id 't2' is listed 2 times"):
         decoded_mod.write_decoded(tmp_path / "twice.tsv", 32000, 0.5, tmp_path / "twice", 0, lambda s: None)
+
+    import errno
+
+    from prunekd import staging
+
+    def full(fd, size):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(staging, "reserve", full)
+    with pytest.raises(decoded_mod.DecodedError, match=r"full: the decoded clips need 0\.0 GB, .* GB free"):
+        decoded_mod.write_decoded(tmp_path / "t.tsv", 32000, 0.5, tmp_path / "full", 0, lambda s: None)
+    assert not (tmp_path / "full").exists() and not list(tmp_path.glob(".full.tmp-*"))
 
 
 def test_a_decode_job_stopped_by_slurm_leaves_no_store_and_no_hidden_copy(tmp_path):

@@ -132,6 +132,7 @@ def write_decoded(manifest_path, sample_rate: int, clip_seconds: float, out, num
         tmp = Path(tmp)
         tmp.mkdir(parents=True)
         audio = np.lib.format.open_memmap(tmp / "audio.npy", mode="w+", dtype=np.float32, shape=(len(paths), n))
+        _reserve(tmp / "audio.npy", out)
         done = 0
         for first, wav, bad in decoded_batches(paths, sample_rate, n, num_workers):
             audio[first : first + len(wav)] = wav.numpy()
@@ -157,6 +158,29 @@ def write_decoded(manifest_path, sample_rate: int, clip_seconds: float, out, num
         f"{failed} failed to decode (silence) in {time.time() - t0:.1f} s"
     )
     return {"clips": len(paths), "failed": failed}
+
+
+def _reserve(path: Path, out) -> None:
+    """The store's whole size reserved on disk before the first clip: a full disk is a clear error now, not a
+    SIGBUS (a write through the memory map to a page the disk has no room for) half an hour in."""
+    import errno
+    import shutil
+
+    from .staging import reserve
+
+    size = path.stat().st_size
+    fd = os.open(path, os.O_RDWR)
+    try:
+        reserve(fd, size)
+    except OSError as e:
+        if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        free = shutil.disk_usage(path.parent).free
+        raise DecodedError(
+            f"{out}: the decoded clips need {size / 1e9:.1f} GB, {path.parent} has {free / 1e9:.1f} GB free"
+        ) from None
+    finally:
+        os.close(fd)
 
 
 class Decoded:
