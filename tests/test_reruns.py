@@ -248,3 +248,27 @@ def test_replaced_clip_reruns_only_its_shards_with_the_documented_forcerun(demo_
     assert jobs["teacher_logits"] == [forced[0]] and jobs["pack_audio"] == [forced[1]]
     assert "manifest_audioset" not in jobs and "distill" in jobs
     assert "--forcerun $(prunekd clip-jobs" in (REPO / "README.md").read_text()
+
+    # A target's clip: its teacher shard and the target's decoded store, which the baseline reads too.
+    tau = pd.read_csv(demo_run / "results/manifests/tau.tsv", sep="\t", keep_default_na=False)
+    clip = tau[tau["status"] == "ok"].iloc[0]
+    p = subprocess.run(
+        [
+            str(BIN / "prunekd"),
+            "clip-jobs",
+            "--manifest",
+            "results/manifests/tau.tsv",
+            "--shard-size",
+            "80",
+            clip["id"],
+        ],
+        cwd=demo_run,
+        capture_output=True,
+        text=True,
+    )
+    forced = p.stdout.split()
+    assert forced == [f"results/logits/tau/shards/{int(clip['row']) // 80:05d}.zarr", "results/decoded/tau"]
+    jobs = planned(demo_run, targets=["--forcerun", *forced])
+    assert jobs["decode_target"] == ["results/decoded/tau"] and "manifest_target" not in jobs
+    baselines = [o for o in jobs["baseline"] if "/tau/" in o]
+    assert baselines and len(baselines) == len(jobs["baseline"]) and all("/tau/" in o for o in jobs["finetune"])

@@ -10,7 +10,8 @@ class UnknownClipError(LookupError):
 
 
 def clip_jobs(manifest_path, clips, shard_size: int) -> list[str]:
-    """Teacher-logits shards (and, for AudioSet, packed-audio shards) holding `clips` (ids, paths or file names)."""
+    """Teacher-logits shards (and, for AudioSet, packed-audio shards; for a target, its decoded store) holding `clips`
+    (ids, paths or file names)."""
     import pandas as pd
 
     man_path = Path(manifest_path)
@@ -26,4 +27,6 @@ def clip_jobs(manifest_path, clips, shard_size: int) -> list[str]:
             out.append(f"{results}/logits/{dataset}/shards/{shard}.zarr")
             if dataset == "audioset":
                 out.append(f"{results}/packed/audioset/{shard}.zarr")
+            else:  # fine-tuning, the baseline and evaluation read the target's clips from there
+                out.append(f"{results}/decoded/{dataset}")
     return list(dict.fromkeys(out))

@@ -3,8 +3,7 @@ rule evaluate:
     input:
         model=f"{R}/{{model}}/model.pt",
         manifest=lambda w: f"{R}/manifests/{MODELS[w.model]['target']}.tsv",
-        # ancient: deleting or rebuilding the store reruns nothing (a changed manifest or clip length does)
-        decoded=ancient(lambda w: f"{R}/decoded/{MODELS[w.model]['target']}"),
+        decoded=lambda w: f"{R}/decoded/{MODELS[w.model]['target']}",
     output:
         metrics=f"{R}/eval/{{model}}/metrics.json",
         predictions=f"{R}/eval/{{model}}/output.csv",

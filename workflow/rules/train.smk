@@ -112,8 +112,7 @@ rule finetune:
     # {selection}/thr{threshold} or full/seed{seed} (MODELS, workflow/rules/grid.smk).
     input:
         manifest=lambda w: f"{R}/manifests/{MODELS[w.model]['target']}.tsv",
-        # ancient: deleting or rebuilding the store reruns nothing (a changed manifest or clip length does)
-        decoded=ancient(lambda w: f"{R}/decoded/{MODELS[w.model]['target']}"),
+        decoded=lambda w: f"{R}/decoded/{MODELS[w.model]['target']}",
         student=student_for,
     output:
         model=f"{R}/{{model}}/model.pt",
@@ -158,8 +157,7 @@ use rule finetune as baseline with:
     # The same recipe from scratch: model = baseline/{target}/split{split}/seed{seed}.
     input:
         manifest=lambda w: f"{R}/manifests/{MODELS[w.model]['target']}.tsv",
-        # ancient: deleting or rebuilding the store reruns nothing (a changed manifest or clip length does)
-        decoded=ancient(lambda w: f"{R}/decoded/{MODELS[w.model]['target']}"),
+        decoded=lambda w: f"{R}/decoded/{MODELS[w.model]['target']}",
     wildcard_constraints:
         model=_alternatives(BASELINES),
     resources:
