@@ -31,9 +31,10 @@ CFG = {
 
 
 def _target(tmp_path):
-    """11 training clips at 44.1 kHz (resampled to 32 kHz), 3 classes; clip 4 is corrupt. The manifest also lists,
-    as a real one does, a test-only clip with a numeric-looking id ("007", between t5 and t6), a clip whose file
-    is missing (status) and a clip in no split: the training clips are not the manifest's first rows in order."""
+    """11 training clips as TAU's: 44.1 kHz 24-bit WAV (resampled to 32 kHz), 3 classes; clip 4 is corrupt. The
+    manifest also lists, as a real one does, a test-only clip with a numeric-looking id ("007", between t5 and
+    t6), a clip whose file is missing (status) and a clip in no split: the training clips are not the manifest's
+    first rows in order."""
     rng = np.random.default_rng(0)
     paths = []
     for i in range(11):
@@ -41,9 +42,9 @@ def _target(tmp_path):
         if i == 4:
             p.write_bytes(b"RIFF0000garbage")
         else:
-            sf.write(str(p), rng.normal(0, 0.1, 22050 if i % 3 else 15000), 44100)
+            sf.write(str(p), rng.normal(0, 0.1, 22050 if i % 3 else 15000), 44100, subtype="PCM_24")
         paths.append(str(p))
-    sf.write(str(tmp_path / "007.wav"), rng.normal(0, 0.1, 22050), 44100)
+    sf.write(str(tmp_path / "007.wav"), rng.normal(0, 0.1, 22050), 44100, subtype="PCM_24")
     sf.write(str(tmp_path / "unused.wav"), rng.normal(0, 0.1, 22050), 44100)
     rows = [
         {

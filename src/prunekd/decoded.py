@@ -133,19 +133,15 @@ def write_decoded(manifest_path, sample_rate: int, clip_seconds: float, out, num
         tmp.mkdir(parents=True)
         audio = np.lib.format.open_memmap(tmp / "audio.npy", mode="w+", dtype=np.float32, shape=(len(paths), n))
         _reserve(tmp / "audio.npy", out)
-        done = 0
         for first, wav, bad in decoded_batches(paths, sample_rate, n, num_workers):
             audio[first : first + len(wav)] = wav.numpy()
             for i, why in bad:
                 reasons[i] = why
                 log(f"warning: {paths[i]}: {why}; stored as silence")
-            if (done + len(wav)) // every > done // every or first + len(wav) == len(paths):
-                rate = (first + len(wav)) / max(time.time() - t0, 1e-9)
-                log(
-                    f"decoded {first + len(wav)}/{len(paths)} clips ({rate:.0f} clips/s, "
-                    f"{(len(paths) - first - len(wav)) / rate:.0f} s left)"
-                )
-            done += len(wav)
+            end = first + len(wav)  # batches come in order: clips [0, end) are decoded
+            if end // every > first // every or end == len(paths):
+                rate = end / max(time.time() - t0, 1e-9)
+                log(f"decoded {end}/{len(paths)} clips ({rate:.0f} clips/s, {(len(paths) - end) / rate:.0f} s left)")
         audio.flush()
         del audio
         pd.DataFrame({"id": table["id"].tolist(), "path": paths, "reason": reasons}).to_csv(

@@ -1,5 +1,5 @@
 # Distillation on a pruned set (or a control), fine-tuning of the student on a split, and the baseline
-# trained from scratch. Memory requests grow with the threads where the threads are data-loading workers.
+# trained from scratch. Memory requests grow with the threads, so that the demo's one-thread jobs ask for little.
 
 
 rule pack_audio:
