@@ -79,6 +79,39 @@ def test_ensemble_equals_each_member_through_hear21passt_forward(weights):
             torch.testing.assert_close(out[:, i], ref, rtol=1e-5, atol=1e-5)
 
 
+def test_the_teacher_mel_equals_hear21passts_and_builds_its_filterbank_once(monkeypatch):
+    # hear21passt rebuilds the mel filterbank on the CPU at every call and copies it to the device from pageable
+    # memory (a host sync per teacher batch on a GPU); ours keeps the evaluation filterbank as a buffer.
+    import contextlib
+    import io
+
+    import torchaudio
+    from hear21passt.models.preprocess import AugmentMelSTFT
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        plain = AugmentMelSTFT(
+            n_mels=128, sr=32000, win_length=800, hopsize=320, n_fft=1024, freqm=48, timem=192, htk=False,
+            fmin=0.0, fmax=None, norm=1, fmin_aug_range=10, fmax_aug_range=2000,
+        ).eval()  # fmt: skip
+    mel = build_mel()
+    wav = torch.randn(2, 32000) * 0.1
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref = plain(wav)
+
+        def no_rebuild(*a, **k):
+            raise AssertionError("filterbank rebuilt in an evaluation call")
+
+        monkeypatch.setattr(torchaudio.compliance.kaldi, "get_mel_banks", no_rebuild)
+        assert torch.equal(mel(wav), ref)
+        assert "eval_mel_basis" in dict(mel.named_buffers())  # moves with the ensemble's .to(device)
+        monkeypatch.undo()
+        torch.manual_seed(1)
+        aug = mel.train()(wav)  # training keeps hear21passt's band-edge augmentation
+        torch.manual_seed(1)
+        assert torch.equal(aug, plain.train()(wav))
+
+
 def test_fp16_weights_members_take_the_fp32_mel_and_give_the_fp32_logits_to_fp16_tolerance(weights):
     # teachers.precision fp16_weights: the members cast to fp16, the mel computed in fp32 once and cast per member
     paths = locate_weights(NAMES, weights)
@@ -184,3 +217,38 @@ def test_check_teachers_names_a_checkpoint_that_does_not_load(release_weights, t
     (tmp_path / checkpoint_file(members[0])).write_bytes((release_weights / checkpoint_file(members[0])).read_bytes())
     with pytest.raises(SystemExit, match=f"{f}: not a readable PyTorch checkpoint"):
         main(["check-teachers", "--weights-dir", str(tmp_path), "--members", *members, "--architecture", arch])
+
+
+def test_a_shard_of_1s_clips_runs_in_batches_of_as_many_seconds_with_the_same_logits(weights, tmp_path):
+    # `teachers.batch_size` counts 10 s clips: a batch of 32 one-second clips would leave a GPU waiting on the
+    # nine members' kernel launches. The logits of a clip do not depend on the batch it is in.
+    import numpy as np
+    import pandas as pd
+    import soundfile as sf
+    import zarr
+
+    from prunekd.logits import compute_shard
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(25):
+        p = tmp_path / f"clip{i}.wav"
+        sf.write(p, (rng.standard_normal(32000) * 0.1).astype(np.float32), 32000, subtype="PCM_16")
+        rows.append({"row": i, "id": f"c{i}", "path": str(p), "status": "ok", "labels": ""})
+    pd.DataFrame(rows).to_csv(tmp_path / "manifest.tsv", sep="\t", index=False)
+    cfg = {"members": NAMES, "architecture": ARCH, "batch_size": 2, "precision": "fp32", "num_workers": 0}
+    lines = []
+    compute_shard(
+        tmp_path / "manifest.tsv", "tau", 0, 100, weights, cfg, {"clip_seconds": 1}, tmp_path / "s.zarr", lines.append
+    )
+    assert any("batches of 20" in line for line in lines), lines
+    assert [line.split(",")[0] for line in lines if "/25 clips" in line] == [
+        "shard 0: 20/25 clips",
+        "shard 0: 25/25 clips",
+    ]
+    got = zarr.open_group(str(tmp_path / "s.zarr"), mode="r")
+    assert got["row"][:].tolist() == list(range(25))
+    paths = locate_weights(NAMES, weights)
+    ens = Ensemble([load_member(paths[m], MEMBERS[m][0], ARCH) for m in NAMES]).eval()
+    wav = torch.stack([torch.from_numpy(sf.read(r["path"], dtype="float32")[0]) for r in rows[:3]])
+    np.testing.assert_allclose(got["member_logits"][:3].astype(np.float32), ens(wav).half().float().numpy(), atol=2e-3)

@@ -38,9 +38,10 @@ class MelFrontEnd(nn.Module):
 def to_device(t: torch.Tensor, device) -> torch.Tensor:
     """A small CPU tensor (random numbers drawn on the CPU) on `device` without stalling the host: a copy from
     pageable memory first waits for all queued GPU work (CUDA's rule for pageable copies), once per call, every
-    step; from pinned memory it is queued like a kernel."""
+    step; from pinned memory it is queued like a kernel. Made contiguous first: a strided source (Beta's samples
+    are a view) would be copied through a pageable temporary."""
     if torch.device(device).type == "cuda":
-        return t.pin_memory().to(device, non_blocking=True)
+        return t.contiguous().pin_memory().to(device, non_blocking=True)
     return t.to(device)
 
 

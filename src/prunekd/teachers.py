@@ -84,6 +84,7 @@ def build_mel() -> nn.Module:
     import contextlib
     import io
 
+    import torchaudio
     from hear21passt.models.preprocess import AugmentMelSTFT
 
     with contextlib.redirect_stdout(io.StringIO()):
@@ -102,7 +103,36 @@ def build_mel() -> nn.Module:
             fmin_aug_range=10,
             fmax_aug_range=2000,
         )
+    # Evaluation uses the fixed band edges, so its filterbank is built once here and moves with the module.
+    # hear21passt rebuilds it on the CPU every call and copies it to the GPU from pageable memory: a host sync
+    # per teacher batch that stalls the next batch's launches.
+    banks, _ = torchaudio.compliance.kaldi.get_mel_banks(
+        mel.n_mels, mel.n_fft, mel.sr, mel.fmin, mel.fmax, vtln_low=100.0, vtln_high=-500.0, vtln_warp_factor=1.0
+    )
+    mel.register_buffer("eval_mel_basis", nn.functional.pad(banks, (0, 1), mode="constant", value=0), persistent=False)
+    mel.forward = types.MethodType(_mel_forward, mel)
     return mel.eval()
+
+
+def _mel_forward(self, x: torch.Tensor) -> torch.Tensor:
+    """hear21passt.models.preprocess.AugmentMelSTFT.forward; in eval mode with the filterbank built once."""
+    if self.training:  # the band-edge augmentation draws new edges every call
+        return type(self).forward(self, x)
+    x = nn.functional.conv1d(x.unsqueeze(1), self.preemphasis_coefficient).squeeze(1)
+    x = torch.stft(
+        x,
+        self.n_fft,
+        hop_length=self.hopsize,
+        win_length=self.win_length,
+        center=True,
+        normalized=False,
+        window=self.window,
+        return_complex=False,
+    )
+    x = (x**2).sum(dim=-1)
+    with torch.autocast(device_type="cuda", enabled=False):  # as hear21passt: the mel in fp32 under autocast
+        melspec = torch.matmul(self.eval_mel_basis, x)
+    return ((melspec + 0.00001).log() + 4.5) / 5.0
 
 
 def sha256(path, chunk=1 << 22) -> str:

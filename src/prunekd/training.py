@@ -93,7 +93,7 @@ def indexed_batches(clips: torch.Tensor, sampler, device) -> Iterable:
     # By type: torch.device("cuda") != torch.device("cuda:0"), the device a tensor reports (issue 15's GPU run).
     on_host = clips.device.type == "cpu" and device.type == "cuda"
     for idx in sampler:
-        idx = torch.tensor(idx).to(clips.device, non_blocking=True)
+        idx = to_device(torch.tensor(idx), clips.device)  # pinned first: no pageable copy per step
         wav = clips[idx]
         if on_host:  # clips in pinned host memory: a pinned batch, copied asynchronously
             wav = to_device(wav, device)
