@@ -53,7 +53,7 @@ def test_hours_are_work_over_rate(tmp_path):
         "source": "test",
         "date": "today",
         "measured": {
-            "teacher_logits": {"clips_per_s": 8, "load_s": 2},
+            "teacher_logits": {"clips_per_s": 8, "load_s": 2, "clip_seconds": 1},  # the tiny grid's 1 s clips
             "distill": {"steps_per_s": 2},
             "finetune": {"steps_per_s": 4},
             "baseline": {"steps_per_s": 5},
@@ -87,7 +87,7 @@ def test_hours_are_work_over_rate(tmp_path):
         "baseline": sum(bl) / 5 / 3600,
     }
     want_target = {
-        "teacher_logits": (clips / 16 + 5 * 1) / 3600,
+        "teacher_logits": (clips * 1 / 10 / 16 + 5 * 1) / 3600,  # a rate without clip_seconds is for 10 s clips
         "distill": counts["distill"] * it / 4 / 3600,
         "finetune": sum(ft) / 8 / 3600,
         "baseline": sum(bl) / 8 / 3600,
@@ -121,6 +121,28 @@ localrule all:
     rates = {"measured": {"finetune": {"steps_per_s": 1}}}
     est = cost.estimate(jobs, rates, "r.yaml", REPO / "nonexistent")
     assert est["rules"]["finetune"]["measured"]["gpu_hours"] == 2 * math.ceil(34900 / 256) / 3600
+
+
+def test_teacher_shards_are_priced_by_the_seconds_of_audio_their_clips_give_the_teachers():
+    """A 1 s TAU clip is a tenth of the forward of a 10 s AudioSet clip (the rate's length); tiled to 10 s, a whole one."""
+
+    def shard(dataset, data):
+        settings = json.dumps({"shard_size": 1000, "data": data})
+        return (
+            f"rule teacher_logits:\n    wildcards: dataset={dataset}, shard=00000\n"
+            f"Shell command: prunekd teacher-logits --dataset {dataset} --shard 0 --settings '{settings}' 2> log\n\n"
+        )
+
+    text = shard("audioset", {"clip_seconds": 10, "tile_to_10s": False})
+    text += shard("tau", {"clip_seconds": 1, "tile_to_10s": False})
+    text += shard("tiled", {"clip_seconds": 1, "tile_to_10s": True})
+    jobs = cost.parse_dry_run(text)
+    est = cost.estimate(jobs, {"measured": {"teacher_logits": {"clips_per_s": 100}}}, "r.yaml", REPO / "none")
+    m = est["rules"]["teacher_logits"]["measured"]
+    # Without manifests every shard counts full (1,000 clips): 10 + 1 + 10 s of work per 100 clips/s of 10 s clips
+    assert (m["gpu_hours"] * 3600, m["min"] * 3600, m["max"] * 3600) == pytest.approx((21, 1, 10))
+    est = cost.estimate(jobs, {"measured": {"teacher_logits": {"clips_per_s": 100, "clip_seconds": 1}}}, "r", REPO)
+    assert est["rules"]["teacher_logits"]["measured"]["gpu_hours"] * 3600 == pytest.approx(210)
 
 
 def _job_files(results, rule, job, log_text, seconds="12.5"):
@@ -167,8 +189,9 @@ def test_rates_count_what_the_last_attempt_did_and_fall_back_where_nothing_ran(t
     )
     assert rates.rates(res, fallback)["measured"]["baseline"] == {"steps_per_s": 4.0}
     # AudioSet shards, once there, set the teacher rate (rejected clips were read too).
-    _job_files(res, "teacher_logits", "audioset/00000", "[t] shard 0: wrote 79 clips, 1 rejected\n", seconds="10")
-    assert rates.rates(res)["measured"]["teacher_logits"] == {"clips_per_s": 8.0, "load_s": 0}
+    shard_log = "[t] shard 0: 80 clips of 10 s, batches of 32\n[t] shard 0: wrote 79 clips, 1 rejected\n"
+    _job_files(res, "teacher_logits", "audioset/00000", shard_log, seconds="10")
+    assert rates.rates(res)["measured"]["teacher_logits"] == {"clips_per_s": 8.0, "load_s": 0, "clip_seconds": 10.0}
     (res / "benchmarks/distill/tau/all/split5/pruned/thr0.3.tsv").write_text("s\th:m:s\nabc\t0:00:00\n")
     with pytest.raises(rates.RatesError, match=r"thr0\.3\.tsv: unreadable `s` value"):
         rates.rates(res)

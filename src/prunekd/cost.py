@@ -6,6 +6,8 @@ GPU job's work is read from its shell command (the `prunekd` step and its `--set
 Snakemake resolved), not from the rule files' wildcards, so renamed wildcards or paths change nothing:
 
   teacher_logits  clips of the shard (ok rows of the manifest if it exists, else the nominal list lengths)
+                  x their seconds / the rate's clip_seconds (10: the work of a forward grows with the
+                  tokens, i.e. the seconds; 1 s TAU clips are a tenth of a 10 s clip)
                   / clips_per_s + load_s (checkpoint loading, once per shard job)
   distill         distillation.iterations / steps_per_s
   finetune        epochs x ceil(split clips / batch) / steps_per_s (split clips: the manifest if it exists,
@@ -217,6 +219,12 @@ def job_work(rule: str, jobs: list[Job], base: Path, cache: dict) -> tuple[list[
     return work, fixed, "steps", notes
 
 
+def clip_seconds(job: Job) -> float:
+    """Seconds of audio a teacher shard job gives the teachers per clip (10 when its short clips are tiled)."""
+    d = job.settings().get("data", {})
+    return 10.0 if d.get("tile_to_10s") else float(d.get("clip_seconds", 10))
+
+
 def estimate(jobs: list[Job], rates: dict, rates_path, base: Path) -> dict:
     cache, rules, notes = {}, {}, []
     sections = [s for s in ("measured", "target") if s in rates]
@@ -230,7 +238,11 @@ def estimate(jobs: list[Job], rates: dict, rates_path, base: Path) -> dict:
         for sec in sections:
             rate = _rate(rates[sec], rule, f"{unit}_per_s", rates_path)
             load = float((rates[sec].get(rule) or {}).get("load_s", 0.0)) if unit == "clips" else 0.0
-            hours = [(w / rate + f * load) / 3600 for w, f in zip(work, fixed_flags)]
+            scale = [1.0] * len(mine)
+            if unit == "clips":  # a clip of other length than the rate's is that much more or less work
+                per = float((rates[sec].get(rule) or {}).get("clip_seconds", 10))
+                scale = [clip_seconds(j) / per for j in mine]
+            hours = [(w * k / rate + f * load) / 3600 for w, k, f in zip(work, scale, fixed_flags)]
             row[sec] = {"rate": rate, "load_s": load, "gpu_hours": sum(hours), "min": min(hours), "max": max(hours)}
         rules[rule] = row
     for sec in sections:  # a rate measured at another batch size does not carry over

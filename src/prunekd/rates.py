@@ -4,8 +4,9 @@ A GPU job holds its GPU for its whole wall time, start-up included, so the rate 
 grid is work / wall time: the wall time from the job's Snakemake benchmark file (`s`), the work from its
 log, in the units `prunekd cost` counts:
 
-  teacher_logits  clips of the shard ("wrote N clips, M rejected"); AudioSet's 10 s shards only: target
-                  clips are shorter and would price AudioSet's too cheaply
+  teacher_logits  clips of the shard ("wrote N clips, M rejected"), and their length ("clips of S s"), which
+                  `cost` scales other lengths by; AudioSet's shards only: a GPU runs short target clips
+                  less efficiently, so they would price AudioSet's too cheaply
   distill         optimiser steps ("step S/T" and, for a resumed job, "resuming from ... at step R": T - R)
   finetune        the same for fine-tuning and the baseline
   baseline
@@ -28,6 +29,7 @@ from .cost import DEFAULT_RATES, GPU_RULES, load_rates
 _SHARD_DONE = re.compile(r"shard \d+: wrote (\d+) clips, (\d+) rejected")
 _STEP = re.compile(r"\b(?:distill|finetune) step (\d+)/(\d+) ")
 _RESUMED = re.compile(r"resuming from .* at step (\d+)")
+_CLIP_SECONDS = re.compile(r"shard \d+: \d+ clips of (\S+) s, batches of")  # logits.compute_shard's start
 _BATCH = re.compile(r" clips (?:of \S+ )?\(batch (\d+)\)")  # distill.py and finetune.py log it as they start
 
 
@@ -49,12 +51,12 @@ def wall_seconds(benchmark: Path) -> float:
 
 
 def job_record(rule: str, log: Path) -> tuple[float, int | None] | None:
-    """(clips or steps the job's last attempt did, its batch size) from its log, which every attempt rewrites;
-    None if the attempt did not finish."""
+    """(clips or steps the job's last attempt did, its batch size; for a teacher shard the seconds per clip)
+    from its log, which every attempt rewrites; None if the attempt did not finish."""
     text = log.read_text(errors="replace")
     if rule == "teacher_logits":
-        m = _SHARD_DONE.findall(text)
-        return (float(int(m[-1][0]) + int(m[-1][1])), None) if m else None
+        m, secs = _SHARD_DONE.findall(text), _CLIP_SECONDS.findall(text)
+        return (float(int(m[-1][0]) + int(m[-1][1])), float(secs[-1]) if secs else None) if m else None
     steps = _STEP.findall(text)
     if not steps or steps[-1][0] != steps[-1][1]:
         return None
@@ -123,8 +125,13 @@ def rates(results, fallback=None) -> dict:
         measured[rule] = {unit: float(f"{work / seconds:.4g}")}  # 4 significant digits, also for slow CPU rates
         if rule == "teacher_logits":
             measured[rule]["load_s"] = 0  # inside the wall time
+            lengths = {j[3] for j in done}
+            if len(lengths) == 1 and None not in lengths:  # else `cost` takes 10 s, AudioSet's
+                measured[rule]["clip_seconds"] = lengths.pop()
+            elif len(lengths) > 1:
+                notes.append(f"teacher_logits: the finished AudioSet shards had clips of {sorted(lengths, key=str)} s")
         batches = {j[3] for j in done}
-        if len(batches) == 1 and None not in batches:
+        if rule != "teacher_logits" and len(batches) == 1 and None not in batches:
             measured[rule]["batch_size"] = batches.pop()  # `prunekd cost` warns if the planned jobs differ
         elif rule != "teacher_logits":
             notes.append(f"{rule}: the finished jobs ran batch sizes {sorted(batches, key=str)}")
