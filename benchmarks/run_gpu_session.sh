@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# The GPU figures issue 15 still lacks, in one call of the device tool (about 7.5 minutes on an H100 or H200):
+# The GPU figures issue 15 still lacks, in one call of the device tool (about 9 minutes on an H100 or H200):
 # distillation's loop with PackedReader and staging beside its parts alone (and with torch.compile), where the
 # student step's and the teacher forward's time goes (and the student step's memory floor), K distillations
 # sharing the GPU, with and without CUDA MPS, and fine-tuning reading its split from the decoded store
-# (decode_target). Not a benchmark itself: it runs the benchmarks in order of need, each cut at its limit, all of
-# them within SESSION_SECONDS (default 480).
+# (decode_target), teacher shard jobs without the per-batch host sync of hear21passt's mel (10 s clips, and 1 s
+# clips in batches of as many seconds). Not a benchmark itself: it runs the benchmarks in order of need, each cut
+# at its limit, all of them within SESSION_SECONDS (default 540).
 #
 #   here, once:       bash ../shared/tools/gpu-wheels.sh        # hear21passt, zarr, soundfile, ... into .whl/
 #   on the device:    run(command="bash benchmarks/run_gpu_session.sh", carry=[".whl"], timeout_s=600)
@@ -17,7 +18,7 @@ PY=${PY:-python3}
 OUT=${OUT:-$(mktemp -d)}
 LOG=$OUT/session.log
 RES=$OUT/results.jsonl
-DEADLINE=$(($(date +%s) + ${SESSION_SECONDS:-480}))
+DEADLINE=$(($(date +%s) + ${SESSION_SECONDS:-540}))
 export PYTHONUNBUFFERED=1
 
 if ls .whl/*.whl >/dev/null 2>&1; then # the device's python lacks these (../shared/tools/gpu-wheels.sh)
@@ -55,13 +56,15 @@ bench() { # bench LIMIT_S SCRIPT "ARGS" "QUICK_ARGS": one benchmark, cut at its 
     if [ -n "$last" ]; then echo "{\"rc\": $rc, \"args\": \"$args\", \"result\": $last}" | tee -a "$RES"; fi
 }
 
-# In order of need: what the deadline cuts is the least needed. Expected on an H100 about 450 s in all, so that a
+# In order of need: what the deadline cuts is the least needed. Expected on an H100 about 520 s in all, so that a
 # rerun on the still-warm machine fits in a session's 15 device minutes.
 bench 100 benchmarks/distill.py "--workers 14 --steps 2000" ""
 bench 70 benchmarks/profile_steps.py "" ""
 bench 120 benchmarks/concurrent_distill.py "--jobs 1,2,4 --steps 600 --workers-total 14" ""
 bench 120 benchmarks/distill.py "--workers 14 --steps 2000 --compile" "--compile"
 bench 45 benchmarks/finetune.py "--workers 14 --steps 300 --clips 16384" ""
+bench 60 benchmarks/teacher_shard.py "--clips 2048" ""
+bench 45 benchmarks/teacher_shard.py "--seconds 1" "--seconds 1"
 bench 90 benchmarks/concurrent_distill.py "--jobs 2,4 --steps 600 --workers-total 14 --mps" "--jobs 2 --mps"
 rm -f "$OUT/last.txt"
 echo "results: $RES"

@@ -8,10 +8,13 @@ the ensemble on the GPU under the configured autocast, float16 logits into a Zar
   load_s              the nine checkpoints loaded onto the device, once per shard
   decode_clips_per_s  the loader alone (same workers, same files, no model)
   forward_clips_per_s the ensemble alone on a batch already on the device
+  syncs_per_batch     host syncs in the job's loop per batch (GPU: CUDA's sync debug mode; a sync stalls the
+                      next batch's launches), None on CPU
 
-On CPU (--quick) the transformer is shrunk (2 blocks, 96 dims) and the clips are 2 s.
+The batch is `teachers.batch_size` clips of 10 s; shorter clips fill it with as many seconds, as the job does
+(--seconds 1: TAU's clips). On CPU (--quick) the transformer is shrunk (2 blocks, 96 dims) and the clips are 2 s.
 
-    python benchmarks/teacher_shard.py [--quick] [--clips N] [--workers N] [--batch N]   # last line: JSON
+    python benchmarks/teacher_shard.py [--quick] [--clips N] [--seconds S] [--workers N] [--batch N]   # last line: JSON
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import os
 import re
 import tempfile
 import time
+import warnings
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -31,7 +35,7 @@ import soundfile as sf
 import torch
 import yaml
 
-from prunekd.logits import ClipDataset, _collate, compute_shard
+from prunekd.logits import ClipDataset, _collate, compute_shard, teacher_batch
 from prunekd.teachers import MEMBERS, Ensemble, build_member, checkpoint_file, load_member
 
 REPO = Path(__file__).resolve().parents[1]
@@ -47,6 +51,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--clips", type=int)
+    ap.add_argument("--seconds", type=float, help="clip length (default: 10 on a GPU, 2 on CPU)")
     ap.add_argument("--workers", type=int)
     ap.add_argument("--batch", type=int)
     ap.add_argument("--precision", help="teachers.precision (default: config.yaml's)")
@@ -54,10 +59,13 @@ def main() -> None:
     cfg = yaml.safe_load((REPO / "config.yaml").read_text())
     gpu = torch.cuda.is_available()
     arch = cfg["teachers"]["architecture"] if gpu else SMALL
-    seconds = 10.0 if gpu else 2.0
-    n_clips = a.clips or ((1024 if a.quick else 4096) if gpu else 32)
+    seconds = a.seconds or (10.0 if gpu else 2.0)
     workers = a.workers if a.workers is not None else (min(14, (os.cpu_count() or 2) - 2) if gpu else 1)
     batch = a.batch or (cfg["teachers"]["batch_size"] if gpu else 8)
+    # GPU: 4,096 clips of 10 s; shorter clips as many seconds of audio. CPU: four batches.
+    n_clips = a.clips or (
+        round((1024 if a.quick else 4096) * 10 / seconds) if gpu else 4 * teacher_batch(batch, seconds)
+    )
     teachers = {
         **cfg["teachers"],
         "members": list(MEMBERS),
@@ -94,10 +102,21 @@ def main() -> None:
         ).to_csv(tmp / "m.tsv", sep="\t", index=False)
         lines = []
         t0 = time.perf_counter()
-        compute_shard(
-            tmp / "m.tsv", "audioset", 0, n_clips, tmp / "w", teachers, data, tmp / "s.zarr", log=lines.append
-        )
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            if gpu:
+                torch.cuda.set_sync_debug_mode("warn")
+            try:
+                compute_shard(
+                    tmp / "m.tsv", "audioset", 0, n_clips, tmp / "w", teachers, data, tmp / "s.zarr", log=lines.append
+                )
+            finally:
+                if gpu:
+                    torch.cuda.set_sync_debug_mode(0)
         wall = time.perf_counter() - t0
+        batch = teacher_batch(batch, seconds)  # what the job ran: the parts alone run the same batches
+        batches = -(-n_clips // batch)
+        syncs = sum("synchroniz" in str(w.message) for w in caught) if gpu else None
         # Parts alone: the loader without a model, then the ensemble on a batch already on the device.
         loader = torch.utils.data.DataLoader(
             ClipDataset(paths, range(n_clips), 32000, n),
@@ -151,11 +170,14 @@ def main() -> None:
         "load_s": load,
         "decode_clips_per_s": round(decode, 1),
         "forward_clips_per_s": round(forward, 1),
+        # the end of the shard (logits to the host) is one sync; the rest are the loop's
+        "syncs_per_batch": round(syncs / batches, 2) if syncs is not None else None,
         "wall_s": round(wall, 1),
     }
     print(
         f"shard {shard:.1f} clips/s steady (+{load:.1f} s load) | decode alone {decode:.1f} | "
-        f"forward alone {forward:.1f} clips/s"
+        f"forward alone {forward:.1f} clips/s | batch {batch} of {seconds:g} s clips"
+        + (f", {syncs / batches:.2f} host syncs per batch" if syncs is not None else "")
     )
     print(json.dumps(res))
 
