@@ -151,10 +151,8 @@ def main() -> None:
             "staging": "never" if a.no_stage else "auto",
         }
         (tmp / "node").mkdir()  # the node's temp folder (resources.tmpdir)
-        with student_step.LoopMeter() as meter:
-            if a.barrier:
-                wait_for_peers(*a.barrier.rsplit(":", 1))
-            t0 = time.perf_counter()
+
+        def run(dcfg, name, log):
             distill(
                 tmp / "s.zarr",
                 tmp / "m.tsv",
@@ -163,15 +161,29 @@ def main() -> None:
                 cfg["student"],
                 cfg["frontend"],
                 seconds,
-                tmp / "student.pt",
-                tmp / "curve.tsv",
-                tmp / "ck",
-                log=meter.log,
+                tmp / f"{name}.pt",
+                tmp / f"{name}.tsv",
+                tmp / f"ck_{name}",
+                log=log,
                 packed=[tmp / "packed.zarr"],
                 stage_dir=tmp / "node",
             )
+
+        with student_step.LoopMeter() as meter:
+            if a.barrier:
+                wait_for_peers(*a.barrier.rsplit(":", 1))
+            t0 = time.perf_counter()
+            run(dcfg, "student", meter.log)
             wall = time.perf_counter() - t0
         rate, syncs = meter.steady()
+        # Copies to the GPU from pageable memory per step (GPU only; sync debug mode misses them): two short runs.
+        pageable = (
+            None
+            if a.loop_only
+            else student_step.pageable_per_step(
+                lambda k: run({**dcfg, "iterations": k, "checkpoint_every": k}, f"p{k}", lambda *_: None), 20, 60
+            )
+        )
         # The loop's figures at once: a run cut later by a time limit keeps them (the last JSON line wins).
         loop = {"steps_per_s": round(rate, 3), "host_syncs_per_step": None if syncs is None else round(syncs, 3)}
         print(json.dumps({"benchmark": "distill", "part": "loop", "steps": steps, "compile": dcfg["compile"], **loop}))
@@ -205,6 +217,7 @@ def main() -> None:
         "zarr_loader_main_thread_ms_per_batch": _num(procs_cpu, 2),
         "model_step_alone_steps_per_s": _num(model, 2),
         "host_syncs_per_step": None if syncs is None else round(syncs, 3),
+        "pageable_copies_per_step": None if pageable is None else round(pageable, 3),
         "wall_s": round(wall, 1),
         "minutes_for_100k": round(100_000 / rate / 60, 1),
         "progress": [[round(t, 3), k] for t, k in meter.progress()],  # (wall clock, step): concurrent_distill.py
@@ -212,7 +225,9 @@ def main() -> None:
     print(
         f"distillation {rate:.2f} steps/s | packed reader alone {loader:.1f} batches/s "
         f"({loader_cpu:.1f} ms main-thread CPU per batch; zarr in loader processes {procs:.1f}, {procs_cpu:.1f} ms) | "
-        f"model step alone {model:.2f} steps/s" + (f" | {syncs:.2f} host syncs per step" if syncs is not None else "")
+        f"model step alone {model:.2f} steps/s"
+        + (f" | {syncs:.2f} host syncs per step" if syncs is not None else "")
+        + (f" | {pageable:.2f} pageable copies per step" if pageable is not None else "")
     )
     print(json.dumps(res))
 

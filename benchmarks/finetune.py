@@ -141,8 +141,8 @@ def main() -> None:
             tmp / "m.tsv", cfg["frontend"]["sample_rate"], seconds, tmp / "decoded", a.workers, lambda s: None
         )
         decode = time.perf_counter() - t0
-        with student_step.LoopMeter() as meter:
-            t0 = time.perf_counter()
+
+        def run(tcfg, name, log):
             finetune(
                 tmp / "m.tsv",
                 "split100",
@@ -150,13 +150,22 @@ def main() -> None:
                 cfg["student"],
                 cfg["frontend"],
                 0,
-                tmp / "model.pt",
-                tmp / "curve.tsv",
-                tmp / "ck",
-                log=meter.log,
+                tmp / f"{name}.pt",
+                tmp / f"{name}.tsv",
+                tmp / f"ck_{name}",
+                log=log,
                 decoded=tmp / "decoded",
             )
+
+        with student_step.LoopMeter() as meter:
+            t0 = time.perf_counter()
+            run(tcfg, "model", meter.log)
             wall = time.perf_counter() - t0
+        # Copies to the GPU from pageable memory per step (GPU only; sync debug mode misses them): runs of 1 and 2
+        # epochs, so that start-up cancels out.
+        pageable = student_step.pageable_per_step(
+            lambda k: run({**tcfg, "epochs": k // per_epoch}, f"p{k}", lambda *_: None), per_epoch, 2 * per_epoch
+        )
     total = epochs * per_epoch
     rate, syncs = meter.steady()
     read = next((float(m.group(1)) for line in meter.lines if (m := re.search(r"in ([\d.]+) s$", line))), None)
@@ -169,6 +178,7 @@ def main() -> None:
         f"decode once {n_clips / decode:.0f} clips/s | "
         f"read the split {n_clips / read if read else float('nan'):.0f} clips/s"
         + (f" | {syncs:.2f} host syncs/step" if syncs is not None else "")
+        + (f" | {pageable:.2f} pageable copies/step" if pageable is not None else "")
     )
     res = {
         "benchmark": "finetune",
@@ -188,6 +198,7 @@ def main() -> None:
         "decode_clips_per_s": round(n_clips / decode, 1),
         "read_split_clips_per_s": round(n_clips / read, 1) if read else None,
         "host_syncs_per_step": round(syncs, 3) if syncs is not None else None,
+        "pageable_copies_per_step": round(pageable, 3) if pageable is not None else None,
         "wall_s": round(wall, 1),
     }
     print(json.dumps(res))

@@ -102,6 +102,35 @@ class LoopMeter:
         return (s1 - s0) / max(s1 / r1 - s0 / r0, 1e-9), syncs
 
 
+def host_copies(run) -> tuple[int, int] | None:
+    """(copies to the GPU from pageable host memory, all copies to the GPU) while `run()` runs, from CUDA's own
+    activity records (CUPTI names each copy's source memory); None without a GPU. A copy from pageable memory
+    waits for all queued GPU work, like a sync, but CUDA's sync debug mode (LoopMeter) does not report it."""
+    if not torch.cuda.is_available():
+        return None
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        run()
+        torch.cuda.synchronize()
+    names = [e.name for e in prof.events() if "HtoD" in e.name]
+    return sum("Pageable" in n for n in names), len(names)
+
+
+def pageable_per_step(run, short: int, long: int) -> float | None:
+    """Pageable copies to the GPU per step of a training loop: `run(steps)` for a short and a long run, the
+    difference over the steps between them (start-up copies, the model's weights say, cancel out)."""
+    if not torch.cuda.is_available():
+        return None
+    try:
+        a, b = host_copies(lambda: run(short)), host_copies(lambda: run(long))
+    except Exception as e:  # the profiler's CUDA activity unavailable: the other figures still stand
+        print(f"pageable copies not counted: {type(e).__name__}: {e}")
+        return None
+    print(f"copies to the GPU: {short} steps {a[1]} ({a[0]} pageable), {long} steps {b[1]} ({b[0]} pageable)")
+    return (b[0] - a[0]) / (long - short)
+
+
 def rate(variant: str, shape, cfg: dict, steps: int, warmup: int) -> float:
     """Steps/s of one variant; `shape` names one of SHAPES or is (batch, clip seconds, classes)."""
     run = make_step(variant, shape, cfg)

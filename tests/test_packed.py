@@ -106,3 +106,41 @@ def test_reader_names_a_truncated_store_and_leaves_other_layouts_to_zarr(sources
     g.create_array("audio", data=np.zeros((2, 32000), np.int16), chunks=(1, 32000), shards=(2, 32000))
     with pytest.raises(RawLayoutError):
         PackedReader([sources / "zstd.zarr"], [0], 32000)
+
+
+def _open_fds() -> int:
+    import os
+
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_reader_opens_each_shard_file_once_and_closes_them(sources):
+    # Read unstaged, every clip was an open and a close: on a cluster file system a metadata round trip each.
+    stores = [sources / "a.zarr", sources / "b.zarr"]
+    for shard, out in enumerate(stores):
+        pack_shard(sources / "m.tsv", shard, 40, ["unbalanced_train"], 32000, 1.0, out)
+    rows = np.concatenate([zarr.open_group(str(p), mode="r")["row"][:] for p in stores])
+    ref = PackedAudio(stores, rows, 32000)
+    before = _open_fds()
+    sampler = StepSampler(len(rows), 8, 30, seed=5)  # 240 clip reads from 2 files
+    with PackedReader(stores, rows, 32000) as reader:
+        for (wav, _), want in zip(reader_batches(reader, sampler, threads=4, pin=False), sampler):
+            assert torch.equal(wav, torch.stack([ref[i][0] for i in want]))
+        assert reader.files.opens == 2 and _open_fds() == before + 2
+    assert _open_fds() == before  # closed with the reader
+
+
+def test_reader_over_its_open_file_limit_closes_the_least_recent_and_reads_the_same(sources):
+    out = sources / "packed.zarr"
+    pack_shard(sources / "m.tsv", 0, 1000, ["unbalanced_train"], 32000, 1.0, out)
+    rows = zarr.open_group(str(out), mode="r")["row"][:]
+    ref = PackedAudio([out], rows, 32000)
+    before = _open_fds()
+    with PackedReader([out], rows, 32000) as reader:
+        reader.files.limit = 1  # two shard files, one may stay open
+        sampler = StepSampler(len(rows), 8, 20, seed=2)
+        for (wav, _), want in zip(reader_batches(reader, sampler, threads=3, pin=False), sampler):
+            assert torch.equal(wav, torch.stack([ref[i][0] for i in want]))
+            assert _open_fds() <= before + 1 + 3  # the one kept, and at most one per reading thread meanwhile
+        assert reader.files.opens > 2
+    assert _open_fds() == before

@@ -132,7 +132,8 @@ def distill(
 
         left = total - checkpoint_step(Path(ckpt_dir) / "last.pt", fp)  # a resumed job draws only the steps left
         stage = staged(reader, stage_dir, left * min(cfg["batch_size"], len(pos)), cfg["num_workers"], log)
-    with stage as source:
+    opened = reader if reader is not None else contextlib.nullcontext()  # closes the reader's shard files at the end
+    with opened, stage as source:  # the staged copy is finished with first
         train(
             model,
             batches_from(source),
