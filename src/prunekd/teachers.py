@@ -127,9 +127,9 @@ def _mel_forward(self, x: torch.Tensor) -> torch.Tensor:
         center=True,
         normalized=False,
         window=self.window,
-        return_complex=False,
+        return_complex=True,
     )
-    x = (x**2).sum(dim=-1)
+    x = (torch.view_as_real(x) ** 2).sum(dim=-1)  # hear21passt's return_complex=False, without its deprecation
     with torch.autocast(device_type="cuda", enabled=False):  # as hear21passt: the mel in fp32 under autocast
         melspec = torch.matmul(self.eval_mel_basis, x)
     return ((melspec + 0.00001).log() + 4.5) / 5.0
