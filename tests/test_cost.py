@@ -197,6 +197,29 @@ def test_rates_count_what_the_last_attempt_did_and_fall_back_where_nothing_ran(t
         rates.rates(res)
 
 
+def test_rates_fit_the_start_of_jobs_of_different_sizes_and_cost_adds_it_once_per_job(tmp_path):
+    """Short jobs carry the same start-up as long ones: their total over total time would overprice a grid of long
+    jobs. wall = start + steps / rate, fitted to the finished jobs, prices any size."""
+    from prunekd import rates
+
+    res = tmp_path / "results"
+    for split, steps in (("5", 40), ("25", 200), ("100", 800)):  # 6 s to start, then 4 steps/s
+        log = f"[t] fine-tuning on 9 clips (batch 256)\n[t] finetune step {steps}/{steps} loss 1\n"
+        _job_files(res, "finetune", f"tau/all/split{split}/pruned/thr0.3/seed0", log, str(6 + steps / 4))
+    r = rates.rates(res)
+    assert r["measured"]["finetune"] == {"steps_per_s": 4.0, "start_s": 6.0, "batch_size": 256}
+    assert r["measured"]["baseline"] == r["measured"]["finetune"]  # the same loop, measured in this run
+    shell = 'prunekd finetune --split 25 --settings \'{"training": {"epochs": 2, "batch_size": 256}}\' 2> log'
+    jobs = cost.parse_dry_run(f"rule finetune:\nShell command: {shell}\n\n" * 2)
+    est = cost.estimate(jobs, r, "r.yaml", REPO / "nonexistent")
+    steps = 2 * math.ceil(34900 / 256)  # nominal split 25
+    assert est["rules"]["finetune"]["measured"]["gpu_hours"] * 3600 == pytest.approx(2 * (6 + steps / 4))
+    assert "finetune 4 steps/s + 6 s start" in cost.report(est, r, "r.yaml")
+    # Jobs alike in size cannot tell start from rate apart: total work over total wall time, start inside it.
+    assert rates.fit_start([100, 110, 120], [31, 33.5, 36]) is None
+    assert rates.fit_start([10, 100, 200], [50, 40, 30]) is None  # not physical (longer jobs quicker): no fit
+
+
 def test_rates_of_a_finished_run_price_its_jobs_at_their_measured_wall_time(demo_run, tmp_path):
     """`prunekd rates` on the finished tiny demo, then `prunekd cost` of the same GPU jobs run again."""
     from prunekd import rates

@@ -13,6 +13,9 @@ Snakemake resolved), not from the rule files' wildcards, so renamed wildcards or
   finetune        epochs x ceil(split clips / batch) / steps_per_s (split clips: the manifest if it exists,
   baseline        else the nominal TAU22 split sizes)
 
+A rule's `start_s` (a training job's start-up: imports, CUDA, reading its split), where the rates file has one,
+is added once per job, as a teacher shard's load_s.
+
 Rates: a YAML file (benchmarks/rates_h100.yaml: the measured H100 figures; a `target` section is printed
 beside them; `prunekd rates` writes one from a run's finished jobs, rates.py). A dry run only lists jobs that
 still have to run: finished outputs cost nothing.
@@ -190,7 +193,7 @@ def _rate(rates: dict, rule: str, key: str, path) -> float:
 
 def job_work(rule: str, jobs: list[Job], base: Path, cache: dict) -> tuple[list[float], list[float], str, list[str]]:
     """Per job: (rate-bound work units, fixed seconds), the unit, notes."""
-    notes, fixed = [], [0.0] * len(jobs)
+    notes, fixed = [], [1.0] * len(jobs)  # each job pays its start (load_s, start_s) once
     if rule == "teacher_logits":
         work, notes = shard_clips(jobs, base, cache)
         return [float(w) for w in work], [1.0] * len(jobs), "clips", notes
@@ -237,7 +240,8 @@ def estimate(jobs: list[Job], rates: dict, rates_path, base: Path) -> dict:
         row = {"jobs": len(mine), "unit": unit, "work_min": min(work), "work_max": max(work)}
         for sec in sections:
             rate = _rate(rates[sec], rule, f"{unit}_per_s", rates_path)
-            load = float((rates[sec].get(rule) or {}).get("load_s", 0.0)) if unit == "clips" else 0.0
+            figures = rates[sec].get(rule) or {}
+            load = float(figures.get("load_s" if unit == "clips" else "start_s", 0.0))
             scale = [1.0] * len(mine)
             if unit == "clips":  # a clip of other length than the rate's is that much more or less work
                 per = float((rates[sec].get(rule) or {}).get("clip_seconds", 10))
@@ -295,7 +299,8 @@ def report(est: dict, rates: dict, rates_path) -> str:
     total += f"  {est['total']['target']:>9.1f}" if "target" in sections else ""
     lines += [total, ""]
     rate_txt = lambda sec: ", ".join(  # noqa: E731
-        f"{rule} {r[sec]['rate']:g} {r['unit']}/s" + (f" + {r[sec]['load_s']:g} s load" if r[sec]["load_s"] else "")
+        f"{rule} {r[sec]['rate']:g} {r['unit']}/s"
+        + (f" + {r[sec]['load_s']:g} s {'load' if r['unit'] == 'clips' else 'start'}" if r[sec]["load_s"] else "")
         for rule, r in est["rules"].items()
     )
     for sec in sections:

@@ -11,9 +11,12 @@ log, in the units `prunekd cost` counts:
   finetune        the same for fine-tuning and the baseline
   baseline
 
-Start-up (imports, checkpoint loading) is inside the wall time, so `load_s` is 0. A rule with no finished
-job keeps the figure of the fallback rates file, named in the output; the baseline first takes the fine-tuning
-rate measured in the same run (the same loop and batch).
+Start-up (imports, CUDA, checkpoint loading, reading the split) is inside the wall time. Where a rule's finished
+jobs differ enough in size (3 or more, the largest at least twice the smallest), wall = start + work / rate is
+fitted to them by least squares, so that the rate prices a grid of other job sizes too: the start as
+`load_s` (teacher shards) or `start_s` (training jobs). Otherwise the rate is total work over total wall time
+and the start is inside it. A rule with no finished job keeps the figure of the fallback rates file, named in
+the output; the baseline first takes the fine-tuning rate measured in the same run (the same loop and batch).
 """
 
 from __future__ import annotations
@@ -88,6 +91,21 @@ def finished_jobs(results: Path, rule: str, stale: list | None = None) -> list[t
     return jobs
 
 
+def fit_start(work: list[float], seconds: list[float]) -> tuple[float, float] | None:
+    """(start seconds, work per second) of wall = start + work / rate, least squares over the jobs; None where the
+    jobs are too few or too alike in size to tell the two apart, or the fit is not physical."""
+    n = len(work)
+    if n < 3 or min(work) <= 0 or max(work) < 2 * min(work):
+        return None
+    mw, ms = sum(work) / n, sum(seconds) / n
+    sxx = sum((w - mw) ** 2 for w in work)
+    slope = sum((w - mw) * (t - ms) for w, t in zip(work, seconds)) / sxx  # seconds per unit of work
+    start = ms - slope * mw
+    if slope <= 0 or start < 0:
+        return None
+    return start, 1 / slope
+
+
 def _fallback(base: dict, rule: str):
     m = base["measured"]
     return m.get(rule) or (m.get("finetune") if rule == "baseline" else None)  # as `prunekd cost` reads them
@@ -122,9 +140,15 @@ def rates(results, fallback=None) -> dict:
                 notes.append(f"{rule}: no finished job measured in {results} and no figure in {fallback}")
             continue
         unit = "clips_per_s" if rule == "teacher_logits" else "steps_per_s"
-        measured[rule] = {unit: float(f"{work / seconds:.4g}")}  # 4 significant digits, also for slow CPU rates
+        fixed = "load_s" if rule == "teacher_logits" else "start_s"
+        fit = fit_start([j[1] for j in done], [j[2] for j in done])
+        if fit is None:  # the start inside the rate, as it weighed in these jobs
+            measured[rule] = {unit: float(f"{work / seconds:.4g}")}  # 4 significant digits, also for slow CPU rates
+            if rule == "teacher_logits":
+                measured[rule]["load_s"] = 0
+        else:
+            measured[rule] = {unit: float(f"{fit[1]:.4g}"), fixed: round(fit[0], 2)}
         if rule == "teacher_logits":
-            measured[rule]["load_s"] = 0  # inside the wall time
             lengths = {j[3] for j in done}
             if len(lengths) == 1 and None not in lengths:  # else `cost` takes 10 s, AudioSet's
                 measured[rule]["clip_seconds"] = lengths.pop()
