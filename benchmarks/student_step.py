@@ -114,6 +114,8 @@ def host_copies(run) -> tuple[int, int] | None:
         run()
         torch.cuda.synchronize()
     names = [e.name for e in prof.events() if "HtoD" in e.name]
+    if not names:  # no copy recorded at all (there is always one: the weights): CUDA's activity unavailable
+        raise RuntimeError("the profiler recorded no copies to the GPU")
     return sum("Pageable" in n for n in names), len(names)
 
 

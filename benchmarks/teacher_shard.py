@@ -106,17 +106,22 @@ def main() -> None:
             warnings.simplefilter("always")
             if gpu:
                 torch.cuda.set_sync_debug_mode("warn")
+            loaded_at = [0]  # warnings so far when the members were on the device: their copies are not the loop's
+
+            def log(line):
+                if "loaded in" in line:
+                    loaded_at[0] = len(caught)
+                lines.append(line)
+
             try:
-                compute_shard(
-                    tmp / "m.tsv", "audioset", 0, n_clips, tmp / "w", teachers, data, tmp / "s.zarr", log=lines.append
-                )
+                compute_shard(tmp / "m.tsv", "audioset", 0, n_clips, tmp / "w", teachers, data, tmp / "s.zarr", log=log)
             finally:
                 if gpu:
                     torch.cuda.set_sync_debug_mode(0)
         wall = time.perf_counter() - t0
         batch = teacher_batch(batch, seconds)  # what the job ran: the parts alone run the same batches
         batches = -(-n_clips // batch)
-        syncs = sum("synchroniz" in str(w.message) for w in caught) if gpu else None
+        syncs = sum("synchroniz" in str(w.message) for w in caught[loaded_at[0] :]) if gpu else None
         # Parts alone: the loader without a model, then the ensemble on a batch already on the device.
         loader = torch.utils.data.DataLoader(
             ClipDataset(paths, range(n_clips), 32000, n),

@@ -215,6 +215,10 @@ def test_rates_fit_the_start_of_jobs_of_different_sizes_and_cost_adds_it_once_pe
     steps = 2 * math.ceil(34900 / 256)  # nominal split 25
     assert est["rules"]["finetune"]["measured"]["gpu_hours"] * 3600 == pytest.approx(2 * (6 + steps / 4))
     assert "finetune 4 steps/s + 6 s start" in cost.report(est, r, "r.yaml")
+    # A rates file without a baseline entry prices the baseline as fine-tuning, its start included.
+    del r["measured"]["baseline"]
+    est = cost.estimate(cost.parse_dry_run(f"rule baseline:\nShell command: {shell}\n\n"), r, "r.yaml", REPO / "none")
+    assert est["rules"]["baseline"]["measured"]["gpu_hours"] * 3600 == pytest.approx(6 + steps / 4)
     # Jobs alike in size cannot tell start from rate apart: total work over total wall time, start inside it.
     assert rates.fit_start([100, 110, 120], [31, 33.5, 36]) is None
     assert rates.fit_start([10, 100, 200], [50, 40, 30]) is None  # not physical (longer jobs quicker): no fit

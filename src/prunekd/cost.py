@@ -240,7 +240,7 @@ def estimate(jobs: list[Job], rates: dict, rates_path, base: Path) -> dict:
         row = {"jobs": len(mine), "unit": unit, "work_min": min(work), "work_max": max(work)}
         for sec in sections:
             rate = _rate(rates[sec], rule, f"{unit}_per_s", rates_path)
-            figures = rates[sec].get(rule) or {}
+            figures = rates[sec].get(rule) or (rates[sec].get("finetune") if rule == "baseline" else None) or {}
             load = float(figures.get("load_s" if unit == "clips" else "start_s", 0.0))
             scale = [1.0] * len(mine)
             if unit == "clips":  # a clip of other length than the rate's is that much more or less work

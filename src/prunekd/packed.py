@@ -263,11 +263,16 @@ class OpenFiles:
                 os.close(self._fds.pop(idle)[0])
 
     def close(self) -> None:
+        """Close every file; only once no thread reads (a reader's batches and staging's copy have ended)."""
         with self._lock:
             while self._fds:
                 fd = self._fds.popitem()[1][0]
                 if fd is not None:
                     os.close(fd)
+
+    def __del__(self):  # a reader dropped without close() leaves no descriptors behind
+        with contextlib.suppress(Exception):
+            self.close()
 
 
 class PackedReader:
