@@ -184,19 +184,24 @@ def load_rates(path) -> dict:
     return r
 
 
+def _figures(rates: dict, rule: str) -> dict:
+    """A rule's figures in one section of a rates file; the baseline falls back to fine-tuning's (same loop)."""
+    return rates.get(rule) or (rates.get("finetune") if rule == "baseline" else None) or {}
+
+
 def _rate(rates: dict, rule: str, key: str, path) -> float:
-    r = rates.get(rule) or (rates.get("finetune") if rule == "baseline" else None)
-    if not r or not r.get(key):
+    r = _figures(rates, rule)
+    if not r.get(key):
         raise SystemExit(f"{path}: no {key} for {rule}")
     return float(r[key])
 
 
-def job_work(rule: str, jobs: list[Job], base: Path, cache: dict) -> tuple[list[float], list[float], str, list[str]]:
-    """Per job: (rate-bound work units, fixed seconds), the unit, notes."""
-    notes, fixed = [], [1.0] * len(jobs)  # each job pays its start (load_s, start_s) once
+def job_work(rule: str, jobs: list[Job], base: Path, cache: dict) -> tuple[list[float], str, list[str]]:
+    """Per job the rate-bound work units; the unit; notes."""
+    notes = []
     if rule == "teacher_logits":
         work, notes = shard_clips(jobs, base, cache)
-        return [float(w) for w in work], [1.0] * len(jobs), "clips", notes
+        return [float(w) for w in work], "clips", notes
     work = []
     for j in jobs:
         s = j.settings()
@@ -219,7 +224,7 @@ def job_work(rule: str, jobs: list[Job], base: Path, cache: dict) -> tuple[list[
         if src == "nominal":
             note = "split sizes: nominal TAU22 (split5 6,980 .. split100 139,620 clips) until the manifest exists"
             notes += [note] if note not in notes else []
-    return work, fixed, "steps", notes
+    return work, "steps", notes
 
 
 def clip_seconds(job: Job) -> float:
@@ -235,18 +240,17 @@ def estimate(jobs: list[Job], rates: dict, rates_path, base: Path) -> dict:
         mine = [j for j in jobs if j.rule == rule]
         if not mine:
             continue
-        work, fixed_flags, unit, n = job_work(rule, mine, base, cache)
+        work, unit, n = job_work(rule, mine, base, cache)
         notes += n
         row = {"jobs": len(mine), "unit": unit, "work_min": min(work), "work_max": max(work)}
         for sec in sections:
             rate = _rate(rates[sec], rule, f"{unit}_per_s", rates_path)
-            figures = rates[sec].get(rule) or (rates[sec].get("finetune") if rule == "baseline" else None) or {}
-            load = float(figures.get("load_s" if unit == "clips" else "start_s", 0.0))
+            figures = _figures(rates[sec], rule)
+            load = float(figures.get("load_s" if unit == "clips" else "start_s", 0.0))  # once per job
             scale = [1.0] * len(mine)
             if unit == "clips":  # a clip of other length than the rate's is that much more or less work
-                per = float((rates[sec].get(rule) or {}).get("clip_seconds", 10))
-                scale = [clip_seconds(j) / per for j in mine]
-            hours = [(w * k / rate + f * load) / 3600 for w, k, f in zip(work, scale, fixed_flags)]
+                scale = [clip_seconds(j) / float(figures.get("clip_seconds", 10)) for j in mine]
+            hours = [(w * k / rate + load) / 3600 for w, k in zip(work, scale)]
             row[sec] = {"rate": rate, "load_s": load, "gpu_hours": sum(hours), "min": min(hours), "max": max(hours)}
         rules[rule] = row
     for sec in sections:  # a rate measured at another batch size does not carry over
