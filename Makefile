@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SMK := $(BIN)/snakemake
 
-.PHONY: demo test report lint fmt dryrun bench clean install-profile
+.PHONY: demo test test-fast report lint fmt dryrun bench clean install-profile
 
 # --no-cache-dir: pip's wheel cache would hold a second copy of PyTorch's ~3 GB of CUDA wheels; a CI machine with
 # little disk failed the install on it ("No space left on device").
@@ -25,6 +25,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/python -m pytest -q --durations=12 tests
+
+# The edit-test loop: everything but the tests that start Snakemake (the DAG) or need the real SLURM.
+test-fast: $(STAMP)
+	PATH=$(abspath $(BIN)):$$PATH $(BIN)/python -m pytest -q -m "not slow and not slurm" tests
 
 # Formatting and lint of the Python (ruff) and the rules (snakefmt, snakemake --lint); CI runs it.
 LINTED := src tests benchmarks
@@ -48,7 +52,7 @@ dryrun: $(STAMP)
 clean:
 	rm -rf results data/demo .snakemake
 
-# The SLURM profile, installed by name: afterwards `snakemake --profile slurm` (README, "Running on SLURM").
+# The SLURM profile, installed by name: afterwards `snakemake --profile slurm` (docs/cluster.md, "SLURM").
 PROFILE_DIR := $(or $(XDG_CONFIG_HOME),$(HOME)/.config)/snakemake
 install-profile:
 	mkdir -p $(PROFILE_DIR)

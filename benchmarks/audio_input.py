@@ -21,8 +21,8 @@ import pandas as pd
 import soundfile as sf
 import torch
 
+from prunekd.datasets import WaveDataset, collate
 from prunekd.packed import PackedAudio, pack_shard
-from prunekd.training import WaveDataset, collate
 
 
 def synthetic_clip(rng: np.random.Generator, sr: int, seconds: float) -> np.ndarray:

@@ -4,8 +4,8 @@ The same 10 s clips (32 kHz mono MP3, as in PaSST's HDF5 files) are written once
 PaSST's layout and once as one file per clip; the packed int16 Zarr store is made from the HDF5 file with
 `prunekd.packed.pack_shard` (what `pack_audio` does). Each source is read the way the pipeline reads it,
 through a DataLoader with the same workers:
-  teacher pass   every clip once, in manifest order, batch 32 (logits.ClipDataset)
-  distillation   random clips, batch 32 (training.WaveDataset / packed.PackedAudio)
+  teacher pass   every clip once, in manifest order, batch 32 (datasets.ClipDataset)
+  distillation   random clips, batch 32 (datasets.WaveDataset / packed.PackedAudio)
 Steady state: the first two batches (worker start-up) are not timed. Reports clips/s and bytes per clip.
 
     python benchmarks/audioset_hdf5.py [--quick] [--workers N]     # last line: one JSON object
@@ -26,10 +26,9 @@ import pandas as pd
 import soundfile as sf
 import torch
 
-from prunekd.audioset_hdf5 import clip_ref
-from prunekd.logits import ClipDataset, _collate
+from prunekd.clipref import clip_ref
+from prunekd.datasets import ClipDataset, WaveDataset, clip_collate, collate
 from prunekd.packed import PackedAudio, pack_shard
-from prunekd.training import WaveDataset, collate
 
 
 def synthetic_clip(rng: np.random.Generator, sr: int, seconds: float) -> np.ndarray:
@@ -53,7 +52,7 @@ def teacher_rate(paths, n, workers, repeat):
     paths = list(paths) * repeat  # more batches than clips written: the rate, not the start-up
     ds = ClipDataset(paths, range(len(paths)), 32000, n)
     dl = torch.utils.data.DataLoader(
-        ds, batch_size=32, num_workers=workers, collate_fn=_collate, prefetch_factor=4 if workers else None
+        ds, batch_size=32, num_workers=workers, collate_fn=clip_collate, prefetch_factor=4 if workers else None
     )
     return steady_rate(dl)
 

@@ -8,7 +8,7 @@ random pruned subset of them and measures, with the distillation's own code:
   - what a distillation asks of the shared file system either way, for this run and for the report's
     100 k steps of 32 on a 200 k-clip pruned set.
 Both reads come from the page cache here; the shared stores' shard files are opened once each and kept open
-(packed.OpenFiles; each clip was an open and a close before), so what differs is where the bytes lie. On a
+(files.OpenFiles; each clip was an open and a close before), so what differs is where the bytes lie. On a
 cluster file system the shared reads also pay its latency and share its bandwidth with every other job.
 
     python benchmarks/staging.py [--quick] [--stage-dir DIR] [--workers N]   # last line: JSON

@@ -35,7 +35,8 @@ import soundfile as sf
 import torch
 import yaml
 
-from prunekd.logits import ClipDataset, _collate, compute_shard, teacher_batch
+from prunekd.datasets import ClipDataset, clip_collate
+from prunekd.logits import compute_shard, teacher_batch
 from prunekd.teachers import MEMBERS, Ensemble, build_member, checkpoint_file, load_member
 
 REPO = Path(__file__).resolve().parents[1]
@@ -127,7 +128,7 @@ def main() -> None:
             ClipDataset(paths, range(n_clips), 32000, n),
             batch_size=batch,
             num_workers=workers,
-            collate_fn=_collate,
+            collate_fn=clip_collate,
             prefetch_factor=4 if workers else None,
         )
         t0, seen, first = time.perf_counter(), 0, None

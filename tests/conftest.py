@@ -1,3 +1,4 @@
+import inspect
 import os
 import subprocess
 import sys
@@ -76,3 +77,17 @@ def tiny_data(tmp_path_factory):
     }
     make_demo_data(root / "audioset", root / "tau", cfg)
     return root
+
+
+# `make test-fast` leaves out the tests that start Snakemake (marked slow) and those on the real SLURM.
+_STARTS_SNAKEMAKE = ("snakemake(", "dry_run(", "planned(")
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        fn = getattr(item, "function", None)
+        src = inspect.getsource(fn) if fn is not None else ""
+        if item.module.__name__ == "test_slurm" or "slurm(" in src or "slurm" in item.fixturenames:
+            item.add_marker(pytest.mark.slurm)
+        if "demo_run" in item.fixturenames or any(c in src for c in _STARTS_SNAKEMAKE):
+            item.add_marker(pytest.mark.slow)

@@ -8,8 +8,9 @@ import torch
 import zarr
 
 from prunekd.audio import load_clip
+from prunekd.datasets import WaveDataset
 from prunekd.packed import CLIPS_PER_FILE, PackedAudio, PackedReader, RawLayoutError, pack_shard, reader_batches
-from prunekd.training import StepSampler, WaveDataset, as_float
+from prunekd.training import StepSampler, as_float
 
 
 @pytest.fixture

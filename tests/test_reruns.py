@@ -109,17 +109,6 @@ def test_loader_settings_and_threads_rerun_nothing_yet_reach_the_commands(demo_r
     )
 
 
-def test_rules_and_checkpoints_agree_on_which_keys_only_choose_how_input_is_read():
-    """settings.smk's IO_KEYS (no rerun) and training.IO_KEYS (not in a checkpoint's fingerprint) are one list:
-    else a changed key would resume a checkpoint trained otherwise, or restart a job that could resume."""
-    import ast
-
-    from prunekd.training import IO_KEYS
-
-    m = re.search(r"^IO_KEYS = (\(.*?\))$", (REPO / "workflow/rules/settings.smk").read_text(), re.M)
-    assert m and ast.literal_eval(m.group(1)) == IO_KEYS
-
-
 def test_domain_setting_never_recomputes_teacher_logits(demo_run, tmp_path):
     cfg = tmp_path / "dc.yaml"
     cfg.write_text("domain_classifier:\n  lr: 0.0002\n")
@@ -220,7 +209,7 @@ def test_killed_shard_leaves_nothing_complete_and_reruns_alone(demo_run, tmp_pat
 
 
 def test_replaced_clip_reruns_only_its_shards_with_the_documented_forcerun(demo_run):
-    """Audio files are not tracked (a stat of 2 M files per DAG build; README, Reruns): the README's command
+    """Audio files are not tracked (a stat of 2 M files per DAG build; docs/cluster.md, "Reruns"): the documented command
     names the shards that read a replaced clip, and forcing them reruns those and what follows, nothing else."""
     import pandas as pd
 
@@ -247,7 +236,7 @@ def test_replaced_clip_reruns_only_its_shards_with_the_documented_forcerun(demo_
     jobs = planned(demo_run, targets=["--forcerun", *forced])
     assert jobs["teacher_logits"] == [forced[0]] and jobs["pack_audio"] == [forced[1]]
     assert "manifest_audioset" not in jobs and "distill" in jobs
-    assert "--forcerun $(prunekd clip-jobs" in (REPO / "README.md").read_text()
+    assert "--forcerun $(prunekd clip-jobs" in (REPO / "docs/cluster.md").read_text()
 
     # A target's clip: its teacher shard and the target's decoded store, which the baseline reads too.
     tau = pd.read_csv(demo_run / "results/manifests/tau.tsv", sep="\t", keep_default_na=False)

@@ -19,7 +19,7 @@ from test_reruns import planned
 JOBCOMP = "/var/log/slurm/jobcomp.log"
 GRES_LOG = "/var/log/slurm/job-gres.log"  # written by the node's Epilog (.ci/slurm-up) after every job
 GPU_RULES = {"teacher_logits", "distill", "finetune", "baseline"}
-# The SLURM profile as users install it (README, "Running on SLURM": make install-profile), into a
+# The SLURM profile as users install it (docs/cluster.md, "SLURM": make install-profile), into a
 # configuration folder of this test run only: `--profile slurm` finds it there, the home folder is untouched.
 XDG = tempfile.mkdtemp(prefix="prunekd-xdg-")
 # tests/slurm_poll: the executor plugin's status checks every 2 s, not backed off to 20 s and more (see there).

@@ -9,9 +9,9 @@ import soundfile as sf
 import torch
 import yaml
 
+from prunekd import datasets, training
 from prunekd import decoded as decoded_mod
 from prunekd import finetune as finetune_mod
-from prunekd import training
 from prunekd.evaluate import predict
 
 REPO = Path(__file__).resolve().parents[1]
@@ -74,7 +74,7 @@ def test_decoded_clips_are_the_loaders_batches_and_a_bad_clip_is_silence_reporte
     assert clips.dtype == torch.float32 and clips.shape == (11, 16000)
     assert sum("t4.wav" in line for line in logged) == 1 and not clips[4].any()
     sampler = lambda: training.StepSampler(11, 4, 6, seed=3, drop_last=False)  # noqa: E731
-    ds = training.WaveDataset(paths, 32000, 16000)
+    ds = datasets.WaveDataset(paths, 32000, 16000)
     seen = list(training.clip_batches(ds, sampler(), 0, paths, lambda s: None))
     drawn = list(training.indexed_batches(clips, sampler(), torch.device("cpu")))
     assert [len(i) for _, i in drawn] == [4, 4, 3] * 2
@@ -190,12 +190,12 @@ def test_a_target_decoded_once_trains_and_evaluates_as_decoding_in_each_job(tmp_
 
     import errno
 
-    from prunekd import staging
+    from prunekd import files
 
     def full(fd, size):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(staging, "reserve", full)
+    monkeypatch.setattr(files, "reserve", full)
     with pytest.raises(decoded_mod.DecodedError, match=r"full: the decoded clips need 0\.0 GB, .* GB free"):
         decoded_mod.write_decoded(tmp_path / "t.tsv", 32000, 0.5, tmp_path / "full", 0, lambda s: None)
     assert not (tmp_path / "full").exists() and not list(tmp_path.glob(".full.tmp-*"))

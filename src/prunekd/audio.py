@@ -14,7 +14,7 @@ import soundfile as sf
 import torch
 import torchaudio
 
-from .audioset_hdf5 import hdf5_clip
+from .clipref import hdf5_clip
 
 
 class AudioError(Exception):

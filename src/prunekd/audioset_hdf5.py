@@ -6,30 +6,23 @@ audioset/prepare_scripts), each with the datasets
   mp3        [n] vlen uint8: the clip's MP3 file, 32 kHz mono
   target     [n, 66] uint8: the 527 labels as np.packbits (np.unpackbits(..., count=527) reads them back)
 
-The manifest gets one row per clip with `path` = `<file>::<index>`; audio.load_clip decodes such a clip from
-memory (no file per clip is ever written), so the teacher pass, packing and distillation read it like any
-other clip, and a clip whose bytes do not decode is skipped and listed like any other.
+The manifest gets one row per clip with `path` = `<file>::<index>` (clipref.py); audio.load_clip decodes
+such a clip from memory (no file per clip is ever written), so the teacher pass, packing and distillation read
+it like any other clip, and a clip whose bytes do not decode is skipped and listed like any other.
 """
 
 from __future__ import annotations
 
-import io
 import os
-import re
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from .clipref import clip_ref
 from .layouts import HDF5_FILES
-from .manifest import MetadataError
 from .store import N_CLASSES
-
-_REF = re.compile(r"^(?P<file>.+\.(?:hdf|hdf5|h5))::(?P<index>\d+)$")
-
-
-def clip_ref(file, index: int) -> str:
-    return f"{file}::{index}"
+from .tables import MetadataError
 
 
 def read_index(path, subset: str) -> pd.DataFrame:
@@ -102,32 +95,3 @@ def audioset_hdf5_manifest(root, subsets) -> tuple[pd.DataFrame, pd.DataFrame]:
     manifest = df[["row", "id", "subset", "path", "labels", "duration", "status"]]
     rejected = pd.DataFrame(columns=["row", "id", "subset", "list", "line", "reason"])
     return manifest, rejected
-
-
-# Open files per process: a DataLoader worker must not reuse a handle opened before the fork.
-_open: dict[str, object] = {}
-_pid = None
-
-
-def hdf5_clip(path):
-    """The MP3 bytes of `<file>::<index>` as a file object for soundfile; None for an ordinary path.
-
-    A file or index that cannot be read gives empty bytes, which then fail to decode: the clip is skipped and
-    listed, the job goes on.
-    """
-    m = _REF.match(str(path))
-    if m is None:
-        return None
-    global _pid
-    import h5py
-
-    if _pid != os.getpid():
-        _open.clear()
-        _pid = os.getpid()
-    try:
-        f = _open.get(m["file"])
-        if f is None:
-            f = _open[m["file"]] = h5py.File(m["file"], "r")
-        return io.BytesIO(f["mp3"][int(m["index"])].tobytes())
-    except (OSError, KeyError, IndexError, ValueError):
-        return io.BytesIO(b"")

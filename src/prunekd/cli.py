@@ -186,7 +186,7 @@ def cmd_rejected(a):
 
 
 def cmd_clip_jobs(a):
-    """Outputs to pass to `snakemake --forcerun` so that replaced clips are read again (README, Reruns)."""
+    """Outputs to pass to `snakemake --forcerun` so that replaced clips are read again (docs/cluster.md, "Reruns")."""
     from .clipjobs import UnknownClipError, clip_jobs
 
     try:
@@ -452,7 +452,7 @@ def parser() -> argparse.ArgumentParser:
         "GPU-hours of the planned jobs per rule and in total (snakemake --dry-run "
         "and the measured rates), before anyone submits.",
     )
-    p.add_argument("--rates", help="YAML of per-step GPU rates (default: benchmarks/rates_h100.yaml)")
+    p.add_argument("--rates", help="YAML of per-step GPU rates (default: the package's data/rates_h100.yaml)")
     p.add_argument("--workdir", default=".", help="workflow directory (holds the Snakefile)")
     p.add_argument(
         "snakemake_args",
@@ -467,7 +467,9 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--results", default="results", help="the run's results folder (paths.results)")
     p.add_argument("--out", help="rates YAML to write (default: print it); then `prunekd cost --rates FILE`")
-    p.add_argument("--fallback", help="rates for rules with no finished job (default: benchmarks/rates_h100.yaml)")
+    p.add_argument(
+        "--fallback", help="rates for rules with no finished job (default: the package's data/rates_h100.yaml)"
+    )
 
     p = command("submit", cmd_submit, "Run the Snakemake controller as a SLURM job (submitit), requeued on time-out.")
     p.add_argument("--profile", default="profiles/slurm", help="Snakemake profile for the workflow's jobs")

@@ -1,4 +1,4 @@
-"""The job outputs that read given clips, for `snakemake --forcerun` after clips were replaced (README, Reruns)."""
+"""The job outputs that read given clips, for `snakemake --forcerun` after clips were replaced (docs/cluster.md, "Reruns")."""
 
 from __future__ import annotations
 

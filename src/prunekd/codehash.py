@@ -2,12 +2,13 @@
 
 Snakemake sees a rule's shell command, not the Python modules the command imports. Each rule
 therefore carries `params.code`: a hash of the code `prunekd <step>` may run, followed from the step's
-`cmd_*` function (and the private cli.py helpers it uses) through every `prunekd` module that code
-imports, transitively: each module's top-level statements (imports, constants, classes) and those of its
-functions that the code followed so far names. Names match across modules, erring towards rerunning;
-a function no step code names (e.g. the demo teacher's training, for the teacher-logits step) counts
-for nothing. A changed parameter value makes Snakemake rerun the job (rerun trigger `params`) and
-everything downstream of it.
+`cmd_*` function (and the private cli.py helpers it uses) name by name: a name the code uses reaches the
+top-level statement of its module that binds it (a function, class, constant or import), an import reaches
+the name in the module it comes from, and so on to a fixed point. A top-level statement that binds nothing
+(a bare call) counts for every step that enters its module. So a function, constant or class no step code
+reaches (e.g. the demo teacher's training, for the teacher-logits step) counts for nothing, and a module
+none of whose names are reached is not part of the step. A changed parameter value makes Snakemake rerun
+the job (rerun trigger `params`) and everything downstream of it.
 
 The hash is taken over the syntax tree, not the text: comments, blank lines and docstrings do not
 count, so tidying code reruns nothing. Standard library only, so the DAG builds without torch.
@@ -38,46 +39,13 @@ def _strip_docstrings(tree: ast.AST) -> ast.AST:
     return tree
 
 
-@cache
 def _parse(path: Path) -> ast.Module:
-    return ast.parse(path.read_text(), filename=str(path))
+    return _parse_source(path.read_text(), str(path))
 
 
-def _imported_modules(node: ast.AST, package_dir: Path) -> set[str]:
-    """Names of package modules imported anywhere inside `node` (relative or absolute imports)."""
-    found = set()
-    for n in ast.walk(node):
-        if isinstance(n, ast.ImportFrom):
-            if n.level == 1 and n.module:
-                found.add(n.module.split(".")[0])
-            elif n.level == 1:  # from . import x, y
-                found.update(a.name for a in n.names)
-            elif n.module and n.module.split(".")[0] == PACKAGE:
-                parts = n.module.split(".")
-                if len(parts) > 1:
-                    found.add(parts[1])
-                else:
-                    found.update(a.name for a in n.names)
-        elif isinstance(n, ast.Import):
-            for a in n.names:
-                parts = a.name.split(".")
-                if parts[0] == PACKAGE and len(parts) > 1:
-                    found.add(parts[1])
-    return {m for m in found if (package_dir / f"{m}.py").is_file()}
-
-
-def _names(node: ast.AST) -> set[str]:
-    """Every name `node` uses: variables, attributes (`store.embeddings`) and names it imports (re-exports)."""
-    out = set()
-    for n in ast.walk(node):
-        if isinstance(n, ast.Name):
-            out.add(n.id)
-        elif isinstance(n, ast.Attribute):
-            out.add(n.attr)
-        elif isinstance(n, (ast.Import, ast.ImportFrom)):
-            out.update((a.asname or a.name).split(".")[0] for a in n.names)
-            out.update(a.name.split(".")[-1] for a in n.names)
-    return out
+@cache  # by the text, not the path: an edited file is parsed again
+def _parse_source(text: str, filename: str) -> ast.Module:
+    return ast.parse(text, filename=filename)
 
 
 def _is_function(node: ast.AST) -> bool:
@@ -92,6 +60,11 @@ def _command_function(command: str, package_dir: Path) -> ast.FunctionDef:
     raise KeyError(f"{package_dir / 'cli.py'}: no function {name} for the step '{command}'")
 
 
+def _used(node: ast.AST) -> set[str]:
+    """Every bare name `node` reads or calls (attributes of objects belong to the object's class)."""
+    return {n.id for n in ast.walk(node) if isinstance(n, ast.Name)}
+
+
 def _step_nodes(command: str, package_dir: Path) -> list[ast.FunctionDef]:
     """The CLI function of `command` and the private cli.py helpers it uses (e.g. _settings), transitively.
 
@@ -101,36 +74,124 @@ def _step_nodes(command: str, package_dir: Path) -> list[ast.FunctionDef]:
     defs = {n.name: n for n in _parse(package_dir / "cli.py").body if _is_function(n) and n.name.startswith("_")}
     seen, todo = {fn.name}, [fn]
     while todo:
-        for name in sorted(_names(todo.pop()) & defs.keys() - seen):  # called, or passed on as a value
+        for name in sorted(_used(todo.pop()) & defs.keys() - seen):  # called, or passed on as a value
             seen.add(name)
             todo.append(defs[name])
     return [fn] + [defs[name] for name in sorted(seen - {fn.name})]
 
 
-def _step_code(command: str, package_dir: Path) -> dict[str, ast.Module]:
-    """Module name -> the part of it that `command` may run: module-level statements and the functions named."""
-    nodes = _step_nodes(command, package_dir)
-    names = set().union(*map(_names, nodes))
-    modules = set().union(*(_imported_modules(n, package_dir) for n in nodes))
-    kept: dict[str, set[int]] = {}  # module -> indices of its top-level statements in the hash
-    changed = True
-    while changed:  # to a fixed point: new names reach new functions, which import new modules
-        changed = False
-        for m in sorted(modules):
-            body = _parse(package_dir / f"{m}.py").body
-            have = kept.setdefault(m, set())
-            for i, stmt in enumerate(body):
-                if i in have or (_is_function(stmt) and stmt.name not in names):
+def _bound(stmt: ast.stmt) -> set[str]:
+    """Names a top-level statement binds (or changes in place, `X[k] = v`); empty for a bare side effect."""
+    if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+        return {stmt.name}
+    if isinstance(stmt, (ast.Import, ast.ImportFrom)):
+        if isinstance(stmt, ast.ImportFrom) and stmt.module == "__future__":
+            return set()  # changes how the whole module is compiled: always counts
+        return {(a.asname or a.name).split(".")[0] for a in stmt.names}
+    out = set()
+    for n in ast.walk(stmt):
+        targets = []
+        if isinstance(n, ast.Assign):
+            targets = n.targets
+        elif isinstance(n, (ast.AnnAssign, ast.AugAssign, ast.For, ast.AsyncFor)):
+            targets = [n.target]
+        elif isinstance(n, (ast.With, ast.AsyncWith)):
+            targets = [i.optional_vars for i in n.items if i.optional_vars is not None]
+        elif isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            out.add(n.name)
+        elif isinstance(n, (ast.Import, ast.ImportFrom)):
+            out.update((a.asname or a.name).split(".")[0] for a in n.names)
+        for t in targets:
+            for m in ast.walk(t):
+                if isinstance(m, ast.Name):
+                    out.add(m.id)
+    return out
+
+
+def _source(imp: ast.ImportFrom | ast.Import, alias: ast.alias, package_dir: Path) -> tuple[str, str | None] | None:
+    """(package module, name in it) that an import binds; name None for a whole module; None outside the package."""
+    if isinstance(imp, ast.ImportFrom):
+        if imp.level == 1 and imp.module:
+            parts = imp.module.split(".")
+        elif imp.level == 0 and imp.module and imp.module.split(".")[0] == PACKAGE:
+            parts = imp.module.split(".")[1:]
+        elif imp.level == 1:  # from . import x
+            parts = []
+        else:
+            return None
+        if not parts:
+            return (alias.name, None) if (package_dir / f"{alias.name}.py").is_file() else None
+        return (parts[0], alias.name) if (package_dir / f"{parts[0]}.py").is_file() else None
+    parts = alias.name.split(".")
+    if parts[0] == PACKAGE and len(parts) > 1 and (package_dir / f"{parts[1]}.py").is_file():
+        return parts[1], None
+    return None
+
+
+class _Reach:
+    """What a step's code reaches, name by name: a top-level statement of a package module counts only if it
+    binds a name the code so far uses (or is a bare side effect of a module the code imports)."""
+
+    def __init__(self, package_dir: Path):
+        self.dir = package_dir
+        self.kept: dict[str, set[int]] = {}  # module -> indices of its top-level statements in the hash
+        self.names: dict[str, set[str]] = {}  # module -> its top-level names reached
+        self.todo: list[tuple[str, str | None]] = []
+        self._bodies: dict[str, list[tuple[ast.stmt, set[str]]]] = {}
+
+    def body(self, module: str) -> list[tuple[ast.stmt, set[str]]]:
+        """The module's top-level statements, each with the names it binds."""
+        if module not in self._bodies:
+            self._bodies[module] = [(s, _bound(s)) for s in _parse(self.dir / f"{module}.py").body]
+        return self._bodies[module]
+
+    def scan(self, module: str, node: ast.AST) -> None:
+        """Queue what `node` (code of `module`) reaches: its imports of package code and the module's names it uses."""
+        for n in ast.walk(node):
+            if isinstance(n, (ast.Import, ast.ImportFrom)):
+                for a in n.names:
+                    src = _source(n, a, self.dir)
+                    if src:
+                        self.todo.append(src)
+        self.todo.extend((module, name) for name in _used(node))
+
+    def run(self) -> None:
+        while self.todo:
+            module, name = self.todo.pop()
+            body = self.body(module)
+            if module not in self.kept:  # entering a module runs its side effects
+                self.kept[module], self.names[module] = set(), set()
+                for i, (stmt, bound) in enumerate(body):
+                    if not bound:
+                        self.kept[module].add(i)
+                        self.scan(module, stmt)
+            if name is None or name in self.names[module]:
+                continue
+            self.names[module].add(name)
+            for i, (stmt, bound) in enumerate(body):
+                if name not in bound:
                     continue
-                have.add(i)
-                names |= _names(stmt)
-                modules |= _imported_modules(stmt, package_dir)
-                changed = True
+                if isinstance(stmt, (ast.Import, ast.ImportFrom)):  # follow only the binding reached
+                    for a in stmt.names:
+                        src = _source(stmt, a, self.dir)
+                        if src and (a.asname or a.name).split(".")[0] == name:
+                            self.todo.append(src)
+                    self.kept[module].add(i)
+                elif i not in self.kept[module]:
+                    self.kept[module].add(i)
+                    self.scan(module, stmt)
+
+
+def _step_code(command: str, package_dir: Path) -> dict[str, ast.Module]:
+    """Module name -> the part of it that `command` may run: the top-level statements its code reaches."""
+    reach = _Reach(package_dir)
+    for node in _step_nodes(command, package_dir):
+        reach.scan("cli", node)
+    reach.todo = [(m, n) for m, n in reach.todo if m != "cli"]  # cli.py's own part is the step nodes above
+    reach.run()
     return {
-        m: ast.Module(
-            body=[s for i, s in enumerate(_parse(package_dir / f"{m}.py").body) if i in kept[m]], type_ignores=[]
-        )
-        for m in sorted(modules)
+        m: ast.Module(body=[s for i, (s, _) in enumerate(reach.body(m)) if i in idx], type_ignores=[])
+        for m, idx in sorted(reach.kept.items())
     }
 
 

@@ -16,7 +16,7 @@ Snakemake resolved), not from the rule files' wildcards, so renamed wildcards or
 A rule's `start_s` (a training job's start-up: imports, CUDA, reading its split), where the rates file has one,
 is added once per job, as a teacher shard's load_s.
 
-Rates: a YAML file (benchmarks/rates_h100.yaml: the measured H100 figures; a `target` section is printed
+Rates: a YAML file (src/prunekd/data/rates_h100.yaml: the measured H100 figures; a `target` section is printed
 beside them; `prunekd rates` writes one from a run's finished jobs, rates.py). A dry run only lists jobs that
 still have to run: finished outputs cost nothing.
 """
@@ -36,11 +36,10 @@ from pathlib import Path
 
 import yaml
 
+from .layouts import NOMINAL_ROWS, TRAIN_SUBSETS
+
 GPU_RULES = ("teacher_logits", "distill", "finetune", "baseline")
-DEFAULT_RATES = Path(__file__).resolve().parents[2] / "benchmarks" / "rates_h100.yaml"
-# Listed rows of the real data before any manifest exists (workflow/rules/common.smk, NOMINAL_ROWS):
-# AudioSet eval + balanced_train + unbalanced_train, and the TAU22 development set (1 s clips).
-NOMINAL_ROWS = {"audioset": 20383 + 22160 + 2041789, "tau": 230350}
+DEFAULT_RATES = Path(__file__).resolve().parent / "data" / "rates_h100.yaml"  # package data: found by `pip install .`
 # TAU22 challenge splits (1 s clips): split100 = 139,620 clips = 13,962 recordings of 10 s; a subset of p %
 # holds floor(p % of the recordings) whole recordings (docs/method.md: split5 6,980 .. split100 139,620).
 TAU_SPLIT_CLIPS = {s: (13962 * s // 100) * 10 for s in (5, 10, 25, 50, 100)}
@@ -160,7 +159,7 @@ def shard_clips(jobs: list[Job], base: Path, cache: dict) -> tuple[list[int], li
             part = man.iloc[i * size : (i + 1) * size]
             out.append(int((part["status"] == "ok").sum()) if "status" in part.columns else len(part))
             continue
-        rows = NOMINAL_ROWS.get("audioset" if ds == "audioset" else "tau")
+        rows = sum(NOMINAL_ROWS[s] for s in ("eval", *TRAIN_SUBSETS)) if ds == "audioset" else NOMINAL_ROWS["tau2022"]
         if math.ceil(rows / size) == top[ds] + 1:
             out.append(max(0, min(size, rows - i * size)))
         else:
@@ -180,7 +179,7 @@ def load_rates(path) -> dict:
     except OSError as e:
         raise SystemExit(f"{path}: cannot read the rates file ({e.strerror})") from None
     if "measured" not in r:
-        raise SystemExit(f"{path}: no `measured` section (see benchmarks/rates_h100.yaml)")
+        raise SystemExit(f"{path}: no `measured` section (see src/prunekd/data/rates_h100.yaml)")
     return r
 
 

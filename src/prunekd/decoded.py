@@ -29,7 +29,7 @@ import pandas as pd
 import torch
 
 from .atomic import atomic_path
-from .training import WaveDataset, collate
+from .datasets import WaveDataset, collate
 
 
 class DecodedError(ValueError):
@@ -162,7 +162,7 @@ def _reserve(path: Path, out) -> None:
     import errno
     import shutil
 
-    from .staging import reserve
+    from .files import reserve
 
     size = path.stat().st_size
     fd = os.open(path, os.O_RDWR)
@@ -265,7 +265,7 @@ class Decoded:
         positioned read (numpy's fancy indexing of the memory map reads at half the rate), `threads` parts at once."""
         from concurrent.futures import ThreadPoolExecutor
 
-        from .packed import read_exact
+        from .files import read_exact
 
         path, row = self.path / "audio.npy", self.audio.shape[1] * 4
         # runs of consecutive rows, cut every 1,024 rows so that the threads share a long run

@@ -18,12 +18,12 @@ import torch
 import torch.nn.functional as F
 
 from .cpmobile import build_student
+from .datasets import WaveDataset
 from .frontend import example_mixup, roll_waveform
 from .store import N_CLASSES
 from .training import (
     Run,
     StepSampler,
-    WaveDataset,
     as_float,
     checkpoint_step,
     clip_batches,
@@ -128,7 +128,7 @@ def distill(
     )
     stage = contextlib.nullcontext(reader)
     if reader is not None and stage_dir and cfg.get("staging", "never") == "auto":
-        from .staging import staged  # a node-local copy of the pruned clips (README, "Audio input of distillation")
+        from .staging import staged  # a node-local copy of the pruned clips (docs/cluster.md, "Audio input of distillation")
 
         left = total - checkpoint_step(Path(ckpt_dir) / "last.pt", fp)  # a resumed job draws only the steps left
         stage = staged(reader, stage_dir, left * min(cfg["batch_size"], len(pos)), cfg["num_workers"], log)

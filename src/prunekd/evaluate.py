@@ -13,10 +13,10 @@ import pandas as pd
 import torch
 
 from .cpmobile import build_student, count_macs, count_params
+from .datasets import WaveDataset, collate
 from .decoded import Decoded, clip_samples, in_split, read_manifest
 from .frontend import MelFrontEnd
-from .manifest import class_names
-from .training import WaveDataset, collate
+from .tables import class_names
 
 DEVICE_GROUPS = {"real": ["a", "b", "c"], "seen_simulated": ["s1", "s2", "s3"], "unseen_simulated": ["s4", "s5", "s6"]}
 MAX_PARAM_BYTES = 128_000  # the challenge's limit: 128 kB of parameters at fp16 (docs/method.md)

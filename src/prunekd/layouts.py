@@ -1,4 +1,4 @@
-"""Where a dataset's files lie, in the layouts users hold them (README, "Data layouts").
+"""Where a dataset's files lie, in the layouts users hold them (docs/usage.md, "Data layouts").
 
 Standard library only: the workflow loads this file at DAG time (workflow/rules/common.smk), before any
 job runs, to name each step's inputs; the manifest step resolves the same way.
@@ -8,6 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+TRAIN_SUBSETS = ["balanced_train", "unbalanced_train"]  # what is scored, pruned, packed and drawn from
+# Listed rows of the real data, to plan shards before the metadata is on disk (docs/method.md, "Data").
+NOMINAL_ROWS = {"eval": 20383, "balanced_train": 22160, "unbalanced_train": 2041789, "tau2022": 230350}
 TAU_SPLIT_FILES = ["split5.csv", "split10.csv", "split25.csv", "split50.csv", "split100.csv", "test.csv"]
 SEGMENT_FILES = {
     "eval": "eval_segments.csv",
@@ -62,3 +65,12 @@ def hdf5_rows(path) -> int:
 
     with h5py.File(path, "r") as f:
         return len(f["audio_name"])
+
+
+def count_listed(path, header_lines: int) -> int:
+    """Data rows of a metadata file, counted without parsing (to plan shards when the DAG is built)."""
+    n = 0
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            n += chunk.count(b"\n")
+    return max(0, n - header_lines)

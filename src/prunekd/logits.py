@@ -20,37 +20,10 @@ import zarr
 
 from . import __version__
 from .atomic import atomic_path, write_table
-from .audio import AudioError, load_clip
-from .manifest import labels_multi_hot, ok_rows
+from .datasets import ClipDataset, clip_collate
 from .store import N_CLASSES, ROW_CHUNK, create_ensemble_array
+from .tables import labels_multi_hot, ok_rows
 from .teachers import MEMBERS, Ensemble, load_member, sha256
-
-
-class ClipDataset(torch.utils.data.Dataset):
-    """Decodes clips in DataLoader workers; failures come back as a reason instead of audio."""
-
-    def __init__(self, paths, rows, sample_rate, n_samples, tile_to=None):
-        self.paths, self.rows = list(paths), list(rows)
-        self.sr, self.n, self.tile_to = sample_rate, n_samples, tile_to
-
-    def __len__(self):
-        return len(self.paths)
-
-    def __getitem__(self, i):
-        try:
-            x = load_clip(self.paths[i], self.sr, self.n)
-            if self.tile_to:
-                x = np.resize(x, self.tile_to)  # repeat a short clip up to the teacher's 10 s
-            return self.rows[i], x, ""
-        except AudioError as e:
-            return self.rows[i], None, e.reason
-
-
-def _collate(items):
-    good = [(r, x) for r, x, _ in items if x is not None]
-    bad = [(r, why) for r, x, why in items if x is None]
-    wav = torch.from_numpy(np.stack([x for _, x in good])) if good else None
-    return [r for r, _ in good], wav, bad
 
 
 def clip_samples(data_cfg: dict, sample_rate: int = 32000) -> tuple[int, int | None]:
@@ -109,7 +82,7 @@ def compute_shard(
         ds,
         batch_size=batch,
         num_workers=workers,
-        collate_fn=_collate,
+        collate_fn=clip_collate,
         pin_memory=device.type == "cuda",
         persistent_workers=False,
         prefetch_factor=4 if workers else None,

@@ -23,13 +23,9 @@ import numpy as np
 import pandas as pd
 import soundfile as sf
 
-from .layouts import tau_split_dir
+from .layouts import SEGMENT_FILES, tau_split_dir
+from .tables import BadAudioError, MetadataError, read_tsv
 
-SUBSET_FILES = {
-    "eval": "eval_segments.csv",
-    "balanced_train": "balanced_train_segments.csv",
-    "unbalanced_train": "unbalanced_train_segments.csv",
-}
 # File extensions per libsndfile format: the manifest looks for exactly the files the decoder reads.
 _FORMAT_EXTENSIONS = {
     "WAV": (".wav",),
@@ -57,14 +53,6 @@ SCENES = [
     "tram",
 ]
 TAU_SPLITS = (5, 10, 25, 50, 100)
-
-
-class MetadataError(ValueError):
-    """Bad metadata; the message names the file and line."""
-
-
-class BadAudioError(RuntimeError):
-    """A clip that cannot be used while data.bad_audio is `fail`; the message names its list and line (or file)."""
 
 
 def read_class_labels(path) -> pd.DataFrame:
@@ -167,7 +155,7 @@ def audioset_manifest(root, subsets, audio_dir=None, bad_labels: str = "fail") -
     files, other = scan_audio(Path(audio_dir) if audio_dir else root / "audio")
     parts = []
     for subset in subsets:
-        path = root / SUBSET_FILES[subset]
+        path = root / SEGMENT_FILES[subset]
         seg = read_segments(path)
         seg["subset"] = subset
         seg["line"] = np.arange(len(seg)) + 4
@@ -223,20 +211,6 @@ def audioset_manifest(root, subsets, audio_dir=None, bad_labels: str = "fail") -
     listed = (reason != "ok").to_numpy()
     rejected = df.loc[listed, ["row", "id", "subset", "list", "line"]].assign(reason=reason[listed].to_numpy())
     return manifest, rejected
-
-
-def read_tsv(path, required: list[str]) -> pd.DataFrame:
-    path = Path(path)
-    try:
-        df = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False, on_bad_lines="error")
-    except FileNotFoundError:
-        raise MetadataError(f"{path}: no such file (targets.<name>.root)") from None
-    except pd.errors.ParserError as e:
-        raise MetadataError(f"{path}: malformed row: {e}") from None
-    missing = [c for c in required if c not in df.columns]
-    if missing:
-        raise MetadataError(f"{path}: missing column(s) {missing}; found {list(df.columns)} (is it tab-separated?)")
-    return df
 
 
 def tau_manifest(root, splits=TAU_SPLITS, split_dir=None) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -395,31 +369,3 @@ def class_coverage_warnings(manifest: pd.DataFrame) -> list[str]:
     if lacks:
         out.append(f"test split: lacks classes {', '.join(lacks)}")
     return out
-
-
-def class_names(manifest: pd.DataFrame) -> list[str]:
-    """Class names of a target manifest, in label order."""
-    pairs = manifest[["label", "class_label"]].drop_duplicates().sort_values("label")
-    return pairs["class_label"].astype(str).tolist()
-
-
-def ok_rows(manifest: pd.DataFrame, start: int, stop: int) -> pd.DataFrame:
-    part = manifest.iloc[start:stop]
-    return part[part["status"] == "ok"]
-
-
-def labels_multi_hot(labels: pd.Series, n_classes: int) -> np.ndarray:
-    out = np.zeros((len(labels), n_classes), dtype=bool)
-    for i, s in enumerate(labels):
-        if isinstance(s, str) and s:
-            out[i, [int(t) for t in s.split()]] = True
-    return out
-
-
-def count_listed(path, header_lines: int) -> int:
-    """Data rows of a metadata file, counted without parsing (used to plan shards at DAG time)."""
-    n = 0
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 20):
-            n += chunk.count(b"\n")
-    return max(0, n - header_lines)

@@ -12,11 +12,8 @@ partial read and a store is a handful of files, not one file per clip.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import threading
 import time
-from collections import OrderedDict
 
 import numpy as np
 import pandas as pd
@@ -25,7 +22,8 @@ import zarr
 
 from .atomic import atomic_path
 from .audio import AudioError, load_clip
-from .manifest import ok_rows
+from .files import OpenFiles, raise_file_limit, read_exact
+from .tables import ok_rows
 
 CLIPS_PER_FILE = 64
 FILES_SPARE = 256  # descriptors a reader leaves to the rest of its process (logs, stores, the staged copy)
@@ -129,7 +127,7 @@ def locate_rows(store_paths, rows) -> np.ndarray:
 class PackedAudio(torch.utils.data.Dataset):
     """Clips by manifest row from a set of packed stores; yields (int16 waveform, index, reason).
 
-    Same item layout as training.WaveDataset, so the training loops take either. The samples stay int16 up to
+    Same item layout as datasets.WaveDataset, so the training loops take either. The samples stay int16 up to
     the device (training.as_float turns them into the float32 x / 32768 there, exactly): half the bytes through
     the loader's shared memory, the pinning and the host-to-device copy (issue 15).
     Stores are opened lazily, once per DataLoader worker.
@@ -186,93 +184,6 @@ def _raw_layout(store) -> tuple[int, int]:
         raise RawLayoutError(f"{store}: audio's shard codecs are not the raw layout pack_shard writes")
     per_file, samples = meta["chunk_grid"]["configuration"]["chunk_shape"]
     return int(per_file), int(samples)
-
-
-def raise_file_limit(wanted: int) -> int:
-    """The process's limit of open files, raised towards `wanted` (at most to the hard limit); the new soft limit."""
-    import resource
-
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    top = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
-    if soft != resource.RLIM_INFINITY and soft < top:
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (top, hard))
-            soft = top
-        except (ValueError, OSError):
-            pass
-    return soft if soft != resource.RLIM_INFINITY else wanted
-
-
-class OpenFiles:
-    """Read-only descriptors of shard files, kept open and shared by the reading threads.
-
-    Read unstaged, a step's 32 random clips were 32 opens and closes: on a cluster file system each open is a
-    round trip to its metadata server, about 1,900 a second for one distillation at 60 steps/s and 35 k for
-    the paper grid's 18. Kept open, each file is opened about once per job. At most `limit` stay open (the
-    least recently used is closed first, never one a thread is reading from): positioned reads need no
-    per-thread file position, so threads share a descriptor.
-    """
-
-    def __init__(self, limit: int):
-        self.limit = max(1, limit)
-        self.opens = 0  # how many times a file was opened (the metadata operations it cost)
-        self._lock = threading.Lock()
-        # path -> [fd (None while being opened), threads using it, set once opened], least recently used first
-        self._fds: OrderedDict[str, list] = OrderedDict()
-
-    @contextlib.contextmanager
-    def fd(self, path: str):
-        entry = self._acquire(path)
-        try:
-            yield entry[0]
-        finally:
-            self._release(entry)
-
-    def _acquire(self, path: str) -> list:
-        with self._lock:
-            entry = self._fds.get(path)
-            opener = entry is None
-            if opener:  # this thread opens it; others asking meanwhile wait for it, not open it again
-                entry = self._fds[path] = [None, 0, threading.Event()]
-                self.opens += 1
-            self._fds.move_to_end(path)
-            entry[1] += 1
-        if opener:
-            try:
-                entry[0] = os.open(path, os.O_RDONLY)  # outside the lock: threads open different files at once
-            finally:
-                entry[2].set()
-                if entry[0] is None:  # the open failed: forget the entry, the next read tries again
-                    with self._lock:
-                        entry[1] -= 1
-                        if self._fds.get(path) is entry:
-                            del self._fds[path]
-        entry[2].wait()
-        if entry[0] is None:
-            self._release(entry)
-            raise OSError(f"{path}: could not be opened")
-        return entry
-
-    def _release(self, entry: list) -> None:
-        with self._lock:
-            entry[1] -= 1
-            while len(self._fds) > self.limit:  # close the least recent that no thread is using
-                idle = next((p for p, e in self._fds.items() if e[1] == 0 and e[0] is not None), None)
-                if idle is None:  # every open file is in use: over the limit until one is done
-                    break
-                os.close(self._fds.pop(idle)[0])
-
-    def close(self) -> None:
-        """Close every file; only once no thread reads (a reader's batches and staging's copy have ended)."""
-        with self._lock:
-            while self._fds:
-                fd = self._fds.popitem()[1][0]
-                if fd is not None:
-                    os.close(fd)
-
-    def __del__(self):  # a reader dropped without close() leaves no descriptors behind
-        with contextlib.suppress(Exception):
-            self.close()
 
 
 class PackedReader:
@@ -341,16 +252,6 @@ class PackedReader:
             out[len(view) // 2 :] = 0
             with self.files.fd(path) as fd:
                 read_exact(fd, view, offset, path)
-
-
-def read_exact(fd: int, view: memoryview, offset: int, path) -> None:
-    """Fill `view` from byte `offset` of an open file; a positioned read may return less (network file systems)."""
-    done = 0
-    while done < len(view):
-        got = os.preadv(fd, [view[done:]], offset + done)
-        if got == 0:
-            raise OSError(f"{path}: ends inside clip data at byte {offset + done}")
-        done += got
 
 
 def reader_batches(reader, sampler, threads: int, pin: bool, ahead: int = 4):

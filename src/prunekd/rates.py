@@ -112,7 +112,7 @@ def _fallback(base: dict, rule: str):
 
 
 def rates(results, fallback=None) -> dict:
-    """A rates file (the layout of benchmarks/rates_h100.yaml) measured from the finished jobs in `results`.
+    """A rates file (the layout of src/prunekd/data/rates_h100.yaml) measured from the finished jobs in `results`.
 
     One rate per rule: the total work of its finished jobs over their total wall time, so start-up weighs
     as much as it did in the jobs that ran (short jobs make it heavier than in long ones)."""

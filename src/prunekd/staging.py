@@ -1,4 +1,4 @@
-"""Node-local staging of a distillation's clips (README, "Audio input of distillation").
+"""Node-local staging of a distillation's clips (docs/cluster.md, "Audio input of distillation").
 
 Why: a distillation draws steps x batch random clips from the packed stores on the shared file system (3.2 M reads
 of 640 kB at the report's 100 k steps of 32: 2 TB, and a file open per read), but its pruned set holds only n
@@ -11,7 +11,6 @@ never waits for it. The steps see the same int16 samples either way (tested).
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import errno
 import os
 import re
@@ -26,7 +25,8 @@ from pathlib import Path
 import numpy as np
 
 from .atomic import pid_alive, sigterm_as_exit
-from .packed import PackedReader, read_exact
+from .files import read_exact, reserve
+from .packed import PackedReader
 
 MARGIN = 1 << 30  # bytes left free on the node's disk after the copy
 BLOCK = 256  # clips per write
@@ -125,25 +125,6 @@ class StagedClips:
         done = 0
         while done < len(data):
             done += os.pwrite(self.fd, data[done:], offset + done)
-
-
-def reserve(fd: int, size: int) -> bool:
-    """Reserve `size` bytes for an open file without writing them (Linux fallocate(2)); OSError (ENOSPC) where they
-    are not free. False, and nothing reserved, where the file system cannot (NFS before 4.2, for one): glibc's
-    posix_fallocate would then write the whole size, in the job's main thread, before its first step."""
-    if size <= 0:
-        return True
-    try:
-        fallocate = ctypes.CDLL(None, use_errno=True).fallocate
-    except (OSError, AttributeError):  # not Linux
-        return False
-    fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
-    if fallocate(fd, 0, 0, size) == 0:
-        return True
-    err = ctypes.get_errno()
-    if err in (errno.EOPNOTSUPP, errno.ENOSYS):
-        return False
-    raise OSError(err, os.strerror(err))
 
 
 def reason_not_to_stage(reader: PackedReader, stage_dir, draws: int) -> str | None:

@@ -11,8 +11,10 @@ from __future__ import annotations
 import numpy as np
 import zarr
 
-N_CLASSES = 527
-TRAIN_SUBSETS = ["balanced_train", "unbalanced_train"]  # what is scored, pruned and drawn from
+from .layouts import TRAIN_SUBSETS
+
+N_CLASSES = 527  # AudioSet's classes: the width of every logits array and of the student's output
+
 ROW_CHUNK = 1024  # rows per chunk of member_logits and labels
 ENSEMBLE_CHUNK = 8192  # rows per chunk of the ensemble array, read in long streams by scoring
 

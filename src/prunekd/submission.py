@@ -17,10 +17,10 @@ import pandas as pd
 import torch
 
 from .cpmobile import build_student
+from .datasets import WaveDataset, collate
 from .evaluate import complexity
 from .frontend import MelFrontEnd
-from .manifest import MetadataError, class_names
-from .training import WaveDataset, collate
+from .tables import MetadataError, class_names
 
 
 def read_eval_meta(root) -> pd.DataFrame:

@@ -356,8 +356,8 @@ def train_demo_teacher(member: str, stride: int, seed: int, cfg: dict, manifest_
     import pandas as pd
 
     from .audio import AudioError, load_clip
-    from .manifest import labels_multi_hot
     from .store import TRAIN_SUBSETS
+    from .tables import labels_multi_hot
 
     man = pd.read_csv(manifest_path, sep="\t", dtype={"labels": str}, keep_default_na=False)
     man = man[(man["status"] == "ok") & man["subset"].isin(TRAIN_SUBSETS)]

@@ -18,8 +18,9 @@ import numpy as np
 import torch
 
 from .atomic import atomic_path
-from .audio import AudioError, load_clip
+from .datasets import collate
 from .frontend import to_device
+from .reruns import computed
 
 
 def warmup_cosine(step: int, total: int, warmup: int, final_fraction: float) -> float:
@@ -57,34 +58,6 @@ class StepSampler(torch.utils.data.Sampler):
     def __iter__(self):
         for step in range(self.start, self.total):
             yield self.batch(step)
-
-
-class WaveDataset(torch.utils.data.Dataset):
-    """Clips decoded on the fly (in DataLoader workers), resampled and padded/cropped to n samples.
-
-    A clip that fails to decode yields silence and is reported, so one bad file never stops a
-    long training job; the teacher pass has already listed such clips.
-    """
-
-    def __init__(self, paths, sample_rate: int, n_samples: int):
-        self.paths, self.sr, self.n = list(paths), sample_rate, n_samples
-
-    def __len__(self):
-        return len(self.paths)
-
-    def __getitem__(self, i):
-        try:
-            return torch.from_numpy(load_clip(self.paths[i], self.sr, self.n)), i, ""
-        except AudioError as e:
-            return torch.zeros(self.n), i, e.reason
-
-
-def collate(items):
-    return (
-        torch.stack([x for x, _, _ in items]),
-        torch.tensor([i for _, i, _ in items]),
-        [(i, why) for _, i, why in items if why],
-    )
 
 
 def indexed_batches(clips: torch.Tensor, sampler, device) -> Iterable:
@@ -132,14 +105,12 @@ def device_and_autocast(precision: str):
     return dev, contextlib.nullcontext
 
 
-# How a step reads its input, not what it trains (IO_KEYS in workflow/rules/settings.smk): a checkpoint resumes
-# across a change to them.
-IO_KEYS = ("num_workers", "staging")
-
-
 def trained_settings(cfg: dict) -> dict:
-    """A step's settings without IO_KEYS: what goes into its checkpoints' fingerprint."""
-    return {k: v for k, v in cfg.items() if k not in IO_KEYS}
+    """A step's settings without how it reads its input (reruns.IO_KEYS): its checkpoints' fingerprint.
+
+    A checkpoint therefore resumes across a change to the reading options.
+    """
+    return computed(cfg)
 
 
 def fingerprint(*parts) -> str:

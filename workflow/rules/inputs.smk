@@ -7,11 +7,7 @@ AUDIOSET_LAYOUT = (
     else _layouts.audioset_layout(AUDIOSET, config["data"]["audioset_subsets"], config["paths"]["audioset_layout"])
 )
 
-SUBSET_FILES = {
-    "eval": "eval_segments.csv",
-    "balanced_train": "balanced_train_segments.csv",
-    "unbalanced_train": "unbalanced_train_segments.csv",
-}
+SUBSET_FILES = _layouts.SEGMENT_FILES
 
 
 def audioset_lists():

@@ -1,12 +1,12 @@
 # The slices of the config each step reads (its `params.settings`): a changed value reruns that step only.
-# Keys that choose only how a step reads its input (IO_KEYS) are left out of them: the rules pass those as
-# resources (not a rerun trigger) to the command's flags, so that changing them reruns nothing.
-IO_KEYS = ("num_workers", "staging")
+# Keys that choose only how a step reads its input (src/prunekd/reruns.py, IO_KEYS) are left out of them: the
+# rules pass those as resources (not a rerun trigger) to the command's flags, so that changing them reruns nothing.
+_reruns = _load("reruns")
 
 
 def computed(section):
-    """config[section] without IO_KEYS: what decides a step's result."""
-    return {k: v for k, v in config[section].items() if k not in IO_KEYS}
+    """config[section] without the reading options: what decides a step's result."""
+    return _reruns.computed(config[section])
 
 
 def training_settings(epochs_key, target):

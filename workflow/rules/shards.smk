@@ -1,15 +1,8 @@
 # How many teacher and packing jobs a dataset gets: its listed rows, known before its manifest is built.
 
-# Listed rows of the real data, to plan shards before the metadata is on disk (docs/method.md, "Data").
-NOMINAL_ROWS = {"eval": 20383, "balanced_train": 22160, "unbalanced_train": 2041789, "tau2022": 230350}
-
-
-def count_rows(path, header_lines):
-    n = 0
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 20):
-            n += chunk.count(b"\n")
-    return max(0, n - header_lines)
+# Listed rows of the real data, to plan shards before the metadata is on disk (src/prunekd/layouts.py).
+NOMINAL_ROWS = _layouts.NOMINAL_ROWS
+count_rows = _layouts.count_listed
 
 
 def listed_rows(dataset):

@@ -23,7 +23,7 @@ rule pack_audio:
         code=code_version("pack-audio"),
         settings=lambda w: settings(
             shard_size=config["teachers"]["shard_size"],
-            subsets=["balanced_train", "unbalanced_train"],
+            subsets=_layouts.TRAIN_SUBSETS,
             sample_rate=config["frontend"]["sample_rate"],
             clip_seconds=config["data"]["audioset_clip_seconds"],
         ),
