@@ -4,7 +4,9 @@ import json
 import math
 import os
 import re
+import shutil
 import subprocess
+import sys
 
 import pytest
 import yaml
@@ -244,3 +246,36 @@ def test_rates_of_a_finished_run_price_its_jobs_at_their_measured_wall_time(demo
     work, *_ = cost.job_work("teacher_logits", shards, demo_run, {})
     assert sum(work) == r["jobs_measured"]["teacher_logits"]["work"]
     assert len(shards) == r["jobs_measured"]["teacher_logits"]["jobs"]
+
+
+@pytest.mark.slow  # a pip install and a dry run of the default grid
+def test_a_plain_pip_install_prices_the_default_grid_from_a_checkout(tmp_path):
+    """`pip install .` (not editable): the default rates file travels with the package."""
+    site, src = tmp_path / "site", tmp_path / "source"  # built from a copy: the build leaves nothing in the checkout
+    shutil.copytree(REPO / "src", src / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    shutil.copy(REPO / "pyproject.toml", src)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--target",
+            site,
+            src,
+        ],
+        check=True,
+        capture_output=True,
+        cwd=tmp_path,
+    )
+    env = {**LOCAL_ENV, "PYTHONPATH": str(site)}
+    code = "from prunekd import cost; print(cost.__file__); print(cost.DEFAULT_RATES.is_file())"
+    where, ok = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True, cwd=tmp_path
+    ).stdout.split()
+    assert where.startswith(str(site)) and ok == "True"
+    p = subprocess.run([sys.executable, "-m", "prunekd.cli", "cost"], env=env, capture_output=True, text=True, cwd=REPO)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert "teacher_logits" in p.stdout and "total" in p.stdout

@@ -16,7 +16,9 @@ def _subcommands():
 
 def test_every_prunekd_subcommand_is_documented():
     docs = "\n".join(p.read_text() for p in [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))])
-    named = set(re.findall(r"`(?:prunekd )?([a-z][a-z0-9-]*)`", docs)) | set(re.findall(r"prunekd ([a-z][a-z-]*)", docs))
+    named = set(re.findall(r"`(?:prunekd )?([a-z][a-z0-9-]*)`", docs)) | set(
+        re.findall(r"prunekd ([a-z][a-z-]*)", docs)
+    )
     missing = [c for c in _subcommands() if c not in named]
     assert not missing, f"prunekd subcommands no page in docs/ (or README.md) names: {missing}"
 

@@ -209,8 +209,8 @@ def test_killed_shard_leaves_nothing_complete_and_reruns_alone(demo_run, tmp_pat
 
 
 def test_replaced_clip_reruns_only_its_shards_with_the_documented_forcerun(demo_run):
-    """Audio files are not tracked (a stat of 2 M files per DAG build; docs/cluster.md, "Reruns"): the documented command
-    names the shards that read a replaced clip, and forcing them reruns those and what follows, nothing else."""
+    """Audio files are not tracked (a stat of 2 M files per DAG build; docs/cluster.md, "Reruns"): the documented
+    command names the shards that read a replaced clip, and forcing them reruns those and what follows, nothing else."""
     import pandas as pd
 
     man = pd.read_csv(demo_run / "results/manifests/audioset.tsv", sep="\t", keep_default_na=False)

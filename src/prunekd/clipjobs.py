@@ -1,4 +1,4 @@
-"""The job outputs that read given clips, for `snakemake --forcerun` after clips were replaced (docs/cluster.md, "Reruns")."""
+"""The job outputs that read given clips, for `snakemake --forcerun` after clips were replaced (docs/cluster.md)."""
 
 from __future__ import annotations
 
