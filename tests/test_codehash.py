@@ -79,11 +79,12 @@ def test_a_bare_side_effect_counts_for_every_step_entering_the_module(package):
 PINNED = {
     "distill": ["atomic", "audio", "clipref", "cpmobile", "datasets", "distill", "files", "frontend", "packed",
                 "reruns", "staging", "store", "training"],
-    "finetune": ["atomic", "audio", "clipref", "cpmobile", "datasets", "decoded", "files", "finetune", "frontend",
-                 "reruns", "store", "training"],
-    "teacher-logits": ["atomic", "audio", "clipref", "datasets", "logits", "members", "store", "tables", "teachers"],
-    "evaluate": ["atomic", "audio", "clipref", "cpmobile", "datasets", "decoded", "evaluate", "files", "frontend",
-                 "tables"],
+    "finetune": ["atomic", "audio", "clipref", "cpmobile", "datasets", "decoded", "errors", "files", "finetune",
+                 "frontend", "reruns", "store", "training"],
+    "teacher-logits": ["atomic", "audio", "clipref", "datasets", "errors", "logits", "members", "store", "tables",
+                       "teachers"],
+    "evaluate": ["atomic", "audio", "clipref", "cpmobile", "datasets", "decoded", "errors", "evaluate", "files",
+                 "frontend", "tables"],
 }  # fmt: skip
 
 

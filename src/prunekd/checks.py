@@ -11,10 +11,12 @@ import os
 import shlex
 from pathlib import Path
 
+from .errors import PrunekdError
+
 DEMO_MARKER = ".prunekd-demo"
 
 
-class CheckError(Exception):
+class CheckError(PrunekdError):
     """A refused configuration or data path; the message is the whole story."""
 
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .errors import PrunekdError
 
-class UnknownClipError(LookupError):
+
+class UnknownClipError(PrunekdError, LookupError):
     """A clip the manifest does not hold; the message names the manifest."""
 
 

@@ -52,12 +52,25 @@ def _is_function(node: ast.AST) -> bool:
     return isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
 
 
-def _command_function(command: str, package_dir: Path) -> ast.FunctionDef:
+def _command_entry(command: str, package_dir: Path) -> tuple[ast.FunctionDef, tuple[str, str] | None]:
+    """The cli.py function that runs `command`, and the step function it calls by name (None for a cmd_*).
+
+    A command is a `cmd_*` function of cli.py, or a `module:function` string in its COMMANDS table, run by `_step`.
+    """
+    body = _parse(package_dir / "cli.py").body
+    defs = {n.name: n for n in body if isinstance(n, ast.FunctionDef)}
     name = "cmd_" + command.replace("-", "_")
-    for node in _parse(package_dir / "cli.py").body:
-        if isinstance(node, ast.FunctionDef) and node.name == name:
-            return node
-    raise KeyError(f"{package_dir / 'cli.py'}: no function {name} for the step '{command}'")
+    if name in defs:
+        return defs[name], None
+    for node in body:
+        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "COMMANDS" for t in node.targets):
+            for key, value in zip(node.value.keys, node.value.values):
+                if isinstance(key, ast.Constant) and key.value == command and isinstance(value, ast.Tuple):
+                    target = value.elts[0]
+                    if isinstance(target, ast.Constant) and isinstance(target.value, str) and ":" in target.value:
+                        module, fn = target.value.split(":")
+                        return defs["_step"], (module, fn)
+    raise KeyError(f"{package_dir / 'cli.py'}: no function {name} or COMMANDS entry for the step '{command}'")
 
 
 def _used(node: ast.AST) -> set[str]:
@@ -70,7 +83,7 @@ def _step_nodes(command: str, package_dir: Path) -> list[ast.FunctionDef]:
 
     `log` is left out: it only formats progress lines for people, and a new format should rerun nothing.
     """
-    fn = _command_function(command, package_dir)
+    fn, _ = _command_entry(command, package_dir)
     defs = {n.name: n for n in _parse(package_dir / "cli.py").body if _is_function(n) and n.name.startswith("_")}
     seen, todo = {fn.name}, [fn]
     while todo:
@@ -188,6 +201,9 @@ def _step_code(command: str, package_dir: Path) -> dict[str, ast.Module]:
     for node in _step_nodes(command, package_dir):
         reach.scan("cli", node)
     reach.todo = [(m, n) for m, n in reach.todo if m != "cli"]  # cli.py's own part is the step nodes above
+    called = _command_entry(command, package_dir)[1]
+    if called:  # `_step` calls module:function by name
+        reach.todo.append(called)
     reach.run()
     return {
         m: ast.Module(body=[s for i, (s, _) in enumerate(reach.body(m)) if i in idx], type_ignores=[])

@@ -30,9 +30,10 @@ import torch
 
 from .atomic import atomic_path
 from .datasets import WaveDataset, collate
+from .errors import PrunekdError
 
 
-class DecodedError(ValueError):
+class DecodedError(PrunekdError, ValueError):
     pass
 
 

@@ -14,6 +14,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from .errors import PrunekdError
+
 
 def split_holdout(n: int, fraction: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     perm = rng.permutation(n)
@@ -172,7 +174,7 @@ def prune(scores: np.ndarray, threshold: float) -> np.ndarray:
     return np.flatnonzero(scores > threshold)
 
 
-class NoClipsError(ValueError):
+class NoClipsError(PrunekdError, ValueError):
     """A split, or AudioSet eval, with no clips that have logits: nothing to train on."""
 
 

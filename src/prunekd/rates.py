@@ -28,6 +28,7 @@ from pathlib import Path
 import yaml
 
 from .cost import DEFAULT_RATES, GPU_RULES, load_rates
+from .errors import PrunekdError
 
 _SHARD_DONE = re.compile(r"shard \d+: wrote (\d+) clips, (\d+) rejected")
 _STEP = re.compile(r"\b(?:distill|finetune) step (\d+)/(\d+) ")
@@ -36,7 +37,7 @@ _CLIP_SECONDS = re.compile(r"shard \d+: \d+ clips of (\S+) s, batches of")  # lo
 _BATCH = re.compile(r" clips (?:of \S+ )?\(batch (\d+)\)")  # distill.py and finetune.py log it as they start
 
 
-class RatesError(Exception):
+class RatesError(PrunekdError):
     """A finished job whose record cannot be read: names the file."""
 
 

@@ -18,6 +18,7 @@ import torch
 
 from .cpmobile import build_student
 from .datasets import WaveDataset, collate
+from .errors import PrunekdError
 from .evaluate import complexity
 from .frontend import MelFrontEnd
 from .tables import MetadataError, class_names
@@ -141,7 +142,7 @@ def submission(
     return info
 
 
-class SubmissionError(ValueError):
+class SubmissionError(PrunekdError, ValueError):
     pass
 
 

@@ -11,12 +11,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .errors import PrunekdError
 
-class MetadataError(ValueError):
+
+class MetadataError(PrunekdError, ValueError):
     """Bad metadata; the message names the file and line."""
 
 
-class BadAudioError(RuntimeError):
+class BadAudioError(PrunekdError, RuntimeError):
     """A clip that cannot be used while data.bad_audio is `fail`; the message names its list and line (or file)."""
 
 

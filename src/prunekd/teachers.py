@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .errors import PrunekdError
 from .members import MEMBERS  # member -> (patch stride, release tag, checkpoint file)
 from .store import N_CLASSES
 
@@ -25,7 +26,7 @@ RELEASES = "https://github.com/kkoutini/PaSST/releases/download"
 RELEASE_FRAMES = 998  # mel frames of a 10 s clip: what every released PaSST checkpoint was trained on
 
 
-class WeightsError(FileNotFoundError):
+class WeightsError(PrunekdError, FileNotFoundError):
     pass
 
 

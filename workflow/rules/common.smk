@@ -1,5 +1,5 @@
 # The configuration: loaded, checked (one line per mistake), and the constants every rule file reads.
-import importlib.util
+import importlib
 import json
 import os
 import re
@@ -15,13 +15,14 @@ min_version("9.0")
 # The package this workflow ships with (not whatever prunekd is installed): hashes of its code go into
 # each rule's params, so that editing a step's code reruns that step and what follows.
 PACKAGE_DIR = Path(workflow.basedir) / "src" / "prunekd"
+sys.path.insert(0, str(PACKAGE_DIR.parent))
 
 
 def _load(name):
-    """A module of the shipped package, without importing the package (and so without torch)."""
-    spec = importlib.util.spec_from_file_location(f"prunekd_{name}", PACKAGE_DIR / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    """A torch-free module of the shipped package (the workflow reads its facts and checks from there)."""
+    mod = importlib.import_module(f"prunekd.{name}")
+    if Path(mod.__file__).resolve().parent != PACKAGE_DIR.resolve():
+        raise ImportError(f"prunekd is imported from {Path(mod.__file__).parent}, not this workflow's {PACKAGE_DIR}")
     return mod
 
 
