@@ -19,27 +19,10 @@ import time
 import numpy as np
 import pandas as pd
 import soundfile as sf
-import torch
+from common import loader_rate, synthetic_clip
 
 from prunekd.datasets import WaveDataset, collate
 from prunekd.packed import PackedAudio, pack_shard
-
-
-def synthetic_clip(rng: np.random.Generator, sr: int, seconds: float) -> np.ndarray:
-    t = np.arange(int(sr * seconds)) / sr
-    tone = np.sin(2 * np.pi * rng.uniform(100, 2000) * t) * rng.uniform(0.05, 0.3)
-    return (tone + rng.normal(0, 0.02, len(t))).astype(np.float32)
-
-
-def rate(dataset, workers: int, batch: int = 32) -> float:
-    order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(0)).tolist()
-    batches = [order[i : i + batch] for i in range(0, len(order), batch)]
-    dl = torch.utils.data.DataLoader(
-        dataset, batch_sampler=batches, num_workers=workers, collate_fn=collate, prefetch_factor=4 if workers else None
-    )
-    t0 = time.perf_counter()
-    n = sum(len(x) for x, _, _ in dl)
-    return n / (time.perf_counter() - t0)
 
 
 def dir_bytes(path: str) -> int:
@@ -84,7 +67,7 @@ def main() -> None:
                 manifests[ext] = paths
                 res[f"{ext}_bytes_per_clip"] = dir_bytes(os.path.join(tmp, ext)) // n_clips
         for ext, paths in manifests.items():
-            res[f"{ext}_decode_clips_per_s"] = round(rate(WaveDataset(paths, sr, n), a.workers), 1)
+            res[f"{ext}_decode_clips_per_s"] = round(loader_rate(WaveDataset(paths, sr, n), a.workers, collate), 1)
         # Pack once (from FLAC, as a local copy would be), then read.
         src = manifests.get("flac") or manifests["wav"]
         man = pd.DataFrame(
@@ -115,7 +98,9 @@ def main() -> None:
         res["pack_clips_per_s"] = round(n_clips / (time.perf_counter() - t0), 1)
         res["packed_bytes_per_clip"] = dir_bytes(store) // n_clips
         res["packed_files"] = sum(len(fs) for _, _, fs in os.walk(store))
-        res["packed_clips_per_s"] = round(rate(PackedAudio([store], np.arange(n_clips), n), a.workers), 1)
+        res["packed_clips_per_s"] = round(
+            loader_rate(PackedAudio([store], np.arange(n_clips), n), a.workers, collate), 1
+        )
     best_decode = max(v for k, v in res.items() if k.endswith("_decode_clips_per_s"))
     res["packed_speedup_over_best_decode"] = round(res["packed_clips_per_s"] / best_decode, 2)
     # Full AudioSet training set (2.06 M clips of 10 s) packed, in TB.

@@ -25,16 +25,11 @@ import numpy as np
 import pandas as pd
 import soundfile as sf
 import torch
+from common import synthetic_clip
 
 from prunekd.clipref import clip_ref
 from prunekd.datasets import ClipDataset, WaveDataset, clip_collate, collate
 from prunekd.packed import PackedAudio, pack_shard
-
-
-def synthetic_clip(rng: np.random.Generator, sr: int, seconds: float) -> np.ndarray:
-    t = np.arange(int(sr * seconds)) / sr
-    tone = np.sin(2 * np.pi * rng.uniform(100, 2000) * t) * rng.uniform(0.05, 0.3)
-    return (tone + rng.normal(0, 0.02, len(t))).astype(np.float32)
 
 
 def steady_rate(loader, warmup: int = 2) -> float:

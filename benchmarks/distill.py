@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -29,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import soundfile as sf
+import student_step  # the model step alone, measured the same way in both benchmarks
 import torch
 import yaml
 import zarr
@@ -39,8 +39,6 @@ from prunekd.store import N_CLASSES, create_ensemble_array
 from prunekd.training import StepSampler, as_float, clip_batches
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import student_step  # noqa: E402  (the model step alone, measured the same way in both benchmarks)
 
 
 def loader_rate(packed, n_clips: int, n_samples: int, dcfg: dict, steps: int, how: str) -> tuple[float, float]:

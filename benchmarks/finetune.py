@@ -24,7 +24,6 @@ import json
 import math
 import os
 import re
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -32,9 +31,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import soundfile as sf
+import student_step  # LoopMeter: the loop's steady rate and host syncs, as distill.py measures them
 import torch
 import torch.nn.functional as F
 import yaml
+from common import sync
 
 from prunekd.cpmobile import build_student
 from prunekd.decoded import write_decoded
@@ -42,15 +43,7 @@ from prunekd.finetune import finetune
 from prunekd.frontend import freq_mixstyle, roll_waveform
 from prunekd.training import StepSampler, indexed_batches, on_device
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import student_step  # noqa: E402  (LoopMeter: the loop's steady rate and host syncs, as distill.py measures them)
-
 REPO = Path(__file__).resolve().parents[1]
-
-
-def _sync(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize()
 
 
 def model_rate(tcfg, cfg, batch: int, n: int, steps: int) -> float:
@@ -71,11 +64,11 @@ def model_rate(tcfg, cfg, batch: int, n: int, steps: int) -> float:
 
     for _ in range(2):
         step()
-    _sync(device)
+    sync(device)
     t0 = time.perf_counter()
     for _ in range(steps):
         step()
-    _sync(device)
+    sync(device)
     return steps / (time.perf_counter() - t0)
 
 
@@ -86,11 +79,11 @@ def data_rate(tcfg, n_clips: int, batch: int, n: int, steps: int, device) -> flo
     it = indexed_batches(clips, sampler, device)
     for _ in range(2):
         next(it)
-    _sync(device)
+    sync(device)
     t0 = time.perf_counter()
     for wav, _ in it:
         wav = roll_waveform(wav, int(tcfg["roll_seconds"] * 32000))
-    _sync(device)
+    sync(device)
     return steps / (time.perf_counter() - t0)
 
 

@@ -24,19 +24,17 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import time
 from pathlib import Path
 
+import student_step  # the student step, built as the student benchmark builds it
+import teachers as teacher_bench  # release-shaped members, as the teacher benchmark builds them
 import torch
 import yaml
+from common import matmul_rate, sync
 from torch.profiler import ProfilerActivity, profile
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import student_step  # noqa: E402  (the student step, built as the student benchmark builds it)
-import teachers as teacher_bench  # noqa: E402  (release-shaped members, as the teacher benchmark builds them)
 
 REPO = Path(__file__).resolve().parents[1]
 # Kinds by operator or kernel name (lower case), first match wins.
@@ -69,13 +67,13 @@ def profiled(run, steps: int, warmup: int) -> dict:
     gpu = torch.cuda.is_available()
     for _ in range(warmup):
         run()
-    student_step._sync()
+    sync()
     acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if gpu else [])
     with profile(activities=acts) as prof:
         t0 = time.perf_counter()
         for _ in range(steps):
             run()
-        student_step._sync()
+        sync()
         wall = (time.perf_counter() - t0) / steps
     # On a GPU the kernels (device events) are the device's time; on CPU the operators' own time.
     events = [
@@ -153,28 +151,13 @@ def copy_bandwidth(gb: float) -> float:
     n = int(gb * 1e9) // 4
     src, dst = torch.empty(n, device=dev).fill_(1.0), torch.empty(n, device=dev)
     dst.copy_(src)
-    student_step._sync()
+    sync()
     reps = 10
     t0 = time.perf_counter()
     for _ in range(reps):
         dst.copy_(src)
-    student_step._sync()
+    sync()
     return 2 * n * 4 * reps / (time.perf_counter() - t0)
-
-
-def matmul_rate() -> float:
-    """FLOP/s of a large matmul: fp16 on a GPU (the teachers' autocast), fp32 on CPU."""
-    dev = "cuda" if torch.cuda.is_available() else "cpu"
-    n, dtype = (8192, torch.float16) if dev == "cuda" else (1024, torch.float32)
-    a, b = torch.randn(n, n, device=dev, dtype=dtype), torch.randn(n, n, device=dev, dtype=dtype)
-    a @ b
-    student_step._sync()
-    reps = 20 if dev == "cuda" else 3
-    t0 = time.perf_counter()
-    for _ in range(reps):
-        a @ b
-    student_step._sync()
-    return 2 * n**3 * reps / (time.perf_counter() - t0)
 
 
 def with_floor(res: dict, run, bandwidth: float, flop_rate: float | None = None) -> dict:

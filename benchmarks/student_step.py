@@ -31,6 +31,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 import yaml
+from common import sync
 
 from prunekd.cpmobile import build_student
 from prunekd.frontend import MelFrontEnd
@@ -38,11 +39,6 @@ from prunekd.frontend import MelFrontEnd
 REPO = Path(__file__).resolve().parents[1]
 SHAPES = {"distill": (32, 10.0, 527), "finetune": (256, 1.0, 10)}
 GPU_VARIANTS = ["eager", "bench", "bench_nchw", "bf16", "compile", "compile_bf16", "graph"]
-
-
-def _sync():
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
 
 
 _PROGRESS = re.compile(r"step (\d+)/\d+ .* ([\d.]+) steps/s")  # training.Progress's lines
@@ -138,11 +134,11 @@ def rate(variant: str, shape, cfg: dict, steps: int, warmup: int) -> float:
     run = make_step(variant, shape, cfg)
     for _ in range(warmup):
         run()
-    _sync()
+    sync()
     t0 = time.perf_counter()
     for _ in range(steps):
         run()
-    _sync()
+    sync()
     return steps / (time.perf_counter() - t0)
 
 

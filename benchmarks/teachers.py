@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 import soundfile as sf
 import torch
+from common import matmul_rate
 
 from prunekd.store import N_CLASSES
 from prunekd.teachers import MEMBERS, Ensemble, build_mel, build_member, n_frames
@@ -147,19 +148,6 @@ def member_load(repeats: int = 2) -> dict:
     return out
 
 
-def matmul_rate(dtype=torch.bfloat16, n: int = 8192, reps: int = 20) -> float:
-    a = torch.randn(n, n, device="cuda", dtype=dtype)
-    b = torch.randn(n, n, device="cuda", dtype=dtype)
-    for _ in range(3):
-        a @ b
-    torch.cuda.synchronize()
-    t0 = time.perf_counter()
-    for _ in range(reps):
-        a @ b
-    torch.cuda.synchronize()
-    return 2 * n**3 * reps / (time.perf_counter() - t0)
-
-
 def flops_per_clip(models, frames: int) -> float:
     from torch.utils.flop_counter import FlopCounterMode
 
@@ -201,7 +189,7 @@ def gpu(quick: bool) -> dict:
     ens.members.half()  # teachers.precision fp16_weights: the Ensemble casts the fp32 mel to each member's dtype
     rates["fp16_weights"] = _clips_per_s(lambda: ens(wav), batch, iters)
     half = ens(wav[:4]).mean(1)
-    peak = matmul_rate()
+    peak = matmul_rate(torch.bfloat16)
     return {
         "device": torch.cuda.get_device_name(),
         "members": len(models),
