@@ -1,6 +1,6 @@
 """Benchmark: domain classifier training at split-100 size and scoring of all AudioSet training clips.
 
-Full size (issue 4): 140 k positives, 16 k negatives, 527 dimensions, 400 epochs (104 k iterations of
+Full size: 140 k positives, 16 k negatives, 527 dimensions, 400 epochs (104 k iterations of
 batch 600), then scoring 2 M clips streamed from a Zarr store laid out as `prunekd gather` writes it.
 Each phase runs in a fresh process so its peak memory (ru_maxrss) is its own.
 Goals: training < 60 s, scoring < 10 s, peak memory < 2 GB (2-core CPU).

@@ -1,4 +1,4 @@
-"""Benchmark: where the time of a GPU step goes (torch.profiler), for the two steps below issue 15's goals.
+"""Benchmark: where the time of a GPU step goes (torch.profiler), for the two steps below their goals.
 
   student   the distillation step alone: batch 32, 10 s clips, fp32, cudnn.benchmark, channels_last
             (benchmarks/student_step.py's `bench` variant, the pipeline's way)

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU figures issue 15 still lacks, in one call of the device tool (about 9 minutes on an H100 or H200):
+# The GPU figures still to be measured, in one call of the device tool (about 9 minutes on an H100 or H200):
 # distillation's loop with PackedReader and staging beside its parts alone (and with torch.compile), where the
 # student step's and the teacher forward's time goes (and the student step's memory floor), K distillations
 # sharing the GPU, with and without CUDA MPS, and fine-tuning reading its split from the decoded store

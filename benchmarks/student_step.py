@@ -5,7 +5,7 @@ The two shapes the pipeline trains: distillation (batch 32, 10 s clips, 527 outp
 mel -> SpecAugment -> model -> loss -> backward -> grad clip -> AdamW. Each variant is a rate over
 `--steps` steps after warm-up steps (compilation and cuDNN's algorithm search excluded):
 
-  eager          what the pipeline ran before issue 15's GPU work: fp32, channels_last, cudnn.benchmark off
+  eager          the plain step: fp32, channels_last, cudnn.benchmark off
   bench          + cudnn.benchmark (fixed shapes: cuDNN times its algorithms once and keeps the fastest)
   bench_nchw     cudnn.benchmark, contiguous (NCHW) instead of channels_last
   bf16           cudnn.benchmark, bf16 autocast (a deviation from the fp32 references)

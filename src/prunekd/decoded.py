@@ -1,11 +1,10 @@
 """A target's clips decoded once: resampled to the students' rate, padded or cut to the target's clip length.
 
-Why (issue 15): every fine-tuning, baseline and evaluation job of a target reads the same clips. Decoding them in
-each job meant, for TAU split 100, 139,620 small 44.1 kHz WAV files read from the shared file system and
-resampled in every one of the grid's 43 training jobs, about half a minute of each GPU job with 14 decoding
-processes (and 29,680 test clips again in each evaluation). `prunekd decode-target` (rule decode_target, a CPU
-job) decodes them once, as the DCASE baseline caches its resampled audio; a job then reads the rows it needs in
-large slices of one file.
+Why: every fine-tuning, baseline and evaluation job of a target reads the same clips. Decoding them in each
+job meant every small WAV file of the split read from the shared file system and resampled in every one of the
+grid's training jobs (and the test clips again in each evaluation), GPU time spent decoding. `prunekd
+decode-target` (rule decode_target, a CPU job) decodes them once, as the DCASE baseline caches its resampled
+audio; a job then reads the rows it needs in large slices of one file.
 
 float32, not int16: the very samples load_clip returns, so a job trains and evaluates on the numbers it saw when
 it decoded the files itself (tested: the same weights bit for bit).

@@ -129,7 +129,7 @@ class PackedAudio(torch.utils.data.Dataset):
 
     Same item layout as datasets.WaveDataset, so the training loops take either. The samples stay int16 up to
     the device (training.as_float turns them into the float32 x / 32768 there, exactly): half the bytes through
-    the loader's shared memory, the pinning and the host-to-device copy (issue 15).
+    the loader's shared memory, the pinning and the host-to-device copy.
     Stores are opened lazily, once per DataLoader worker.
     """
 
@@ -192,8 +192,8 @@ class PackedReader:
     What PackedAudio does through zarr in loader processes, without the processes: each clip is one positioned
     read (os.preadv, which releases the GIL) into its row of a pinned int16 batch, so the bytes go file ->
     pinned memory -> GPU. No pickling, no shared-memory copy, no pin copy: the main thread only submits the
-    reads (issue 15: with 14 loader processes the main thread spent as long receiving a batch as the GPU
-    spent on the step). Same int16 samples as PackedAudio (tested). Each shard file's index (the offset of
+    reads (with many loader processes the main thread spent as long receiving a batch as the GPU spent on the
+    step: docs/performance.md). Same int16 samples as PackedAudio (tested). Each shard file's index (the offset of
     every clip in it) is read once and kept, and the files stay open (OpenFiles) until `close`.
     """
 

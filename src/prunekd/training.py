@@ -63,7 +63,7 @@ class StepSampler(torch.utils.data.Sampler):
 def indexed_batches(clips: torch.Tensor, sampler, device) -> Iterable:
     """(waveforms on `device`, indices on `device`) per step, drawn from decoded clips: no loader, no decoding."""
     device = torch.device(device)
-    # By type: torch.device("cuda") != torch.device("cuda:0"), the device a tensor reports (issue 15's GPU run).
+    # By type: torch.device("cuda") != torch.device("cuda:0"), the device a tensor reports.
     on_host = clips.device.type == "cpu" and device.type == "cuda"
     for idx in sampler:
         idx = to_device(torch.tensor(idx), clips.device)  # pinned first: no pageable copy per step
@@ -264,7 +264,7 @@ def on_device(model, frontend_cfg: dict, precision: str):
     device, autocast = device_and_autocast(precision)
     if device.type == "cuda":
         # The GPU computes; the host only launches kernels and collates. A full set of intra-op threads
-        # competes with the loader workers for the job's cores (issue 15: 4 threads beat the default).
+        # competes with the loader workers for the job's cores (docs/performance.md).
         torch.set_num_threads(min(torch.get_num_threads(), GPU_HOST_THREADS))
         # Fixed shapes: cuDNN times its convolution algorithms once per shape and keeps the fastest
         # (fine-tuning step alone on an H100: 74 -> 81 steps/s, benchmarks/student_step.py).
