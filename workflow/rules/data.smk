@@ -24,8 +24,8 @@ if DEMO:
                 audioset_clip_seconds=config["data"]["audioset_clip_seconds"],
             ),
         shell:
-            "prunekd demo-data --audioset-root {params.audioset} --tau-roots {params.tau} "
-            "--csv-targets {params.csv} --settings {params.settings:q} 2> {log}"
+            "prunekd demo-data --audioset-root {params.audioset:q} --tau-roots {params.tau:q} "
+            "--csv-targets {params.csv:q} --settings {params.settings:q} 2> {log:q}"
 
 
 rule manifest_audioset:
@@ -55,8 +55,8 @@ rule manifest_audioset:
             **({"layout": "hdf5"} if AUDIOSET_LAYOUT == "hdf5" else {}),
         ),
     shell:
-        "prunekd manifest --root {params.root} --out {output.manifest} "
-        "--rejected {output.rejected} --settings {params.settings:q} 2> {log}"
+        "prunekd manifest --root {params.root:q} --out {output.manifest:q} "
+        "--rejected {output.rejected:q} --settings {params.settings:q} 2> {log:q}"
 
 
 rule manifest_target:
@@ -79,4 +79,4 @@ rule manifest_target:
         code=code_version("manifest"),
         settings=lambda w: target_settings(w.target),
     shell:
-        "prunekd manifest --out {output.manifest} --rejected {output.rejected} --settings {params.settings:q} 2> {log}"
+        "prunekd manifest --out {output.manifest:q} --rejected {output.rejected:q} --settings {params.settings:q} 2> {log:q}"

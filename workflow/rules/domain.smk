@@ -34,10 +34,10 @@ rule domain_classifier:
         code=code_version("domain-classifier"),
         settings=lambda w: settings(**config["domain_classifier"], members=ENSEMBLES[w.ensemble]),
     shell:
-        "prunekd domain-classifier --audioset-store {input.audioset_store} "
-        "--audioset-manifest {input.audioset_manifest} --target-store {input.target_store} "
-        "--target-manifest {input.target_manifest} --split {wildcards.split} --out {output.classifier} "
-        "--report {output.report} --settings {params.settings:q} 2> {log}"
+        "prunekd domain-classifier --audioset-store {input.audioset_store:q} "
+        "--audioset-manifest {input.audioset_manifest:q} --target-store {input.target_store:q} "
+        "--target-manifest {input.target_manifest:q} --split {wildcards.split} --out {output.classifier:q} "
+        "--report {output.report:q} --settings {params.settings:q} 2> {log:q}"
 
 
 rule score:
@@ -61,8 +61,8 @@ rule score:
         code=code_version("score"),
         settings=lambda w: settings(members=ENSEMBLES[w.ensemble]),
     shell:
-        "prunekd score --audioset-store {input.audioset_store} --audioset-manifest {input.audioset_manifest} "
-        "--classifier {input.classifier} --out {output} --settings {params.settings:q} 2> {log}"
+        "prunekd score --audioset-store {input.audioset_store:q} --audioset-manifest {input.audioset_manifest:q} "
+        "--classifier {input.classifier:q} --out {output:q} --settings {params.settings:q} 2> {log:q}"
 
 
 rule score_histogram:
@@ -90,9 +90,9 @@ rule score_histogram:
         thresholds=lambda w: " ".join(threshold_label(t) for t in config["grid"]["thresholds"]),
         title=lambda w: f"{w.target} split {w.split}, ensemble {w.ensemble}",
     shell:
-        "prunekd histogram --audioset-store {input.audioset_store} --audioset-manifest {input.audioset_manifest} "
-        "--scores {input.scores} --title {params.title:q} --thresholds {params.thresholds} "
-        "--out {output} 2> {log}"
+        "prunekd histogram --audioset-store {input.audioset_store:q} --audioset-manifest {input.audioset_manifest:q} "
+        "--scores {input.scores:q} --title {params.title:q} --thresholds {params.thresholds} "
+        "--out {output:q} 2> {log:q}"
 
 
 rule prune:
@@ -116,9 +116,9 @@ rule prune:
         code=code_version("prune"),
         key=lambda w: json.dumps({"target": w.target, "ensemble": w.ensemble, "split": w.split}),
     shell:
-        "prunekd prune --audioset-store {input.audioset_store} --audioset-manifest {input.audioset_manifest} "
-        "--scores {input.scores} --key {params.key:q} --threshold {wildcards.threshold} "
-        "--out {output.kept} --stats {output.stats} 2> {log}"
+        "prunekd prune --audioset-store {input.audioset_store:q} --audioset-manifest {input.audioset_manifest:q} "
+        "--scores {input.scores:q} --key {params.key:q} --threshold {wildcards.threshold} "
+        "--out {output.kept:q} --stats {output.stats:q} 2> {log:q}"
 
 
 rule random_subset:
@@ -144,8 +144,8 @@ rule random_subset:
         seed=config["controls"]["seed"],
         name=lambda w: f"{w.target}/{w.ensemble}/split{w.split}/thr{w.threshold}",
     shell:
-        "prunekd random-subset --audioset-store {input.audioset_store} --audioset-manifest {input.audioset_manifest} "
-        "--like {input.kept} --seed {params.seed} --name {params.name} --out {output} 2> {log}"
+        "prunekd random-subset --audioset-store {input.audioset_store:q} --audioset-manifest {input.audioset_manifest:q} "
+        "--like {input.kept:q} --seed {params.seed} --name {params.name:q} --out {output:q} 2> {log:q}"
 
 
 rule full_set:
@@ -167,5 +167,5 @@ rule full_set:
     params:
         code=code_version("full-set"),
     shell:
-        "prunekd full-set --audioset-store {input.audioset_store} --audioset-manifest {input.audioset_manifest} "
-        "--out {output} 2> {log}"
+        "prunekd full-set --audioset-store {input.audioset_store:q} --audioset-manifest {input.audioset_manifest:q} "
+        "--out {output:q} 2> {log:q}"

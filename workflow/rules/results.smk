@@ -24,9 +24,9 @@ rule evaluate:
         settings=lambda w: eval_settings(MODELS[w.model]["target"]),
         key=lambda w: json.dumps(summary_key(MODELS[w.model])),
     shell:
-        "prunekd evaluate --model {input.model} --manifest {input.manifest} --key {params.key:q} "
-        "--out {output.metrics} --predictions {output.predictions} --decoded {input.decoded} "
-        "--num-workers {resources.workers} --settings {params.settings:q} 2> {log}"
+        "prunekd evaluate --model {input.model:q} --manifest {input.manifest:q} --key {params.key:q} "
+        "--out {output.metrics:q} --predictions {output.predictions:q} --decoded {input.decoded:q} "
+        "--num-workers {resources.workers} --settings {params.settings:q} 2> {log:q}"
 
 
 rule summarise:
@@ -59,8 +59,8 @@ rule summarise:
             threshold=config["grid"]["threshold"],
         ),
     shell:
-        "prunekd summarise --metrics {input.metrics} --prune-stats {input.prune_stats} --manifest {input.manifest} "
-        "--outdir {params.outdir} --settings {params.settings:q} 2> {log}"
+        "prunekd summarise --metrics {input.metrics:q} --prune-stats {input.prune_stats:q} --manifest {input.manifest:q} "
+        "--outdir {params.outdir:q} --settings {params.settings:q} 2> {log:q}"
 
 
 rule rejected_clips:
@@ -86,6 +86,6 @@ rule rejected_clips:
     params:
         code=code_version("rejected"),
         outdir=lambda w, output: os.path.dirname(output.html),
-        tables=lambda w, input: " ".join(f"{d}={t}" for d, t in zip(["audioset", *TARGETS], input.tables)),
+        tables=lambda w, input: shlex.join(f"{d}={t}" for d, t in zip(["audioset", *TARGETS], input.tables)),
     shell:
-        "prunekd rejected --tables {params.tables} --outdir {params.outdir} 2> {log}"
+        "prunekd rejected --tables {params.tables} --outdir {params.outdir:q} 2> {log:q}"

@@ -40,6 +40,6 @@ rule submission:
             models=evaluation_set(w.target)["models"],
         ),
     shell:
-        "prunekd submission --models {input.models} --metrics {input.metrics} --manifest {input.manifest} "
-        "--eval-root {params.eval_root} --out {output.predictions} --info {output.info} "
-        "--num-workers {resources.workers} --settings {params.settings:q} 2> {log}"
+        "prunekd submission --models {input.models:q} --metrics {input.metrics:q} --manifest {input.manifest:q} "
+        "--eval-root {params.eval_root:q} --out {output.predictions:q} --info {output.info:q} "
+        "--num-workers {resources.workers} --settings {params.settings:q} 2> {log:q}"

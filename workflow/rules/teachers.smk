@@ -23,8 +23,8 @@ if DEMO:
                 audioset_clip_seconds=config["data"]["audioset_clip_seconds"],
             ),
         shell:
-            "prunekd demo-teacher --member {params.member} --manifest {input.manifest} --out {output} "
-            "--settings {params.settings:q} 2> {log}"
+            "prunekd demo-teacher --member {params.member:q} --manifest {input.manifest:q} --out {output:q} "
+            "--settings {params.settings:q} 2> {log:q}"
 
 else:
 
@@ -46,7 +46,7 @@ else:
             weights_dir=lambda w, output: os.path.dirname(output[0]),
             members=MEMBERS,
         shell:
-            "prunekd download-teachers --weights-dir {params.weights_dir} --members {params.members} 2> {log}"
+            "prunekd download-teachers --weights-dir {params.weights_dir:q} --members {params.members:q} 2> {log:q}"
 
 
 rule teacher_logits:
@@ -73,9 +73,9 @@ rule teacher_logits:
         shard=lambda w: int(w.shard),
         weights_dir=lambda w, input: os.path.dirname(input.weights[0]),
     shell:
-        "prunekd teacher-logits --dataset {wildcards.dataset} --manifest {input.manifest} "
-        "--shard {params.shard} --weights-dir {params.weights_dir} --out {output} "
-        "--num-workers {resources.workers} --settings {params.settings:q} 2> {log}"
+        "prunekd teacher-logits --dataset {wildcards.dataset} --manifest {input.manifest:q} "
+        "--shard {params.shard} --weights-dir {params.weights_dir:q} --out {output:q} "
+        "--num-workers {resources.workers} --settings {params.settings:q} 2> {log:q}"
 
 
 rule gather_logits:
@@ -102,6 +102,6 @@ rule gather_logits:
         bad_audio=config["data"]["bad_audio"],
         weights_dir=lambda w, input: os.path.dirname(input.weights[0]),
     shell:
-        "prunekd gather --dataset {wildcards.dataset} --manifest {input.manifest} --rejected {input.rejected} "
-        "--shards {input.shards} --weights-dir {params.weights_dir} --out {output.store} "
-        "--rejected-out {output.rejected} --bad-audio {params.bad_audio} --settings {params.settings:q} 2> {log}"
+        "prunekd gather --dataset {wildcards.dataset} --manifest {input.manifest:q} --rejected {input.rejected:q} "
+        "--shards {input.shards:q} --weights-dir {params.weights_dir:q} --out {output.store:q} "
+        "--rejected-out {output.rejected:q} --bad-audio {params.bad_audio:q} --settings {params.settings:q} 2> {log:q}"

@@ -28,8 +28,8 @@ rule pack_audio:
             clip_seconds=config["data"]["audioset_clip_seconds"],
         ),
     shell:
-        "prunekd pack-audio --manifest {input.manifest} --shard {wildcards.shard} --out {output} "
-        "--threads {threads} --settings {params.settings:q} 2> {log}"
+        "prunekd pack-audio --manifest {input.manifest:q} --shard {wildcards.shard} --out {output:q} "
+        "--threads {threads} --settings {params.settings:q} 2> {log:q}"
 
 
 rule distill:
@@ -72,12 +72,12 @@ rule distill:
             members=ENSEMBLES[TRAINSETS[w.trainset]["ensemble"]],
         ),
         ckpt=lambda w: f"{R}/distill/{w.trainset}/checkpoints",
-        packed=lambda w, input: f"--packed {' '.join(input.packed)}" if input.packed else "",
+        packed=lambda w, input: shlex.join(["--packed", *input.packed]) if input.packed else "",
     shell:
-        "prunekd distill --store {input.store} --manifest {input.manifest} --kept {input.kept} "
-        "--out {output.model} --curve {output.curve} --checkpoint-dir {params.ckpt} {params.packed} "
+        "prunekd distill --store {input.store:q} --manifest {input.manifest:q} --kept {input.kept:q} "
+        "--out {output.model:q} --curve {output.curve:q} --checkpoint-dir {params.ckpt:q} {params.packed} "
         "--num-workers {resources.workers} --staging {resources.staging} "
-        "--stage-dir {resources.tmpdir:q} --settings {params.settings:q} 2> {log}"
+        "--stage-dir {resources.tmpdir:q} --settings {params.settings:q} 2> {log:q}"
 
 
 rule decode_target:
@@ -103,8 +103,8 @@ rule decode_target:
             sample_rate=config["frontend"]["sample_rate"], clip_seconds=TARGETS[w.target]["clip_seconds"]
         ),
     shell:
-        "prunekd decode-target --manifest {input.manifest} --out {output} --threads {threads} "
-        "--settings {params.settings:q} 2> {log}"
+        "prunekd decode-target --manifest {input.manifest:q} --out {output:q} --threads {threads} "
+        "--settings {params.settings:q} 2> {log:q}"
 
 
 rule finetune:
@@ -145,12 +145,12 @@ rule finetune:
         ),
         split=lambda w: MODELS[w.model]["split"],
         seed=lambda w: MODELS[w.model]["seed"],
-        init=lambda w, input: f"--init {input.student}" if "student" in input.keys() else "",
+        init=lambda w, input: shlex.join(["--init", input.student]) if "student" in input.keys() else "",
         ckpt=lambda w, output: os.path.join(os.path.dirname(output.model), "checkpoints"),
     shell:
-        "prunekd finetune --manifest {input.manifest} --split {params.split} --seed {params.seed} {params.init} "
-        "--out {output.model} --curve {output.curve} --checkpoint-dir {params.ckpt} --decoded {input.decoded} "
-        "--num-workers {resources.workers} --settings {params.settings:q} 2> {log}"
+        "prunekd finetune --manifest {input.manifest:q} --split {params.split:q} --seed {params.seed} {params.init} "
+        "--out {output.model:q} --curve {output.curve:q} --checkpoint-dir {params.ckpt:q} --decoded {input.decoded:q} "
+        "--num-workers {resources.workers} --settings {params.settings:q} 2> {log:q}"
 
 
 use rule finetune as baseline with:
