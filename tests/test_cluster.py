@@ -1,11 +1,9 @@
 """Running as a cluster user does: paths with spaces, the user's own profile, retried jobs' requests."""
 
-import os
 import re
-import subprocess
 
 import yaml
-from conftest import BIN, LOCAL_ENV, REPO, TINY_CONFIGS, demo_threads, snakemake
+from conftest import REPO, snakemake
 
 SLURM_GRID = REPO / "tests/slurm_grid.yaml"  # split 100 at one threshold: every rule of the method, few jobs
 
@@ -39,3 +37,72 @@ def test_paths_with_spaces_run_the_dag_and_write_nothing_outside(tmp_path):
     assert sorted(p.name for p in work.iterdir()) == [".snakemake"]
     assert sorted(p.name for p in (top / "my results").iterdir()) == ["results"]
     assert sorted(p.name for p in data.iterdir()) == ["audio set", "passt weights", "sound set", "tau 2022"]
+
+
+GPU_RULES = {"teacher_logits", "distill", "finetune", "baseline"}
+
+
+def planned_resources(workdir, *args, extra_config=()):
+    """Rule -> list of each planned job's resources (name -> value as printed) from a dry run."""
+    p = snakemake(workdir, "-n", *args, extra_config=[str(c) for c in extra_config])
+    jobs, rule = {}, None
+    for line in p.stdout.splitlines():
+        m = re.match(r"^(?:local)?rule (\w+):$", line.strip())
+        if m:
+            rule = m.group(1)
+        elif rule and line.strip().startswith("resources:"):
+            res = dict(kv.split("=", 1) for kv in line.split("resources:", 1)[1].strip().split(", "))
+            jobs.setdefault(rule, []).append(res)
+            rule = None
+    return jobs
+
+
+def test_user_profile_set_resources_reach_the_gpu_rules_with_their_gpu(tmp_path):
+    """A user's own profile sets per-rule resources; nothing in the workflow replaces them, and gpu=1 stays."""
+    prof = tmp_path / "myprofile"
+    prof.mkdir()
+    (prof / "config.yaml").write_text(
+        "set-resources:\n"
+        "  distill: {runtime: 7, slurm_partition: gpu-long, slurm_extra: \"'--qos=long'\"}\n"
+        "  finetune: {gpu_model: a100, constraint: ib}\n"
+        "  evaluate: {runtime: 11}\n"
+    )
+    jobs = planned_resources(tmp_path, "--profile", str(prof))
+    assert GPU_RULES <= set(jobs)
+    for rule in GPU_RULES:
+        assert all(r["gpu"] == "1" for r in jobs[rule]), rule
+    for r in jobs["distill"]:
+        assert (r["runtime"], r["slurm_partition"], r["slurm_extra"]) == ("7", "gpu-long", "--qos=long")
+    assert all((r["gpu_model"], r["constraint"]) == ("a100", "ib") for r in jobs["finetune"])
+    assert all(r["runtime"] == "11" and "gpu" not in r for r in jobs["evaluate"])
+    # The other rules keep their own requests: the baseline is not the distillation.
+    assert all(r["runtime"] == "600" and "slurm_extra" not in r for r in jobs["baseline"])
+    assert not any("gpu" in r for rule, rs in jobs.items() if rule not in GPU_RULES for r in rs)
+
+
+def test_retried_jobs_ask_for_more_memory_and_time_within_the_users_limits(tmp_path):
+    first = planned_resources(tmp_path)
+    third = planned_resources(tmp_path, "--attempt", "3")
+    # memory x1.5 per attempt; the runtime of a job that cannot resume x2, of a training job unchanged
+    for rule in ("prune", "evaluate", "distill", "finetune"):
+        for a, c in zip(first[rule], third[rule]):
+            assert int(c["mem_mb"]) == round(int(a["mem_mb"]) * 2.25), rule
+    assert {int(c["runtime"]) for c in third["prune"]} == {15 * 4}
+    assert [c["runtime"] for c in third["distill"]] == [a["runtime"] for a in first["distill"]]
+    limits = tmp_path / "limits.yaml"
+    limits.write_text("retry: {memory_factor: 4, max_mem_mb: 10000, runtime_factor: 3, max_runtime: 100}\n")
+    capped = planned_resources(tmp_path, "--attempt", "3", extra_config=[limits])
+    assert {c["mem_mb"] for c in capped["evaluate"]} == {"10000"}  # 8000 x 16, at most 10000
+    assert {c["runtime"] for c in capped["evaluate"]} == {"100"}  # 60 x 9, at most 100
+    assert {c["mem_mb"] for c in capped["manifest_audioset"]} == {"16000"}  # above the ceiling: its own request
+
+
+def test_grown_request_rounds_and_refuses_attempt_zero():
+    import pytest
+
+    from prunekd.requests import grown
+
+    assert [grown(4000, k, 1.5, 10**6) for k in (1, 2, 3)] == [4000, 6000, 9000]
+    assert grown(4000, 5, 2, 20000) == 20000 and grown(30000, 2, 2, 20000) == 30000
+    with pytest.raises(ValueError, match="attempt 0"):
+        grown(1, 0, 2, 10)

@@ -8,8 +8,6 @@ if DEMO:
             f"{R}/logs/demo_data.log",
         benchmark:
             f"{R}/benchmarks/demo_data.tsv"
-        conda:
-            ENV
         params:
             code=code_version("demo-data"),
             audioset=lambda w, output: os.path.dirname(output.audioset[0]),
@@ -38,11 +36,9 @@ rule manifest_audioset:
         f"{R}/logs/manifest/audioset.log",
     benchmark:
         f"{R}/benchmarks/manifest/audioset.tsv"
-    conda:
-        ENV
     resources:
-        mem_mb=16000,
-        runtime=60,
+        mem_mb=mem_mb(16000),
+        runtime=runtime(60),
     params:
         code=code_version("manifest"),
         root=lambda w: AUDIOSET,  # not from input: absent real data is left out of the DAG
@@ -70,11 +66,9 @@ rule manifest_target:
         f"{R}/logs/manifest/{{target}}.log",
     benchmark:
         f"{R}/benchmarks/manifest/{{target}}.tsv"
-    conda:
-        ENV
     resources:
-        mem_mb=4000,
-        runtime=30,
+        mem_mb=mem_mb(4000),
+        runtime=runtime(30),
     params:
         code=code_version("manifest"),
         settings=lambda w: target_settings(w.target),

@@ -24,12 +24,10 @@ rule domain_classifier:
         f"{R}/logs/domain_classifier/{{target}}/{{ensemble}}/split{{split}}.log",
     benchmark:
         f"{R}/benchmarks/domain_classifier/{{target}}/{{ensemble}}/split{{split}}.tsv"
-    conda:
-        ENV
     threads: 2
     resources:
-        mem_mb=8000,
-        runtime=60,
+        mem_mb=mem_mb(8000),
+        runtime=runtime(60),
     params:
         code=code_version("domain-classifier"),
         settings=lambda w: settings(**config["domain_classifier"], members=ENSEMBLES[w.ensemble]),
@@ -51,12 +49,10 @@ rule score:
         f"{R}/logs/score/{{target}}/{{ensemble}}/split{{split}}.log",
     benchmark:
         f"{R}/benchmarks/score/{{target}}/{{ensemble}}/split{{split}}.tsv"
-    conda:
-        ENV
     threads: 2
     resources:
-        mem_mb=4000,
-        runtime=30,
+        mem_mb=mem_mb(4000),
+        runtime=runtime(30),
     params:
         code=code_version("score"),
         settings=lambda w: settings(members=ENSEMBLES[w.ensemble]),
@@ -83,8 +79,6 @@ rule score_histogram:
         f"{R}/logs/score_histogram/{{target}}/{{ensemble}}/split{{split}}.log",
     benchmark:
         f"{R}/benchmarks/score_histogram/{{target}}/{{ensemble}}/split{{split}}.tsv"
-    conda:
-        ENV
     params:
         code=code_version("histogram"),
         thresholds=lambda w: " ".join(threshold_label(t) for t in config["grid"]["thresholds"]),
@@ -107,11 +101,9 @@ rule prune:
         f"{R}/logs/prune/{{target}}/{{ensemble}}/split{{split}}_thr{{threshold}}.log",
     benchmark:
         f"{R}/benchmarks/prune/{{target}}/{{ensemble}}/split{{split}}_thr{{threshold}}.tsv"
-    conda:
-        ENV
     resources:
-        mem_mb=4000,
-        runtime=15,
+        mem_mb=mem_mb(4000),
+        runtime=runtime(15),
     params:
         code=code_version("prune"),
         key=lambda w: json.dumps({"target": w.target, "ensemble": w.ensemble, "split": w.split}),
@@ -134,11 +126,9 @@ rule random_subset:
         f"{R}/logs/random_subset/{{target}}/{{ensemble}}/split{{split}}_thr{{threshold}}.log",
     benchmark:
         f"{R}/benchmarks/random_subset/{{target}}/{{ensemble}}/split{{split}}_thr{{threshold}}.tsv"
-    conda:
-        ENV
     resources:
-        mem_mb=4000,
-        runtime=15,
+        mem_mb=mem_mb(4000),
+        runtime=runtime(15),
     params:
         code=code_version("random-subset"),
         seed=config["controls"]["seed"],
@@ -159,11 +149,9 @@ rule full_set:
         f"{R}/logs/full_set.log",
     benchmark:
         f"{R}/benchmarks/full_set.tsv"
-    conda:
-        ENV
     resources:
-        mem_mb=4000,
-        runtime=15,
+        mem_mb=mem_mb(4000),
+        runtime=runtime(15),
     params:
         code=code_version("full-set"),
     shell:

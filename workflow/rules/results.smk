@@ -11,12 +11,10 @@ rule evaluate:
         f"{R}/logs/evaluate/{{model}}.log",
     benchmark:
         f"{R}/benchmarks/evaluate/{{model}}.tsv"
-    conda:
-        ENV
     threads: 4  # the model's CPU inference (torch's threads): the clips come decoded from decode_target
     resources:
-        mem_mb=8000,
-        runtime=60,
+        mem_mb=mem_mb(8000),
+        runtime=runtime(60),
         # how the clips are read, not what is computed: a resource, so that a change reruns nothing (IO_KEYS)
         workers=config["training"]["num_workers"],
     params:
@@ -47,8 +45,6 @@ rule summarise:
         f"{R}/logs/summarise/{{target}}.log",
     benchmark:
         f"{R}/benchmarks/summarise/{{target}}.tsv"
-    conda:
-        ENV
     params:
         code=code_version("summarise"),
         outdir=lambda w, output: os.path.dirname(output.table1),
@@ -81,8 +77,6 @@ rule rejected_clips:
         f"{R}/logs/rejected_clips.log",
     benchmark:
         f"{R}/benchmarks/rejected_clips.tsv"
-    conda:
-        ENV
     params:
         code=code_version("rejected"),
         outdir=lambda w, output: os.path.dirname(output.html),

@@ -23,12 +23,10 @@ rule submission:
         f"{R}/benchmarks/submission/{{target}}/split{{split}}_{{pick}}.tsv"
     wildcard_constraints:
         pick=r"seed\d+|best",
-    conda:
-        ENV
     threads: max(1, config["training"]["num_workers"])  # the loader processes, each on a CPU of its own
     resources:
-        mem_mb=8000,
-        runtime=60,
+        mem_mb=mem_mb(8000),
+        runtime=runtime(60),
         # how the clips are read, not what is computed: a resource, so that a change reruns nothing (IO_KEYS)
         workers=config["training"]["num_workers"],
     params:

@@ -10,8 +10,6 @@ if DEMO:
             f"{R}/logs/demo_teacher/{{ckpt}}.log",
         benchmark:
             f"{R}/benchmarks/demo_teacher/{{ckpt}}.tsv"
-        conda:
-            ENV
         params:
             code=code_version("demo-teacher"),
             member=lambda w: {f: m for m, f in CKPT_FILES.items()}[w.ckpt],
@@ -39,8 +37,6 @@ else:
             f"{R}/logs/download_teachers.log",
         benchmark:
             f"{R}/benchmarks/download_teachers.tsv"
-        conda:
-            ENV
         params:
             code=code_version("download-teachers"),
             weights_dir=lambda w, output: os.path.dirname(output[0]),
@@ -59,12 +55,11 @@ rule teacher_logits:
         f"{R}/logs/teacher_logits/{{dataset}}/{{shard}}.log",
     benchmark:
         f"{R}/benchmarks/teacher_logits/{{dataset}}/{{shard}}.tsv"
-    conda:
-        ENV
     threads: 8
     resources:
-        mem_mb=lambda w, threads: 4000 * threads,  # mostly the decoding workers
-        runtime=240,
+        mem_mb=mem_mb(4000, per_thread=True),  # mostly the decoding workers
+        runtime=runtime(240),
+        gpu=1,
         # how the clips are read, not what is computed: a resource, so that a change reruns nothing (IO_KEYS)
         workers=config["teachers"]["num_workers"],
     params:
@@ -91,11 +86,9 @@ rule gather_logits:
         f"{R}/logs/gather_logits/{{dataset}}.log",
     benchmark:
         f"{R}/benchmarks/gather_logits/{{dataset}}.tsv"
-    conda:
-        ENV
     resources:
-        mem_mb=16000,
-        runtime=240,
+        mem_mb=mem_mb(16000),
+        runtime=runtime(240),
     params:
         code=code_version("gather"),
         settings=lambda w: teacher_settings(w.dataset),

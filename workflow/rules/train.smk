@@ -13,12 +13,10 @@ rule pack_audio:
         f"{R}/logs/pack_audio/{{shard}}.log",
     benchmark:
         f"{R}/benchmarks/pack_audio/{{shard}}.tsv"
-    conda:
-        ENV
     threads: 8
     resources:
-        mem_mb=lambda w, threads: 1000 * threads,
-        runtime=240,
+        mem_mb=mem_mb(1000, per_thread=True),
+        runtime=runtime(240),
     params:
         code=code_version("pack-audio"),
         settings=lambda w: settings(
@@ -53,12 +51,11 @@ rule distill:
         f"{R}/logs/distill/{{trainset}}.log",
     benchmark:
         f"{R}/benchmarks/distill/{{trainset}}.tsv"
-    conda:
-        ENV
     threads: 8
     resources:
-        mem_mb=lambda w, threads: 4000 * threads,
-        runtime=720,
+        mem_mb=mem_mb(4000, per_thread=True),
+        runtime=720,  # resumes from its checkpoint: a retry needs no more time (config `retry`)
+        gpu=1,
         # how the clips are read, not what is computed: a resource, so that a change reruns nothing (IO_KEYS)
         workers=config["distillation"]["num_workers"],
         staging=config["distillation"]["staging"],
@@ -91,12 +88,10 @@ rule decode_target:
         f"{R}/logs/decode_target/{{target}}.log",
     benchmark:
         f"{R}/benchmarks/decode_target/{{target}}.tsv"
-    conda:
-        ENV
     threads: 8
     resources:
-        mem_mb=lambda w, threads: 1000 * threads,
-        runtime=240,
+        mem_mb=mem_mb(1000, per_thread=True),
+        runtime=runtime(240),
     params:
         code=code_version("decode-target"),
         settings=lambda w: settings(
@@ -123,14 +118,13 @@ rule finetune:
         f"{R}/benchmarks/{{model}}.tsv"
     wildcard_constraints:
         model=_alternatives(FINETUNED),
-    conda:
-        ENV
     threads: 4  # the host thread launching the steps and torch's intra-op threads: the clips are decoded already
     resources:
         # the split read from the decoded store: 17.9 GB at float32 for split 100, in host memory where the GPU
         # lacks room; per thread so that the demo's one-thread jobs ask for little
-        mem_mb=lambda w, threads: 6000 * threads,
+        mem_mb=mem_mb(6000, per_thread=True),
         runtime=480,
+        gpu=1,
         # how the clips are read, not what is computed: a resource, so that a change reruns nothing (IO_KEYS)
         workers=config["training"]["num_workers"],
     params:
@@ -161,6 +155,7 @@ use rule finetune as baseline with:
     wildcard_constraints:
         model=_alternatives(BASELINES),
     resources:
-        mem_mb=lambda w, threads: 6000 * threads,
+        mem_mb=mem_mb(6000, per_thread=True),
         runtime=600,
+        gpu=1,
         workers=config["training"]["num_workers"],
