@@ -3,7 +3,7 @@
 import re
 
 import yaml
-from conftest import REPO, snakemake
+from conftest import LOCAL_ENV, REPO, TINY_CONFIGS, demo_threads, snakemake
 
 SLURM_GRID = REPO / "tests/slurm_grid.yaml"  # split 100 at one threshold: every rule of the method, few jobs
 
@@ -106,3 +106,59 @@ def test_grown_request_rounds_and_refuses_attempt_zero():
     assert grown(4000, 5, 2, 20000) == 20000 and grown(30000, 2, 2, 20000) == 30000
     with pytest.raises(ValueError, match="attempt 0"):
         grown(1, 0, 2, 10)
+
+
+def _status(workdir):
+    from prunekd.progress import status_step
+
+    args = ["-s", str(REPO / "Snakefile"), "--directory", str(workdir), "--configfiles", *TINY_CONFIGS]
+    return status_step(REPO, [*args, *demo_threads()], env=LOCAL_ENV)
+
+
+def test_status_of_a_finished_run_counts_every_job_done(demo_run):
+    st, text = _status(demo_run)
+    jobs = planned_resources(demo_run, "--forceall")
+    assert {r: c["done"] for r, c in st.counts.items()} == {r: len(v) for r, v in jobs.items() if r != "all"}
+    assert not st.running and not st.failed
+    assert all(c["left"] == c["failed"] == c["running"] == 0 for c in st.counts.values())
+    from prunekd.rates import wall_seconds
+
+    gpu = [p for r in GPU_RULES for p in (demo_run / "results/benchmarks" / r).rglob("*.tsv")]
+    assert st.gpu_hours_spent > 0
+    assert abs(st.gpu_hours_spent - sum(wall_seconds(p) for p in gpu) / 3600) < 1e-9
+    assert text.splitlines()[0].split() == ["rule", "done", "running", "failed", "left", "total"]
+
+
+def test_status_of_a_half_finished_run(demo_run, tmp_path):
+    """As Snakemake leaves a grid midway: one distillation running (its marker, its log's progress), one
+    fine-tuning failed (its log, no outputs), what follows them left."""
+    import base64
+    import shutil
+
+    wd = tmp_path / "run"
+    shutil.copytree(demo_run, wd, symlinks=True)
+    res = wd / "results"
+    run = "tau/all/split100/pruned/thr0.2"
+    for d in (f"distill/{run}", f"finetune/{run}", f"eval/finetune/{run}", "summary"):
+        shutil.rmtree(res / d)
+    for d in (f"logs/finetune/{run}", f"logs/evaluate/finetune/{run}", f"benchmarks/finetune/{run}"):
+        shutil.rmtree(res / d)  # never started: no log
+    (res / "logs/summarise/tau.log").unlink()
+    (res / f"logs/distill/{run}.log").write_text(
+        "resuming from x at step 2\ndistill step 3/4 loss 0.5000 lr 1.00e-03 0.50 steps/s, 2 s left\n"
+    )
+    marker = wd / ".snakemake/incomplete"
+    key = base64.urlsafe_b64encode(f"results/distill/{run}/student.pt".encode()).decode()
+    (marker / key).write_text('{"external_jobid": "4242"}')
+    failed = "baseline/tau/split5/seed0"
+    (res / f"{failed}/model.pt").unlink()
+    st, text = _status(wd)
+    assert st.counts["distill"]["running"] == 1 and st.counts["distill"]["done"] == 6
+    assert st.counts["finetune"]["left"] == 1  # the distillation's one fine-tuning (split 100)
+    assert (st.counts["baseline"]["failed"], st.counts["baseline"]["done"]) == (1, 1)
+    assert st.counts["evaluate"]["left"] == 1 and st.counts["summarise"]["left"] == 1
+    [(rule, name, ext, prog, _)] = st.running
+    assert (rule, name, ext) == ("distill", run, "4242")
+    assert prog == {"step": 3, "total": 4, "steps_per_s": 0.5, "seconds_left": 2}
+    assert f"distill {run} (job 4242): step 3/4, 0.50 steps/s" in text
+    assert f"logs/{failed}.log" in text

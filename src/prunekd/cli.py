@@ -201,6 +201,12 @@ def cmd_cost(a):
     print(cost(a.workdir, a.snakemake_args, a.rates)[1], flush=True)
 
 
+def cmd_status(a):
+    from .progress import status_step
+
+    print(status_step(a.workdir, a.snakemake_args, a.rates)[1], flush=True)
+
+
 def cmd_rates(a):
     from .rates import RatesError, rates_step
 
@@ -458,6 +464,20 @@ def parser() -> argparse.ArgumentParser:
         "snakemake_args",
         nargs=argparse.REMAINDER,
         help="snakemake arguments after --, e.g. -- --profile profiles/slurm --configfile my.yaml",
+    )
+
+    p = command(
+        "status",
+        cmd_status,
+        "How far a grid is, per rule (done, running, failed, left), the running training jobs' step and time "
+        "left, GPU-hours spent against the plan: from the files Snakemake and the jobs write.",
+    )
+    p.add_argument("--rates", help="YAML of per-step GPU rates for the plan (default: benchmarks/rates_h100.yaml)")
+    p.add_argument("--workdir", default=".", help="workflow directory (holds the Snakefile)")
+    p.add_argument(
+        "snakemake_args",
+        nargs=argparse.REMAINDER,
+        help="the run's snakemake arguments after --, e.g. -- --profile slurm --configfile my.yaml",
     )
 
     p = command(

@@ -373,8 +373,10 @@ def train(model, batches: Callable[[int], Iterable], loss_fn: Callable, cfg: dic
             opt.step()
             sched.step()
             progress.update(step, loss, sched.get_last_lr()[0])
+            rows = progress.take_rows()
+            if rows:  # to the curve as logged, so that a running job can be followed (a resume drops the
+                append_curve(curve, rows)  # rows past its checkpoint: _restart_curve)
             if (step + 1) % cfg["checkpoint_every"] == 0 and step + 1 < run.total:
-                append_curve(curve, progress.take_rows())
                 save_checkpoint(ckpt, step + 1, model, opt, sched, run.fingerprint)
     finally:  # also when a step fails: a batch generator's reading threads end before what they read is closed
         if hasattr(it, "close"):

@@ -8,6 +8,8 @@ if DEMO:
             f"{R}/logs/demo_data.log",
         benchmark:
             f"{R}/benchmarks/demo_data.tsv"
+        group:
+            "manifests"
         params:
             code=code_version("demo-data"),
             audioset=lambda w, output: os.path.dirname(output.audioset[0]),
@@ -36,6 +38,8 @@ rule manifest_audioset:
         f"{R}/logs/manifest/audioset.log",
     benchmark:
         f"{R}/benchmarks/manifest/audioset.tsv"
+    group:
+        "manifests"
     resources:
         mem_mb=mem_mb(16000),
         runtime=runtime(60),
@@ -66,6 +70,8 @@ rule manifest_target:
         f"{R}/logs/manifest/{{target}}.log",
     benchmark:
         f"{R}/benchmarks/manifest/{{target}}.tsv"
+    group:
+        "manifests"
     resources:
         mem_mb=mem_mb(4000),
         runtime=runtime(30),

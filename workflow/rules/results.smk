@@ -11,6 +11,8 @@ rule evaluate:
         f"{R}/logs/evaluate/{{model}}.log",
     benchmark:
         f"{R}/benchmarks/evaluate/{{model}}.tsv"
+    group:
+        "finetune"
     threads: 4  # the model's CPU inference (torch's threads): the clips come decoded from decode_target
     resources:
         mem_mb=mem_mb(8000),
@@ -25,6 +27,12 @@ rule evaluate:
         "prunekd evaluate --model {input.model:q} --manifest {input.manifest:q} --key {params.key:q} "
         "--out {output.metrics:q} --predictions {output.predictions:q} --decoded {input.decoded:q} "
         "--num-workers {resources.workers} --settings {params.settings:q} 2> {log:q}"
+
+
+# Seconds of reading tables and drawing: on the machine that runs Snakemake, not one SLURM job each.
+localrules:
+    summarise,
+    rejected_clips,
 
 
 rule summarise:
