@@ -174,9 +174,13 @@ def cmd_submission(a):
 
 
 def cmd_summarise(a):
+    from .plots import training_curves
     from .summarise import write_summary
 
     write_summary(a.metrics, a.prune_stats, a.outdir, _settings(a.settings), a.manifest, log)
+    if a.curves:  # KIND:RUN=curve.tsv: the training runs behind the tables, one plot each for the report
+        named = [(*name.split(":", 1), path) for name, path in (c.split("=", 1) for c in a.curves)]
+        training_curves(named, os.path.join(a.outdir, "curves"))
 
 
 def cmd_rejected(a):
@@ -438,6 +442,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--manifest", help="target manifest: warns above the tables about classes a split lacks")
     p.add_argument("--outdir", required=True, help="summary folder")
     p.add_argument("--settings", required=True, help=SETTINGS_HELP)
+    p.add_argument("--curves", nargs="*", default=[], help="KIND:RUN=curve.tsv: plotted into <outdir>/curves")
 
     p = command("rejected", cmd_rejected, "Count the rejected clips of every dataset by reason, for the report.")
     p.add_argument("--tables", nargs="+", required=True, help="DATASET=rejected.tsv ...")

@@ -40,6 +40,7 @@ rule summarise:
         metrics=lambda w: eval_metrics(w.target),
         prune_stats=lambda w: prune_stats(w.target),
         manifest=f"{R}/manifests/{{target}}.tsv",
+        curves=lambda w: list(training_curves(w.target).values()),
     output:
         tables=expand(f"{R}/summary/{{{{target}}}}/{{name}}.{{ext}}", name=SUMMARY_NAMES, ext=["csv", "md"]),
         table1=summary_report("table1.html", "table1", "Table 1"),
@@ -49,6 +50,14 @@ rule summarise:
         plot_table2=summary_report("table2.png", "plots", "table2 plot"),
         plot_controls=summary_report("controls.png", "controls", "controls plot"),
         plot_devices=summary_report("devices.png", "plots", "devices plot"),
+        curves=report(
+            directory(f"{R}/summary/{{target}}/curves"),
+            patterns=["{kind}/{run}.png"],
+            caption="../report/curve.rst",
+            category="Training curves",
+            subcategory="{target}: {kind}",
+            labels={"step": "{kind}", "run": "{run}"},
+        ),
     log:
         f"{R}/logs/summarise/{{target}}.log",
     benchmark:
@@ -62,9 +71,10 @@ rule summarise:
             sweep_split=TARGETS[w.target]["sweep_split"],
             threshold=config["grid"]["threshold"],
         ),
+        curves=lambda w: [f"{name}={path}" for name, path in training_curves(w.target).items()],
     shell:
         "prunekd summarise --metrics {input.metrics:q} --prune-stats {input.prune_stats:q} --manifest {input.manifest:q} "
-        "--outdir {params.outdir:q} --settings {params.settings:q} 2> {log:q}"
+        "--outdir {params.outdir:q} --settings {params.settings:q} --curves {params.curves:q} 2> {log:q}"
 
 
 rule rejected_clips:

@@ -41,12 +41,7 @@ rule distill:
         packed=packed_stores,
     output:
         model=f"{R}/distill/{{trainset}}/student.pt",
-        curve=report(
-            f"{R}/distill/{{trainset}}/curve.tsv",
-            caption="../report/curve.rst",
-            category="Training curves",
-            labels={"step": "distillation", "training set": "{trainset}"},
-        ),
+        curve=f"{R}/distill/{{trainset}}/curve.tsv",  # plotted for the report by summarise
     log:
         f"{R}/logs/distill/{{trainset}}.log",
     benchmark:
