@@ -22,6 +22,7 @@ def test_paths_with_spaces_run_the_dag_and_write_nothing_outside(tmp_path):
                     "audioset": str(data / "audio set"),
                     "teacher_weights": str(data / "passt weights"),
                 },
+                "teachers": {"members": ["passt_s_swa_p16_128_ap476"], "shard_size": 300},  # fewer jobs
                 "targets": {
                     "tau": {"root": str(data / "tau 2022")},
                     "sounds": {"csv": str(data / "sound set/labels.csv"), "audio_root": str(data / "sound set")},
