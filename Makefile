@@ -37,8 +37,8 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check $(LINTED)
 	$(BIN)/ruff check $(LINTED)
 	$(BIN)/snakefmt --check $(RULES)
-	PATH=$(abspath $(BIN)):$$PATH $(SMK) --lint
-	PATH=$(abspath $(BIN)):$$PATH $(SMK) --lint --profile profiles/demo
+	PATH=$(abspath $(BIN)):$$PATH $(BIN)/python .ci/snakemake-lint $(SMK)
+	PATH=$(abspath $(BIN)):$$PATH $(BIN)/python .ci/snakemake-lint $(SMK) --profile profiles/demo
 
 # Apply the formatters (what `make lint` checks).
 fmt: $(STAMP)

@@ -154,6 +154,14 @@ def test_rerun_plans_nothing_and_report_builds(demo_run):
     snakemake(demo_run, "--report", "results/report.html")
     html = (demo_run / "results/report.html").read_text(errors="ignore")
     assert len(html) > 10000 and "Table 1" in html
+    # Every training run's curve as a plot in the report: 7 distillations, 8 fine-tunings, 2 baselines.
+    curves = demo_run / "results/summary/tau/curves"
+    assert {k: len(list((curves / k).glob("*.png"))) for k in ("distill", "finetune", "baseline")} == {
+        "distill": 7,
+        "finetune": 8,
+        "baseline": 2,
+    }
+    assert "Training curves" in html and "tau_all_split100_pruned_thr0.2" in html
 
 
 def test_dry_run_of_default_config_lists_every_rule(tmp_path):

@@ -106,6 +106,36 @@ def test_killed_distillation_resumes_to_identical_weights(tmp_path, monkeypatch)
     assert list(curve["step"]) == list(range(1, 7))
 
 
+def test_curve_rows_are_written_as_logged_and_a_resume_drops_those_past_its_checkpoint(tmp_path, monkeypatch):
+    """A running job's curve can be followed: each logged row is in the curve beside the checkpoint at once,
+    also past the last checkpoint; a job killed there resumes to the same weights and the same whole curve."""
+    _inputs(tmp_path)
+    _run(tmp_path, "full")
+    real_append = training_mod.append_curve
+    seen = []
+
+    def append_then_die_at_step_5(path, rows):
+        real_append(path, rows)
+        seen.append(list(pd.read_csv(path, sep="\t")["step"]))
+        if rows and rows[-1]["step"] == 5:  # past the checkpoint of step 3, before the next
+            raise Killed
+
+    monkeypatch.setattr(training_mod, "append_curve", append_then_die_at_step_5)
+    try:
+        _run(tmp_path, "cut")
+    except Killed:
+        pass
+    assert seen[:5] == [list(range(1, k + 1)) for k in range(1, 6)]  # one row more at every logged step
+    monkeypatch.setattr(training_mod, "append_curve", real_append)
+    _run(tmp_path, "cut")
+    a = torch.load(tmp_path / "full.pt", weights_only=True)["state_dict"]
+    b = torch.load(tmp_path / "cut.pt", weights_only=True)["state_dict"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    full, cut = (pd.read_csv(tmp_path / f"{n}.tsv", sep="\t") for n in ("full", "cut"))
+    assert list(cut["step"]) == list(range(1, 7))
+    pd.testing.assert_series_equal(full["loss"], cut["loss"])
+
+
 def test_killed_job_resumes_with_the_whole_curve_after_snakemake_deleted_its_outputs(tmp_path, monkeypatch, capfd):
     """`prunekd distill` as the rule runs it: Snakemake deletes a failed job's curve.tsv, the checkpoints stay.
     The retry reads with other loader settings (flags outside --settings): it still resumes."""

@@ -141,6 +141,23 @@ def test_killed_finetuning_resumes_to_identical_weights(tmp_path, monkeypatch):
     assert full[["step", "loss", "lr"]].equals(cut[["step", "loss", "lr"]])
 
 
+def test_test_split_accuracy_every_epoch_goes_into_the_curve_and_changes_no_weight(tmp_path):
+    """training.test_every_epochs: the test split's macro accuracy at each epoch's end, in the curve beside the loss;
+    the evaluation draws no random number and updates no statistic, so the model is the one trained without it."""
+    _target(tmp_path)
+    _run(tmp_path, "plain")
+    log = []
+    _run(tmp_path, "acc", {**CFG, "test_every_epochs": 1}, log.append)
+    a = torch.load(tmp_path / "plain.pt", weights_only=True)["state_dict"]
+    b = torch.load(tmp_path / "acc.pt", weights_only=True)["state_dict"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    plain, acc = (pd.read_csv(tmp_path / f"{n}.tsv", sep="\t") for n in ("plain", "acc"))
+    assert "test_macro_acc" not in plain and plain["loss"].equals(acc["loss"])
+    measured = acc.dropna(subset=["test_macro_acc"])
+    assert list(measured["step"]) == [3, 6] and measured["test_macro_acc"].between(0, 1).all()  # 3 steps an epoch
+    assert sum("test_macro_acc" in line for line in log) == 2
+
+
 def test_a_target_decoded_once_trains_and_evaluates_as_decoding_in_each_job(tmp_path, monkeypatch):
     """The workflow's jobs read the target's decoded store (decode_target): the same samples, so the same
     weights bit for bit and the same test predictions as decoding the files in the job; a corrupt clip is

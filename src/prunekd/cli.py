@@ -128,9 +128,13 @@ def cmd_evaluate(a):
 
 
 def cmd_summarise(a):
+    from .plots import training_curves
     from .summarise import write_summary
 
     write_summary(a.metrics, a.prune_stats, a.outdir, _settings(a.settings), a.manifest, log)
+    if a.curves:  # KIND:RUN=curve.tsv: the training runs behind the tables, one plot each for the report
+        named = [(*name.split(":", 1), path) for name, path in (c.split("=", 1) for c in a.curves)]
+        training_curves(named, os.path.join(a.outdir, "curves"))
 
 
 def cmd_rejected(a):
@@ -150,6 +154,12 @@ def cmd_cost(a):
     from .cost import cost
 
     print(cost(a.workdir, a.snakemake_args, a.rates)[1], flush=True)
+
+
+def cmd_status(a):
+    from .progress import status_step
+
+    print(status_step(a.workdir, a.snakemake_args, a.rates)[1], flush=True)
 
 
 def _required(flag, help_=None, **kw):
@@ -277,7 +287,8 @@ COMMANDS = {
     "summarise": (cmd_summarise, "Tables 1 and 2 (CSV, Markdown, HTML) and plots.", [
         _required("--metrics", nargs="+"), _required("--prune-stats", nargs="+"),
         _optional("--manifest", "target manifest: warns above the tables about classes a split lacks"),
-        _required("--outdir", "summary folder"), SETTINGS]),
+        _required("--outdir", "summary folder"), SETTINGS,
+        _optional("--curves", "KIND:RUN=curve.tsv: plotted into <outdir>/curves", nargs="*", default=[])]),
     "rejected": (cmd_rejected, "Count the rejected clips of every dataset by reason, for the report.", [
         _required("--tables", "DATASET=rejected.tsv ...", nargs="+"), _required("--outdir", "summary folder")]),
     "clip-jobs": (cmd_clip_jobs,
@@ -290,6 +301,12 @@ COMMANDS = {
         _optional("--rates", f"YAML of per-step GPU rates ({DEFAULT_RATES})"),
         _optional("--workdir", "workflow directory (holds the Snakefile)", default="."),
         _positional("snakemake_args", "snakemake arguments after --, e.g. -- --profile profiles/slurm "
+                    "--configfile my.yaml", nargs=argparse.REMAINDER)]),
+    "status": (cmd_status, "How far a grid is, per rule (done, running, failed, left), the running training jobs' "
+               "step and time left, GPU-hours spent against the plan: from the files Snakemake and the jobs write.", [
+        _optional("--rates", f"YAML of per-step GPU rates for the plan ({DEFAULT_RATES})"),
+        _optional("--workdir", "workflow directory (holds the Snakefile)", default="."),
+        _positional("snakemake_args", "the run's snakemake arguments after --, e.g. -- --profile slurm "
                     "--configfile my.yaml", nargs=argparse.REMAINDER)]),
     "rates": ("rates:rates_step",
               "Rates for `prunekd cost` from the wall time of the GPU jobs a run has finished (its own GPUs).", [

@@ -50,6 +50,7 @@ class Job:
     rule: str
     wildcards: dict = field(default_factory=dict)
     shell: str = ""
+    fields: dict = field(default_factory=dict)  # output, log, benchmark: the paths the dry run lists
 
     def arg(self, flag: str):
         """Value of `--flag` in the job's shell command (None when absent or unparsable)."""
@@ -67,7 +68,7 @@ class Job:
             return {}
 
 
-_JOB_START = re.compile(r"^(?:local)?(?:rule|checkpoint) (\w+):\s*$")
+_JOB_START = re.compile(r"^\s*(?:local)?(?:rule|checkpoint) (\w+):\s*$")  # indented: a member of a group job
 
 
 def parse_dry_run(text: str) -> list[Job]:
@@ -82,7 +83,7 @@ def parse_dry_run(text: str) -> list[Job]:
             continue
         if cur is None:
             continue
-        if not line.strip() or line.startswith("["):  # blank line or the next job's timestamp
+        if not line.strip() or line.lstrip().startswith("["):  # blank line or the next job's timestamp
             in_shell = False
             if not line.strip():
                 cur = None
@@ -91,6 +92,9 @@ def parse_dry_run(text: str) -> list[Job]:
             cur.shell, in_shell = line[len("Shell command:") :].strip(), True
         elif in_shell:
             cur.shell += "\n" + line
+        elif line.strip().startswith(("output:", "log:", "benchmark:")):
+            key, _, value = line.strip().partition(":")
+            cur.fields[key] = [p.strip() for p in value.split(", ") if p.strip()]
         elif line.strip().startswith("wildcards:"):
             for part in line.split(":", 1)[1].split(","):
                 k, _, v = part.strip().partition("=")

@@ -128,7 +128,7 @@ def distill(
     )
     stage = contextlib.nullcontext(reader)
     if reader is not None and stage_dir and cfg.get("staging", "never") == "auto":
-        from .staging import staged  # a node-local copy of the pruned clips (docs/cluster.md, "Staging")
+        from .staging import staged  # a node-local copy of the pruned clips (docs/cluster.md)
 
         left = total - checkpoint_step(Path(ckpt_dir) / "last.pt", fp)  # a resumed job draws only the steps left
         stage = staged(reader, stage_dir, left * min(cfg["batch_size"], len(pos)), cfg["num_workers"], log)

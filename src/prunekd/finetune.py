@@ -73,6 +73,11 @@ def finetune(
         clips = decode_all(train_set["path"].to_numpy(), sr, n, cfg["num_workers"], device, log)
     y_all = torch.tensor(train_set["label"].to_numpy(), dtype=torch.long).to(device)
 
+    evaluate, eval_every = None, 0
+    if cfg.get("test_every_epochs", 0):
+        evaluate = _test_accuracy(manifest, model, mel, autocast, n_classes, decoded, cfg, sr, n, device, log)
+        eval_every = cfg["test_every_epochs"] * -(-len(train_set) // bs)
+
     def batches(start):
         return indexed_batches(clips, StepSampler(len(train_set), bs, total, seed, start, drop_last=False), device)
 
@@ -93,10 +98,38 @@ def finetune(
         batches,
         loss_fn,
         cfg,
-        Run("finetune", total, cfg["warmup_steps"], 0.0, fp, Path(ckpt_dir), curve_path, log),
+        Run("finetune", total, cfg["warmup_steps"], 0.0, fp, Path(ckpt_dir), curve_path, log, evaluate, eval_every),
     )
     save_model(out_model, model, n_classes=n_classes, student=student_cfg, steps=total, split=split, seed=seed)
     return {"steps": total, "clips": int(len(train_set))}
+
+
+def _test_accuracy(manifest, model, mel, autocast, n_classes, decoded, cfg, sr, n, device, log):
+    """A function returning {"test_macro_acc": ...} of the model as it is: the test split's clips decoded once, on
+    the training device; evaluation mode for the forward, training mode again after it. It draws no random
+    number and changes no weight or statistic, so the trained model is the same with it as without."""
+    test = manifest[in_split(manifest, "test")]
+    if decoded:
+        clips = Decoded(decoded, sr, n).read(test["id"], device, log, paths=test["path"])
+    else:
+        clips = decode_all(test["path"].to_numpy(), sr, n, cfg["num_workers"], device, log)
+    labels = torch.tensor(test["label"].to_numpy(), dtype=torch.long).to(device)
+
+    @torch.no_grad()
+    def evaluate() -> dict:
+        modes = model.training, mel.training
+        model.eval(), mel.eval()
+        pred = []
+        for i in range(0, len(clips), 256):
+            with autocast():
+                out = model(mel(clips[i : i + 256]).contiguous(memory_format=torch.channels_last))
+            pred.append(out.float().argmax(1))
+        model.train(modes[0]), mel.train(modes[1])
+        pred = torch.cat(pred)
+        per_class = [(pred[labels == c] == c).float().mean() for c in range(n_classes) if (labels == c).any()]
+        return {"test_macro_acc": float(torch.stack(per_class).mean())}
+
+    return evaluate
 
 
 def finetune_step(

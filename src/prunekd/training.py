@@ -205,16 +205,18 @@ class Progress:
         self.rows: list[dict] = []
         self.losses: list = []
 
-    def update(self, step: int, loss: torch.Tensor, lr: float) -> None:
+    def update(self, step: int, loss: torch.Tensor, lr: float, extra: dict | None = None) -> None:
+        """extra: more columns of this step's row (the test-split accuracy); a step with them is always logged."""
         self.losses.append(loss.detach())
-        if (step + 1) % self.every == 0 or step + 1 == self.total:
+        if (step + 1) % self.every == 0 or step + 1 == self.total or extra:
             values = torch.stack(self.losses).tolist()  # the one sync
             mean = sum(values) / len(values)
             rate = (step + 1 - self.start) / max(time.time() - self.t0, 1e-9)
-            self.rows.append({"step": step + 1, "loss": mean, "lr": lr, "steps_per_s": rate})
+            self.rows.append({"step": step + 1, "loss": mean, "lr": lr, "steps_per_s": rate, **(extra or {})})
+            more = "".join(f" {k} {v:.4f}" for k, v in (extra or {}).items())
             self.log(
                 f"{self.name} step {step + 1}/{self.total} loss {mean:.4f} lr {lr:.2e} "
-                f"{rate:.2f} steps/s, {(self.total - step - 1) / max(rate, 1e-9):.0f} s left"
+                f"{rate:.2f} steps/s, {(self.total - step - 1) / max(rate, 1e-9):.0f} s left{more}"
             )
             self.losses = []
 
@@ -230,6 +232,8 @@ def append_curve(path, rows: list[dict]) -> None:
     path = Path(path)
     cols = ["step", "loss", "lr", "steps_per_s"]
     old = pd.read_csv(path, sep="\t") if path.exists() and path.stat().st_size else pd.DataFrame(columns=cols)
+    cols += [c for c in [*old.columns, *(k for r in rows for k in r)] if c not in cols]  # test_* columns
+    cols = list(dict.fromkeys(cols))
     new = pd.concat([old, pd.DataFrame(rows, columns=cols)], ignore_index=True)
     if not new.empty:
         new = new.drop_duplicates("step", keep="last")
@@ -313,6 +317,8 @@ class Run:
     ckpt_dir: Path  # last.pt and the curve so far: both survive a killed job
     curve_path: Path | None  # the curve is copied here at the end
     log: Callable = print
+    evaluate: Callable[[], dict] | None = None  # extra curve columns (the test-split accuracy), every eval_every steps
+    eval_every: int = 0
 
 
 def train(model, batches: Callable[[int], Iterable], loss_fn: Callable, cfg: dict, run: Run) -> None:
@@ -343,9 +349,12 @@ def train(model, batches: Callable[[int], Iterable], loss_fn: Callable, cfg: dic
                 torch.nn.utils.clip_grad_norm_(model.parameters(), cfg["grad_clip"])
             opt.step()
             sched.step()
-            progress.update(step, loss, sched.get_last_lr()[0])
+            due = run.evaluate is not None and run.eval_every and (step + 1) % run.eval_every == 0
+            progress.update(step, loss, sched.get_last_lr()[0], run.evaluate() if due else None)
+            rows = progress.take_rows()
+            if rows:  # to the curve as logged, so that a running job can be followed (a resume drops the
+                append_curve(curve, rows)  # rows past its checkpoint: _restart_curve)
             if (step + 1) % cfg["checkpoint_every"] == 0 and step + 1 < run.total:
-                append_curve(curve, progress.take_rows())
                 save_checkpoint(ckpt, step + 1, model, opt, sched, run.fingerprint)
     finally:  # also when a step fails: a batch generator's reading threads end before what they read is closed
         if hasattr(it, "close"):

@@ -3,6 +3,7 @@ import importlib
 import json
 import os
 import re
+import shlex
 import sys
 from pathlib import Path
 
@@ -30,6 +31,7 @@ _codehash = _load("codehash")
 _checks = _load("checks")  # config, profile and data-path checks: one line each (src/prunekd/checks.py)
 _layouts = _load("layouts")  # where the data lies in the layouts users hold (src/prunekd/layouts.py)
 _members = _load("members")  # the PaSST members: name -> (stride, release tag, checkpoint file)
+_requests = _load("requests")  # a retried job's grown requests (src/prunekd/requests.py)
 CONFIG_FILES = list(dict.fromkeys(str(f) for f in [*workflow.configfiles, *(workflow.overwrite_configfiles or [])]))
 
 
@@ -74,6 +76,26 @@ def settings(**parts):
     return json.dumps(parts, sort_keys=True)
 
 
+def mem_mb(mb, per_thread=False):
+    """A rule's memory request (MB; per thread: the demo's one-thread jobs ask for little), grown with the attempt
+    so that a job killed for memory is not retried with the same request (config `retry`)."""
+
+    def request(wildcards, threads, attempt):
+        base = mb * threads if per_thread else mb
+        return _requests.grown(base, attempt, config["retry"]["memory_factor"], config["retry"]["max_mem_mb"])
+
+    return request
+
+
+def runtime(minutes):
+    """The runtime (minutes) of a rule that cannot resume, grown with the attempt (config `retry`)."""
+
+    def request(wildcards, attempt):
+        return _requests.grown(minutes, attempt, config["retry"]["runtime_factor"], config["retry"]["max_runtime"])
+
+    return request
+
+
 def _alternatives(names):
     return "|".join(re.escape(str(n)) for n in names)
 
@@ -82,7 +104,6 @@ R = config["paths"]["results"]
 DEMO = config["demo"]["enabled"]
 AUDIOSET = config["paths"]["audioset"]
 WEIGHTS = config["paths"]["teacher_weights"]
-ENV = "../../envs/prunekd.yaml"  # every rule's conda environment (relative to workflow/rules)
 
 
 def _checked_members(key, names):

@@ -8,8 +8,8 @@ if DEMO:
             f"{R}/logs/demo_data.log",
         benchmark:
             f"{R}/benchmarks/demo_data.tsv"
-        conda:
-            ENV
+        group:
+            "manifests"
         params:
             code=code_version("demo-data"),
             audioset=lambda w, output: os.path.dirname(output.audioset[0]),
@@ -24,8 +24,8 @@ if DEMO:
                 audioset_clip_seconds=config["data"]["audioset_clip_seconds"],
             ),
         shell:
-            "prunekd demo-data --audioset-root {params.audioset} --tau-roots {params.tau} "
-            "--csv-targets {params.csv} --settings {params.settings:q} 2> {log}"
+            "prunekd demo-data --audioset-root {params.audioset:q} --tau-roots {params.tau:q} "
+            "--csv-targets {params.csv:q} --settings {params.settings:q} 2> {log:q}"
 
 
 rule manifest_audioset:
@@ -38,11 +38,11 @@ rule manifest_audioset:
         f"{R}/logs/manifest/audioset.log",
     benchmark:
         f"{R}/benchmarks/manifest/audioset.tsv"
-    conda:
-        ENV
+    group:
+        "manifests"
     resources:
-        mem_mb=16000,
-        runtime=60,
+        mem_mb=mem_mb(16000),
+        runtime=runtime(60),
     params:
         code=code_version("manifest"),
         root=lambda w: AUDIOSET,  # not from input: absent real data is left out of the DAG
@@ -55,8 +55,8 @@ rule manifest_audioset:
             **({"layout": "hdf5"} if AUDIOSET_LAYOUT == "hdf5" else {}),
         ),
     shell:
-        "prunekd manifest --root {params.root} --out {output.manifest} "
-        "--rejected {output.rejected} --settings {params.settings:q} 2> {log}"
+        "prunekd manifest --root {params.root:q} --out {output.manifest:q} "
+        "--rejected {output.rejected:q} --settings {params.settings:q} 2> {log:q}"
 
 
 rule manifest_target:
@@ -70,13 +70,13 @@ rule manifest_target:
         f"{R}/logs/manifest/{{target}}.log",
     benchmark:
         f"{R}/benchmarks/manifest/{{target}}.tsv"
-    conda:
-        ENV
+    group:
+        "manifests"
     resources:
-        mem_mb=4000,
-        runtime=30,
+        mem_mb=mem_mb(4000),
+        runtime=runtime(30),
     params:
         code=code_version("manifest"),
         settings=lambda w: target_settings(w.target),
     shell:
-        "prunekd manifest --out {output.manifest} --rejected {output.rejected} --settings {params.settings:q} 2> {log}"
+        "prunekd manifest --out {output.manifest:q} --rejected {output.rejected:q} --settings {params.settings:q} 2> {log:q}"

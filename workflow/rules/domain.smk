@@ -24,20 +24,20 @@ rule domain_classifier:
         f"{R}/logs/domain_classifier/{{target}}/{{ensemble}}/split{{split}}.log",
     benchmark:
         f"{R}/benchmarks/domain_classifier/{{target}}/{{ensemble}}/split{{split}}.tsv"
-    conda:
-        ENV
+    group:
+        "domain"
     threads: 2
     resources:
-        mem_mb=8000,
-        runtime=60,
+        mem_mb=mem_mb(8000),
+        runtime=runtime(60),
     params:
         code=code_version("domain-classifier"),
         settings=lambda w: settings(**config["domain_classifier"], members=ENSEMBLES[w.ensemble]),
     shell:
-        "prunekd domain-classifier --audioset-store {input.audioset_store} "
-        "--audioset-manifest {input.audioset_manifest} --target-store {input.target_store} "
-        "--target-manifest {input.target_manifest} --split {wildcards.split} --out {output.classifier} "
-        "--report {output.report} --settings {params.settings:q} 2> {log}"
+        "prunekd domain-classifier --audioset-store {input.audioset_store:q} "
+        "--audioset-manifest {input.audioset_manifest:q} --target-store {input.target_store:q} "
+        "--target-manifest {input.target_manifest:q} --split {wildcards.split} --out {output.classifier:q} "
+        "--report {output.report:q} --settings {params.settings:q} 2> {log:q}"
 
 
 rule score:
@@ -51,18 +51,18 @@ rule score:
         f"{R}/logs/score/{{target}}/{{ensemble}}/split{{split}}.log",
     benchmark:
         f"{R}/benchmarks/score/{{target}}/{{ensemble}}/split{{split}}.tsv"
-    conda:
-        ENV
+    group:
+        "domain"
     threads: 2
     resources:
-        mem_mb=4000,
-        runtime=30,
+        mem_mb=mem_mb(4000),
+        runtime=runtime(30),
     params:
         code=code_version("score"),
         settings=lambda w: settings(members=ENSEMBLES[w.ensemble]),
     shell:
-        "prunekd score --audioset-store {input.audioset_store} --audioset-manifest {input.audioset_manifest} "
-        "--classifier {input.classifier} --out {output} --settings {params.settings:q} 2> {log}"
+        "prunekd score --audioset-store {input.audioset_store:q} --audioset-manifest {input.audioset_manifest:q} "
+        "--classifier {input.classifier:q} --out {output:q} --settings {params.settings:q} 2> {log:q}"
 
 
 rule score_histogram:
@@ -83,16 +83,16 @@ rule score_histogram:
         f"{R}/logs/score_histogram/{{target}}/{{ensemble}}/split{{split}}.log",
     benchmark:
         f"{R}/benchmarks/score_histogram/{{target}}/{{ensemble}}/split{{split}}.tsv"
-    conda:
-        ENV
+    group:
+        "domain"
     params:
         code=code_version("histogram"),
         thresholds=lambda w: " ".join(threshold_label(t) for t in config["grid"]["thresholds"]),
         title=lambda w: f"{w.target} split {w.split}, ensemble {w.ensemble}",
     shell:
-        "prunekd histogram --audioset-store {input.audioset_store} --audioset-manifest {input.audioset_manifest} "
-        "--scores {input.scores} --title {params.title:q} --thresholds {params.thresholds} "
-        "--out {output} 2> {log}"
+        "prunekd histogram --audioset-store {input.audioset_store:q} --audioset-manifest {input.audioset_manifest:q} "
+        "--scores {input.scores:q} --title {params.title:q} --thresholds {params.thresholds} "
+        "--out {output:q} 2> {log:q}"
 
 
 rule prune:
@@ -107,18 +107,18 @@ rule prune:
         f"{R}/logs/prune/{{target}}/{{ensemble}}/split{{split}}_thr{{threshold}}.log",
     benchmark:
         f"{R}/benchmarks/prune/{{target}}/{{ensemble}}/split{{split}}_thr{{threshold}}.tsv"
-    conda:
-        ENV
+    group:
+        "domain"
     resources:
-        mem_mb=4000,
-        runtime=15,
+        mem_mb=mem_mb(4000),
+        runtime=runtime(15),
     params:
         code=code_version("prune"),
         key=lambda w: json.dumps({"target": w.target, "ensemble": w.ensemble, "split": w.split}),
     shell:
-        "prunekd prune --audioset-store {input.audioset_store} --audioset-manifest {input.audioset_manifest} "
-        "--scores {input.scores} --key {params.key:q} --threshold {wildcards.threshold} "
-        "--out {output.kept} --stats {output.stats} 2> {log}"
+        "prunekd prune --audioset-store {input.audioset_store:q} --audioset-manifest {input.audioset_manifest:q} "
+        "--scores {input.scores:q} --key {params.key:q} --threshold {wildcards.threshold} "
+        "--out {output.kept:q} --stats {output.stats:q} 2> {log:q}"
 
 
 rule random_subset:
@@ -134,18 +134,18 @@ rule random_subset:
         f"{R}/logs/random_subset/{{target}}/{{ensemble}}/split{{split}}_thr{{threshold}}.log",
     benchmark:
         f"{R}/benchmarks/random_subset/{{target}}/{{ensemble}}/split{{split}}_thr{{threshold}}.tsv"
-    conda:
-        ENV
+    group:
+        "domain"
     resources:
-        mem_mb=4000,
-        runtime=15,
+        mem_mb=mem_mb(4000),
+        runtime=runtime(15),
     params:
         code=code_version("random-subset"),
         seed=config["controls"]["seed"],
         name=lambda w: f"{w.target}/{w.ensemble}/split{w.split}/thr{w.threshold}",
     shell:
-        "prunekd random-subset --audioset-store {input.audioset_store} --audioset-manifest {input.audioset_manifest} "
-        "--like {input.kept} --seed {params.seed} --name {params.name} --out {output} 2> {log}"
+        "prunekd random-subset --audioset-store {input.audioset_store:q} --audioset-manifest {input.audioset_manifest:q} "
+        "--like {input.kept:q} --seed {params.seed} --name {params.name:q} --out {output:q} 2> {log:q}"
 
 
 rule full_set:
@@ -159,13 +159,11 @@ rule full_set:
         f"{R}/logs/full_set.log",
     benchmark:
         f"{R}/benchmarks/full_set.tsv"
-    conda:
-        ENV
     resources:
-        mem_mb=4000,
-        runtime=15,
+        mem_mb=mem_mb(4000),
+        runtime=runtime(15),
     params:
         code=code_version("full-set"),
     shell:
-        "prunekd full-set --audioset-store {input.audioset_store} --audioset-manifest {input.audioset_manifest} "
-        "--out {output} 2> {log}"
+        "prunekd full-set --audioset-store {input.audioset_store:q} --audioset-manifest {input.audioset_manifest:q} "
+        "--out {output:q} 2> {log:q}"

@@ -134,6 +134,19 @@ def eval_metrics(target):
     return [f"{R}/eval/{m}/metrics.json" for m, k in MODELS.items() if k["target"] == target]
 
 
+def training_curves(target):
+    """<kind>:<run> -> curve.tsv of every training run behind a target's summary: its fine-tunings and baselines,
+    and the distillations they start from (plotted by `summarise`, one plot each in the report)."""
+    out = {}
+    for m, k in MODELS.items():
+        if k["target"] == target:
+            if k["selection"] != "baseline":
+                out[f"distill:{trainset_name(k)}"] = f"{R}/distill/{trainset_name(k)}/curve.tsv"
+            kind, run = m.split("/", 1)
+            out[f"{kind}:{run}"] = f"{R}/{m}/curve.tsv"
+    return out
+
+
 def prune_stats(target):
     return [f"{R}/prune/{target}/{ens}/split{s}/thr{t}/stats.json" for ens in ENSEMBLES for s, t in grid_pairs(target)]
 

@@ -11,12 +11,12 @@ rule evaluate:
         f"{R}/logs/evaluate/{{model}}.log",
     benchmark:
         f"{R}/benchmarks/evaluate/{{model}}.tsv"
-    conda:
-        ENV
+    group:
+        "finetune"
     threads: 4  # the model's CPU inference (torch's threads): the clips come decoded from decode_target
     resources:
-        mem_mb=8000,
-        runtime=60,
+        mem_mb=mem_mb(8000),
+        runtime=runtime(60),
         # how the clips are read, not what is computed: a resource, so that a change reruns nothing (IO_KEYS)
         workers=config["training"]["num_workers"],
     params:
@@ -24,9 +24,15 @@ rule evaluate:
         settings=lambda w: eval_settings(MODELS[w.model]["target"]),
         key=lambda w: json.dumps(summary_key(MODELS[w.model])),
     shell:
-        "prunekd evaluate --model {input.model} --manifest {input.manifest} --key {params.key:q} "
-        "--out {output.metrics} --predictions {output.predictions} --decoded {input.decoded} "
-        "--num-workers {resources.workers} --settings {params.settings:q} 2> {log}"
+        "prunekd evaluate --model {input.model:q} --manifest {input.manifest:q} --key {params.key:q} "
+        "--out {output.metrics:q} --predictions {output.predictions:q} --decoded {input.decoded:q} "
+        "--num-workers {resources.workers} --settings {params.settings:q} 2> {log:q}"
+
+
+# Seconds of reading tables and drawing: on the machine that runs Snakemake, not one SLURM job each.
+localrules:
+    summarise,
+    rejected_clips,
 
 
 rule summarise:
@@ -34,6 +40,7 @@ rule summarise:
         metrics=lambda w: eval_metrics(w.target),
         prune_stats=lambda w: prune_stats(w.target),
         manifest=f"{R}/manifests/{{target}}.tsv",
+        curves=lambda w: list(training_curves(w.target).values()),
     output:
         tables=expand(f"{R}/summary/{{{{target}}}}/{{name}}.{{ext}}", name=SUMMARY_NAMES, ext=["csv", "md"]),
         table1=summary_report("table1.html", "table1", "Table 1"),
@@ -43,12 +50,18 @@ rule summarise:
         plot_table2=summary_report("table2.png", "plots", "table2 plot"),
         plot_controls=summary_report("controls.png", "controls", "controls plot"),
         plot_devices=summary_report("devices.png", "plots", "devices plot"),
+        curves=report(
+            directory(f"{R}/summary/{{target}}/curves"),
+            patterns=["{kind}/{run}.png"],
+            caption="../report/curve.rst",
+            category="Training curves",
+            subcategory="{target}: {kind}",
+            labels={"step": "{kind}", "run": "{run}"},
+        ),
     log:
         f"{R}/logs/summarise/{{target}}.log",
     benchmark:
         f"{R}/benchmarks/summarise/{{target}}.tsv"
-    conda:
-        ENV
     params:
         code=code_version("summarise"),
         outdir=lambda w, output: os.path.dirname(output.table1),
@@ -58,9 +71,10 @@ rule summarise:
             sweep_split=TARGETS[w.target]["sweep_split"],
             threshold=config["grid"]["threshold"],
         ),
+        curves=lambda w: [f"{name}={path}" for name, path in training_curves(w.target).items()],
     shell:
-        "prunekd summarise --metrics {input.metrics} --prune-stats {input.prune_stats} --manifest {input.manifest} "
-        "--outdir {params.outdir} --settings {params.settings:q} 2> {log}"
+        "prunekd summarise --metrics {input.metrics:q} --prune-stats {input.prune_stats:q} --manifest {input.manifest:q} "
+        "--outdir {params.outdir:q} --settings {params.settings:q} --curves {params.curves:q} 2> {log:q}"
 
 
 rule rejected_clips:
@@ -81,11 +95,9 @@ rule rejected_clips:
         f"{R}/logs/rejected_clips.log",
     benchmark:
         f"{R}/benchmarks/rejected_clips.tsv"
-    conda:
-        ENV
     params:
         code=code_version("rejected"),
         outdir=lambda w, output: os.path.dirname(output.html),
-        tables=lambda w, input: " ".join(f"{d}={t}" for d, t in zip(["audioset", *TARGETS], input.tables)),
+        tables=lambda w, input: shlex.join(f"{d}={t}" for d, t in zip(["audioset", *TARGETS], input.tables)),
     shell:
-        "prunekd rejected --tables {params.tables} --outdir {params.outdir} 2> {log}"
+        "prunekd rejected --tables {params.tables} --outdir {params.outdir:q} 2> {log:q}"

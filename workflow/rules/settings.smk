@@ -12,6 +12,8 @@ def computed(section):
 def training_settings(epochs_key, target):
     t = computed("training")
     t.pop("epochs_finetune"), t.pop("epochs_baseline")
+    if not t.get("test_every_epochs"):  # off: the settings (and checkpoints' fingerprints) of runs before it
+        t.pop("test_every_epochs", None)
     t["epochs"] = config["training"][epochs_key]
     t["clip_seconds"] = TARGETS[target]["clip_seconds"]
     return t

@@ -23,12 +23,10 @@ rule submission:
         f"{R}/benchmarks/submission/{{target}}/split{{split}}_{{pick}}.tsv"
     wildcard_constraints:
         pick=r"seed\d+|best",
-    conda:
-        ENV
     threads: max(1, config["training"]["num_workers"])  # the loader processes, each on a CPU of its own
     resources:
-        mem_mb=8000,
-        runtime=60,
+        mem_mb=mem_mb(8000),
+        runtime=runtime(60),
         # how the clips are read, not what is computed: a resource, so that a change reruns nothing (IO_KEYS)
         workers=config["training"]["num_workers"],
     params:
@@ -40,6 +38,6 @@ rule submission:
             models=evaluation_set(w.target)["models"],
         ),
     shell:
-        "prunekd submission --models {input.models} --metrics {input.metrics} --manifest {input.manifest} "
-        "--eval-root {params.eval_root} --out {output.predictions} --info {output.info} "
-        "--num-workers {resources.workers} --settings {params.settings:q} 2> {log}"
+        "prunekd submission --models {input.models:q} --metrics {input.metrics:q} --manifest {input.manifest:q} "
+        "--eval-root {params.eval_root:q} --out {output.predictions:q} --info {output.info:q} "
+        "--num-workers {resources.workers} --settings {params.settings:q} 2> {log:q}"

@@ -10,8 +10,6 @@ if DEMO:
             f"{R}/logs/demo_teacher/{{ckpt}}.log",
         benchmark:
             f"{R}/benchmarks/demo_teacher/{{ckpt}}.tsv"
-        conda:
-            ENV
         params:
             code=code_version("demo-teacher"),
             member=lambda w: {f: m for m, f in CKPT_FILES.items()}[w.ckpt],
@@ -23,8 +21,8 @@ if DEMO:
                 audioset_clip_seconds=config["data"]["audioset_clip_seconds"],
             ),
         shell:
-            "prunekd demo-teacher --member {params.member} --manifest {input.manifest} --out {output} "
-            "--settings {params.settings:q} 2> {log}"
+            "prunekd demo-teacher --member {params.member:q} --manifest {input.manifest:q} --out {output:q} "
+            "--settings {params.settings:q} 2> {log:q}"
 
 else:
 
@@ -39,14 +37,12 @@ else:
             f"{R}/logs/download_teachers.log",
         benchmark:
             f"{R}/benchmarks/download_teachers.tsv"
-        conda:
-            ENV
         params:
             code=code_version("download-teachers"),
             weights_dir=lambda w, output: os.path.dirname(output[0]),
             members=MEMBERS,
         shell:
-            "prunekd download-teachers --weights-dir {params.weights_dir} --members {params.members} 2> {log}"
+            "prunekd download-teachers --weights-dir {params.weights_dir:q} --members {params.members:q} 2> {log:q}"
 
 
 rule teacher_logits:
@@ -59,12 +55,11 @@ rule teacher_logits:
         f"{R}/logs/teacher_logits/{{dataset}}/{{shard}}.log",
     benchmark:
         f"{R}/benchmarks/teacher_logits/{{dataset}}/{{shard}}.tsv"
-    conda:
-        ENV
     threads: 8
     resources:
-        mem_mb=lambda w, threads: 4000 * threads,  # mostly the decoding workers
-        runtime=240,
+        mem_mb=mem_mb(4000, per_thread=True),  # mostly the decoding workers
+        runtime=runtime(240),
+        gpu=1,
         # how the clips are read, not what is computed: a resource, so that a change reruns nothing (IO_KEYS)
         workers=config["teachers"]["num_workers"],
     params:
@@ -73,9 +68,9 @@ rule teacher_logits:
         shard=lambda w: int(w.shard),
         weights_dir=lambda w, input: os.path.dirname(input.weights[0]),
     shell:
-        "prunekd teacher-logits --dataset {wildcards.dataset} --manifest {input.manifest} "
-        "--shard {params.shard} --weights-dir {params.weights_dir} --out {output} "
-        "--num-workers {resources.workers} --settings {params.settings:q} 2> {log}"
+        "prunekd teacher-logits --dataset {wildcards.dataset} --manifest {input.manifest:q} "
+        "--shard {params.shard} --weights-dir {params.weights_dir:q} --out {output:q} "
+        "--num-workers {resources.workers} --settings {params.settings:q} 2> {log:q}"
 
 
 rule gather_logits:
@@ -91,17 +86,15 @@ rule gather_logits:
         f"{R}/logs/gather_logits/{{dataset}}.log",
     benchmark:
         f"{R}/benchmarks/gather_logits/{{dataset}}.tsv"
-    conda:
-        ENV
     resources:
-        mem_mb=16000,
-        runtime=240,
+        mem_mb=mem_mb(16000),
+        runtime=runtime(240),
     params:
         code=code_version("gather"),
         settings=lambda w: teacher_settings(w.dataset),
         bad_audio=config["data"]["bad_audio"],
         weights_dir=lambda w, input: os.path.dirname(input.weights[0]),
     shell:
-        "prunekd gather --dataset {wildcards.dataset} --manifest {input.manifest} --rejected {input.rejected} "
-        "--shards {input.shards} --weights-dir {params.weights_dir} --out {output.store} "
-        "--rejected-out {output.rejected} --bad-audio {params.bad_audio} --settings {params.settings:q} 2> {log}"
+        "prunekd gather --dataset {wildcards.dataset} --manifest {input.manifest:q} --rejected {input.rejected:q} "
+        "--shards {input.shards:q} --weights-dir {params.weights_dir:q} --out {output.store:q} "
+        "--rejected-out {output.rejected:q} --bad-audio {params.bad_audio:q} --settings {params.settings:q} 2> {log:q}"

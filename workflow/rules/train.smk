@@ -13,12 +13,10 @@ rule pack_audio:
         f"{R}/logs/pack_audio/{{shard}}.log",
     benchmark:
         f"{R}/benchmarks/pack_audio/{{shard}}.tsv"
-    conda:
-        ENV
     threads: 8
     resources:
-        mem_mb=lambda w, threads: 1000 * threads,
-        runtime=240,
+        mem_mb=mem_mb(1000, per_thread=True),
+        runtime=runtime(240),
     params:
         code=code_version("pack-audio"),
         settings=lambda w: settings(
@@ -28,8 +26,8 @@ rule pack_audio:
             clip_seconds=config["data"]["audioset_clip_seconds"],
         ),
     shell:
-        "prunekd pack-audio --manifest {input.manifest} --shard {wildcards.shard} --out {output} "
-        "--threads {threads} --settings {params.settings:q} 2> {log}"
+        "prunekd pack-audio --manifest {input.manifest:q} --shard {wildcards.shard} --out {output:q} "
+        "--threads {threads} --settings {params.settings:q} 2> {log:q}"
 
 
 rule distill:
@@ -43,22 +41,16 @@ rule distill:
         packed=packed_stores,
     output:
         model=f"{R}/distill/{{trainset}}/student.pt",
-        curve=report(
-            f"{R}/distill/{{trainset}}/curve.tsv",
-            caption="../report/curve.rst",
-            category="Training curves",
-            labels={"step": "distillation", "training set": "{trainset}"},
-        ),
+        curve=f"{R}/distill/{{trainset}}/curve.tsv",  # plotted for the report by summarise
     log:
         f"{R}/logs/distill/{{trainset}}.log",
     benchmark:
         f"{R}/benchmarks/distill/{{trainset}}.tsv"
-    conda:
-        ENV
     threads: 8
     resources:
-        mem_mb=lambda w, threads: 4000 * threads,
-        runtime=720,
+        mem_mb=mem_mb(4000, per_thread=True),
+        runtime=720,  # resumes from its checkpoint: a retry needs no more time (config `retry`)
+        gpu=1,
         # how the clips are read, not what is computed: a resource, so that a change reruns nothing (IO_KEYS)
         workers=config["distillation"]["num_workers"],
         staging=config["distillation"]["staging"],
@@ -72,12 +64,12 @@ rule distill:
             members=ENSEMBLES[TRAINSETS[w.trainset]["ensemble"]],
         ),
         ckpt=lambda w: f"{R}/distill/{w.trainset}/checkpoints",
-        packed=lambda w, input: f"--packed {' '.join(input.packed)}" if input.packed else "",
+        packed=lambda w, input: shlex.join(["--packed", *input.packed]) if input.packed else "",
     shell:
-        "prunekd distill --store {input.store} --manifest {input.manifest} --kept {input.kept} "
-        "--out {output.model} --curve {output.curve} --checkpoint-dir {params.ckpt} {params.packed} "
+        "prunekd distill --store {input.store:q} --manifest {input.manifest:q} --kept {input.kept:q} "
+        "--out {output.model:q} --curve {output.curve:q} --checkpoint-dir {params.ckpt:q} {params.packed} "
         "--num-workers {resources.workers} --staging {resources.staging} "
-        "--stage-dir {resources.tmpdir:q} --settings {params.settings:q} 2> {log}"
+        "--stage-dir {resources.tmpdir:q} --settings {params.settings:q} 2> {log:q}"
 
 
 rule decode_target:
@@ -91,20 +83,18 @@ rule decode_target:
         f"{R}/logs/decode_target/{{target}}.log",
     benchmark:
         f"{R}/benchmarks/decode_target/{{target}}.tsv"
-    conda:
-        ENV
     threads: 8
     resources:
-        mem_mb=lambda w, threads: 1000 * threads,
-        runtime=240,
+        mem_mb=mem_mb(1000, per_thread=True),
+        runtime=runtime(240),
     params:
         code=code_version("decode-target"),
         settings=lambda w: settings(
             sample_rate=config["frontend"]["sample_rate"], clip_seconds=TARGETS[w.target]["clip_seconds"]
         ),
     shell:
-        "prunekd decode-target --manifest {input.manifest} --out {output} --threads {threads} "
-        "--settings {params.settings:q} 2> {log}"
+        "prunekd decode-target --manifest {input.manifest:q} --out {output:q} --threads {threads} "
+        "--settings {params.settings:q} 2> {log:q}"
 
 
 rule finetune:
@@ -123,14 +113,15 @@ rule finetune:
         f"{R}/benchmarks/{{model}}.tsv"
     wildcard_constraints:
         model=_alternatives(FINETUNED),
-    conda:
-        ENV
+    group:
+        "finetune"
     threads: 4  # the host thread launching the steps and torch's intra-op threads: the clips are decoded already
     resources:
         # the split read from the decoded store: 17.9 GB at float32 for split 100, in host memory where the GPU
         # lacks room; per thread so that the demo's one-thread jobs ask for little
-        mem_mb=lambda w, threads: 6000 * threads,
+        mem_mb=mem_mb(6000, per_thread=True),
         runtime=480,
+        gpu=1,
         # how the clips are read, not what is computed: a resource, so that a change reruns nothing (IO_KEYS)
         workers=config["training"]["num_workers"],
     params:
@@ -145,12 +136,12 @@ rule finetune:
         ),
         split=lambda w: MODELS[w.model]["split"],
         seed=lambda w: MODELS[w.model]["seed"],
-        init=lambda w, input: f"--init {input.student}" if "student" in input.keys() else "",
+        init=lambda w, input: shlex.join(["--init", input.student]) if "student" in input.keys() else "",
         ckpt=lambda w, output: os.path.join(os.path.dirname(output.model), "checkpoints"),
     shell:
-        "prunekd finetune --manifest {input.manifest} --split {params.split} --seed {params.seed} {params.init} "
-        "--out {output.model} --curve {output.curve} --checkpoint-dir {params.ckpt} --decoded {input.decoded} "
-        "--num-workers {resources.workers} --settings {params.settings:q} 2> {log}"
+        "prunekd finetune --manifest {input.manifest:q} --split {params.split:q} --seed {params.seed} {params.init} "
+        "--out {output.model:q} --curve {output.curve:q} --checkpoint-dir {params.ckpt:q} --decoded {input.decoded:q} "
+        "--num-workers {resources.workers} --settings {params.settings:q} 2> {log:q}"
 
 
 use rule finetune as baseline with:
@@ -161,6 +152,7 @@ use rule finetune as baseline with:
     wildcard_constraints:
         model=_alternatives(BASELINES),
     resources:
-        mem_mb=lambda w, threads: 6000 * threads,
+        mem_mb=mem_mb(6000, per_thread=True),
         runtime=600,
+        gpu=1,
         workers=config["training"]["num_workers"],
