@@ -69,7 +69,7 @@ def test_domain_classifier_and_pruning(demo_run):
         ok = man["status"] == "ok"
         assert v["n_train_pos"] == v["n_split_clips"] == ((man[f"split{s}"] == "True") & ok).sum() > 0
         assert v["n_val_pos"] == ((man["test"] == "True") & ok).sum() > 0
-        assert all(0 <= r["recall"] <= 1 and not r["precision"] > 1 for r in v["at_threshold"])  # NaN: none kept
+        assert all(0 <= r["recall"] <= 1 and not r["precision_plain"] > 1 for r in v["at_threshold"])  # NaN: none kept
         scores = np.load(demo_run / f"{DOM}/split{s}/scores.npy")
         train = ~np.isnan(scores)
         assert train.sum() == TRAIN and ((scores[train] >= 0) & (scores[train] <= 1)).all()
@@ -124,7 +124,23 @@ def test_summary_tables_hold_every_cell(demo_run):
     st = json.loads((demo_run / f"{PRUNE}/split100/thr0.2/stats.json").read_text())
     assert t1.loc[t1["threshold"] == 0.2, "kept_share_pct"].item() == pytest.approx(100 * st["kept_share"], abs=0.01)
     assert "<table" in (demo_run / "results/summary/tau/table2.html").read_text()
-    for f in ("table1.md", "table1.png", "table2.png", "devices.png"):
+    # Beside the report's relative size: the classifier's kept share of the held-out eval clips.
+    v = json.loads((demo_run / f"{DOM}/split100/validation.json").read_text())
+    i = v["curve"]["threshold"].index(0.2)
+    assert t1.loc[t1["threshold"] == 0.2, "kept_share_of_heldout_eval_pct"].item() == pytest.approx(
+        100 * v["curve"]["kept_share_of_negatives"][i], abs=0.01
+    )
+    vt = pd.read_csv(demo_run / "results/summary/tau/validation.csv")
+    assert sorted(set(vt["split"])) == SPLITS and list(vt[vt["split"] == 100]["threshold"]) == [0.1, 0.3, 0.5]
+    row = vt[(vt["split"] == 100) & (vt["threshold"] == 0.3)].iloc[0]
+    at = [r for r in v["at_threshold"] if r["threshold"] == 0.3][0]
+    assert row["precision_class_weighted_pct"] == pytest.approx(100 * at["precision_class_weighted"], abs=0.05)
+    assert row["authors_precision_class_weighted_pct"] == 87.8
+    # Per city beside per device: the demo's test clips come from cities named in meta.csv.
+    assert set(m["per_city"]) and all(0 <= a <= 1 for a in m["per_city"].values())
+    runs = pd.read_csv(demo_run / "results/summary/tau/runs.tsv", sep="\t")
+    assert {f"city_{c}" for c in m["per_city"]} <= set(runs.columns)
+    for f in ("table1.md", "table1.png", "table2.png", "devices.png", "validation.md"):
         assert (demo_run / "results/summary/tau" / f).stat().st_size > 100
 
 

@@ -176,7 +176,7 @@ def cmd_submission(a):
 def cmd_summarise(a):
     from .summarise import write_summary
 
-    write_summary(a.metrics, a.prune_stats, a.outdir, _settings(a.settings), a.manifest, log)
+    write_summary(a.metrics, a.prune_stats, a.outdir, _settings(a.settings), a.manifest, a.validation or (), log)
 
 
 def cmd_rejected(a):
@@ -429,6 +429,7 @@ def parser() -> argparse.ArgumentParser:
     p = command("summarise", cmd_summarise, "Tables 1 and 2 (CSV, Markdown, HTML) and plots.")
     p.add_argument("--metrics", nargs="+", required=True)
     p.add_argument("--prune-stats", nargs="+", required=True)
+    p.add_argument("--validation", nargs="*", help="the domain classifiers' validation.json files")
     p.add_argument("--manifest", help="target manifest: warns above the tables about classes a split lacks")
     p.add_argument("--outdir", required=True, help="summary folder")
     p.add_argument("--settings", required=True, help=SETTINGS_HELP)

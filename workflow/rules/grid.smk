@@ -134,13 +134,22 @@ def eval_metrics(target):
     return [f"{R}/eval/{m}/metrics.json" for m, k in MODELS.items() if k["target"] == target]
 
 
+def validation_reports(target):
+    """The domain classifiers' validation.json of a target (every ensemble, every split with pruned sets)."""
+    return [
+        f"{R}/domain/{target}/{ens}/split{s}/validation.json"
+        for ens in ENSEMBLES
+        for s in sorted({s for s, _ in grid_pairs(target)})
+    ]
+
+
 def prune_stats(target):
     return [f"{R}/prune/{target}/{ens}/split{s}/thr{t}/stats.json" for ens in ENSEMBLES for s, t in grid_pairs(target)]
 
 
 # ---- what `all` builds ----------------------------------------------------------------------
 
-SUMMARY_NAMES = ["table1", "table2", "controls"]
+SUMMARY_NAMES = ["table1", "table2", "controls", "validation"]
 
 
 def summary_outputs():

@@ -33,12 +33,14 @@ rule summarise:
     input:
         metrics=lambda w: eval_metrics(w.target),
         prune_stats=lambda w: prune_stats(w.target),
+        validation=lambda w: validation_reports(w.target),
         manifest=f"{R}/manifests/{{target}}.tsv",
     output:
         tables=expand(f"{R}/summary/{{{{target}}}}/{{name}}.{{ext}}", name=SUMMARY_NAMES, ext=["csv", "md"]),
         table1=summary_report("table1.html", "table1", "Table 1"),
         table2=summary_report("table2.html", "table2", "Table 2"),
         controls=summary_report("controls.html", "controls", "Controls and ablations"),
+        validation=summary_report("validation.html", "validation_table", "Domain classifier validation"),
         plot_table1=summary_report("table1.png", "plots", "table1 plot"),
         plot_table2=summary_report("table2.png", "plots", "table2 plot"),
         plot_controls=summary_report("controls.png", "controls", "controls plot"),
@@ -60,6 +62,7 @@ rule summarise:
         ),
     shell:
         "prunekd summarise --metrics {input.metrics} --prune-stats {input.prune_stats} --manifest {input.manifest} "
+        "--validation {input.validation} "
         "--outdir {params.outdir} --settings {params.settings:q} 2> {log}"
 
 
