@@ -267,12 +267,13 @@ def prune_training_clips(
     import pandas as pd
 
     from .atomic import write_json, write_table
+    from .store import ids as store_ids
     from .store import training_rows
 
     store, train_pos = training_rows(audioset_store, audioset_manifest)
     scores = np.load(scores_path)
     kept = train_pos[prune(scores[train_pos], threshold)]
-    rows, ids = store["row"][:], store["id"][:]
+    rows, ids = store["row"][:], store_ids(store)
     write_table(out, pd.DataFrame({"position": kept, "row": rows[kept], "id": ids[kept], "score": scores[kept]}))
     stats = {
         **key,

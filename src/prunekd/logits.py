@@ -3,7 +3,7 @@
 Shard store (one per job, written to a temporary name and renamed when complete):
   row [n] int64 (manifest row), member_logits [n, M, 527] float16, attrs.rejected (decode failures).
 Gathered store per dataset:
-  id [N] str, row [N] int64, member_logits [N, M, 527] float16, ensemble [N, 527] float32 (mean of the
+  id_utf8 [N, W] uint8 (store.write_ids), row [N] int64, member_logits [N, M, 527] float16, ensemble [N, 527] float32 (mean of the
   members in logit space), labels [N, 527] bool (AudioSet), attrs with provenance.
 Chunks are whole rows, so a distillation batch of rows reads few chunks.
 """
@@ -22,7 +22,7 @@ from . import __version__
 from .atomic import atomic_path, write_table
 from .audio import AudioError, load_clip
 from .manifest import labels_multi_hot, ok_rows
-from .store import N_CLASSES, ROW_CHUNK, create_ensemble_array
+from .store import N_CLASSES, ROW_CHUNK, create_ensemble_array, write_ids
 from .teachers import MEMBERS, Ensemble, load_member, sha256
 
 
@@ -191,7 +191,7 @@ def gather(
         g = zarr.open_group(str(tmp), mode="w")
         sorted_rows = rows[order]
         g.create_array("row", data=sorted_rows, chunks=(max(1, min(n, 1 << 16)),))
-        g.create_array("id", data=manifest["id"].to_numpy()[sorted_rows].astype(str), chunks=(max(1, min(n, 1 << 16)),))
+        write_ids(g, manifest["id"].to_numpy()[sorted_rows])
         ml = g.create_array(
             "member_logits",
             shape=(n, len(members), N_CLASSES),
