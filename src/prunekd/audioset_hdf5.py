@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .layouts import HDF5_FILES
+from .layouts import HDF5_FILES, ytid_of_audio_name
 from .manifest import MetadataError
 from .store import N_CLASSES
 
@@ -78,10 +78,8 @@ def read_index(path, subset: str) -> pd.DataFrame:
 
 
 def _ytid(name) -> str:
-    """`Y--4gqARaEJE.mp3` or `03/Y--4gqARaEJE.mp3` -> `--4gqARaEJE` (PaSST prefixes every name with 'Y')."""
-    s = name.decode() if isinstance(name, bytes) else str(name)
-    s = os.path.splitext(s.rsplit("/", 1)[-1])[0]
-    return s[1:] if s.startswith("Y") else s
+    """`Y--4gqARaEJE.mp3` or `03/Y--4gqARaEJE.mp3` -> `--4gqARaEJE` (layouts.ytid_of_audio_name)."""
+    return ytid_of_audio_name(name)
 
 
 def audioset_hdf5_manifest(root, subsets) -> tuple[pd.DataFrame, pd.DataFrame]:

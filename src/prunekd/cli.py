@@ -81,14 +81,48 @@ def cmd_teacher_logits(a):
 
     s = _settings(a.settings)
     t = {**s["teachers"], "num_workers": a.num_workers}
-    compute_shard(a.manifest, a.dataset, a.shard, s["shard_size"], a.weights_dir, t, s["data"], a.out, log)
+    compute_shard(
+        a.manifest, a.dataset, a.shard, s["shard_size"], a.weights_dir, t, s["data"], a.out, log, a.compute_table
+    )
 
 
 def cmd_gather(a):
     from .logits import gather
 
     t = _settings(a.settings)["teachers"]
-    gather(a.manifest, a.rejected, a.shards, a.dataset, t, a.weights_dir, a.out, a.rejected_out, log, a.bad_audio)
+    gather(
+        a.manifest,
+        a.rejected,
+        a.shards,
+        a.dataset,
+        t,
+        a.weights_dir,
+        a.out,
+        a.rejected_out,
+        log,
+        a.bad_audio,
+        a.released_dir,
+    )
+
+
+def cmd_released_index(a):
+    from .released import ReleasedLogitsError, write_coverage
+
+    s = _settings(a.settings)
+    try:
+        write_coverage(a.manifest, s["released_logits"], a.planned_shards, s["shard_size"], a.out_dir, log)
+    except ReleasedLogitsError as e:
+        raise SystemExit(str(e)) from None
+
+
+def cmd_released_agreement(a):
+    from .agreement import check_agreement
+    from .released import ReleasedLogitsError
+
+    try:
+        check_agreement(a.manifest, a.released_dir, a.weights_dir, a.classifiers, _settings(a.settings), a.out, log)
+    except ReleasedLogitsError as e:
+        raise SystemExit(str(e)) from None
 
 
 def cmd_domain_classifier(a):
@@ -274,6 +308,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--weights-dir", required=True, help="teacher checkpoints")
     p.add_argument("--out", required=True, help="shard Zarr store")
     p.add_argument("--num-workers", type=int, default=0, help=WORKERS_HELP.format("teachers"))
+    p.add_argument(
+        "--compute-table", help="with released logits: the rows the members compute (shard i is its block i)"
+    )
     p.add_argument("--settings", required=True, help=SETTINGS_HELP)
 
     p = command("gather", cmd_gather, "Check and concatenate the shards of a dataset into one Zarr store.")
@@ -290,6 +327,29 @@ def parser() -> argparse.ArgumentParser:
         default="skip",
         help="fail: stop at the first clip that failed to decode, naming it",
     )
+    p.add_argument("--released-dir", help="released-index's folder: covered clips take the released logits")
+    p.add_argument("--settings", required=True, help=SETTINGS_HELP)
+
+    p = command(
+        "released-index",
+        cmd_released_index,
+        "Which AudioSet training clips the released logits (teachers.released_logits) cover, and what is computed.",
+    )
+    p.add_argument("--manifest", required=True, help="AudioSet manifest")
+    p.add_argument("--planned-shards", required=True, type=int, help="teacher shards the workflow planned")
+    p.add_argument("--out-dir", required=True, help="folder of released.tsv, compute.tsv, uncovered.tsv, .json")
+    p.add_argument("--settings", required=True, help=SETTINGS_HELP)
+
+    p = command(
+        "released-agreement",
+        cmd_released_agreement,
+        "Run the members on a sample of covered clips and compare with the released logits (JSON).",
+    )
+    p.add_argument("--manifest", required=True, help="AudioSet manifest")
+    p.add_argument("--released-dir", required=True, help="released-index's folder")
+    p.add_argument("--weights-dir", required=True, help="teacher checkpoints")
+    p.add_argument("--classifiers", nargs="*", help="NAME=PATH of domain classifiers whose kept sets are compared")
+    p.add_argument("--out", required=True, help="agreement JSON")
     p.add_argument("--settings", required=True, help=SETTINGS_HELP)
 
     p = command("domain-classifier", cmd_domain_classifier, "Train the linear domain classifier for one split.")

@@ -1,9 +1,11 @@
 """Reading and laying out the teacher logits stores (Zarr), for every step downstream of the teachers.
 
 Layout of a gathered store (written by `prunekd gather`):
-  id_utf8 [N, W] uint8 (each clip's id, UTF-8, zero-padded to the longest), row [N] int64 (manifest row), member_logits [N, M, 527] float16, ensemble [N, 527] float32
-  (mean of the members in logit space, uncompressed), labels [N, 527] bool (AudioSet), attrs with
-  provenance (members, strides, checkpoint hashes, versions).
+  id_utf8 [N, W] uint8 (each clip's id, UTF-8, zero-padded to the longest), row [N] int64 (manifest row),
+  member_logits [N, M, 527] float16, ensemble [N, 527] float32
+  (mean of the members in logit space, uncompressed), labels [N, 527] bool (AudioSet), released [N] bool
+  (the row's ensemble logits come from teachers.released_logits; its member logits are NaN), attrs with
+  provenance (members, strides, checkpoint hashes, versions, the released files).
 Every array has a data type of the Zarr v3 specification (bool, int, uint, float), so that any Zarr reader
 (xarray, tensorstore, zarr-python) reads it. Stores written before the ids moved to `id_utf8` hold them as `id`
 [N] str (numpy fixed-width unicode, a type without a v3 specification); `ids()` reads either.
@@ -100,6 +102,13 @@ def embeddings(store, rows: np.ndarray | slice | None = None, members: list[str]
     unknown = [m for m in members if m not in store.attrs["members"]]
     if unknown:
         raise KeyError(f"members {unknown} are not in the store (it holds {store.attrs['members']})")
+    if "released" in store:
+        rel = store["released"][rows] if isinstance(rows, slice) else store["released"].get_coordinate_selection(rows)
+        if rel.any():
+            raise ValueError(
+                f"members {list(members)}: {int(rel.sum())} of these clips have only the released ensemble mean "
+                "(teachers.released_logits), no per-member logits; a member ablation cannot run on them"
+            )
     idx = [store.attrs["members"].index(m) for m in members]
     ml = store["member_logits"]
     sel = ml[rows] if isinstance(rows, slice) else ml.get_orthogonal_selection((rows, slice(None), slice(None)))

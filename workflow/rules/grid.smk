@@ -147,6 +147,32 @@ def prune_stats(target):
     return [f"{R}/prune/{target}/{ens}/split{s}/thr{t}/stats.json" for ens in ENSEMBLES for s, t in grid_pairs(target)]
 
 
+RELEASED_DIR = f"{R}/logits/audioset/released"  # with teachers.released_logits: what the files cover
+
+
+def compute_table(w):
+    """The rows the members compute (released-index), for AudioSet's shards when released logits are set."""
+    return [f"{RELEASED_DIR}/compute.tsv"] if w.dataset == "audioset" and RELEASED is not None else []
+
+
+def released_coverage(w):
+    return [f"{RELEASED_DIR}/released.json"] if w.dataset == "audioset" and RELEASED is not None else []
+
+
+def agreement_classifier_names():
+    """Domain classifiers whose kept sets the released-logits agreement check compares: the report's ensemble,
+    every target and split that gets pruned sets."""
+    return {
+        f"{t}/split{s}": f"{R}/domain/{t}/all/split{s}/classifier.pt"
+        for t in TARGETS
+        for s in sorted({s for s, _ in grid_pairs(t)})
+    }
+
+
+def agreement_classifiers():
+    return list(agreement_classifier_names().values())
+
+
 # ---- what `all` builds ----------------------------------------------------------------------
 
 SUMMARY_NAMES = ["table1", "table2", "controls", "validation"]
@@ -160,6 +186,8 @@ def summary_outputs():
         for ens in ENSEMBLES:
             for s in sorted({s for s, _ in grid_pairs(target)}):
                 out += [f"{R}/domain/{target}/{ens}/split{s}/{f}" for f in ("score_histogram.png", "validation.json")]
+    if RELEASED is not None:
+        out += [f"{R}/logits/audioset/released/agreement.json"]
     return out + [f"{R}/summary/rejected_counts.html"]
 
 
