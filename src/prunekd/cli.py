@@ -207,10 +207,43 @@ def cmd_submission(a):
         raise SystemExit(f"prunekd submission: {e}") from None
 
 
+def cmd_enrichment(a):
+    from .enrichment import write_enrichment
+
+    write_enrichment(
+        a.audioset_store,
+        a.audioset_manifest,
+        a.kept,
+        a.classifier,
+        a.out_table,
+        a.out_json,
+        json.loads(a.key),
+        a.random,
+        a.class_labels,
+        log,
+    )
+
+
+def cmd_enrichment_summary(a):
+    from .enrichment_summary import write_enrichment_summary
+
+    s = _settings(a.settings)
+    write_enrichment_summary(a.json, a.tables, a.outdir, s["threshold"], s.get("target", ""), log)
+
+
 def cmd_summarise(a):
     from .summarise import write_summary
 
-    write_summary(a.metrics, a.prune_stats, a.outdir, _settings(a.settings), a.manifest, a.validation or (), log)
+    write_summary(
+        a.metrics,
+        a.prune_stats,
+        a.outdir,
+        _settings(a.settings),
+        a.manifest,
+        a.validation or (),
+        log,
+        a.enrichment or (),
+    )
 
 
 def cmd_rejected(a):
@@ -486,10 +519,28 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--num-workers", type=int, default=0, help=WORKERS_HELP.format("training"))
     p.add_argument("--settings", required=True, help=SETTINGS_HELP)
 
+    p = command("enrichment", cmd_enrichment, "What a pruned set contains: AudioSet class shares against all clips.")
+    p.add_argument("--audioset-store", required=True, help="AudioSet logits Zarr")
+    p.add_argument("--audioset-manifest", required=True, help="AudioSet manifest")
+    p.add_argument("--kept", required=True, help="the pruned set (kept.tsv)")
+    p.add_argument("--random", help="its random control (random.tsv)")
+    p.add_argument("--classifier", required=True, help="the split's domain classifier")
+    p.add_argument("--class-labels", help="class_labels_indices.csv (class names)")
+    p.add_argument("--key", required=True, help="JSON key of the pruned set")
+    p.add_argument("--out-table", required=True, help="enrichment TSV")
+    p.add_argument("--out-json", required=True, help="enrichment JSON")
+
+    p = command("enrichment-summary", cmd_enrichment_summary, "A target's pruned sets' class enrichment: tables, plot.")
+    p.add_argument("--json", nargs="+", required=True, help="enrichment.json of every pruned set")
+    p.add_argument("--tables", nargs="+", required=True, help="enrichment.tsv of every pruned set, in the same order")
+    p.add_argument("--outdir", required=True)
+    p.add_argument("--settings", required=True, help=SETTINGS_HELP)
+
     p = command("summarise", cmd_summarise, "Tables 1 and 2 (CSV, Markdown, HTML) and plots.")
     p.add_argument("--metrics", nargs="+", required=True)
     p.add_argument("--prune-stats", nargs="+", required=True)
     p.add_argument("--validation", nargs="*", help="the domain classifiers' validation.json files")
+    p.add_argument("--enrichment", nargs="*", help="the pruned sets' enrichment.json files (controls table)")
     p.add_argument("--manifest", help="target manifest: warns above the tables about classes a split lacks")
     p.add_argument("--outdir", required=True, help="summary folder")
     p.add_argument("--settings", required=True, help=SETTINGS_HELP)

@@ -263,6 +263,24 @@ def controls(runs: pd.DataFrame, prunes: pd.DataFrame) -> pd.DataFrame:
     return out.reset_index(drop=True)
 
 
+def with_class_mix(ct: pd.DataFrame, enrichment_files) -> pd.DataFrame:
+    """The controls table with `random_vs_pruned_class_mix_tvd`: the total variation distance between the random
+    control's and the pruned set's AudioSet label distributions (enrichment.py), per pruned set."""
+    if not len(ct) or not enrichment_files:
+        return ct
+    dist = {}
+    for f in enrichment_files:
+        e = json.loads(Path(f).read_text())
+        d = e.get("class_mix_distance", {}).get("random_vs_pruned")
+        dist[(e["ensemble"], str(e["split"]), round(float(e["threshold"]), 6))] = np.nan if d is None else round(d, 4)
+    ct = ct.copy()
+    ct["random_vs_pruned_class_mix_tvd"] = [
+        dist.get((e, str(s), round(float(t), 6)), np.nan)
+        for e, s, t in zip(ct["ensemble"], ct["split"], ct["threshold"])
+    ]
+    return ct
+
+
 def write_table_formats(df: pd.DataFrame, stem, title: str, warnings=(), note: str = "") -> None:
     import html
 
@@ -405,6 +423,7 @@ def summarise(
     adapter: str = "tau2022",
     warnings=(),
     validation_files=(),
+    enrichment_files=(),
 ) -> dict:
     """warnings: lines shown above every table (e.g. test classes that never occur in training).
     validation_files: the domain classifiers' validation.json (the validation table, Table 1's kept share of
@@ -420,7 +439,7 @@ def summarise(
         else table1(runs.iloc[:0], prunes, "", paper)
     )
     t2 = table2(runs, threshold, paper)
-    ct = controls(runs, prunes)
+    ct = with_class_mix(controls(runs, prunes), enrichment_files)
     name = f"{target}: " if target else ""
     write_table_formats(t1, outdir / "table1", f"{name}Table 1, pruning thresholds on split {sweep_split}", warnings)
     write_table_formats(
@@ -440,7 +459,9 @@ def summarise(
     return {"table1_rows": len(t1), "table2_rows": len(t2), "control_rows": len(ct), "validation_rows": len(vt)}
 
 
-def write_summary(metric_files, prune_files, outdir, cfg: dict, manifest=None, validation=(), log=print) -> dict:
+def write_summary(
+    metric_files, prune_files, outdir, cfg: dict, manifest=None, validation=(), log=print, enrichment=()
+) -> dict:
     """The summary from the step's settings; with the target `manifest`, its class coverage warnings go above
     the tables."""
     from .manifest import class_coverage_warnings
@@ -460,6 +481,7 @@ def write_summary(metric_files, prune_files, outdir, cfg: dict, manifest=None, v
         cfg.get("adapter", "tau2022"),
         warnings,
         validation,
+        enrichment,
     )
     log(f"summary written to {outdir}")
     return out

@@ -143,6 +143,13 @@ def validation_reports(target):
     ]
 
 
+def enrichment_files(target, ext):
+    """Every pruned set's class enrichment (enrichment.json or .tsv), in prune_stats' order."""
+    return [
+        f"{R}/prune/{target}/{ens}/split{s}/thr{t}/enrichment.{ext}" for ens in ENSEMBLES for s, t in grid_pairs(target)
+    ]
+
+
 def prune_stats(target):
     return [f"{R}/prune/{target}/{ens}/split{s}/thr{t}/stats.json" for ens in ENSEMBLES for s, t in grid_pairs(target)]
 
@@ -176,19 +183,32 @@ def agreement_classifiers():
 # ---- what `all` builds ----------------------------------------------------------------------
 
 SUMMARY_NAMES = ["table1", "table2", "controls", "validation"]
+ENRICHMENT_NAMES = ["enrichment", "classifier_weights"]
 
 
 def summary_outputs():
     out = []
     for target in TARGETS:
         out += expand(f"{R}/summary/{target}/{{name}}.{{ext}}", name=SUMMARY_NAMES, ext=["csv", "md", "html"])
-        out += [f"{R}/summary/{target}/{n}.png" for n in ("table1", "table2", "controls", "devices")]
+        out += [f"{R}/summary/{target}/{n}.png" for n in ("table1", "table2", "controls", "devices", "enrichment")]
+        out += expand(f"{R}/summary/{target}/{{name}}.{{ext}}", name=ENRICHMENT_NAMES, ext=["csv", "md", "html"])
         for ens in ENSEMBLES:
             for s in sorted({s for s, _ in grid_pairs(target)}):
                 out += [f"{R}/domain/{target}/{ens}/split{s}/{f}" for f in ("score_histogram.png", "validation.json")]
     if RELEASED is not None:
         out += [f"{R}/logits/audioset/released/agreement.json"]
     return out + [f"{R}/summary/rejected_counts.html"]
+
+
+def pruned_sets_report(name, caption, figure):
+    """A per-target file on what the pruned sets contain, in the report under Pruned sets / <target>."""
+    return report(
+        f"{R}/summary/{{target}}/{name}",
+        caption=f"../report/{caption}.rst",
+        category="Pruned sets",
+        subcategory="{target}",
+        labels={"figure": figure},
+    )
 
 
 def summary_report(name, caption, figure):

@@ -34,6 +34,7 @@ rule summarise:
         metrics=lambda w: eval_metrics(w.target),
         prune_stats=lambda w: prune_stats(w.target),
         validation=lambda w: validation_reports(w.target),
+        enrichment=lambda w: enrichment_files(w.target, "json"),
         manifest=f"{R}/manifests/{{target}}.tsv",
     output:
         tables=expand(f"{R}/summary/{{{{target}}}}/{{name}}.{{ext}}", name=SUMMARY_NAMES, ext=["csv", "md"]),
@@ -62,8 +63,33 @@ rule summarise:
         ),
     shell:
         "prunekd summarise --metrics {input.metrics} --prune-stats {input.prune_stats} --manifest {input.manifest} "
-        "--validation {input.validation} "
+        "--validation {input.validation} --enrichment {input.enrichment} "
         "--outdir {params.outdir} --settings {params.settings:q} 2> {log}"
+
+
+rule enrichment_summary:
+    # A target's pruned sets side by side: top classes of every set, classifier weights, change with threshold.
+    input:
+        json=lambda w: enrichment_files(w.target, "json"),
+        tables=lambda w: enrichment_files(w.target, "tsv"),
+    output:
+        tables=expand(f"{R}/summary/{{{{target}}}}/{{name}}.{{ext}}", name=ENRICHMENT_NAMES, ext=["csv", "md"]),
+        enrichment=pruned_sets_report("enrichment.html", "enrichment", "class enrichment"),
+        weights=pruned_sets_report("classifier_weights.html", "classifier_weights", "classifier weights"),
+        plot=pruned_sets_report("enrichment.png", "enrichment", "enrichment against threshold"),
+    log:
+        f"{R}/logs/enrichment_summary/{{target}}.log",
+    benchmark:
+        f"{R}/benchmarks/enrichment_summary/{{target}}.tsv"
+    conda:
+        ENV
+    params:
+        code=code_version("enrichment-summary"),
+        outdir=lambda w, output: os.path.dirname(output.plot),
+        settings=lambda w: settings(target=w.target, threshold=config["grid"]["threshold"]),
+    shell:
+        "prunekd enrichment-summary --json {input.json} --tables {input.tables} --outdir {params.outdir} "
+        "--settings {params.settings:q} 2> {log}"
 
 
 rule rejected_clips:
