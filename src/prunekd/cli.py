@@ -119,8 +119,10 @@ def cmd_released_agreement(a):
     from .agreement import check_agreement
     from .released import ReleasedLogitsError
 
+    s = _settings(a.settings)
+    s["teachers"] = {**s["teachers"], "num_workers": a.num_workers}
     try:
-        check_agreement(a.manifest, a.released_dir, a.weights_dir, a.classifiers, _settings(a.settings), a.out, log)
+        check_agreement(a.manifest, a.released_dir, a.weights_dir, a.classifiers, s, a.out, log)
     except ReleasedLogitsError as e:
         raise SystemExit(str(e)) from None
 
@@ -382,6 +384,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--released-dir", required=True, help="released-index's folder")
     p.add_argument("--weights-dir", required=True, help="teacher checkpoints")
     p.add_argument("--classifiers", nargs="*", help="NAME=PATH of domain classifiers whose kept sets are compared")
+    p.add_argument("--num-workers", type=int, default=0, help=WORKERS_HELP.format("teachers"))
     p.add_argument("--out", required=True, help="agreement JSON")
     p.add_argument("--settings", required=True, help=SETTINGS_HELP)
 

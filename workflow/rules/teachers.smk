@@ -121,6 +121,7 @@ if RELEASED is not None:
         shell:
             "prunekd released-agreement --manifest {input.manifest} --released-dir {params.released_dir} "
             "--weights-dir {params.weights_dir} --classifiers {params.classifiers} --out {output} "
+            "--num-workers {resources.workers} "
             "--settings {params.settings:q} 2> {log}"
 
 
