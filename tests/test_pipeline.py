@@ -33,6 +33,8 @@ RULES = [
     "pack_audio",
     "decode_target",
     "rejected_clips",
+    "enrichment",
+    "enrichment_summary",
 ]
 DOM = "results/domain/tau/all"
 PRUNE = "results/prune/tau/all"
@@ -177,7 +179,36 @@ def test_rerun_plans_nothing_and_report_builds(demo_run):
     assert "Nothing to be done" in p.stdout + p.stderr
     snakemake(demo_run, "--report", "results/report.html")
     html = (demo_run / "results/report.html").read_text(errors="ignore")
-    assert len(html) > 10000 and "Table 1" in html
+    assert len(html) > 10000 and "Table 1" in html and "Pruned sets" in html
+
+
+def test_every_pruned_set_has_its_class_enrichment(demo_run):
+    names = pd.read_csv(demo_run / "data/audioset/class_labels_indices.csv")["display_name"].tolist()
+    labels = zarr.open_group(str(demo_run / "results/logits/audioset.zarr"), mode="r")["labels"][:]
+    man = pd.read_csv(demo_run / "results/manifests/audioset.tsv", sep="\t", dtype=str, keep_default_na=False)
+    g = zarr.open_group(str(demo_run / "results/logits/audioset.zarr"), mode="r")
+    train = np.flatnonzero(np.isin(man["subset"].to_numpy()[g["row"][:]], ["balanced_train", "unbalanced_train"]))
+    for s, t in PAIRS:
+        d = demo_run / f"{PRUNE}/split{s}/thr{t:g}"
+        table = pd.read_csv(d / "enrichment.tsv", sep="\t")
+        e = json.loads((d / "enrichment.json").read_text())
+        kept = pd.read_csv(d / "kept.tsv", sep="\t")["position"].to_numpy()
+        assert len(table) == 527 and table["class"].tolist() == names
+        # Shares by labels, checked against the store by hand.
+        np.testing.assert_allclose(table["share_kept_labels"], labels[kept].mean(0), atol=1e-6)
+        np.testing.assert_allclose(table["share_all_labels"], labels[train].mean(0), atol=1e-6)
+        assert len(e["top_by_teachers"]["over"]) == 20 and e["top_by_teachers"]["over"][0]["class"] in names
+        assert len(e["classifier_weights"]["towards_target"]) == 10
+        assert 0 <= e["class_mix_distance"]["random_vs_pruned"] <= 1
+    ct = pd.read_csv(demo_run / "results/summary/tau/controls.csv")
+    e = json.loads((demo_run / f"{PRUNE}/split100/thr0.2/enrichment.json").read_text())
+    row = ct[(ct["split"] == 100) & (ct["threshold"] == 0.2)].iloc[0]
+    assert row["random_vs_pruned_class_mix_tvd"] == pytest.approx(e["class_mix_distance"]["random_vs_pruned"], abs=1e-4)
+    top = pd.read_csv(demo_run / "results/summary/tau/enrichment.csv")
+    assert set(top["threshold"]) == {0.2, 0.3} and set(top["view"]) == {"labels", "teachers"}
+    w = pd.read_csv(demo_run / "results/summary/tau/classifier_weights.csv")
+    assert sorted(set(w["split"])) == SPLITS and set(w["direction"]) == {"towards_target", "away_from_target"}
+    assert (demo_run / "results/summary/tau/enrichment.png").stat().st_size > 1000
 
 
 def test_dry_run_of_default_config_lists_every_rule(tmp_path):
