@@ -81,6 +81,16 @@ def test_released_logits_replace_the_teacher_jobs_of_the_clips_they_cover(demo_r
     assert set(a["classifiers"]) == {"tau/split5", "tau/split100"}
     assert all(t["changed_sides"] == 0 for c in a["classifiers"].values() for t in c["at_threshold"])
 
+    # uncovered: list leaves the clips the index lacks out of the store and lists them as rejected.
+    listing = tmp_path / "list.yaml"
+    listing.write_text(cfg.read_text() + "    uncovered: list\n")
+    snakemake(wd, STORE, extra_config=[str(listing)])
+    g = zarr.open_group(str(wd / STORE), mode="r")
+    rej = pd.read_csv(wd / "results/logits/audioset.rejected.tsv", sep="\t", dtype=str, keep_default_na=False)
+    left = set(rej.loc[rej["reason"] == "not in the released logits", "id"])
+    assert set(uncovered) <= left and not left & set(store_ids(g))
+    assert set(store_ids(g)) - set(man.loc[man["subset"] == "eval", "id"]) == set(released)
+
     # A member ablation would silently use the released mean: refused before any job, naming the key.
     abl = tmp_path / "ablation.yaml"
     abl.write_text("ensembles:\n  pair: [passt_s_swa_p16_128_ap476, passt_s_p16_s12_128_ap470]\n")
