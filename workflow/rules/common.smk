@@ -135,6 +135,9 @@ RELEASED = (
     if config["teachers"].get("released_logits") is None
     else {"uncovered": "compute", "check_clips": 1000, "check_seed": 0, **config["teachers"]["released_logits"]}
 )
+for _key in ("logits", "index") if RELEASED is not None else ():
+    if not Path(RELEASED[_key]).is_file():
+        refuse_key(f"teachers.released_logits.{_key}", f"{RELEASED[_key]} is not a file")
 if RELEASED is not None and len(ENSEMBLES) > 1:
     refuse_key(
         "ensembles",
