@@ -183,7 +183,7 @@ def test_rerun_plans_nothing_and_report_builds(demo_run):
 
 
 def test_every_pruned_set_has_its_class_enrichment(demo_run):
-    names = pd.read_csv(demo_run / "data/audioset/class_labels_indices.csv")["display_name"].tolist()
+    names = pd.read_csv(demo_run / "data/demo/audioset/class_labels_indices.csv")["display_name"].tolist()
     labels = zarr.open_group(str(demo_run / "results/logits/audioset.zarr"), mode="r")["labels"][:]
     man = pd.read_csv(demo_run / "results/manifests/audioset.tsv", sep="\t", dtype=str, keep_default_na=False)
     g = zarr.open_group(str(demo_run / "results/logits/audioset.zarr"), mode="r")
