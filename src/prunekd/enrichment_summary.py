@@ -71,12 +71,12 @@ def plot_threshold_change(summaries: list[dict], tables: dict, threshold: float,
                 for s in sets
             ]
             over = i in chosen[:k]
-            ax.plot(thr, y, "o-" if over else "s--", lw=1, label=ref_t["class"].iloc[i], color=None)
+            ax.plot(thr, y, "o-" if over else "s--", lw=1, label=ref_t["class"].iloc[i])
         ax.axhline(0, color="grey", lw=0.8)
         ax.set_title(f"{title}: split {split}, classes most over/under-represented at {ref['threshold']:g}")
         ax.legend(fontsize=6, ncol=2, loc="center left", bbox_to_anchor=(1.0, 0.5))
     ax.set_xlabel("pruning threshold")
-    ax.set_ylabel("log2(share in pruned set / share in all training clips), teachers' probabilities")
+    ax.set_ylabel("log2 enrichment (teachers' probabilities)")
     fig.tight_layout()
     with atomic_path(out) as tmp:
         fig.savefig(tmp, format="png", dpi=110)
