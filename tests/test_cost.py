@@ -279,3 +279,26 @@ def test_a_plain_pip_install_prices_the_default_grid_from_a_checkout(tmp_path):
     p = subprocess.run([sys.executable, "-m", "prunekd.cli", "cost"], env=env, capture_output=True, text=True, cwd=REPO)
     assert p.returncode == 0, p.stderr[-2000:]
     assert "teacher_logits" in p.stdout and "total" in p.stdout
+
+
+def test_with_released_logits_a_teacher_shard_is_priced_by_its_block_of_the_rows_left_to_compute(tmp_path):
+    import pandas as pd
+
+    man = pd.DataFrame({"row": range(10), "status": ["ok"] * 9 + ["missing"]})
+    man.to_csv(tmp_path / "audioset.tsv", sep="\t", index=False)
+    pd.DataFrame({"row": [0, 1, 2, 9]}).to_csv(tmp_path / "compute.tsv", sep="\t", index=False)
+    settings = json.dumps({"shard_size": 3, "data": {"clip_seconds": 10}})
+
+    def shard(i, table):
+        return (
+            f"rule teacher_logits:\n    wildcards: dataset=audioset, shard={i:05d}\n"
+            f"Shell command: prunekd teacher-logits --dataset audioset --manifest audioset.tsv --shard {i} "
+            f"--compute-table {table} --settings '{settings}' 2> log\n\n"
+        )
+
+    rates = {"measured": {"teacher_logits": {"clips_per_s": 1}}}
+    est = cost.estimate(cost.parse_dry_run(shard(0, "compute.tsv") + shard(1, "compute.tsv")), rates, "r", tmp_path)
+    # Block 0 is rows 0, 1, 2 (3 clips); block 1 is row 9, which is missing: nothing to compute.
+    assert est["rules"]["teacher_logits"]["measured"]["gpu_hours"] * 3600 == pytest.approx(3)
+    est = cost.estimate(cost.parse_dry_run(shard(0, "absent.tsv")), rates, "r", tmp_path)
+    assert est["rules"]["teacher_logits"]["work_max"] == 3 and any("released_index" in n for n in est["notes"])

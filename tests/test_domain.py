@@ -1,6 +1,7 @@
 import numpy as np
+import pytest
 
-from prunekd.domain import precision_recall, prune, roc_auc, score, train_classifier
+from prunekd.domain import precision_recall, prune, roc_auc, score, train_classifier, validation_curve
 
 CFG = {"seed": 0, "lr": 1e-3, "batch_size": 600, "epochs": 400}
 
@@ -51,4 +52,31 @@ def test_auc_and_precision_recall_by_hand():
     y = np.array([1, 0, 1, 0, 0])
     assert abs(roc_auc(s, y) - 5 / 6) < 1e-12  # 5 of 6 positive-negative pairs ordered right
     pr = precision_recall(s, y, [0.3])[0]
-    assert pr["precision"] == 2 / 4 and pr["recall"] == 1.0
+    assert pr["precision_plain"] == 2 / 4 and pr["recall"] == 1.0
+    # class-weighted: tp/n_pos = 2/2, fp/n_neg = 2/3 -> 1 / (1 + 2/3)
+    assert pr["precision_class_weighted"] == pytest.approx(1 / (1 + 2 / 3))
+    assert pr["kept_share_of_negatives"] == pytest.approx(2 / 3)
+    assert (pr["tp"], pr["fp"], pr["fn"], pr["tn"]) == (2, 2, 0, 1)
+
+
+def test_the_two_precisions_differ_as_the_authors_confusion_shows():
+    # The confusion the authors' notebook prints: 29,680 test positives, 3,934 held-out negatives,
+    # tp 28,388 and fp 289. Plain precision 99.0 %, class-weighted (their train.py) 92.9 %.
+    n_pos, n_neg, tp, fp = 29680, 3934, 28388, 289
+    labels = np.r_[np.ones(n_pos), np.zeros(n_neg)]
+    scores = np.r_[np.ones(tp), np.zeros(n_pos - tp), np.ones(fp), np.zeros(n_neg - fp)]
+    pr = precision_recall(scores, labels, [0.5])[0]
+    assert round(100 * pr["precision_plain"], 1) == 99.0
+    assert round(100 * pr["precision_class_weighted"], 1) == 92.9
+    assert round(100 * pr["recall"], 1) == 95.6
+
+
+def test_the_validation_curve_matches_the_per_threshold_figures():
+    rng = np.random.default_rng(0)
+    s, y = rng.random(500), rng.random(500) < 0.3
+    curve = validation_curve(s, y)
+    at = precision_recall(s, y, [0.3])[0]
+    i = curve["threshold"].index(0.3)
+    for k in ("precision_plain", "precision_class_weighted", "recall", "kept_share_of_negatives"):
+        assert curve[k][i] == at[k]
+    assert curve["kept_share_of_negatives"] == sorted(curve["kept_share_of_negatives"], reverse=True)

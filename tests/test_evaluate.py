@@ -20,6 +20,21 @@ def test_macro_accuracy_by_hand_on_imbalanced_classes():
     assert m["per_device_group"]["real"] == pytest.approx(1.0)
     assert m["per_device_group"]["unseen_simulated"] == pytest.approx(2 / 5)
     assert m["confusion"] == [[6, 2], [1, 1]]
+    assert "per_city" not in m
+
+
+def test_per_city_accuracy_is_correct_over_the_clips_of_the_city():
+    import pandas as pd
+
+    from prunekd.evaluate import city_of_clips
+
+    test = pd.DataFrame({"identifier": ["lisbon-1000", "lisbon-1001", "paris-7", "paris-8", "paris-9"]})
+    cities = city_of_clips(test)
+    assert list(cities) == ["lisbon", "lisbon", "paris", "paris", "paris"]
+    y_true, y_pred = np.array([0, 1, 0, 0, 1]), np.array([0, 0, 0, 1, 1])
+    m = metrics(y_true, y_pred, np.array(["a"] * 5), ["x", "y"], cities)
+    assert m["per_city"] == {"lisbon": pytest.approx(1 / 2), "paris": pytest.approx(2 / 3)}
+    assert city_of_clips(pd.DataFrame({"id": ["a"]})) is None
 
 
 def test_summary_orders_numeric_splits_by_number_and_named_ones_as_configured():

@@ -233,7 +233,7 @@ def test_hdf5_audioset_split_setup_and_submission_through_the_dag(demo_run, tmp_
     assert man_f["path"].str.endswith(".mp3").all()
     a = zarr.open_group(str(saved / "logits/audioset.zarr"), mode="r")
     b = zarr.open_group(str(wd / "results/logits/audioset.zarr"), mode="r")
-    for k in ("row", "id", "member_logits", "ensemble", "labels"):
+    for k in ("row", "id_utf8", "released", "member_logits", "ensemble", "labels"):
         np.testing.assert_array_equal(a[k][:], b[k][:], err_msg=k)
     pd.testing.assert_frame_equal(
         pd.read_csv(saved / kept.removeprefix("results/"), sep="\t"), pd.read_csv(wd / kept, sep="\t")

@@ -1,12 +1,15 @@
 """The demo DAG at its smallest size (tests/tiny.yaml), checked by what it produced."""
 
 import json
+import warnings
 
 import numpy as np
 import pandas as pd
 import pytest
 import zarr
 from conftest import LOCAL_ENV, REPO, snakemake
+
+from prunekd.store import ids
 
 SPLITS, THRS, SEEDS = [5, 100], [0.2, 0.3], [0]
 BAD = 5  # clips the demo damages on purpose (config demo.bad_clips), all AudioSet training
@@ -30,6 +33,8 @@ RULES = [
     "pack_audio",
     "decode_target",
     "rejected_clips",
+    "enrichment",
+    "enrichment_summary",
 ]
 DOM = "results/domain/tau/all"
 PRUNE = "results/prune/tau/all"
@@ -50,7 +55,12 @@ def test_logits_stores(demo_run):
         assert np.isfinite(en).all()
         np.testing.assert_allclose(en, ml.mean(axis=1), atol=1e-3)
         assert np.array_equal(g["row"][:], np.sort(g["row"][:]))
-        assert list(g["id"][:]) == list(man["id"].to_numpy()[g["row"][:]])
+        assert list(ids(g)) == list(man["id"].to_numpy()[g["row"][:]])
+        # Only data types of the Zarr v3 specification: opening and reading every array warns of nothing.
+        with warnings.catch_warnings():
+            warnings.filterwarnings("error", message=".*Zarr V3 specification.*")
+            reopened = zarr.open_group(str(demo_run / f"results/logits/{ds}.zarr"), mode="r")
+            assert all(a[:1] is not None for _, a in reopened.arrays()) and "id" not in reopened
         assert len(g.attrs["checkpoints"]) == 3 and all(len(c["sha256"]) == 64 for c in g.attrs["checkpoints"].values())
         # Several shards were gathered (shard size 80).
         shards = sorted((demo_run / f"results/logits/{ds}/shards").iterdir())
@@ -69,7 +79,7 @@ def test_domain_classifier_and_pruning(demo_run):
         ok = man["status"] == "ok"
         assert v["n_train_pos"] == v["n_split_clips"] == ((man[f"split{s}"] == "True") & ok).sum() > 0
         assert v["n_val_pos"] == ((man["test"] == "True") & ok).sum() > 0
-        assert all(0 <= r["recall"] <= 1 and not r["precision"] > 1 for r in v["at_threshold"])  # NaN: none kept
+        assert all(0 <= r["recall"] <= 1 and not r["precision_plain"] > 1 for r in v["at_threshold"])  # NaN: none kept
         scores = np.load(demo_run / f"{DOM}/split{s}/scores.npy")
         train = ~np.isnan(scores)
         assert train.sum() == TRAIN and ((scores[train] >= 0) & (scores[train] <= 1)).all()
@@ -124,7 +134,23 @@ def test_summary_tables_hold_every_cell(demo_run):
     st = json.loads((demo_run / f"{PRUNE}/split100/thr0.2/stats.json").read_text())
     assert t1.loc[t1["threshold"] == 0.2, "kept_share_pct"].item() == pytest.approx(100 * st["kept_share"], abs=0.01)
     assert "<table" in (demo_run / "results/summary/tau/table2.html").read_text()
-    for f in ("table1.md", "table1.png", "table2.png", "devices.png"):
+    # Beside the report's relative size: the classifier's kept share of the held-out eval clips.
+    v = json.loads((demo_run / f"{DOM}/split100/validation.json").read_text())
+    i = v["curve"]["threshold"].index(0.2)
+    assert t1.loc[t1["threshold"] == 0.2, "kept_share_of_heldout_eval_pct"].item() == pytest.approx(
+        100 * v["curve"]["kept_share_of_negatives"][i], abs=0.01
+    )
+    vt = pd.read_csv(demo_run / "results/summary/tau/validation.csv")
+    assert sorted(set(vt["split"])) == SPLITS and list(vt[vt["split"] == 100]["threshold"]) == [0.1, 0.3, 0.5]
+    row = vt[(vt["split"] == 100) & (vt["threshold"] == 0.3)].iloc[0]
+    at = [r for r in v["at_threshold"] if r["threshold"] == 0.3][0]
+    assert row["precision_class_weighted_pct"] == pytest.approx(100 * at["precision_class_weighted"], abs=0.05)
+    assert row["authors_precision_class_weighted_pct"] == 87.8
+    # Per city beside per device: the demo's test clips come from cities named in meta.csv.
+    assert set(m["per_city"]) and all(0 <= a <= 1 for a in m["per_city"].values())
+    runs = pd.read_csv(demo_run / "results/summary/tau/runs.tsv", sep="\t")
+    assert {f"city_{c}" for c in m["per_city"]} <= set(runs.columns)
+    for f in ("table1.md", "table1.png", "table2.png", "devices.png", "validation.md"):
         assert (demo_run / "results/summary/tau" / f).stat().st_size > 100
 
 
@@ -153,7 +179,7 @@ def test_rerun_plans_nothing_and_report_builds(demo_run):
     assert "Nothing to be done" in p.stdout + p.stderr
     snakemake(demo_run, "--report", "results/report.html")
     html = (demo_run / "results/report.html").read_text(errors="ignore")
-    assert len(html) > 10000 and "Table 1" in html
+    assert len(html) > 10000 and "Table 1" in html and "Pruned sets" in html
     # Every training run's curve as a plot in the report: 7 distillations, 8 fine-tunings, 2 baselines.
     curves = demo_run / "results/summary/tau/curves"
     assert {k: len(list((curves / k).glob("*.png"))) for k in ("distill", "finetune", "baseline")} == {
@@ -162,6 +188,35 @@ def test_rerun_plans_nothing_and_report_builds(demo_run):
         "baseline": 2,
     }
     assert "Training curves" in html and "tau_all_split100_pruned_thr0.2" in html
+
+
+def test_every_pruned_set_has_its_class_enrichment(demo_run):
+    names = pd.read_csv(demo_run / "data/demo/audioset/class_labels_indices.csv")["display_name"].tolist()
+    labels = zarr.open_group(str(demo_run / "results/logits/audioset.zarr"), mode="r")["labels"][:]
+    man = pd.read_csv(demo_run / "results/manifests/audioset.tsv", sep="\t", dtype=str, keep_default_na=False)
+    g = zarr.open_group(str(demo_run / "results/logits/audioset.zarr"), mode="r")
+    train = np.flatnonzero(np.isin(man["subset"].to_numpy()[g["row"][:]], ["balanced_train", "unbalanced_train"]))
+    for s, t in PAIRS:
+        d = demo_run / f"{PRUNE}/split{s}/thr{t:g}"
+        table = pd.read_csv(d / "enrichment.tsv", sep="\t")
+        e = json.loads((d / "enrichment.json").read_text())
+        kept = pd.read_csv(d / "kept.tsv", sep="\t")["position"].to_numpy()
+        assert len(table) == 527 and table["class"].tolist() == names
+        # Shares by labels, checked against the store by hand.
+        np.testing.assert_allclose(table["share_kept_labels"], labels[kept].mean(0), atol=1e-6)
+        np.testing.assert_allclose(table["share_all_labels"], labels[train].mean(0), atol=1e-6)
+        assert len(e["top_by_teachers"]["over"]) == 20 and e["top_by_teachers"]["over"][0]["class"] in names
+        assert len(e["classifier_weights"]["towards_target"]) == 10
+        assert 0 <= e["class_mix_distance"]["random_vs_pruned"] <= 1
+    ct = pd.read_csv(demo_run / "results/summary/tau/controls.csv")
+    e = json.loads((demo_run / f"{PRUNE}/split100/thr0.2/enrichment.json").read_text())
+    row = ct[(ct["split"] == 100) & (ct["threshold"] == 0.2)].iloc[0]
+    assert row["random_vs_pruned_class_mix_tvd"] == pytest.approx(e["class_mix_distance"]["random_vs_pruned"], abs=1e-4)
+    top = pd.read_csv(demo_run / "results/summary/tau/enrichment.csv")
+    assert set(top["threshold"]) == {0.2, 0.3} and set(top["view"]) == {"labels", "teachers"}
+    w = pd.read_csv(demo_run / "results/summary/tau/classifier_weights.csv")
+    assert sorted(set(w["split"])) == SPLITS and set(w["direction"]) == {"towards_target", "away_from_target"}
+    assert (demo_run / "results/summary/tau/enrichment.png").stat().st_size > 1000
 
 
 def test_dry_run_of_default_config_lists_every_rule(tmp_path):
@@ -213,8 +268,8 @@ def test_damaged_clips_are_skipped_listed_and_counted_in_the_report(demo_run):
     )
     assert set(rej["dataset"]) == {"audioset"}
     # Listed by the manifest (missing) or by the teacher pass (the rest), and never in a store.
-    ids = set(zarr.open_group(str(demo_run / "results/logits/audioset.zarr"), mode="r")["id"][:])
-    assert not ids & set(rej["id"])
+    ids_ = set(ids(zarr.open_group(str(demo_run / "results/logits/audioset.zarr"), mode="r")))
+    assert not ids_ & set(rej["id"])
     counts = pd.read_csv(demo_run / "results/summary/rejected_counts.csv")
     assert counts.loc[counts["dataset"] == "audioset", "clips"].sum() == BAD
     assert counts.loc[counts["dataset"] == "tau", "reason"].tolist() == ["(none)"]

@@ -56,6 +56,8 @@ def test_new_threshold_plans_only_its_own_jobs(demo_run, tmp_path):
         ("finetune", 2),
         ("evaluate", 2),
         ("summarise", 1),
+        ("enrichment", 1),
+        ("enrichment_summary", 1),
     ):
         assert len(jobs.pop(rule)) == n, rule
     # The histograms mark the thresholds, so they are redrawn; the scores themselves are not recomputed.
@@ -125,6 +127,8 @@ def test_domain_setting_never_recomputes_teacher_logits(demo_run, tmp_path):
         "finetune": 2 * KD,
         "evaluate": 2 * KD,
         "summarise": 1,
+        "enrichment": KD,
+        "enrichment_summary": 1,
     }
 
 

@@ -13,16 +13,14 @@ it like any other clip, and a clip whose bytes do not decode is skipped and list
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from .clipref import clip_ref
-from .layouts import HDF5_FILES
-from .store import N_CLASSES
-from .tables import MetadataError
+from .layouts import HDF5_FILES, ytid_of_audio_name
+from .tables import N_CLASSES, MetadataError
 
 
 def read_index(path, subset: str) -> pd.DataFrame:
@@ -71,10 +69,8 @@ def read_index(path, subset: str) -> pd.DataFrame:
 
 
 def _ytid(name) -> str:
-    """`Y--4gqARaEJE.mp3` or `03/Y--4gqARaEJE.mp3` -> `--4gqARaEJE` (PaSST prefixes every name with 'Y')."""
-    s = name.decode() if isinstance(name, bytes) else str(name)
-    s = os.path.splitext(s.rsplit("/", 1)[-1])[0]
-    return s[1:] if s.startswith("Y") else s
+    """`Y--4gqARaEJE.mp3` or `03/Y--4gqARaEJE.mp3` -> `--4gqARaEJE` (layouts.ytid_of_audio_name)."""
+    return ytid_of_audio_name(name)
 
 
 def audioset_hdf5_manifest(root, subsets) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -71,14 +71,43 @@ def cmd_teacher_logits(a):
 
     s = _settings(a.settings)
     t = {**s["teachers"], "num_workers": a.num_workers}
-    compute_shard(a.manifest, a.dataset, a.shard, s["shard_size"], a.weights_dir, t, s["data"], a.out, log)
+    compute_shard(
+        a.manifest, a.dataset, a.shard, s["shard_size"], a.weights_dir, t, s["data"], a.out, log, a.compute_table
+    )
 
 
 def cmd_gather(a):
     from .logits import gather
 
     t = _settings(a.settings)["teachers"]
-    gather(a.manifest, a.rejected, a.shards, a.dataset, t, a.weights_dir, a.out, a.rejected_out, log, a.bad_audio)
+    gather(
+        a.manifest,
+        a.rejected,
+        a.shards,
+        a.dataset,
+        t,
+        a.weights_dir,
+        a.out,
+        a.rejected_out,
+        log,
+        a.bad_audio,
+        a.released_dir,
+    )
+
+
+def cmd_released_index(a):
+    from .released import write_coverage
+
+    s = _settings(a.settings)
+    write_coverage(a.manifest, s["released_logits"], a.planned_shards, s["shard_size"], a.out_dir, log)
+
+
+def cmd_released_agreement(a):
+    from .agreement import check_agreement
+
+    s = _settings(a.settings)
+    s["teachers"] = {**s["teachers"], "num_workers": a.num_workers}
+    check_agreement(a.manifest, a.released_dir, a.weights_dir, a.classifiers, s, a.out, log)
 
 
 def cmd_domain_classifier(a):
@@ -127,11 +156,29 @@ def cmd_evaluate(a):
     write_evaluation(a.model, a.manifest, s, json.loads(a.key), a.out, a.predictions, log)
 
 
+def cmd_enrichment(a):
+    from .enrichment import write_enrichment
+
+    key = json.loads(a.key)
+    write_enrichment(
+        a.audioset_store, a.audioset_manifest, a.kept, a.classifier, a.out_table, a.out_json, key, a.random,
+        a.class_labels, log,
+    )  # fmt: skip
+
+
+def cmd_enrichment_summary(a):
+    from .enrichment_summary import write_enrichment_summary
+
+    s = _settings(a.settings)
+    write_enrichment_summary(a.json, a.tables, a.outdir, s["threshold"], s.get("target", ""), log)
+
+
 def cmd_summarise(a):
     from .plots import training_curves
     from .summarise import write_summary
 
-    write_summary(a.metrics, a.prune_stats, a.outdir, _settings(a.settings), a.manifest, log)
+    s = _settings(a.settings)
+    write_summary(a.metrics, a.prune_stats, a.outdir, s, a.manifest, a.validation or (), log, a.enrichment or ())
     if a.curves:  # KIND:RUN=curve.tsv: the training runs behind the tables, one plot each for the report
         named = [(*name.split(":", 1), path) for name, path in (c.split("=", 1) for c in a.curves)]
         training_curves(named, os.path.join(a.outdir, "curves"))
@@ -219,7 +266,8 @@ COMMANDS = {
     "teacher-logits": (cmd_teacher_logits, "Teacher ensemble logits for one shard of a manifest into Zarr.", [
         _required("--dataset", "audioset or tau"), _required("--manifest", "manifest TSV"),
         _required("--shard", "shard index", type=int), _required("--weights-dir", "teacher checkpoints"),
-        _required("--out", "shard Zarr store"), _workers("teachers"), SETTINGS]),
+        _required("--out", "shard Zarr store"), _workers("teachers"), SETTINGS,
+        _optional("--compute-table", "with released logits: the rows the members compute (shard i is its block i)")]),
     "gather": (cmd_gather, "Check and concatenate the shards of a dataset into one Zarr store.", [
         _required("--dataset", "audioset or tau"), _required("--manifest", "manifest TSV"),
         _required("--rejected", "manifest's rejected TSV"), _required("--shards", nargs="+"),
@@ -227,7 +275,18 @@ COMMANDS = {
         _required("--out", "Zarr store"), _required("--rejected-out", "all rejected clips TSV"),
         _optional("--bad-audio", "fail: stop at the first clip that failed to decode, naming it",
                   choices=["skip", "fail"], default="skip"),
-        SETTINGS]),
+        _optional("--released-dir", "released-index's folder: covered clips take the released logits"), SETTINGS]),
+    "released-index": (cmd_released_index, "Which AudioSet training clips the released logits "
+                       "(teachers.released_logits) cover, and what is computed.", [
+        _required("--manifest", "AudioSet manifest"),
+        _required("--planned-shards", "teacher shards the workflow planned", type=int),
+        _required("--out-dir", "folder of released.tsv, compute.tsv, uncovered.tsv, .json"), SETTINGS]),
+    "released-agreement": (cmd_released_agreement, "Run the members on a sample of covered clips and compare with "
+                           "the released logits (JSON).", [
+        _required("--manifest", "AudioSet manifest"), _required("--released-dir", "released-index's folder"),
+        _required("--weights-dir", "teacher checkpoints"),
+        _optional("--classifiers", "NAME=PATH of domain classifiers whose kept sets are compared", nargs="*"),
+        _workers("teachers"), _required("--out", "agreement JSON"), SETTINGS]),
     "domain-classifier": (cmd_domain_classifier, "Train the linear domain classifier for one split.", [
         *AUDIOSET, _required("--target-store", "target logits Zarr"), _required("--target-manifest", "target manifest"),
         _required("--split", "training split of the target (5, 10, 25, 50, 100 for TAU)"),
@@ -250,6 +309,16 @@ COMMANDS = {
         _required("--out", "clips TSV")]),
     "full-set": (cmd_full_set, "Control: every AudioSet training clip with logits (distillation without pruning).", [
         *AUDIOSET, _required("--out", "clips TSV")]),
+    "enrichment": (cmd_enrichment, "What a pruned set contains: AudioSet class shares against all clips.", [
+        *AUDIOSET, _required("--kept", "the pruned set (kept.tsv)"), _optional("--random", "its random control"),
+        _required("--classifier", "the split's domain classifier"),
+        _optional("--class-labels", "class_labels_indices.csv (class names)"),
+        _required("--key", "JSON key of the pruned set"), _required("--out-table", "enrichment TSV"),
+        _required("--out-json", "enrichment JSON")]),
+    "enrichment-summary": (cmd_enrichment_summary, "A target's pruned sets' class enrichment: tables, plot.", [
+        _required("--json", "enrichment.json of every pruned set", nargs="+"),
+        _required("--tables", "enrichment.tsv of every pruned set, in the same order", nargs="+"),
+        _required("--outdir"), SETTINGS]),
     "pack-audio": ("packed:pack_step",
                    "Decode one manifest row block of AudioSet training clips into packed int16 Zarr.", [
         _required("--manifest", "AudioSet manifest"), _required("--shard", "row block index", type=int),
@@ -288,7 +357,9 @@ COMMANDS = {
         _required("--metrics", nargs="+"), _required("--prune-stats", nargs="+"),
         _optional("--manifest", "target manifest: warns above the tables about classes a split lacks"),
         _required("--outdir", "summary folder"), SETTINGS,
-        _optional("--curves", "KIND:RUN=curve.tsv: plotted into <outdir>/curves", nargs="*", default=[])]),
+        _optional("--curves", "KIND:RUN=curve.tsv: plotted into <outdir>/curves", nargs="*", default=[]),
+        _optional("--validation", "the domain classifiers' validation.json files", nargs="*"),
+        _optional("--enrichment", "the pruned sets' enrichment.json files (controls table)", nargs="*")]),
     "rejected": (cmd_rejected, "Count the rejected clips of every dataset by reason, for the report.", [
         _required("--tables", "DATASET=rejected.tsv ...", nargs="+"), _required("--outdir", "summary folder")]),
     "clip-jobs": (cmd_clip_jobs,

@@ -18,8 +18,10 @@ def subset_rng(seed: int, name: str) -> np.random.Generator:
 
 
 def _table(store, positions: np.ndarray) -> pd.DataFrame:
+    from .store import ids as store_ids
+
     positions = np.sort(np.asarray(positions, dtype=np.int64))
-    rows, ids = store["row"][:], store["id"][:]
+    rows, ids = store["row"][:], store_ids(store)
     return pd.DataFrame({"position": positions, "row": rows[positions], "id": ids[positions]})
 
 

@@ -5,7 +5,8 @@ The jobs come from Snakemake itself: `snakemake --dry-run --printshellcmds` with
 GPU job's work is read from its shell command (the `prunekd` step and its `--settings`, the config slice
 Snakemake resolved), not from the rule files' wildcards, so renamed wildcards or paths change nothing:
 
-  teacher_logits  clips of the shard (ok rows of the manifest if it exists, else the nominal list lengths)
+  teacher_logits  clips of the shard (ok rows of the manifest if it exists, else the nominal list lengths; with
+                  released logits its block of the rows left to compute, `--compute-table`)
                   x their seconds / the rate's clip_seconds (10: the work of a forward grows with the
                   tokens, i.e. the seconds; 1 s TAU clips are a tenth of a 10 s clip)
                   / clips_per_s + load_s (checkpoint loading, once per shard job)
@@ -159,6 +160,17 @@ def shard_clips(jobs: list[Job], base: Path, cache: dict) -> tuple[list[int], li
             raise SystemExit(f"teacher_logits job {j.wildcards}: no shard size or index in its shell command")
         size, i = int(size), int(sh)
         man = _manifest(_resolve(j.arg("--manifest"), base), cache)
+        compute = j.arg("--compute-table")
+        if compute:  # released logits: the job computes block i of the rows left to compute
+            table = _manifest(_resolve(compute, base), cache)
+            if man is not None and table is not None:
+                rows = table["row"].astype(int).to_numpy()[i * size : (i + 1) * size]
+                out.append(int((man["status"].to_numpy()[rows] == "ok").sum()))
+                continue
+            out.append(size)
+            note = f"teacher shards of {ds}: the rows left to compute are known once released_index ran; counted full"
+            notes += [note] if note not in notes else []
+            continue
         if man is not None:
             part = man.iloc[i * size : (i + 1) * size]
             out.append(int((part["status"] == "ok").sum()) if "status" in part.columns else len(part))

@@ -136,23 +136,48 @@ def _average_ranks(x: np.ndarray) -> np.ndarray:
     return ranks
 
 
+def _confusion(pred: np.ndarray, labels: np.ndarray) -> dict:
+    """Counts and both precisions of a thresholded prediction.
+
+    precision_plain: tp / (tp + fp). precision_class_weighted: each count divided by its class's size,
+    tp/n_pos / (tp/n_pos + fp/n_neg), as the authors' domain_classifier/train.py computes it (docs/method.md,
+    "validation"): with many more positives than negatives it is lower than the plain one.
+    """
+    tp = int((pred & labels).sum())
+    fp = int((pred & ~labels).sum())
+    fn = int((~pred & labels).sum())
+    tn = int((~pred & ~labels).sum())
+    n_pos, n_neg = tp + fn, fp + tn
+    tpr = tp / n_pos if n_pos else float("nan")
+    fpr = fp / n_neg if n_neg else float("nan")
+    return {
+        "tp": tp,
+        "fp": fp,
+        "fn": fn,
+        "tn": tn,
+        "precision_plain": tp / (tp + fp) if tp + fp else float("nan"),
+        "precision_class_weighted": tpr / (tpr + fpr) if tpr + fpr > 0 else float("nan"),
+        "recall": tpr,
+        # the share of held-out AudioSet clips a threshold keeps: what Table 1's "relative size" estimates
+        "kept_share_of_negatives": fpr,
+    }
+
+
 def precision_recall(scores: np.ndarray, labels: np.ndarray, thresholds) -> list[dict]:
+    """Per threshold (score > threshold is positive): counts, both precisions, recall, kept share of negatives."""
     labels = labels.astype(bool)
-    out = []
-    for t in thresholds:
-        pred = scores > t
-        tp = int((pred & labels).sum())
-        fp = int((pred & ~labels).sum())
-        fn = int((~pred & labels).sum())
-        out.append(
-            {
-                "threshold": float(t),
-                "precision": tp / (tp + fp) if tp + fp else float("nan"),
-                "recall": tp / (tp + fn) if tp + fn else float("nan"),
-                "kept_share_of_negatives": float(pred[~labels].mean()) if (~labels).any() else float("nan"),
-            }
-        )
-    return out
+    return [{"threshold": float(t), **_confusion(scores > t, labels)} for t in thresholds]
+
+
+# Thresholds of the validation curve in validation.json: every threshold a summary may ask for, to 0.01.
+CURVE_THRESHOLDS = np.round(np.arange(1, 100) / 100, 2)
+
+
+def validation_curve(scores: np.ndarray, labels: np.ndarray) -> dict:
+    """Columns over CURVE_THRESHOLDS: both precisions, recall and the kept share of negatives."""
+    rows = precision_recall(scores, labels, CURVE_THRESHOLDS)
+    keys = ["threshold", "precision_plain", "precision_class_weighted", "recall", "kept_share_of_negatives"]
+    return {k: [r[k] for r in rows] for k in keys}
 
 
 def save_classifier(model: nn.Linear, path) -> None:
@@ -214,6 +239,7 @@ def train_and_validate(
         "n_train_pos": int(len(pos)),
         "n_train_neg": int(len(neg_tr)),
         "at_threshold": precision_recall(sv, yv, cfg["report_thresholds"]),
+        "curve": validation_curve(sv, yv),
         **stats,
     }
     write_json(report, validation)
@@ -243,12 +269,13 @@ def prune_training_clips(
     import pandas as pd
 
     from .atomic import write_json, write_table
+    from .store import ids as store_ids
     from .store import training_rows
 
     store, train_pos = training_rows(audioset_store, audioset_manifest)
     scores = np.load(scores_path)
     kept = train_pos[prune(scores[train_pos], threshold)]
-    rows, ids = store["row"][:], store["id"][:]
+    rows, ids = store["row"][:], store_ids(store)
     write_table(out, pd.DataFrame({"position": kept, "row": rows[kept], "id": ids[kept], "score": scores[kept]}))
     stats = {
         **key,

@@ -74,3 +74,29 @@ def count_listed(path, header_lines: int) -> int:
         while chunk := fh.read(1 << 20):
             n += chunk.count(b"\n")
     return max(0, n - header_lines)
+
+
+def ytid_of_audio_name(name) -> str:
+    """`Y--4gqARaEJE.mp3` or `03/Y--4gqARaEJE.mp3` -> `--4gqARaEJE`: the clip id of a name in PaSST's HDF5
+    files (PaSST prefixes every name with 'Y'); the manifest and the released-logits index use the same rule."""
+    import os
+
+    s = name.decode() if isinstance(name, bytes) else str(name)
+    s = os.path.splitext(s.rsplit("/", 1)[-1])[0]
+    return s[1:] if s.startswith("Y") else s
+
+
+def listed_ids(path, layout: str) -> list[str]:
+    """The clip ids of one AudioSet subset as its manifest will hold them, in list order (no audio read):
+    the YTIDs of a segment list (after its three header lines), or the HDF5 file's names."""
+    if layout == "hdf5":
+        import h5py
+
+        with h5py.File(path, "r") as f:
+            return [ytid_of_audio_name(n) for n in f["audio_name"][:]]
+    out = []
+    with open(path) as fh:
+        for lineno, line in enumerate(fh, start=1):
+            if lineno > 3 and line.strip():
+                out.append(line.split(",", 1)[0].strip().strip('"'))
+    return out

@@ -17,6 +17,10 @@ from .atomic import atomic_path, write_table
 
 PAPER_TABLE1 = {0.1: (57.8, 30.9), 0.2: (56.7, 19.2), 0.3: (60.0, 14.2), 0.4: (59.1, 10.9), 0.5: (58.1, 8.5)}
 PAPER_TABLE2 = {5: (45.8, 42.4), 10: (50.3, 45.3), 25: (53.8, 50.3), 50: (55.0, 53.2), 100: (60.0, 57.0)}
+# Class-weighted precision / recall (%) the authors' main_tau2022.ipynb prints for its TAU classifier (its file
+# names say split 100), held-out AudioSet eval against the test split (docs/method.md, "validation").
+AUTHORS_VALIDATION = {0.1: (77.0, 100.0), 0.3: (87.8, 99.4), 0.5: (92.4, 97.1)}
+AUTHORS_VALIDATION_SPLIT = "100"
 
 
 def _mean_std(values):
@@ -46,6 +50,7 @@ def collect(metric_files: list[str], prune_files: list[str]) -> tuple[pd.DataFra
                 **m["key"],
                 "macro_accuracy": m["macro_accuracy"],
                 **{f"device_{d}": a for d, a in m["per_device"].items()},
+                **{f"city_{c}": a for c, a in m.get("per_city", {}).items()},
             }
         )
     prunes = [json.loads(Path(f).read_text()) for f in prune_files]
@@ -63,8 +68,36 @@ def _main(runs: pd.DataFrame) -> pd.DataFrame:
     return runs[(runs["method"] == "pruned") & (runs["ensemble"].fillna("all") == "all")]
 
 
-def table1(runs: pd.DataFrame, prunes: pd.DataFrame, sweep_split, paper: bool = True) -> pd.DataFrame:
+def read_validations(files) -> pd.DataFrame:
+    """One row per validation.json (split, ensemble from its members' path, the whole file as `v`)."""
     rows = []
+    for f in files or []:
+        v = json.loads(Path(f).read_text())
+        ensemble = Path(f).parent.parent.name  # domain/<target>/<ensemble>/split<split>/validation.json
+        rows.append({"split": str(v["split"]), "ensemble": ensemble, "v": v})
+    return pd.DataFrame(rows, columns=["split", "ensemble", "v"])
+
+
+def _curve_at(v: dict, threshold: float, key: str) -> float:
+    """A validation figure at a threshold: from `at_threshold` if there, else the 0.01-step curve."""
+    for r in v.get("at_threshold", []):
+        if np.isclose(r["threshold"], threshold) and key in r:
+            return float(r[key])
+    c = v.get("curve") or {}
+    for t, x in zip(c.get("threshold", []), c.get(key, [])):
+        if np.isclose(t, threshold):
+            return float(x)
+    return float("nan")
+
+
+def table1(runs: pd.DataFrame, prunes: pd.DataFrame, sweep_split, paper: bool = True, validations=None) -> pd.DataFrame:
+    """validations (read_validations): adds the kept share of the held-out AudioSet eval clips per threshold,
+    the classifier's own estimate of the share it keeps (what Table 1's "relative size" compares with)."""
+    rows = []
+    val = None
+    if validations is not None and len(validations):
+        hit = validations[(validations["split"] == str(sweep_split)) & (validations["ensemble"] == "all")]
+        val = hit["v"].iloc[0] if len(hit) else None
     sweep_split = str(sweep_split)
     kd = _main(runs)
     kd = kd[kd["split"] == sweep_split]
@@ -80,14 +113,61 @@ def table1(runs: pd.DataFrame, prunes: pd.DataFrame, sweep_split, paper: bool = 
                 "macro_acc_std": round(std, 2),
                 "seeds": len(g),
                 "kept_share_pct": round(100 * p["kept_share"], 2),
+                "kept_share_of_heldout_eval_pct": (
+                    round(100 * _curve_at(val, thr, "kept_share_of_negatives"), 2) if val else np.nan
+                ),
                 "kept_clips": int(p["kept"]),
                 "paper_macro_acc": paper_row[0],
                 "paper_kept_share_pct": paper_row[1],
             }
         )
-    cols = ["threshold", "macro_acc", "macro_acc_std", "seeds", "kept_share_pct", "kept_clips"]
+    cols = ["threshold", "macro_acc", "macro_acc_std", "seeds", "kept_share_pct", "kept_share_of_heldout_eval_pct"]
+    cols += ["kept_clips"]
     out = pd.DataFrame(rows, columns=cols + ["paper_macro_acc", "paper_kept_share_pct"])
     return out if paper else out[cols]
+
+
+def validation_table(validations: pd.DataFrame, paper: bool = True) -> pd.DataFrame:
+    """Per ensemble, split and reported threshold: ROC AUC, both precisions, recall, the kept share of the
+    held-out eval clips; for TAU the authors' class-weighted figures beside the split they name."""
+    rows = []
+    if validations is None or not len(validations):
+        return pd.DataFrame(rows)
+    for ens, split, v in validations[["ensemble", "split", "v"]].itertuples(index=False):
+        for r in v["at_threshold"]:
+            authors = AUTHORS_VALIDATION.get(round(r["threshold"], 3)) if paper else None
+            authors = authors if authors and split == AUTHORS_VALIDATION_SPLIT and ens == "all" else (np.nan, np.nan)
+            rows.append(
+                {
+                    "ensemble": ens,
+                    "split": int(split) if split.isdigit() else split,
+                    "threshold": r["threshold"],
+                    "auc": round(v["auc"], 4),
+                    "precision_plain_pct": round(100 * r.get("precision_plain", r.get("precision", np.nan)), 1),
+                    "precision_class_weighted_pct": round(100 * r.get("precision_class_weighted", np.nan), 1),
+                    "recall_pct": round(100 * r["recall"], 1),
+                    "kept_share_of_heldout_eval_pct": round(100 * r["kept_share_of_negatives"], 2),
+                    "n_val_pos": v["n_val_pos"],
+                    "n_val_neg": v["n_val_neg"],
+                    "authors_precision_class_weighted_pct": authors[0],
+                    "authors_recall_pct": authors[1],
+                }
+            )
+    out = pd.DataFrame(rows)
+    out = out.sort_values(
+        ["ensemble", "split", "threshold"], key=lambda c: c.map(_split_order) if c.name == "split" else c
+    )
+    out = out.reset_index(drop=True)
+    return out if paper else out.drop(columns=["authors_precision_class_weighted_pct", "authors_recall_pct"])
+
+
+VALIDATION_NOTE = (
+    "precision_plain: tp / (tp + fp). precision_class_weighted: tp/n_pos / (tp/n_pos + fp/n_neg), each count "
+    "divided by its class's size, as the authors' domain_classifier/train.py computes it; the authors' figures "
+    "(main_tau2022.ipynb, its file names point to a split-100 classifier) are class-weighted and compare with "
+    "that column. Positives: the target's test split; negatives: the held-out fifth of AudioSet eval. "
+    "kept_share_of_heldout_eval_pct: the share of those negatives scoring above the threshold."
+)
 
 
 def table2(runs: pd.DataFrame, threshold: float, paper: bool = True) -> pd.DataFrame:
@@ -183,6 +263,24 @@ def controls(runs: pd.DataFrame, prunes: pd.DataFrame) -> pd.DataFrame:
     return out.reset_index(drop=True)
 
 
+def with_class_mix(ct: pd.DataFrame, enrichment_files) -> pd.DataFrame:
+    """The controls table with `random_vs_pruned_class_mix_tvd`: the total variation distance between the random
+    control's and the pruned set's AudioSet label distributions (enrichment.py), per pruned set."""
+    if not len(ct) or not enrichment_files:
+        return ct
+    dist = {}
+    for f in enrichment_files:
+        e = json.loads(Path(f).read_text())
+        d = e.get("class_mix_distance", {}).get("random_vs_pruned")
+        dist[(e["ensemble"], str(e["split"]), round(float(e["threshold"]), 6))] = np.nan if d is None else round(d, 4)
+    ct = ct.copy()
+    ct["random_vs_pruned_class_mix_tvd"] = [
+        dist.get((e, str(s), round(float(t), 6)), np.nan)
+        for e, s, t in zip(ct["ensemble"], ct["split"], ct["threshold"])
+    ]
+    return ct
+
+
 def write_table_formats(df: pd.DataFrame, stem, title: str, warnings=(), note: str = "") -> None:
     import html
 
@@ -224,8 +322,13 @@ def plot_table1(t1: pd.DataFrame, out) -> None:
     ax.set_xlabel("pruning threshold")
     ax.set_ylabel("macro accuracy (%)")
     ax2 = ax.twinx()
-    ax2.bar(t1["threshold"], t1["kept_share_pct"], width=0.03, alpha=0.3, color="grey")
+    ax2.bar(t1["threshold"], t1["kept_share_pct"], width=0.03, alpha=0.3, color="grey", label="kept: training")
+    if "kept_share_of_heldout_eval_pct" in t1 and t1["kept_share_of_heldout_eval_pct"].notna().any():
+        ax2.plot(t1["threshold"], t1["kept_share_of_heldout_eval_pct"], "x:", color="grey", label="kept: held-out eval")
+    if "paper_kept_share_pct" in t1:
+        ax2.plot(t1["threshold"], t1["paper_kept_share_pct"], "d", color="black", alpha=0.5, label="kept: report")
     ax2.set_ylabel("kept share of AudioSet (%)")
+    ax2.legend(loc="upper right", fontsize=7)
     ax.legend(loc="lower left")
     ax.set_title("Table 1: threshold sweep")
     _save(fig, out)
@@ -282,26 +385,31 @@ def plot_controls(ct: pd.DataFrame, out) -> None:
 
 
 def plot_devices(runs: pd.DataFrame, threshold: float, out) -> None:
+    """Accuracy per device and, where the target names cities, per city (the method and the baseline)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    cols = sorted(c for c in runs.columns if c.startswith("device_"))
-    fig, ax = plt.subplots(figsize=(7, 4))
+    cities = sorted(c for c in runs.columns if c.startswith("city_"))
+    panels = [("device_", "device")] + ([("city_", "city")] if cities else [])
+    fig, axes = plt.subplots(1, len(panels), figsize=(7 * len(panels), 4), squeeze=False)
     last = _sorted_splits(runs["split"])[-1]
     main = (runs["method"] == "pruned") & (runs["ensemble"].fillna("all") == "all")
-    for label, sel in (
-        ("method", main & np.isclose(runs["threshold"].astype(float).fillna(-1), threshold)),
-        ("baseline", runs["method"] == "baseline"),
-    ):
-        g = runs[sel & (runs["split"] == last)]
-        if len(g):
-            ax.plot([c[7:] for c in cols], 100 * g[cols].mean().to_numpy(), "o-", label=label)
-    ax.set_xlabel("device")
-    ax.set_ylabel("macro accuracy (%)")
-    ax.set_title(f"Accuracy per device (split {last})")
-    ax.legend()
+    for ax, (prefix, what) in zip(axes[0], panels):
+        cols = sorted(c for c in runs.columns if c.startswith(prefix))
+        for label, sel in (
+            ("method", main & np.isclose(runs["threshold"].astype(float).fillna(-1), threshold)),
+            ("baseline", runs["method"] == "baseline"),
+        ):
+            g = runs[sel & (runs["split"] == last)]
+            if len(g):
+                ax.plot([c[len(prefix) :] for c in cols], 100 * g[cols].mean().to_numpy(), "o-", label=label)
+        ax.set_xlabel(what)
+        ax.set_ylabel("accuracy (%)")
+        ax.set_title(f"Accuracy per {what} (split {last})")
+        ax.tick_params(axis="x", labelsize=7, rotation=45 if what == "city" else 0)
+        ax.legend()
     _save(fig, out)
 
 
@@ -314,19 +422,24 @@ def summarise(
     target: str = "",
     adapter: str = "tau2022",
     warnings=(),
+    validation_files=(),
+    enrichment_files=(),
 ) -> dict:
-    """warnings: lines shown above every table (e.g. test classes that never occur in training)."""
+    """warnings: lines shown above every table (e.g. test classes that never occur in training).
+    validation_files: the domain classifiers' validation.json (the validation table, Table 1's kept share of
+    held-out eval)."""
     outdir = Path(outdir)
     runs, prunes = collect(metric_files, prune_files)
+    validations = read_validations(validation_files)
     paper = adapter == "tau2022"  # the report's numbers are for TAU only
     write_table(outdir / "runs.tsv", runs)
     t1 = (
-        table1(runs, prunes, sweep_split, paper)
+        table1(runs, prunes, sweep_split, paper, validations)
         if sweep_split is not None
         else table1(runs.iloc[:0], prunes, "", paper)
     )
     t2 = table2(runs, threshold, paper)
-    ct = controls(runs, prunes)
+    ct = with_class_mix(controls(runs, prunes), enrichment_files)
     name = f"{target}: " if target else ""
     write_table_formats(t1, outdir / "table1", f"{name}Table 1, pruning thresholds on split {sweep_split}", warnings)
     write_table_formats(
@@ -335,14 +448,20 @@ def summarise(
     write_table_formats(
         ct, outdir / "controls", f"{name}pruned vs random subset vs all of AudioSet vs no distillation", warnings
     )
+    vt = validation_table(validations, paper)
+    write_table_formats(
+        vt, outdir / "validation", f"{name}domain classifiers: held-out validation", warnings, VALIDATION_NOTE
+    )
     plot_table1(t1, outdir / "table1.png")
     plot_table2(t2, outdir / "table2.png")
     plot_controls(ct, outdir / "controls.png")
     plot_devices(runs, threshold, outdir / "devices.png")
-    return {"table1_rows": len(t1), "table2_rows": len(t2), "control_rows": len(ct)}
+    return {"table1_rows": len(t1), "table2_rows": len(t2), "control_rows": len(ct), "validation_rows": len(vt)}
 
 
-def write_summary(metric_files, prune_files, outdir, cfg: dict, manifest=None, log=print) -> dict:
+def write_summary(
+    metric_files, prune_files, outdir, cfg: dict, manifest=None, validation=(), log=print, enrichment=()
+) -> dict:
     """The summary from the step's settings; with the target `manifest`, its class coverage warnings go above
     the tables."""
     from .manifest import class_coverage_warnings
@@ -361,6 +480,8 @@ def write_summary(metric_files, prune_files, outdir, cfg: dict, manifest=None, l
         cfg.get("target", ""),
         cfg.get("adapter", "tau2022"),
         warnings,
+        validation,
+        enrichment,
     )
     log(f"summary written to {outdir}")
     return out

@@ -13,6 +13,8 @@ import pandas as pd
 
 from .errors import PrunekdError
 
+N_CLASSES = 527  # AudioSet's classes: the width of its labels, of every logits array and of the student's output
+
 
 class MetadataError(PrunekdError, ValueError):
     """Bad metadata; the message names the file and line."""

@@ -189,8 +189,8 @@ def load_member(path, stride: int, arch: dict, expected_size: int | None = None)
     """Load a PaSST checkpoint (a plain state dict, as released) with weights_only=True.
 
     The member is built for the frames its checkpoint was trained on (998 for every release), whatever the
-    clips it will see: PaSST cuts its time positional embedding to a shorter input (1 s TAU clips take the
-    first 10 of 99 time patches at stride 10), as hear21passt's own forward_features does. Longer inputs
+    clips it will see: PaSST cuts its time positional embedding to a shorter input (1 s TAU clips, 100 frames, take
+    the first 9 of 99 time patches at stride 10), as hear21passt's own forward_features does. Longer inputs
     than it was trained on are cut by Ensemble to `max_frames`.
     """
     path = Path(path)

@@ -32,6 +32,7 @@ _checks = _load("checks")  # config, profile and data-path checks: one line each
 _layouts = _load("layouts")  # where the data lies in the layouts users hold (src/prunekd/layouts.py)
 _members = _load("members")  # the PaSST members: name -> (stride, release tag, checkpoint file)
 _requests = _load("requests")  # a retried job's grown requests (src/prunekd/requests.py)
+_released = _load("released")  # released ensemble logits: the restricted index reader (src/prunekd/released.py)
 CONFIG_FILES = list(dict.fromkeys(str(f) for f in [*workflow.configfiles, *(workflow.overwrite_configfiles or [])]))
 
 
@@ -149,6 +150,22 @@ def _checked_ensembles():
 
 TARGETS = _checked_targets()
 ENSEMBLES = _checked_ensembles()
+
+# teachers.released_logits with its defaults filled in (None: the members compute every clip).
+RELEASED = (
+    None
+    if config["teachers"].get("released_logits") is None
+    else {"uncovered": "compute", "check_clips": 1000, "check_seed": 0, **config["teachers"]["released_logits"]}
+)
+for _key in ("logits", "index") if RELEASED is not None else ():
+    if not Path(RELEASED[_key]).is_file():
+        refuse_key(f"teachers.released_logits.{_key}", f"{RELEASED[_key]} is not a file")
+if RELEASED is not None and len(ENSEMBLES) > 1:
+    refuse_key(
+        "ensembles",
+        f"{sorted(n for n in ENSEMBLES if n != 'all')}: member ablations need per-member logits of the AudioSet "
+        "training clips; with teachers.released_logits those hold only the released ensemble mean",
+    )
 
 
 wildcard_constraints:

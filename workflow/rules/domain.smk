@@ -167,3 +167,42 @@ rule full_set:
     shell:
         "prunekd full-set --audioset-store {input.audioset_store:q} --audioset-manifest {input.audioset_manifest:q} "
         "--out {output:q} 2> {log:q}"
+
+
+rule enrichment:
+    # What a pruned set contains: every AudioSet class's share in it against all training clips (labels and
+    # teachers), the classifier's weights by class, the random control's distance in class mix.
+    input:
+        audioset_store=f"{R}/logits/audioset.zarr",
+        audioset_manifest=f"{R}/manifests/audioset.tsv",
+        kept=f"{PRUNED}/kept.tsv",
+        random=lambda w: (
+            [f"{R}/prune/{w.target}/{w.ensemble}/split{w.split}/thr{w.threshold}/random.tsv"]
+            if "random" in selections(w.ensemble)
+            else []
+        ),
+        classifier=f"{DOMAIN}/classifier.pt",
+        class_labels=raw_inputs([f"{AUDIOSET}/class_labels_indices.csv"]),
+    output:
+        table=f"{PRUNED}/enrichment.tsv",
+        summary=f"{PRUNED}/enrichment.json",
+    log:
+        f"{R}/logs/enrichment/{{target}}/{{ensemble}}/split{{split}}_thr{{threshold}}.log",
+    benchmark:
+        f"{R}/benchmarks/enrichment/{{target}}/{{ensemble}}/split{{split}}_thr{{threshold}}.tsv"
+    group:
+        "domain"
+    resources:
+        mem_mb=8000,
+        runtime=30,
+    params:
+        code=code_version("enrichment"),
+        key=lambda w: json.dumps(
+            {"target": w.target, "ensemble": w.ensemble, "split": w.split, "threshold": float(w.threshold)}
+        ),
+        random=lambda w, input: shlex.join(["--random", input.random[0]]) if input.random else "",
+        labels=lambda w, input: shlex.join(["--class-labels", input.class_labels[0]]) if input.class_labels else "",
+    shell:
+        "prunekd enrichment --audioset-store {input.audioset_store:q} --audioset-manifest {input.audioset_manifest:q} "
+        "--kept {input.kept:q} {params.random} --classifier {input.classifier:q} {params.labels} --key {params.key:q} "
+        "--out-table {output.table:q} --out-json {output.summary:q} 2> {log:q}"

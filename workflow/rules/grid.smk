@@ -145,26 +145,81 @@ def training_curves(target):
             kind, run = m.split("/", 1)
             out[f"{kind}:{run}"] = f"{R}/{m}/curve.tsv"
     return out
+def validation_reports(target):
+    """The domain classifiers' validation.json of a target (every ensemble, every split with pruned sets)."""
+    return [
+        f"{R}/domain/{target}/{ens}/split{s}/validation.json"
+        for ens in ENSEMBLES
+        for s in sorted({s for s, _ in grid_pairs(target)})
+    ]
+
+
+def enrichment_files(target, ext):
+    """Every pruned set's class enrichment (enrichment.json or .tsv), in prune_stats' order."""
+    return [
+        f"{R}/prune/{target}/{ens}/split{s}/thr{t}/enrichment.{ext}" for ens in ENSEMBLES for s, t in grid_pairs(target)
+    ]
 
 
 def prune_stats(target):
     return [f"{R}/prune/{target}/{ens}/split{s}/thr{t}/stats.json" for ens in ENSEMBLES for s, t in grid_pairs(target)]
 
 
+RELEASED_DIR = f"{R}/logits/audioset/released"  # with teachers.released_logits: what the files cover
+
+
+def compute_table(w):
+    """The rows the members compute (released-index), for AudioSet's shards when released logits are set."""
+    return [f"{RELEASED_DIR}/compute.tsv"] if w.dataset == "audioset" and RELEASED is not None else []
+
+
+def released_coverage(w):
+    return [f"{RELEASED_DIR}/released.json"] if w.dataset == "audioset" and RELEASED is not None else []
+
+
+def agreement_classifier_names():
+    """Domain classifiers whose kept sets the released-logits agreement check compares: the report's ensemble,
+    every target and split that gets pruned sets."""
+    return {
+        f"{t}/split{s}": f"{R}/domain/{t}/all/split{s}/classifier.pt"
+        for t in TARGETS
+        for s in sorted({s for s, _ in grid_pairs(t)})
+    }
+
+
+def agreement_classifiers():
+    return list(agreement_classifier_names().values())
+
+
 # ---- what `all` builds ----------------------------------------------------------------------
 
-SUMMARY_NAMES = ["table1", "table2", "controls"]
+SUMMARY_NAMES = ["table1", "table2", "controls", "validation"]
+ENRICHMENT_NAMES = ["enrichment", "classifier_weights"]
 
 
 def summary_outputs():
     out = []
     for target in TARGETS:
         out += expand(f"{R}/summary/{target}/{{name}}.{{ext}}", name=SUMMARY_NAMES, ext=["csv", "md", "html"])
-        out += [f"{R}/summary/{target}/{n}.png" for n in ("table1", "table2", "controls", "devices")]
+        out += [f"{R}/summary/{target}/{n}.png" for n in ("table1", "table2", "controls", "devices", "enrichment")]
+        out += expand(f"{R}/summary/{target}/{{name}}.{{ext}}", name=ENRICHMENT_NAMES, ext=["csv", "md", "html"])
         for ens in ENSEMBLES:
             for s in sorted({s for s, _ in grid_pairs(target)}):
                 out += [f"{R}/domain/{target}/{ens}/split{s}/{f}" for f in ("score_histogram.png", "validation.json")]
+    if RELEASED is not None:
+        out += [f"{R}/logits/audioset/released/agreement.json"]
     return out + [f"{R}/summary/rejected_counts.html"]
+
+
+def pruned_sets_report(name, caption, figure):
+    """A per-target file on what the pruned sets contain, in the report under Pruned sets / <target>."""
+    return report(
+        f"{R}/summary/{{target}}/{name}",
+        caption=f"../report/{caption}.rst",
+        category="Pruned sets",
+        subcategory="{target}",
+        labels={"figure": figure},
+    )
 
 
 def summary_report(name, caption, figure):

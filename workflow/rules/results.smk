@@ -32,6 +32,7 @@ rule evaluate:
 # Seconds of reading tables and drawing: on the machine that runs Snakemake, not one SLURM job each.
 localrules:
     summarise,
+    enrichment_summary,
     rejected_clips,
 
 
@@ -39,6 +40,8 @@ rule summarise:
     input:
         metrics=lambda w: eval_metrics(w.target),
         prune_stats=lambda w: prune_stats(w.target),
+        validation=lambda w: validation_reports(w.target),
+        enrichment=lambda w: enrichment_files(w.target, "json"),
         manifest=f"{R}/manifests/{{target}}.tsv",
         curves=lambda w: list(training_curves(w.target).values()),
     output:
@@ -46,6 +49,7 @@ rule summarise:
         table1=summary_report("table1.html", "table1", "Table 1"),
         table2=summary_report("table2.html", "table2", "Table 2"),
         controls=summary_report("controls.html", "controls", "Controls and ablations"),
+        validation=summary_report("validation.html", "validation_table", "Domain classifier validation"),
         plot_table1=summary_report("table1.png", "plots", "table1 plot"),
         plot_table2=summary_report("table2.png", "plots", "table2 plot"),
         plot_controls=summary_report("controls.png", "controls", "controls plot"),
@@ -74,7 +78,31 @@ rule summarise:
         curves=lambda w: [f"{name}={path}" for name, path in training_curves(w.target).items()],
     shell:
         "prunekd summarise --metrics {input.metrics:q} --prune-stats {input.prune_stats:q} --manifest {input.manifest:q} "
+        "--validation {input.validation:q} --enrichment {input.enrichment:q} "
         "--outdir {params.outdir:q} --settings {params.settings:q} --curves {params.curves:q} 2> {log:q}"
+
+
+rule enrichment_summary:
+    # A target's pruned sets side by side: top classes of every set, classifier weights, change with threshold.
+    input:
+        json=lambda w: enrichment_files(w.target, "json"),
+        tables=lambda w: enrichment_files(w.target, "tsv"),
+    output:
+        tables=expand(f"{R}/summary/{{{{target}}}}/{{name}}.{{ext}}", name=ENRICHMENT_NAMES, ext=["csv", "md"]),
+        enrichment=pruned_sets_report("enrichment.html", "enrichment", "class enrichment"),
+        weights=pruned_sets_report("classifier_weights.html", "classifier_weights", "classifier weights"),
+        plot=pruned_sets_report("enrichment.png", "enrichment", "enrichment against threshold"),
+    log:
+        f"{R}/logs/enrichment_summary/{{target}}.log",
+    benchmark:
+        f"{R}/benchmarks/enrichment_summary/{{target}}.tsv"
+    params:
+        code=code_version("enrichment-summary"),
+        outdir=lambda w, output: os.path.dirname(output.plot),
+        settings=lambda w: settings(target=w.target, threshold=config["grid"]["threshold"]),
+    shell:
+        "prunekd enrichment-summary --json {input.json:q} --tables {input.tables:q} --outdir {params.outdir:q} "
+        "--settings {params.settings:q} 2> {log:q}"
 
 
 rule rejected_clips:

@@ -28,7 +28,21 @@ def clip_settings(dataset):
 
 def teacher_settings(dataset):
     teachers = {**computed("teachers"), "members": MEMBERS}  # `all` as the list it stands for
+    # Only AudioSet's training clips can come from released logits; the key is left out where it is unset, so
+    # that stores computed before it existed are not recomputed.
+    teachers.pop("released_logits", None)
+    if dataset == "audioset" and RELEASED is not None:
+        teachers["released_logits"] = RELEASED
     return settings(shard_size=config["teachers"]["shard_size"], teachers=teachers, data=clip_settings(dataset))
+
+
+def released_settings():
+    return settings(shard_size=config["teachers"]["shard_size"], released_logits=RELEASED)
+
+
+def agreement_settings():
+    teachers = {**computed("teachers"), "members": MEMBERS, "released_logits": RELEASED}
+    return settings(teachers=teachers, data=clip_settings("audioset"), thresholds=config["grid"]["thresholds"])
 
 
 def target_settings(target):

@@ -33,10 +33,46 @@ def listed_rows(dataset):
     return NOMINAL_ROWS["tau2022"] if t["adapter"] == "tau2022" else 1
 
 
-def shards(dataset):
-    n = listed_rows(dataset)
+_PLANNED = {}
+
+
+def released_rows_to_compute():
+    """With teachers.released_logits: AudioSet rows the members compute (eval, and the training clips the index
+    lacks unless `uncovered: list`), counted from the lists and the index at DAG time. None when either is not
+    on disk yet: every row is planned then, and the shards past what is left to compute run empty."""
+    if "audioset" in _PLANNED:
+        return _PLANNED["audioset"]
+    subsets = config["data"]["audioset_subsets"]
+    files = {
+        s: Path(AUDIOSET) / (_layouts.HDF5_FILES[s] if AUDIOSET_LAYOUT == "hdf5" else SUBSET_FILES[s]) for s in subsets
+    }
+    n = None
+    if all(f.exists() for f in files.values()) and Path(RELEASED["index"]).exists():
+        ids = {s: _layouts.listed_ids(f, AUDIOSET_LAYOUT) for s, f in files.items()}
+        try:
+            n = _released.planned_rows(ids, RELEASED["index"], _layouts.ytid_of_audio_name, RELEASED["uncovered"])
+        except _released.ReleasedLogitsError as e:
+            refuse(f"teachers.released_logits.index: {e}")
+    _PLANNED["audioset"] = n
+    return n
+
+
+def _blocks(n):
     size = config["teachers"]["shard_size"]
     return [f"{i:05d}" for i in range(max(1, -(-n // size)))]
+
+
+def shards(dataset):
+    """Blocks of a dataset's manifest rows (the packed-audio shards; the teacher shards without released logits)."""
+    return _blocks(listed_rows(dataset))
+
+
+def teacher_shards(dataset):
+    """The teacher jobs of a dataset: with released logits, AudioSet's cover only what is left to compute."""
+    if dataset == "audioset" and RELEASED is not None:
+        n = released_rows_to_compute()
+        return _blocks(listed_rows(dataset) if n is None else n)
+    return shards(dataset)
 
 
 def packed_stores(wildcards):
