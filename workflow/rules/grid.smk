@@ -145,6 +145,8 @@ def training_curves(target):
             kind, run = m.split("/", 1)
             out[f"{kind}:{run}"] = f"{R}/{m}/curve.tsv"
     return out
+
+
 def validation_reports(target):
     """The domain classifiers' validation.json of a target (every ensemble, every split with pruned sets)."""
     return [
