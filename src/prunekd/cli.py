@@ -179,6 +179,12 @@ def cmd_summarise(a):
     write_summary(a.metrics, a.prune_stats, a.outdir, _settings(a.settings), a.manifest, log)
 
 
+def cmd_known_answer(a):
+    from .known_answer import known_answer_report
+
+    known_answer_report(**_flags(a), settings=_settings(a.settings), log=log)
+
+
 def cmd_rejected(a):
     from .quality import rejected_step
 
@@ -431,6 +437,17 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--prune-stats", nargs="+", required=True)
     p.add_argument("--manifest", help="target manifest: warns above the tables about classes a split lacks")
     p.add_argument("--outdir", required=True, help="summary folder")
+    p.add_argument("--settings", required=True, help=SETTINGS_HELP)
+
+    p = command(
+        "known-answer", cmd_known_answer, "The known-answer report: pruned sets vs the world's truth, and the gains."
+    )
+    p.add_argument("--audioset-store", required=True)
+    p.add_argument("--audioset-manifest", required=True)
+    p.add_argument("--scores", required=True, help="the split's scores.npy")
+    p.add_argument("--truth", required=True, help="the world's truth.tsv (written by demo-data)")
+    p.add_argument("--metrics", nargs="+", required=True, help="metrics.json of the split's trained models")
+    p.add_argument("--outdir", required=True)
     p.add_argument("--settings", required=True, help=SETTINGS_HELP)
 
     p = command("rejected", cmd_rejected, "Count the rejected clips of every dataset by reason, for the report.")
