@@ -56,7 +56,7 @@ def pruned_vs_truth(audioset_store, audioset_manifest, scores_path, truth_path, 
     truth = read_truth(truth_path)
     unknown = ~pd.Index(ids).isin(truth.index)
     if unknown.any():
-        raise TruthError(f"{truth_path}: clip {ids[unknown][0]!r} of the store is not in the truth")
+        raise TruthError(f"{truth_path}: clip {str(ids[unknown][0])!r} of the store is not in the truth")
     target_like = truth.loc[ids].to_numpy()
     rows = []
     for t in thresholds:
@@ -168,7 +168,9 @@ def _plot(pr: pd.DataFrame, cond: pd.DataFrame, info: dict, out) -> None:
     a1.set_title("pruned set vs the world's truth")
     a1.legend()
     x = np.arange(len(cond))
-    a2.bar(x, cond["mean"], yerr=cond["std"].fillna(0), capsize=4, color=["grey", "tab:orange", "tab:blue", "tab:green"])
+    a2.bar(
+        x, cond["mean"], yerr=cond["std"].fillna(0), capsize=4, color=["grey", "tab:orange", "tab:blue", "tab:green"]
+    )
     for i, r in enumerate(cond.itertuples()):
         vals = [float(v) for v in r.values.split()]
         a2.plot([i] * len(vals), vals, "k.", ms=4)
