@@ -164,8 +164,8 @@ def test_the_logits_a_student_is_distilled_on_are_its_clips_own(demo_run):
     manifest's audio give the store's logits, and the packed clip a distillation reads is that audio."""
     from prunekd.audio import load_clip
     from prunekd.packed import PackedReader
-    from prunekd.teachers import MEMBERS, Ensemble, load_member
     from prunekd.store import embeddings, open_store
+    from prunekd.teachers import MEMBERS, Ensemble, load_member
 
     r = demo_run / "results"
     man = pd.read_csv(r / "manifests/audioset.tsv", sep="\t", dtype={"labels": str}, keep_default_na=False)
@@ -191,10 +191,10 @@ def test_the_logits_a_student_is_distilled_on_are_its_clips_own(demo_run):
 
 def test_fine_tuning_starts_from_the_distilled_weights_with_a_new_head(demo_run, tmp_path, monkeypatch):
     """The distilled student is what fine-tuning trains (not a fresh model), its 527-class layer replaced."""
+    import yaml
+
     import prunekd.finetune as ft
     from prunekd.cpmobile import build_student
-
-    import yaml
 
     cfg = yaml.safe_load((REPO / "config.yaml").read_text())
     r = demo_run / "results"
