@@ -108,8 +108,12 @@ def test_claims_need_more_than_the_spread_and_the_control_none():
         "pruned - random > spread": False,
         "random - baseline > spread": True,
         "pruned - baseline > spread": True,
-        "shuffled - baseline within the spread (no gain)": True,
+        "shuffled - baseline <= spread (no gain)": True,
     }
+    # A control far below the baseline has no gain either; one well above it has.
+    for v, holds in (([20, 21, 22], True), ([60, 61, 62], False)):
+        acc.loc[acc["method"] == "shuffled", "macro_acc"] = v
+        assert claims(condition_table(acc)).iloc[-1]["holds"] == holds
 
 
 def test_the_demo_runs_pruned_sets_against_its_worlds_truth(demo_run):
