@@ -319,6 +319,12 @@ COMMANDS = {
         _required("--json", "enrichment.json of every pruned set", nargs="+"),
         _required("--tables", "enrichment.tsv of every pruned set, in the same order", nargs="+"),
         _required("--outdir"), SETTINGS]),
+    "known-answer": ("known_answer:known_answer_report", "The known-answer report: pruned sets vs the world's "
+                     "truth, and the gains.", [
+        *AUDIOSET, _required("--scores", "the split's scores.npy"),
+        _required("--truth", "the world's truth.tsv (written by demo-data)"),
+        _required("--metrics", "metrics.json of the split's trained models", nargs="+"), _required("--outdir"),
+        SETTINGS]),
     "pack-audio": ("packed:pack_step",
                    "Decode one manifest row block of AudioSet training clips into packed int16 Zarr.", [
         _required("--manifest", "AudioSet manifest"), _required("--shard", "row block index", type=int),

@@ -4,6 +4,13 @@ The sounds give the method something to find: the AudioSet-format pool mixes eve
 occur in the scenes with many that never do; scenes are mixtures of the scene events over a
 background; recording devices differ audibly (filtering, gain, noise). Everything is deterministic
 from the seed.
+
+Two worlds (config demo.world). `tour`, the demo's: a scene is told by its background as much as by its
+events. `known_answer` (docs/known-answer.md): a scene is told by its sound events only (each scene always
+holds its own pair of the scene events, over a background drawn at random), so that what the teachers know of
+those events is what a student can gain from them. Either world writes down which AudioSet-format clips are
+target-like (truth.tsv beside the segment lists): the ground truth of the known-answer report, which the
+pipeline itself never reads.
 """
 
 from __future__ import annotations
@@ -104,6 +111,12 @@ def _background(scene: int, rng: np.random.Generator, sr: int, n: int) -> np.nda
     return 0.2 * x / (np.std(x) + 1e-9)
 
 
+# known_answer world: each scene's pair of scene events, every pair different (a scene is its events).
+SCENE_PAIRS = [(0, 1), (2, 3), (4, 5), (6, 7), (0, 2), (1, 3), (4, 6), (5, 7), (0, 4), (1, 5)]
+WORLDS = ("tour", "known_answer")
+TRUTH_FILE = "truth.tsv"  # beside the segment lists: id, subset, target_like (1: carries the scenes' kinds)
+
+
 def _scene_event_weights(scene: int) -> np.ndarray:
     w = np.full(len(SCENE_EVENTS), 0.2)
     w[scene % len(SCENE_EVENTS)] += 2.0
@@ -137,6 +150,7 @@ def make_audioset(
     root: Path, counts: dict, clip_seconds: float, sr: int, scene_share: float, rng: np.random.Generator
 ) -> None:
     """Segment lists with the real header lines and quoting, class_labels_indices.csv, one file per segment."""
+    """Also writes TRUTH_FILE: which clips carry the scene events (the known-answer report's ground truth)."""
     mids = [f"/m/demo{i:03d}" for i in range(N_CLASSES)]
     names = EVENT_NAMES + [f"Unused class {i}" for i in range(N_EVENTS, N_CLASSES)]
     root.mkdir(parents=True, exist_ok=True)
@@ -146,6 +160,7 @@ def make_audioset(
             fh.write(f'{i},{m},"{nm}"\n')
     n = int(round(clip_seconds * sr))
     serial = 0
+    truth = ["id\tsubset\ttarget_like"]
     for subset, count in counts.items():
         lines = [
             "# Segments csv created demo by prunekd",
@@ -166,12 +181,27 @@ def make_audioset(
             _write(root / "audio" / subset / f"{ytid}.wav", x, sr)
             labels = ",".join(mids[e] for e in events)
             lines.append(f'{ytid}, {start:.3f}, {start + 10:.3f}, "{labels}"')
+            truth.append(f"{ytid}\t{subset}\t{int(sceney)}")
         (root / f"{subset}_segments.csv").write_text("\n".join(lines) + "\n")
+    (root / TRUTH_FILE).write_text("\n".join(truth) + "\n")
 
 
-def make_tau(root: Path, n_train: int, n_test: int, sr: int, rng: np.random.Generator) -> None:
-    """meta.csv, split5..split100.csv, test.csv (tab-separated) and audio/*.wav at 44.1 kHz, 1 s."""
-    n = sr  # 1 s clips
+def make_tau(
+    root: Path,
+    n_train: int,
+    n_test: int,
+    sr: int,
+    rng: np.random.Generator,
+    world: str = "tour",
+    seconds: float = 1.0,
+) -> None:
+    """meta.csv, split5..split100.csv, test.csv (tab-separated) and audio/*.wav at 44.1 kHz, 1 s (`seconds`).
+
+    world `tour`: the scene's background and one or two events drawn by its weights; `known_answer`: the
+    scene's own pair of events (SCENE_PAIRS) over the background of a scene drawn at random."""
+    if world not in WORLDS:
+        raise ValueError(f"demo.world: {world!r} is not one of {', '.join(WORLDS)}")
+    n = int(round(sr * seconds))
     rows, seen = [], set()
 
     def clip(i: int, devices: list[str]):
@@ -182,9 +212,13 @@ def make_tau(root: Path, n_train: int, n_test: int, sr: int, rng: np.random.Gene
         name = f"audio/{SCENES[scene]}-{city}-{loc}-{i * 10}-{i % 10}-{device}.wav"
         assert name not in seen
         seen.add(name)
-        w = _scene_event_weights(scene)
-        x = _background(scene, rng, sr, n)
-        for e in rng.choice(SCENE_EVENTS, size=int(rng.integers(1, 3)), p=w):
+        if world == "known_answer":  # the events tell the scene; the background is noise
+            x = _background(int(rng.integers(0, len(SCENES))), rng, sr, n)
+            events = SCENE_PAIRS[scene]
+        else:
+            x = _background(scene, rng, sr, n)
+            events = rng.choice(SCENE_EVENTS, size=int(rng.integers(1, 3)), p=_scene_event_weights(scene))
+        for e in events:
             x = x + _event(int(e), rng, sr, n)
         _write(root / name, _device(x, device, sr, rng), sr)
         rows.append((name, SCENES[scene], f"{city}-{loc}", device))
@@ -290,7 +324,15 @@ def make_demo_data(audioset_root, tau_roots, cfg: dict, csv_targets=()) -> None:
     )
     damage_clips(Path(audioset_root) / "audio" / "unbalanced_train", cfg.get("bad_clips", 0))
     for root in tau_roots:
-        make_tau(Path(root), cfg["tau_train_clips"], cfg["tau_test_clips"], 44100, rng)
+        make_tau(
+            Path(root),
+            cfg["tau_train_clips"],
+            cfg["tau_test_clips"],
+            44100,
+            rng,
+            cfg.get("world", "tour"),
+            cfg.get("tau_clip_seconds", 1.0),
+        )
     for csv_path in csv_targets:
         clips = cfg.get("csv_target_clips", {"train": 120, "test": 80})
         make_csv_target(Path(csv_path), clips["train"], clips["test"], rng)

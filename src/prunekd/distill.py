@@ -45,6 +45,23 @@ def kd_loss(student_logits, teacher_logits, labels, kd_lambda: float, temperatur
     return kd_lambda * distill + (1 - kd_lambda) * classif, distill, classif
 
 
+SHUFFLES = ("none", "logits", "targets")
+
+
+def shuffled_targets(teacher, labels, how: str, seed: int):
+    """The negative control (controls.shuffled): the teacher logits dealt to other clips of the set by one seeded
+    permutation; `targets` moves each clip's labels with its logits, so that no target of a clip stays with it.
+    The student then sees the same audio and the same targets, only no longer together."""
+    if how not in SHUFFLES:
+        raise ValueError(f"controls.shuffled: {how!r} is not one of {', '.join(SHUFFLES)}")
+    if how == "none":
+        return teacher, labels
+    import numpy as np
+
+    perm = torch.from_numpy(np.random.default_rng([int(seed), 0x5EED]).permutation(len(teacher)))
+    return teacher[perm], (labels[perm] if how == "targets" else labels)
+
+
 def distill(
     store_path,
     manifest_path,
@@ -75,6 +92,9 @@ def distill(
     teacher = torch.from_numpy(embeddings(store, pos, members))
     labels = torch.from_numpy(store["labels"].get_orthogonal_selection((pos, slice(None))).astype(bool))
     log(f"distilling on {len(pos)} clips (batch {cfg['batch_size']}) from {kept_path}")
+    if cfg.get("shuffle", "none") != "none":
+        teacher, labels = shuffled_targets(teacher, labels, cfg["shuffle"], cfg["seed"])
+        log(f"control: {cfg['shuffle']} shuffled across the clips (the teachers' knowledge of each clip removed)")
 
     model = build_student(student_cfg, n_classes=N_CLASSES)
     device, autocast, mel = on_device(model, frontend_cfg, cfg["precision"])

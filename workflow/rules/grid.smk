@@ -31,8 +31,18 @@ def grid_pairs(target):
 
 
 def selections(ensemble):
-    """Which AudioSet subsets get distilled per pruned set: the pruned set, and its random control."""
-    return ["pruned", "random"] if ensemble == "all" and config["controls"]["random"] else ["pruned"]
+    """Which AudioSet subsets get distilled per pruned set: the pruned set, its random control, and the pruned
+    set with its teacher targets shuffled across its clips (the negative control)."""
+    if ensemble != "all":
+        return ["pruned"]
+    return (
+        ["pruned"]
+        + (["random"] if config["controls"]["random"] else [])
+        + (["shuffled"] if config["controls"]["shuffled"] != "none" else [])
+    )
+
+
+SEEDED = config["grid"]["seeded_distillation"]  # each fine-tuning seed distils its own student
 
 
 def with_full(ensemble):
@@ -73,10 +83,13 @@ def pruned_set_dir(k):
 
 
 def trainset_name(k):
-    """The AudioSet clips a student is distilled on, as a folder under distill/."""
+    """The AudioSet clips a student is distilled on (and, with grid.seeded_distillation, its seed), as a folder
+    under distill/."""
     if k["selection"] == "full":
-        return f"full/{k['ensemble']}"
-    return f"{k['target']}/{k['ensemble']}/split{k['split']}/{k['selection']}/thr{k['threshold']}"
+        name = f"full/{k['ensemble']}"
+    else:
+        name = f"{k['target']}/{k['ensemble']}/split{k['split']}/{k['selection']}/thr{k['threshold']}"
+    return f"{name}/seed{k['seed']}" if SEEDED else name
 
 
 def model_name(k):
@@ -101,7 +114,9 @@ def summary_key(k):
 
 MODELS = {model_name(k): k for t in TARGETS for k in grid_models(t)}
 TRAINSETS = {
-    trainset_name(k): {key: k[key] for key in ("target", "ensemble", "split", "selection", "threshold")}
+    trainset_name(k): {
+        key: k[key] for key in ("target", "ensemble", "split", "selection", "threshold", *(["seed"] if SEEDED else []))
+    }
     for k in MODELS.values()
     if k["selection"] != "baseline"
 }
@@ -122,7 +137,7 @@ def selection_list(w):
     k = TRAINSETS[w.trainset]
     if k["selection"] == "full":
         return f"{R}/prune/full.tsv"
-    return f"{R}/prune/{pruned_set_dir(k)}/{'kept' if k['selection'] == 'pruned' else 'random'}.tsv"
+    return f"{R}/prune/{pruned_set_dir(k)}/{'random' if k['selection'] == 'random' else 'kept'}.tsv"
 
 
 def student_for(w):
@@ -199,8 +214,34 @@ SUMMARY_NAMES = ["table1", "table2", "controls", "validation"]
 ENRICHMENT_NAMES = ["enrichment", "classifier_weights"]
 
 
+# The known-answer report (docs/known-answer.md): on the demo's synthetic world only, whose truth it reads.
+KNOWN_ANSWER = None
+if config["known_answer"]["enabled"]:
+    if not DEMO:
+        refuse_key("known_answer.enabled", "needs demo.enabled: true (the truth is the synthetic world's)")
+    KNOWN_ANSWER = {k: v for k, v in config["known_answer"].items() if k != "enabled"}
+    KNOWN_ANSWER["split"] = str(KNOWN_ANSWER["split"])
+    if KNOWN_ANSWER["target"] not in TARGETS or TARGETS[KNOWN_ANSWER["target"]]["adapter"] != "tau2022":
+        refuse_key("known_answer.target", f"{KNOWN_ANSWER['target']!r} is not a TAU-format target of grid.targets")
+    if KNOWN_ANSWER["split"] not in splits(KNOWN_ANSWER["target"]):
+        refuse_key("known_answer.split", f"{KNOWN_ANSWER['split']!r} is not one of the target's splits")
+
+
+def known_answer_metrics():
+    """The evaluations of the known-answer split's models (baseline, and the grid threshold's distillations)."""
+    ka, thr = KNOWN_ANSWER, threshold_label(config["grid"]["threshold"])
+    return [
+        f"{R}/eval/{m}/metrics.json"
+        for m, k in MODELS.items()
+        if k["target"] == ka["target"]
+        and k["split"] == ka["split"]
+        and k["ensemble"] in (None, "all")
+        and (k["selection"] == "baseline" or k["threshold"] == thr)
+    ]
+
+
 def summary_outputs():
-    out = []
+    out = [f"{R}/known_answer/{n}" for n in ("table.html", "plot.png", "verdict.json")] if KNOWN_ANSWER else []
     for target in TARGETS:
         out += expand(f"{R}/summary/{target}/{{name}}.{{ext}}", name=SUMMARY_NAMES, ext=["csv", "md", "html"])
         out += [f"{R}/summary/{target}/{n}.png" for n in ("table1", "table2", "controls", "devices", "enrichment")]

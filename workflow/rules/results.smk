@@ -129,3 +129,47 @@ rule rejected_clips:
         tables=lambda w, input: shlex.join(f"{d}={t}" for d, t in zip(["audioset", *TARGETS], input.tables)),
     shell:
         "prunekd rejected --tables {params.tables} --outdir {params.outdir:q} 2> {log:q}"
+
+
+if KNOWN_ANSWER:
+
+    rule known_answer:
+        # The synthetic world's answer (docs/known-answer.md): the pruned set against the truth its generator
+        # wrote, and the split's accuracies per condition over the seeds. The only reader of the truth.
+        input:
+            truth=f"{AUDIOSET}/truth.tsv",
+            audioset_store=f"{R}/logits/audioset.zarr",
+            audioset_manifest=f"{R}/manifests/audioset.tsv",
+            scores=f"{R}/domain/{KNOWN_ANSWER['target']}/all/split{KNOWN_ANSWER['split']}/scores.npy",
+            metrics=known_answer_metrics(),
+        output:
+            tables=[f"{R}/known_answer/table.{e}" for e in ("md", "csv")],
+            verdict=f"{R}/known_answer/verdict.json",
+            table=report(
+                f"{R}/known_answer/table.html",
+                caption="../report/known_answer.rst",
+                category="Known answer",
+                labels={"figure": "table"},
+            ),
+            plot=report(
+                f"{R}/known_answer/plot.png",
+                caption="../report/known_answer.rst",
+                category="Known answer",
+                labels={"figure": "plot"},
+            ),
+        log:
+            f"{R}/logs/known_answer.log",
+        benchmark:
+            f"{R}/benchmarks/known_answer.tsv"
+        params:
+            code=code_version("known-answer"),
+            outdir=lambda w, output: os.path.dirname(output.verdict),
+            settings=lambda w: settings(
+                **KNOWN_ANSWER,
+                threshold=float(config["grid"]["threshold"]),
+                world_seed=config["demo"]["seed"],
+            ),
+        shell:
+            "prunekd known-answer --audioset-store {input.audioset_store:q} "
+            "--audioset-manifest {input.audioset_manifest:q} --scores {input.scores:q} --truth {input.truth:q} "
+            "--metrics {input.metrics:q} --outdir {params.outdir:q} --settings {params.settings:q} 2> {log:q}"

@@ -62,3 +62,15 @@ def eval_settings(target):
         student=config["student"],
         clip_seconds=TARGETS[target]["clip_seconds"],
     )
+
+
+def distill_settings(trainset):
+    """The distillation's config slice; a seeded distillation (grid.seeded_distillation) takes distillation.seed
+    plus its fine-tuning seed, the shuffled control its way of shuffling. Keys only where they apply, so that the
+    other distillations keep their settings (and are not rerun)."""
+    k, d = TRAINSETS[trainset], computed("distillation")
+    if SEEDED:
+        d["seed"] = d["seed"] + int(k["seed"])
+    if k["selection"] == "shuffled":
+        d["shuffle"] = config["controls"]["shuffled"]
+    return d

@@ -32,8 +32,9 @@ rule pack_audio:
 
 rule distill:
     # One rule for every AudioSet subset a student is distilled on (TRAINSETS, workflow/rules/grid.smk):
-    # a pruned set, its random control ({target}/{ensemble}/split{split}/random/thr{threshold}) or all
-    # of AudioSet (full/{ensemble}).
+    # a pruned set, its random control ({target}/{ensemble}/split{split}/random/thr{threshold}), the pruned set
+    # with shuffled teacher targets (.../shuffled/thr{threshold}) or all of AudioSet (full/{ensemble}); with
+    # grid.seeded_distillation each of these once per seed (.../seed{seed}).
     input:
         store=f"{R}/logits/audioset.zarr",
         manifest=f"{R}/manifests/audioset.tsv",
@@ -57,7 +58,7 @@ rule distill:
     params:
         code=code_version("distill"),
         settings=lambda w: settings(
-            distillation=computed("distillation"),
+            distillation=distill_settings(w.trainset),
             student=config["student"],
             frontend=config["frontend"],
             clip_seconds=config["data"]["audioset_clip_seconds"],
