@@ -14,6 +14,7 @@ from conftest import BIN, LOCAL_ENV, REPO
 from prunekd.demo_data import N_EVENTS, SCENE_EVENTS, SCENE_PAIRS, TRUTH_FILE, make_demo_data
 from prunekd.distill import shuffled_targets
 from prunekd.known_answer import TruthError, claims, condition_table, pruned_vs_truth
+from prunekd.store import ids as ids_of
 
 WORLD = {
     "seed": 3,
@@ -124,7 +125,7 @@ def test_the_demo_runs_pruned_sets_against_its_worlds_truth(demo_run):
     truth = pd.read_csv(demo_run / "data/demo/audioset" / TRUTH_FILE, sep="\t", dtype={"id": str})
     like = truth.set_index("id")["target_like"].astype(bool)
     man = pd.read_csv(r / "manifests/audioset.tsv", sep="\t", dtype=str, keep_default_na=False)
-    store_ids = set(zarr.open_group(str(r / "logits/audioset.zarr"), mode="r")["id"][:].astype(str))
+    store_ids = set(ids_of(zarr.open_group(str(r / "logits/audioset.zarr"), mode="r")))
     kept_all = [i for i in man["id"][man["subset"] != "eval"] if i in store_ids]  # the scored training clips
     for split, thr in ((100, 0.2), (100, 0.3), (5, 0.3)):
         pr = pruned_vs_truth(
@@ -180,7 +181,7 @@ def test_the_logits_a_student_is_distilled_on_are_its_clips_own(demo_run):
     kept = pd.read_csv(r / "prune/tau/all/split100/thr0.2/kept.tsv", sep="\t", dtype={"id": str})
     pick = kept.iloc[np.linspace(0, len(kept) - 1, 6).astype(int)]
     rows = store["row"][:][pick["position"]]
-    assert list(man["id"].to_numpy()[rows]) == list(pick["id"]) == list(store["id"][:][pick["position"]])
+    assert list(man["id"].to_numpy()[rows]) == list(pick["id"]) == list(ids_of(store)[pick["position"]])
     wav = np.stack([load_clip(demo_run / p, 32000, 32000) for p in man["path"].to_numpy()[rows]])
     members = list(store.attrs["members"])
     arch = {"n_mels": 128, "embed_dim": 64, "depth": 2, "num_heads": 4}  # profiles/demo/demo.yaml
