@@ -34,8 +34,8 @@ import yaml
 import zarr
 
 from prunekd.distill import distill
+from prunekd.logit_store import N_CLASSES, create_ensemble_array
 from prunekd.packed import PackedAudio, PackedReader, pack_shard, reader_batches
-from prunekd.store import N_CLASSES, create_ensemble_array
 from prunekd.training import StepSampler, as_float, clip_batches
 
 REPO = Path(__file__).resolve().parents[1]

@@ -54,7 +54,7 @@ def phase_train(n_pos: int, n_neg: int, epochs: int) -> dict:
 def phase_write(path: str, n: int) -> dict:
     import zarr
 
-    from prunekd.store import create_ensemble_array
+    from prunekd.logit_store import create_ensemble_array
 
     g = zarr.open_group(path, mode="w")
     g.attrs["members"] = ["m"]
@@ -70,7 +70,7 @@ def phase_score(path: str, n: int) -> dict:
     import torch
 
     from prunekd.domain import score_store
-    from prunekd.store import open_store
+    from prunekd.logit_store import open_store
 
     torch.manual_seed(0)
     model = torch.nn.Linear(527, 1)

@@ -28,7 +28,7 @@ import soundfile as sf
 import torch
 from common import matmul_rate
 
-from prunekd.store import N_CLASSES
+from prunekd.logit_store import N_CLASSES
 from prunekd.teachers import MEMBERS, Ensemble, build_mel, build_member, n_frames
 
 SMALL = {"n_mels": 128, "embed_dim": 96, "depth": 2, "num_heads": 4}

@@ -40,9 +40,9 @@ def test_unrelated_constant_and_function_rerun_nothing_downstream(package):
 
 def test_edit_a_reached_constant_reruns_the_step(package):
     before = _versions(package)
-    src = (package / "store.py").read_text()
+    src = (package / "logit_store.py").read_text()
     assert "ROW_CHUNK = 1024" in src
-    (package / "store.py").write_text(src.replace("ROW_CHUNK = 1024", "ROW_CHUNK = 2048"))
+    (package / "logit_store.py").write_text(src.replace("ROW_CHUNK = 1024", "ROW_CHUNK = 2048"))
     after = _versions(package)
     assert after["teacher-logits"] != before["teacher-logits"]  # the teacher step writes chunks of ROW_CHUNK rows
     assert after["distill"] == before["distill"]  # distillation never reads that constant
@@ -61,7 +61,7 @@ def test_edit_a_reached_function_body_reruns_the_step(package):
 
 def test_comments_and_docstrings_rerun_nothing(package):
     before = _versions(package)
-    for m in ["training.py", "audio.py", "store.py"]:
+    for m in ["training.py", "audio.py", "logit_store.py"]:
         p = package / m
         p.write_text(p.read_text().replace("\n\n\ndef ", "\n\n\n# a new comment\ndef ", 1))
     assert _versions(package) == before
@@ -78,10 +78,10 @@ def test_a_bare_side_effect_counts_for_every_step_entering_the_module(package):
 # Each GPU step's modules: a change here means a layering change, which reruns the step; pin it on purpose.
 PINNED = {
     "distill": ["atomic", "audio", "clipref", "cpmobile", "datasets", "distill", "files", "frontend", "packed",
-                "reruns", "staging", "store", "tables", "training"],
+                "reruns", "staging", "logit_store", "tables", "training"],
     "finetune": ["atomic", "audio", "clipref", "cpmobile", "datasets", "decoded", "errors", "files", "finetune",
-                 "frontend", "reruns", "store", "tables", "training"],
-    "teacher-logits": ["atomic", "audio", "clipref", "datasets", "errors", "logits", "members", "store", "tables",
+                 "frontend", "reruns", "logit_store", "tables", "training"],
+    "teacher-logits": ["atomic", "audio", "clipref", "datasets", "errors", "logits", "members", "logit_store", "tables",
                        "teachers"],
     "evaluate": ["atomic", "audio", "clipref", "cpmobile", "datasets", "decoded", "errors", "evaluate", "files",
                  "frontend", "tables"],

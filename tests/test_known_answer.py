@@ -14,7 +14,7 @@ from conftest import BIN, LOCAL_ENV, REPO
 from prunekd.demo_data import N_EVENTS, SCENE_EVENTS, SCENE_PAIRS, TRUTH_FILE, make_demo_data
 from prunekd.distill import shuffled_targets
 from prunekd.known_answer import TruthError, claims, condition_table, pruned_vs_truth
-from prunekd.store import ids as ids_of
+from prunekd.logit_store import ids as ids_of
 
 WORLD = {
     "seed": 3,
@@ -171,8 +171,8 @@ def test_the_logits_a_student_is_distilled_on_are_its_clips_own(demo_run):
     """Row and id alignment through the whole DAG: for clips of a pruned set, the teachers run again on the
     manifest's audio give the store's logits, and the packed clip a distillation reads is that audio."""
     from prunekd.audio import load_clip
+    from prunekd.logit_store import embeddings, open_store
     from prunekd.packed import PackedReader
-    from prunekd.store import embeddings, open_store
     from prunekd.teachers import MEMBERS, Ensemble, load_member
 
     r = demo_run / "results"

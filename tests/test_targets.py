@@ -122,7 +122,7 @@ def test_demo_controls_match_their_pruned_sets_and_fill_the_summary(demo_run):
 
 
 def test_member_subset_changes_the_embeddings_and_schedules_no_teacher_job(demo_run, tmp_path):
-    from prunekd.store import embeddings, open_store
+    from prunekd.logit_store import embeddings, open_store
 
     pair = ["passt_s_swa_p16_128_ap476", "passt_s_p16_s16_128_ap468"]
     cfg = tmp_path / "ens.yaml"

@@ -185,7 +185,7 @@ def cmd_summarise(a):
 
 
 def cmd_rejected(a):
-    from .quality import rejected_step
+    from .rejected import rejected_step
 
     rejected_step(a.tables, a.outdir, log)
 
@@ -390,7 +390,8 @@ COMMANDS = {
         _optional("--results", "the run's results folder (paths.results)", default="results"),
         _optional("--out", "rates YAML to write (default: print it); then `prunekd cost --rates FILE`"),
         _optional("--fallback", f"rates for rules with no finished job ({DEFAULT_RATES})")]),
-    "submit": ("submit:submit_step", "Run the Snakemake controller as a SLURM job (submitit), requeued on time-out.", [
+    "submit": ("controller:submit_step",
+               "Run the Snakemake controller as a SLURM job (submitit), requeued on time-out.", [
         _optional("--profile", "Snakemake profile for the workflow's jobs", default="profiles/slurm"),
         _optional("--workdir", "workflow directory (holds the Snakefile)", default="."),
         _optional("--time-min", "controller time limit per run, minutes", type=int, default=2880),

@@ -18,7 +18,7 @@ def subset_rng(seed: int, name: str) -> np.random.Generator:
 
 
 def _table(store, positions: np.ndarray) -> pd.DataFrame:
-    from .store import ids as store_ids
+    from .logit_store import ids as store_ids
 
     positions = np.sort(np.asarray(positions, dtype=np.int64))
     rows, ids = store["row"][:], store_ids(store)
@@ -40,7 +40,7 @@ def full_set(store, train_positions: np.ndarray) -> pd.DataFrame:
 def write_random_subset(audioset_store, audioset_manifest, like, seed: int, name: str, out, log=print) -> None:
     """Write a random draw of AudioSet training clips as large as the pruned set `like` (TSV)."""
     from .atomic import write_table
-    from .store import training_rows
+    from .logit_store import training_rows
 
     store, train_pos = training_rows(audioset_store, audioset_manifest)
     pruned = pd.read_csv(like, sep="\t")
@@ -56,7 +56,7 @@ def write_random_subset(audioset_store, audioset_manifest, like, seed: int, name
 def write_full_set(audioset_store, audioset_manifest, out, log=print) -> None:
     """Write every AudioSet training clip with logits (TSV)."""
     from .atomic import write_table
-    from .store import training_rows
+    from .logit_store import training_rows
 
     store, train_pos = training_rows(audioset_store, audioset_manifest)
     write_table(out, full_set(store, train_pos))

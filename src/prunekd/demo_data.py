@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from .store import N_CLASSES
+from .logit_store import N_CLASSES
 
 N_EVENTS = 24  # event types that actually sound; the other classes never occur
 SCENE_EVENTS = list(range(8))  # events 0..7 occur in the scenes, 8..23 never do

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from .cpmobile import build_student
 from .datasets import WaveDataset
 from .frontend import example_mixup, roll_waveform
-from .store import N_CLASSES
+from .logit_store import N_CLASSES
 from .training import (
     Run,
     StepSampler,
@@ -78,7 +78,7 @@ def distill(
     packed=None,
     stage_dir=None,
 ) -> dict:
-    from .store import embeddings, open_store
+    from .logit_store import embeddings, open_store
 
     seed_all(cfg["seed"])
     store = open_store(store_path)

@@ -96,7 +96,7 @@ def score_store(
     Returns an array over the whole store (NaN where not scored). Positions that form one contiguous
     run inside a block are read as a slice: far faster than an orthogonal (fancy) selection.
     """
-    from .store import embeddings
+    from .logit_store import embeddings
 
     n = store["row"].shape[0]
     out = np.full(n, np.nan, np.float32)
@@ -208,7 +208,7 @@ def train_and_validate(
 ) -> dict:
     """Train one split's classifier, save it to `out`, and write its validation report (JSON) to `report`."""
     from .atomic import write_json
-    from .store import embeddings, rows_where
+    from .logit_store import embeddings, rows_where
 
     members = cfg.get("members")
     as_store, neg_pos = rows_where(audioset_store, audioset_manifest, "subset", ["eval"])
@@ -250,7 +250,7 @@ def train_and_validate(
 def score_training_clips(audioset_store, audioset_manifest, classifier, members, out, log=print) -> None:
     """Score every AudioSet training clip with a saved classifier; save the scores (over the whole store) as .npy."""
     from .atomic import atomic_path
-    from .store import training_rows
+    from .logit_store import training_rows
 
     store, train_pos = training_rows(audioset_store, audioset_manifest)
     scores = score_store(load_classifier(classifier), store, train_pos, members, log=log)
@@ -269,8 +269,8 @@ def prune_training_clips(
     import pandas as pd
 
     from .atomic import write_json, write_table
-    from .store import ids as store_ids
-    from .store import training_rows
+    from .logit_store import ids as store_ids
+    from .logit_store import training_rows
 
     store, train_pos = training_rows(audioset_store, audioset_manifest)
     scores = np.load(scores_path)

@@ -117,7 +117,7 @@ def write_enrichment(
     """`prunekd enrichment`: the class table (TSV) and its summary (JSON) of one pruned set."""
     from .atomic import write_json, write_table
     from .domain import load_classifier
-    from .store import training_rows
+    from .logit_store import training_rows
 
     store, train_pos = training_rows(audioset_store, audioset_manifest)
     sets = {"kept": pd.read_csv(kept, sep="\t")["position"].to_numpy()}

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from .cpmobile import build_student
 from .decoded import Decoded, clip_samples, decode_all, in_split, read_manifest
 from .frontend import freq_mixstyle, roll_waveform
-from .store import N_CLASSES
+from .logit_store import N_CLASSES
 from .training import (
     Run,
     StepSampler,

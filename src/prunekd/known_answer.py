@@ -48,8 +48,8 @@ def read_truth(path) -> pd.Series:
 
 def pruned_vs_truth(audioset_store, audioset_manifest, scores_path, truth_path, thresholds) -> pd.DataFrame:
     """Per threshold: the pruned set's size, precision and recall against the truth, over the scored training clips."""
-    from .store import ids as store_ids
-    from .store import training_rows
+    from .logit_store import ids as store_ids
+    from .logit_store import training_rows
 
     store, train_pos = training_rows(audioset_store, audioset_manifest)
     ids = store_ids(store)[train_pos]

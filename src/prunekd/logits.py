@@ -21,7 +21,7 @@ import zarr
 from . import __version__
 from .atomic import atomic_path, write_table
 from .datasets import ClipDataset, clip_collate
-from .store import ENSEMBLE_CHUNK, N_CLASSES, ROW_CHUNK, create_ensemble_array, write_ids
+from .logit_store import ENSEMBLE_CHUNK, N_CLASSES, ROW_CHUNK, create_ensemble_array, write_ids
 from .tables import labels_multi_hot, ok_rows
 from .teachers import MEMBERS, Ensemble, load_member, sha256
 

@@ -7,7 +7,7 @@ import numpy as np
 
 def training_score_histogram(audioset_store, audioset_manifest, scores_path, thresholds, title: str, out) -> None:
     """Histogram (PNG) of a split's scores over the AudioSet training clips, thresholds marked."""
-    from .store import training_rows
+    from .logit_store import training_rows
 
     _, train_pos = training_rows(audioset_store, audioset_manifest)
     score_histogram(np.load(scores_path)[train_pos], thresholds, title, out)

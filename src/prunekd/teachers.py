@@ -18,8 +18,8 @@ import torch
 from torch import nn
 
 from .errors import PrunekdError
+from .logit_store import N_CLASSES
 from .members import MEMBERS  # member -> (patch stride, release tag, checkpoint file)
-from .store import N_CLASSES
 
 RELEASES = "https://github.com/kkoutini/PaSST/releases/download"
 
@@ -357,7 +357,7 @@ def train_demo_teacher(member: str, stride: int, seed: int, cfg: dict, manifest_
     import pandas as pd
 
     from .audio import AudioError, load_clip
-    from .store import TRAIN_SUBSETS
+    from .logit_store import TRAIN_SUBSETS
     from .tables import labels_multi_hot
 
     man = pd.read_csv(manifest_path, sep="\t", dtype={"labels": str}, keep_default_na=False)
