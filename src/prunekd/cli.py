@@ -242,6 +242,16 @@ TRAINED = [
 DECODED = _optional("--decoded", "the target's decoded store (decode-target); else the clips are decoded here")
 MEMBERS = _required("--members", nargs="+")
 DEFAULT_RATES = "default: the package's data/rates_h100.yaml"
+# The run `prunekd cost` and `prunekd status` plan: its rates, its folder and its snakemake arguments.
+PLANNED_RUN = [
+    _optional("--rates", f"YAML of per-step GPU rates ({DEFAULT_RATES})"),
+    _optional("--workdir", "workflow directory (holds the Snakefile)", default="."),
+    _positional(
+        "snakemake_args",
+        "the run's snakemake arguments after --, e.g. -- --profile slurm --configfile my.yaml",
+        nargs=argparse.REMAINDER,
+    ),
+]
 PASST_S = '{"n_mels": 128, "embed_dim": 768, "depth": 12, "num_heads": 12}'
 
 # name: (its function: a cmd_* above or `module:function` for _step, what it does, its arguments)
@@ -375,16 +385,10 @@ COMMANDS = {
         _positional("clips", "clip ids (the YTID), paths or file names", nargs="+")]),
     "cost": (cmd_cost, "GPU-hours of the planned jobs per rule and in total (snakemake --dry-run and the measured "
              "rates), before anyone submits.", [
-        _optional("--rates", f"YAML of per-step GPU rates ({DEFAULT_RATES})"),
-        _optional("--workdir", "workflow directory (holds the Snakefile)", default="."),
-        _positional("snakemake_args", "snakemake arguments after --, e.g. -- --profile profiles/slurm "
-                    "--configfile my.yaml", nargs=argparse.REMAINDER)]),
+        *PLANNED_RUN]),
     "status": (cmd_status, "How far a grid is, per rule (done, running, failed, left), the running training jobs' "
                "step and time left, GPU-hours spent against the plan: from the files Snakemake and the jobs write.", [
-        _optional("--rates", f"YAML of per-step GPU rates for the plan ({DEFAULT_RATES})"),
-        _optional("--workdir", "workflow directory (holds the Snakefile)", default="."),
-        _positional("snakemake_args", "the run's snakemake arguments after --, e.g. -- --profile slurm "
-                    "--configfile my.yaml", nargs=argparse.REMAINDER)]),
+        *PLANNED_RUN]),
     "rates": ("rates:rates_step",
               "Rates for `prunekd cost` from the wall time of the GPU jobs a run has finished (its own GPUs).", [
         _optional("--results", "the run's results folder (paths.results)", default="results"),
