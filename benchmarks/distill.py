@@ -36,7 +36,7 @@ import zarr
 from prunekd.distill import distill
 from prunekd.logit_store import N_CLASSES, create_ensemble_array
 from prunekd.packed import PackedAudio, PackedReader, pack_shard, reader_batches
-from prunekd.training import StepSampler, as_float, clip_batches
+from prunekd.training import Reading, StepSampler, as_float, clip_batches
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -140,14 +140,13 @@ def main() -> None:
         dcfg = {
             **cfg["distillation"],
             "iterations": steps,
-            "num_workers": a.workers,
             # No checkpoint inside the measured steps: its copies to the host would count as the loop's syncs
             # (the pipeline saves one every 2,000 steps).
             "checkpoint_every": steps,
             "log_every": max(1, steps // 20),  # progress points for concurrent_distill.py's common interval
             "compile": a.compile or cfg["distillation"].get("compile", False),
-            "staging": "never" if a.no_stage else "auto",
         }
+        reading = Reading(a.workers, "never" if a.no_stage else "auto", tmp / "node")
         (tmp / "node").mkdir()  # the node's temp folder (resources.tmpdir)
 
         def run(dcfg, name, log):
@@ -164,7 +163,7 @@ def main() -> None:
                 tmp / f"ck_{name}",
                 log=log,
                 packed=[tmp / "packed.zarr"],
-                stage_dir=tmp / "node",
+                reading=reading,
             )
 
         with student_step.LoopMeter() as meter:

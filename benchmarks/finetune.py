@@ -41,7 +41,7 @@ from prunekd.cpmobile import build_student
 from prunekd.decoded import write_decoded
 from prunekd.finetune import finetune
 from prunekd.frontend import freq_mixstyle, roll_waveform
-from prunekd.training import StepSampler, indexed_batches, on_device
+from prunekd.training import Reading, StepSampler, indexed_batches, on_device
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -109,7 +109,6 @@ def main() -> None:
         **cfg["training"],
         "epochs": epochs,
         "batch_size": batch,
-        "num_workers": a.workers,
         "clip_seconds": seconds,
         "log_every": max(1, steps // 8),
     }
@@ -148,6 +147,7 @@ def main() -> None:
                 tmp / f"ck_{name}",
                 log=log,
                 decoded=tmp / "decoded",
+                reading=Reading(a.workers),
             )
 
         with student_step.LoopMeter() as meter:

@@ -209,7 +209,7 @@ def test_fine_tuning_starts_from_the_distilled_weights_with_a_new_head(demo_run,
     student = r / "distill/tau/all/split5/pruned/thr0.3/student.pt"
     seen = {}
     monkeypatch.setattr(ft, "train", lambda model, *a, **k: seen.setdefault("model", model))
-    train_cfg = {**cfg["training"], "epochs": 1, "batch_size": 16, "clip_seconds": 1, "num_workers": 0}
+    train_cfg = {**cfg["training"], "epochs": 1, "batch_size": 16, "clip_seconds": 1}
     ft.finetune(
         r / "manifests/tau.tsv", "split5", train_cfg, cfg["student"], cfg["frontend"], 0,
         tmp_path / "m.pt", tmp_path / "c.tsv", tmp_path / "ck", init_model=student, log=lambda s: None,

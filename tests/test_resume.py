@@ -8,19 +8,20 @@ import zarr
 
 from prunekd import distill as distill_mod
 from prunekd import training as training_mod  # the shared loop saves the checkpoints
+from prunekd.reruns import computed
+from prunekd.training import Reading
 
 REPO = Path(__file__).resolve().parents[1]
 _CONFIG = yaml.safe_load((REPO / "config.yaml").read_text())
 STUDENT, FRONTEND = _CONFIG["student"], _CONFIG["frontend"]
 # The report's distillation settings, shrunk in size only.
 CFG = {
-    **_CONFIG["distillation"],
+    **computed(_CONFIG["distillation"]),  # the settings; how the clips are read travels apart (training.Reading)
     "batch_size": 4,
     "iterations": 6,
     "warmup_fraction": 0.2,
     "checkpoint_every": 3,
     "log_every": 1,
-    "num_workers": 0,
 }
 
 
@@ -65,7 +66,7 @@ def _run(tmp_path, name, packed=None, stage_dir=None, log=lambda s: None):
         tmp_path / f"{name}_ck",
         log=log,
         packed=packed,
-        stage_dir=stage_dir,
+        reading=Reading(staging="auto", stage_dir=stage_dir),
     )
 
 
@@ -144,8 +145,7 @@ def test_killed_job_resumes_with_the_whole_curve_after_snakemake_deleted_its_out
     from prunekd import cli
 
     _inputs(tmp_path)
-    dcfg = {k: v for k, v in CFG.items() if k not in ("num_workers", "staging")}  # as the rule passes them
-    settings = json.dumps({"distillation": dcfg, "student": STUDENT, "frontend": FRONTEND, "clip_seconds": 1.0})
+    settings = json.dumps({"distillation": CFG, "student": STUDENT, "frontend": FRONTEND, "clip_seconds": 1.0})
     argv = [
         "distill",
         "--store",
@@ -232,14 +232,15 @@ def test_a_resumed_job_stages_only_when_the_steps_left_pay_for_the_copy(tmp_path
     real_save = _die_after_each_checkpoint(monkeypatch)
     args = (tmp_path / "s.zarr", tmp_path / "m.tsv", tmp_path / "k.tsv", cfg, STUDENT, FRONTEND, 1.0)
     outs = (tmp_path / "r.pt", tmp_path / "r.tsv", tmp_path / "r_ck")
+    staged = Reading(staging="auto", stage_dir=node)
     try:
-        distill_mod.distill(*args, *outs, log=log.append, packed=[tmp_path / "p.zarr"], stage_dir=node)
+        distill_mod.distill(*args, *outs, log=log.append, packed=[tmp_path / "p.zarr"], reading=staged)
     except Killed:
         pass
     assert any(line.startswith("staging 10 clips") for line in log)  # 24 draws of 10 clips: a copy pays
     monkeypatch.setattr(training_mod, "save_checkpoint", real_save)
     log.clear()
-    distill_mod.distill(*args, *outs, log=log.append, packed=[tmp_path / "p.zarr"], stage_dir=node)
+    distill_mod.distill(*args, *outs, log=log.append, packed=[tmp_path / "p.zarr"], reading=staged)
     assert any("resuming" in line for line in log)
     assert any("the steps draw 8 clips from 10" in line for line in log)  # the 2 steps left: no copy
     assert not any(line.startswith("staging") for line in log)

@@ -25,7 +25,6 @@ CFG = {
     "warmup_steps": 2,
     "checkpoint_every": 3,
     "log_every": 1,
-    "num_workers": 0,
     "clip_seconds": 0.5,
 }
 
@@ -92,7 +91,7 @@ def test_progress_syncs_at_log_steps_only_with_the_per_step_mean():
     assert p.rows == []
 
 
-def _run(tmp_path, name, cfg=CFG, log=lambda s: None, decoded=None):
+def _run(tmp_path, name, cfg=CFG, log=lambda s: None, decoded=None, reading=None):
     return finetune_mod.finetune(
         tmp_path / "t.tsv",
         "split5",
@@ -105,6 +104,7 @@ def _run(tmp_path, name, cfg=CFG, log=lambda s: None, decoded=None):
         tmp_path / f"{name}_ck",
         log=log,
         decoded=decoded,
+        reading=reading,
     )
 
 
@@ -130,7 +130,7 @@ def test_killed_finetuning_resumes_to_identical_weights(tmp_path, monkeypatch):
     torch.manual_seed(123)
     # Resumed with the split decoded by 2 processes instead of none: how it is read is not what is trained.
     log = []
-    _run(tmp_path, "cut", {**CFG, "num_workers": 2}, log.append)
+    _run(tmp_path, "cut", log=log.append, reading=training.Reading(num_workers=2))
     assert any(line.startswith("resuming from") for line in log)
     a = torch.load(tmp_path / "full.pt", weights_only=True)
     b = torch.load(tmp_path / "cut.pt", weights_only=True)

@@ -22,10 +22,10 @@ from .datasets import WaveDataset
 from .frontend import example_mixup, roll_waveform
 from .logit_store import N_CLASSES
 from .training import (
+    Reading,
     Run,
     StepSampler,
     as_float,
-    checkpoint_step,
     clip_batches,
     compiled,
     fingerprint,
@@ -62,6 +62,21 @@ def shuffled_targets(teacher, labels, how: str, seed: int):
     return teacher[perm], (labels[perm] if how == "targets" else labels)
 
 
+def clip_source(packed, rows, paths, n_samples: int, sample_rate: int, log=print):
+    """Where the pruned set's clips come from: (reader, dataset), one of them None. The packed shards
+    (`prunekd pack-audio`, decoded once: packed.py says why) read in threads straight into pinned batches; a store
+    in another layout through zarr in loader processes; without packed shards, the source files decoded."""
+    if not packed:
+        return None, WaveDataset(paths, sample_rate, n_samples)
+    from .packed import PackedAudio, PackedReader, RawLayoutError
+
+    try:
+        return PackedReader(packed, rows, n_samples), None
+    except RawLayoutError as e:
+        log(f"{e}; reading the packed clips through zarr")
+        return None, PackedAudio(packed, rows, n_samples)
+
+
 def distill(
     store_path,
     manifest_path,
@@ -76,10 +91,13 @@ def distill(
     log=print,
     members=None,
     packed=None,
-    stage_dir=None,
+    reading: Reading | None = None,
 ) -> dict:
+    """Distil a student on the pruned set `kept_path`: `cfg` is the distillation's settings (what decides the
+    result), `reading` how its clips are read (what decides only the speed)."""
     from .logit_store import embeddings, open_store
 
+    reading = reading or Reading()
     seed_all(cfg["seed"])
     store = open_store(store_path)
     kept = pd.read_csv(kept_path, sep="\t")
@@ -102,28 +120,21 @@ def distill(
     # gathered there by its pinned indices, no host copy per step (a copy from pageable memory waits for the GPU).
     teacher, labels = teacher.to(device), labels.to(device)
     net = compiled(model, cfg.get("compile", False), device)  # the forward; `model` keeps the weights
-    total = cfg["iterations"]
-    n_samples = int(clip_seconds * frontend_cfg["sample_rate"])
-    reader = None
-    if packed:  # decoded once by `prunekd pack-audio` (see packed.py for why)
-        from .packed import PackedAudio, PackedReader, RawLayoutError, reader_batches
-
-        try:  # read in threads straight into pinned batches
-            reader = PackedReader(packed, rows, n_samples)
-        except RawLayoutError as e:  # a store in another layout: through zarr, in loader processes
-            log(f"{e}; reading the packed clips through zarr")
-            dataset = PackedAudio(packed, rows, n_samples)
-    else:
-        dataset = WaveDataset(paths, frontend_cfg["sample_rate"], n_samples)
+    total, batch = cfg["iterations"], min(cfg["batch_size"], len(pos))
+    reader, dataset = clip_source(
+        packed, rows, paths, int(clip_seconds * frontend_cfg["sample_rate"]), frontend_cfg["sample_rate"], log
+    )
 
     def batches_from(source):
-        """batches(start) for train: from `source` (a PackedReader or its staged copy), else from `dataset`."""
+        """batches(start) for train: from `source` (the reader or its staged copy), else from `dataset`."""
 
         def batches(start):
-            sampler = StepSampler(len(pos), min(cfg["batch_size"], len(pos)), total, cfg["seed"], start)
+            sampler = StepSampler(len(pos), batch, total, cfg["seed"], start)
             if source is not None:
-                return reader_batches(source, sampler, cfg["num_workers"], pin=device.type == "cuda")
-            return clip_batches(dataset, sampler, cfg["num_workers"], paths, log)
+                from .packed import reader_batches
+
+                return reader_batches(source, sampler, reading.num_workers, pin=device.type == "cuda")
+            return clip_batches(dataset, sampler, reading.num_workers, paths, log)
 
         return batches
 
@@ -146,30 +157,25 @@ def distill(
         members,
         Path(kept_path).read_bytes(),
     )
+    run = Run(
+        "distill",
+        total,
+        int(round(cfg["warmup_fraction"] * total)),
+        cfg["final_lr_fraction"],
+        fp,
+        Path(ckpt_dir),
+        curve_path,
+        log,
+    )
     stage = contextlib.nullcontext(reader)
-    if reader is not None and stage_dir and cfg.get("staging", "never") == "auto":
+    if reader is not None and reading.stage_dir and reading.staging == "auto":
         from .staging import staged  # a node-local copy of the pruned clips (docs/cluster.md)
 
-        left = total - checkpoint_step(Path(ckpt_dir) / "last.pt", fp)  # a resumed job draws only the steps left
-        stage = staged(reader, stage_dir, left * min(cfg["batch_size"], len(pos)), cfg["num_workers"], log)
+        left = total - run.start()  # a resumed job draws only the steps left
+        stage = staged(reader, reading.stage_dir, left * batch, reading.num_workers, log)
     opened = reader if reader is not None else contextlib.nullcontext()  # closes the reader's shard files at the end
     with opened, stage as source:  # the staged copy is finished with first
-        train(
-            model,
-            batches_from(source),
-            loss_fn,
-            cfg,
-            Run(
-                "distill",
-                total,
-                int(round(cfg["warmup_fraction"] * total)),
-                cfg["final_lr_fraction"],
-                fp,
-                Path(ckpt_dir),
-                curve_path,
-                log,
-            ),
-        )
+        train(model, batches_from(source), loss_fn, cfg, run)
     save_model(out_model, model, n_classes=N_CLASSES, student=student_cfg, steps=total, clips=int(len(pos)))
     return {"steps": total, "clips": int(len(pos))}
 
@@ -194,7 +200,7 @@ def distill_step(
         store,
         manifest,
         kept,
-        {**s["distillation"], "num_workers": num_workers, "staging": staging},
+        s["distillation"],
         s["student"],
         s["frontend"],
         s["clip_seconds"],
@@ -204,5 +210,5 @@ def distill_step(
         log,
         s.get("members"),
         packed=packed,
-        stage_dir=stage_dir,
+        reading=Reading(num_workers, staging, stage_dir),
     )

@@ -8,6 +8,7 @@ training.train.
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import torch
@@ -18,6 +19,7 @@ from .decoded import Decoded, clip_samples, decode_all, in_split, read_manifest
 from .frontend import freq_mixstyle, roll_waveform
 from .logit_store import N_CLASSES
 from .training import (
+    Reading,
     Run,
     StepSampler,
     fingerprint,
@@ -43,8 +45,13 @@ def finetune(
     init_model=None,
     log=print,
     decoded=None,
+    reading: Reading | None = None,
 ) -> dict:
-    """`decoded`: the target's decoded store (decoded.py, what the workflow passes); None decodes the split here."""
+    """Fine-tune the distilled student `init_model` (None: the baseline, from scratch) on `split`. `cfg` is the
+    training settings (what decides the result); `decoded` the target's decoded store (decoded.py, what the
+    workflow passes), None decodes the split here in `reading.num_workers` processes."""
+    reading = reading or Reading()
+    init_bytes = Path(init_model).read_bytes() if init_model else b""  # read once: loaded and fingerprinted
     seed_all(seed)
     manifest = read_manifest(manifest_path)
     train_set = manifest[in_split(manifest, split)]
@@ -53,7 +60,7 @@ def finetune(
     n_classes = int(manifest["label"].max()) + 1
     model = build_student(student_cfg, n_classes=N_CLASSES if init_model else n_classes)
     if init_model:
-        state = torch.load(init_model, map_location="cpu", weights_only=True)
+        state = torch.load(io.BytesIO(init_bytes), map_location="cpu", weights_only=True)
         model.load_state_dict(state["state_dict"])
         model.replace_head(n_classes)  # new randomly initialised layer for the target's classes
     device, autocast, mel = on_device(model, frontend_cfg, cfg["precision"])
@@ -70,12 +77,12 @@ def finetune(
     if decoded:
         clips = Decoded(decoded, sr, n).read(train_set["id"], device, log, paths=train_set["path"])
     else:
-        clips = decode_all(train_set["path"].to_numpy(), sr, n, cfg["num_workers"], device, log)
+        clips = decode_all(train_set["path"].to_numpy(), sr, n, reading.num_workers, device, log)
     y_all = torch.tensor(train_set["label"].to_numpy(), dtype=torch.long).to(device)
 
     evaluate, eval_every = None, 0
     if cfg.get("test_every_epochs", 0):
-        evaluate = _test_accuracy(manifest, model, mel, autocast, n_classes, decoded, cfg, sr, n, device, log)
+        evaluate = _test_accuracy(manifest, model, mel, autocast, n_classes, decoded, reading, sr, n, device, log)
         eval_every = cfg["test_every_epochs"] * -(-len(train_set) // bs)
 
     def batches(start):
@@ -89,7 +96,6 @@ def finetune(
             out = model(x.contiguous(memory_format=torch.channels_last))
         return F.cross_entropy(out.float(), y_all[idx])
 
-    init_bytes = Path(init_model).read_bytes() if init_model else b""
     fp = fingerprint(
         trained_settings(cfg), student_cfg, frontend_cfg, seed, split, train_set["id"].tolist(), init_bytes
     )
@@ -104,7 +110,7 @@ def finetune(
     return {"steps": total, "clips": int(len(train_set))}
 
 
-def _test_accuracy(manifest, model, mel, autocast, n_classes, decoded, cfg, sr, n, device, log):
+def _test_accuracy(manifest, model, mel, autocast, n_classes, decoded, reading, sr, n, device, log):
     """A function returning {"test_macro_acc": ...} of the model as it is: the test split's clips decoded once, on
     the training device; evaluation mode for the forward, training mode again after it. It draws no random
     number and changes no weight or statistic, so the trained model is the same with it as without."""
@@ -112,7 +118,7 @@ def _test_accuracy(manifest, model, mel, autocast, n_classes, decoded, cfg, sr, 
     if decoded:
         clips = Decoded(decoded, sr, n).read(test["id"], device, log, paths=test["path"])
     else:
-        clips = decode_all(test["path"].to_numpy(), sr, n, cfg["num_workers"], device, log)
+        clips = decode_all(test["path"].to_numpy(), sr, n, reading.num_workers, device, log)
     labels = torch.tensor(test["label"].to_numpy(), dtype=torch.long).to(device)
 
     @torch.no_grad()
@@ -151,7 +157,7 @@ def finetune_step(
     return finetune(
         manifest,
         f"split{split}",
-        {**s["training"], "num_workers": num_workers},
+        s["training"],
         s["student"],
         s["frontend"],
         seed,
@@ -161,4 +167,5 @@ def finetune_step(
         init,
         log,
         decoded,
+        Reading(num_workers),
     )

@@ -13,7 +13,7 @@ domain classifier is trained on them).
 A pickle from the internet is code: `load_index` never calls pickle.load; its unpickler builds only a dict of
 str to int (numpy integer scalars allowed, as np.int64 values pickle) and refuses anything else.
 
-Standard library and numpy at import: the workflow loads this file at DAG time (shards.smk) to plan the teacher
+Standard library and numpy at import: the workflow loads this file at DAG time (plan.py) to plan the teacher
 shards of what is left to compute.
 """
 

@@ -11,7 +11,7 @@ import math
 import shutil
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -161,26 +161,20 @@ def _restart_curve(ckpt: Path, step: int) -> None:
     write_table(curve, old[old["step"] <= step])
 
 
-def checkpoint_step(path, fp: str) -> int:
-    """The step a run with fingerprint `fp` would resume from (0: none), restoring nothing."""
+def read_checkpoint(path, fp: str, log=print) -> dict | None:
+    """The last checkpoint of the run with fingerprint `fp`, or None (none, or one of another run: the run starts
+    afresh and the curve beside it restarts). Read once per run (Run.checkpoint)."""
     path = Path(path)
-    if not path.exists():
-        return 0
-    state = torch.load(path, map_location="cpu", weights_only=False)
-    return int(state["step"]) if state.get("fingerprint") == fp else 0
-
-
-def load_checkpoint(path, model, opt, sched, fp: str, log=print) -> int:
-    """Restore the last checkpoint of the same run; returns the step to continue from (0 if none)."""
-    path = Path(path)
-    if not path.exists():
-        _restart_curve(path, 0)
-        return 0
-    state = torch.load(path, map_location="cpu", weights_only=False)
-    if state.get("fingerprint") != fp:
+    state = torch.load(path, map_location="cpu", weights_only=False) if path.exists() else None
+    if state is not None and state.get("fingerprint") != fp:
         log(f"{path}: written by a run with other settings or inputs; starting afresh")
-        _restart_curve(path, 0)
-        return 0
+        state = None
+    _restart_curve(path, 0 if state is None else int(state["step"]))
+    return state
+
+
+def restore(state: dict, model, opt, sched) -> int:
+    """Put a checkpoint's weights, optimiser, schedule and RNG states back; returns the step to continue from."""
     model.load_state_dict(state["model"])
     opt.load_state_dict(state["opt"])
     sched.load_state_dict(state["sched"])
@@ -188,7 +182,6 @@ def load_checkpoint(path, model, opt, sched, fp: str, log=print) -> int:
     np.random.set_state(state["numpy_rng"])
     if "cuda_rng" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda_rng"])
-    _restart_curve(path, int(state["step"]))
     return int(state["step"])
 
 
@@ -305,6 +298,20 @@ def clip_batches(dataset, sampler, num_workers: int, names, log) -> Iterable:
         yield wav, idx
 
 
+@dataclass(frozen=True)
+class Reading:
+    """How a step reads its clips: loader processes or reading threads, a node-local copy (`staging`: auto or
+    never) and where. It decides speed, never the result: the commands take it as flags outside --settings
+    (reruns.IO_KEYS), so that changing it reruns nothing, and no checkpoint's fingerprint holds it."""
+
+    num_workers: int = 0
+    staging: str = "never"
+    stage_dir: str | Path | None = None
+
+
+_UNREAD = object()
+
+
 @dataclass
 class Run:
     """One training run: its length and schedule, its identity, where it keeps its state, what it logs to."""
@@ -319,6 +326,18 @@ class Run:
     log: Callable = print
     evaluate: Callable[[], dict] | None = None  # extra curve columns (the test-split accuracy), every eval_every steps
     eval_every: int = 0
+    _checkpoint: object = field(default=_UNREAD, init=False, repr=False, compare=False)
+
+    def checkpoint(self) -> dict | None:
+        """The checkpoint this run resumes from (read_checkpoint), read from disk once."""
+        if self._checkpoint is _UNREAD:
+            self._checkpoint = read_checkpoint(Path(self.ckpt_dir) / "last.pt", self.fingerprint, self.log)
+        return self._checkpoint
+
+    def start(self) -> int:
+        """The step this run continues from (0: from the start)."""
+        state = self.checkpoint()
+        return 0 if state is None else int(state["step"])
 
 
 def train(model, batches: Callable[[int], Iterable], loss_fn: Callable, cfg: dict, run: Run) -> None:
@@ -334,7 +353,9 @@ def train(model, batches: Callable[[int], Iterable], loss_fn: Callable, cfg: dic
     )
     ckpt = Path(run.ckpt_dir) / "last.pt"
     curve = ckpt.with_name(CURVE_NAME)
-    start = load_checkpoint(ckpt, model, opt, sched, run.fingerprint, run.log)
+    state = run.checkpoint()
+    start = 0 if state is None else restore(state, model, opt, sched)
+    run._checkpoint = None  # the weights live in `model` now; the state's memory goes
     if start:
         run.log(f"resuming from {ckpt} at step {start}")
     progress = Progress(run.total, start, run.log, cfg["log_every"], run.name)

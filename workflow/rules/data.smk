@@ -2,7 +2,8 @@ if DEMO:
 
     rule demo_data:
         output:
-            audioset=[f"{AUDIOSET}/{SUBSET_FILES[s]}" for s in SUBSET_FILES] + [f"{AUDIOSET}/class_labels_indices.csv"],
+            audioset=[f"{AUDIOSET}/{f}" for f in _layouts.SEGMENT_FILES.values()]
+            + [f"{AUDIOSET}/class_labels_indices.csv"],
             truth=f"{AUDIOSET}/truth.tsv",  # which clips are target-like: read by the known-answer report only
             targets=[f for t in config["targets"] if demo_writes(t) for f in target_lists(t)],
         log:

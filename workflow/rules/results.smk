@@ -38,12 +38,12 @@ localrules:
 
 rule summarise:
     input:
-        metrics=lambda w: eval_metrics(w.target),
-        prune_stats=lambda w: prune_stats(w.target),
-        validation=lambda w: validation_reports(w.target),
-        enrichment=lambda w: enrichment_files(w.target, "json"),
+        metrics=lambda w: GRID.eval_metrics(w.target),
+        prune_stats=lambda w: GRID.prune_files(w.target, "stats.json"),
+        validation=lambda w: GRID.validation_reports(w.target),
+        enrichment=lambda w: GRID.prune_files(w.target, "enrichment.json"),
         manifest=f"{R}/manifests/{{target}}.tsv",
-        curves=lambda w: list(training_curves(w.target).values()),
+        curves=lambda w: list(GRID.training_curves(w.target).values()),
     output:
         tables=expand(f"{R}/summary/{{{{target}}}}/{{name}}.{{ext}}", name=SUMMARY_NAMES, ext=["csv", "md"]),
         table1=summary_report("table1.html", "table1", "Table 1"),
@@ -75,7 +75,7 @@ rule summarise:
             sweep_split=TARGETS[w.target]["sweep_split"],
             threshold=config["grid"]["threshold"],
         ),
-        curves=lambda w: [f"{name}={path}" for name, path in training_curves(w.target).items()],
+        curves=lambda w: [f"{name}={path}" for name, path in GRID.training_curves(w.target).items()],
     shell:
         "prunekd summarise --metrics {input.metrics:q} --prune-stats {input.prune_stats:q} --manifest {input.manifest:q} "
         "--validation {input.validation:q} --enrichment {input.enrichment:q} "
@@ -85,8 +85,8 @@ rule summarise:
 rule enrichment_summary:
     # A target's pruned sets side by side: top classes of every set, classifier weights, change with threshold.
     input:
-        json=lambda w: enrichment_files(w.target, "json"),
-        tables=lambda w: enrichment_files(w.target, "tsv"),
+        json=lambda w: GRID.prune_files(w.target, "enrichment.json"),
+        tables=lambda w: GRID.prune_files(w.target, "enrichment.tsv"),
     output:
         tables=expand(f"{R}/summary/{{{{target}}}}/{{name}}.{{ext}}", name=ENRICHMENT_NAMES, ext=["csv", "md"]),
         enrichment=pruned_sets_report("enrichment.html", "enrichment", "class enrichment"),

@@ -50,7 +50,7 @@ def target_settings(target):
     t = TARGETS[target]
     keys = ["adapter", "splits"] + (["root"] if t["adapter"] == "tau2022" else ["csv", "audio_root"])
     if t["adapter"] == "tau2022":
-        keys, t = keys + ["split_dir"], {**t, "split_dir": tau_split_dir(t)}
+        keys, t = keys + ["split_dir"], {**t, "split_dir": _layouts.tau_split_dir(t["root"], t.get("split_dir"))}
     return settings(
         **{k: t[k] for k in keys}, test_split=t.get("test_split", "test"), bad_audio=config["data"]["bad_audio"]
     )

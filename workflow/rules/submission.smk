@@ -4,10 +4,10 @@
 
 rule submission:
     input:
-        models=lambda w: [f"{R}/{r}/model.pt" for r in submission_candidates(w.target, w.split, w.pick)],
-        metrics=lambda w: [f"{R}/eval/{r}/metrics.json" for r in submission_candidates(w.target, w.split, w.pick)],
+        models=lambda w: [f"{R}/{r}/model.pt" for r in GRID.submission_candidates(w.target, w.split, w.pick)],
+        metrics=lambda w: [f"{R}/eval/{r}/metrics.json" for r in GRID.submission_candidates(w.target, w.split, w.pick)],
         manifest=f"{R}/manifests/{{target}}.tsv",
-        meta=lambda w: raw_inputs([f"{evaluation_set(w.target)['root']}/meta.csv"], False),
+        meta=lambda w: raw_inputs([f"{TARGETS[w.target]['evaluation']['root']}/meta.csv"], False),
     output:
         predictions=report(
             f"{R}/submission/{{target}}/split{{split}}/{{pick}}/output.csv",
@@ -31,11 +31,11 @@ rule submission:
         workers=config["training"]["num_workers"],
     params:
         code=code_version("submission"),
-        eval_root=lambda w: evaluation_set(w.target)["root"],  # not from input: absent data is left out of the DAG
+        eval_root=lambda w: TARGETS[w.target]["evaluation"]["root"],  # not from input: absent data is left out of the DAG
         settings=lambda w: settings(
             frontend=config["frontend"],
             clip_seconds=TARGETS[w.target]["clip_seconds"],
-            models=evaluation_set(w.target)["models"],
+            models=TARGETS[w.target]["evaluation"]["models"],
         ),
     shell:
         "prunekd submission --models {input.models:q} --metrics {input.metrics:q} --manifest {input.manifest:q} "

@@ -87,7 +87,7 @@ if RELEASED is not None:
             released=f"{RELEASED_DIR}/released.tsv",
             logits=RELEASED["logits"],
             weights=weight_files(),
-            classifiers=lambda w: agreement_classifiers(),
+            classifiers=lambda w: list(GRID.agreement_classifiers().values()),
         output:
             report(
                 f"{RELEASED_DIR}/agreement.json",
@@ -109,7 +109,7 @@ if RELEASED is not None:
             code=code_version("released-agreement"),
             released_dir=lambda w, input: os.path.dirname(input.released),
             weights_dir=lambda w, input: os.path.dirname(input.weights[0]),
-            classifiers=lambda w: shlex.join(f"{n}={p}" for n, p in agreement_classifier_names().items()),
+            classifiers=lambda w: shlex.join(f"{n}={p}" for n, p in GRID.agreement_classifiers().items()),
             settings=lambda w: agreement_settings(),
         shell:
             "prunekd released-agreement --manifest {input.manifest:q} --released-dir {params.released_dir:q} "
