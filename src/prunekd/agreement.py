@@ -138,3 +138,11 @@ def check_agreement(manifest, released_dir, weights_dir, classifiers, cfg: dict,
         + ("agree" if result["agree"] else "DO NOT agree (docs/usage-extensions.md, 'Released logits')")
     )
     return result
+
+
+def agreement_step(
+    manifest, released_dir, weights_dir, classifiers, out, settings: dict, num_workers=0, log=print
+) -> dict:
+    """`prunekd released-agreement`."""
+    s = {**settings, "teachers": {**settings["teachers"], "num_workers": num_workers}}
+    return check_agreement(manifest, released_dir, weights_dir, classifiers, s, out, log)

@@ -36,158 +36,10 @@ def _settings(s: str) -> dict:
 def _step(a):
     """The usual command: `module:function` called with the flags by name, the settings parsed, and the log."""
     module, name = a.step.split(":")
-    kw = {**_flags(a), **({"settings": _settings(a.settings)} if "settings" in vars(a) else {})}
+    kw = _flags(a)
+    if "settings" in vars(a):  # optional for some commands (score)
+        kw["settings"] = None if a.settings is None else _settings(a.settings)
     getattr(importlib.import_module(f".{module}", __package__), name)(**kw, log=log)
-
-
-def cmd_demo_data(a):
-    from .demo_data import make_demo_data
-
-    make_demo_data(a.audioset_root, a.tau_roots, _settings(a.settings), a.csv_targets)
-    log(f"demo data written to {', '.join([a.audioset_root, *a.tau_roots, *a.csv_targets])}")
-
-
-def cmd_manifest(a):
-    from .manifest import build_manifest
-
-    build_manifest(_settings(a.settings), a.root, a.out, a.rejected, log)
-
-
-def cmd_download_teachers(a):
-    from .teachers import download_weights
-
-    for p in download_weights(a.members, a.weights_dir):
-        log(f"have {p}")
-
-
-def cmd_check_teachers(a):
-    from .teachers import check_weights
-
-    check_weights(a.members, a.weights_dir, json.loads(a.architecture), log)
-
-
-def cmd_teacher_logits(a):
-    from .logits import compute_shard
-
-    s = _settings(a.settings)
-    t = {**s["teachers"], "num_workers": a.num_workers}
-    compute_shard(
-        a.manifest, a.dataset, a.shard, s["shard_size"], a.weights_dir, t, s["data"], a.out, log, a.compute_table
-    )
-
-
-def cmd_gather(a):
-    from .logits import gather
-
-    t = _settings(a.settings)["teachers"]
-    gather(
-        a.manifest,
-        a.rejected,
-        a.shards,
-        a.dataset,
-        t,
-        a.weights_dir,
-        a.out,
-        a.rejected_out,
-        log,
-        a.bad_audio,
-        a.released_dir,
-    )
-
-
-def cmd_released_index(a):
-    from .released import write_coverage
-
-    s = _settings(a.settings)
-    write_coverage(a.manifest, s["released_logits"], a.planned_shards, s["shard_size"], a.out_dir, log)
-
-
-def cmd_released_agreement(a):
-    from .agreement import check_agreement
-
-    s = _settings(a.settings)
-    s["teachers"] = {**s["teachers"], "num_workers": a.num_workers}
-    check_agreement(a.manifest, a.released_dir, a.weights_dir, a.classifiers, s, a.out, log)
-
-
-def cmd_domain_classifier(a):
-    from .domain import train_and_validate
-
-    train_and_validate(**_flags(a), cfg=_settings(a.settings), log=log)
-
-
-def cmd_score(a):
-    from .domain import score_training_clips
-
-    s = _settings(a.settings) if a.settings else {}
-    score_training_clips(a.audioset_store, a.audioset_manifest, a.classifier, s.get("members"), a.out, log)
-
-
-def cmd_histogram(a):
-    from .plots import training_score_histogram
-
-    training_score_histogram(a.audioset_store, a.audioset_manifest, a.scores, a.thresholds, a.title, a.out)
-
-
-def cmd_prune(a):
-    from .domain import prune_training_clips
-
-    prune_training_clips(
-        a.audioset_store, a.audioset_manifest, a.scores, a.threshold, json.loads(a.key), a.out, a.stats, log
-    )
-
-
-def cmd_random_subset(a):
-    from .controls import write_random_subset
-
-    write_random_subset(a.audioset_store, a.audioset_manifest, a.like, a.seed, a.name, a.out, log)
-
-
-def cmd_full_set(a):
-    from .controls import write_full_set
-
-    write_full_set(a.audioset_store, a.audioset_manifest, a.out, log)
-
-
-def cmd_evaluate(a):
-    from .evaluate import write_evaluation
-
-    s = {**_settings(a.settings), "num_workers": a.num_workers, "decoded": a.decoded}
-    write_evaluation(a.model, a.manifest, s, json.loads(a.key), a.out, a.predictions, log)
-
-
-def cmd_enrichment(a):
-    from .enrichment import write_enrichment
-
-    key = json.loads(a.key)
-    write_enrichment(
-        a.audioset_store, a.audioset_manifest, a.kept, a.classifier, a.out_table, a.out_json, key, a.random,
-        a.class_labels, log,
-    )  # fmt: skip
-
-
-def cmd_enrichment_summary(a):
-    from .enrichment_summary import write_enrichment_summary
-
-    s = _settings(a.settings)
-    write_enrichment_summary(a.json, a.tables, a.outdir, s["threshold"], s.get("target", ""), log)
-
-
-def cmd_summarise(a):
-    from .plots import training_curves
-    from .summarise import write_summary
-
-    s = _settings(a.settings)
-    write_summary(a.metrics, a.prune_stats, a.outdir, s, a.manifest, a.validation or (), log, a.enrichment or ())
-    if a.curves:  # KIND:RUN=curve.tsv: the training runs behind the tables, one plot each for the report
-        named = [(*name.split(":", 1), path) for name, path in (c.split("=", 1) for c in a.curves)]
-        training_curves(named, os.path.join(a.outdir, "curves"))
-
-
-def cmd_rejected(a):
-    from .rejected import rejected_step
-
-    rejected_step(a.tables, a.outdir, log)
 
 
 def cmd_clip_jobs(a):
@@ -256,29 +108,29 @@ PASST_S = '{"n_mels": 128, "embed_dim": 768, "depth": 12, "num_heads": 12}'
 
 # name: (its function: a cmd_* above or `module:function` for _step, what it does, its arguments)
 COMMANDS = {
-    "demo-data": (cmd_demo_data, "Write the synthetic AudioSet-format pool and TAU-format scene set.", [
+    "demo-data": ("demo_data:demo_data_step", "Write the synthetic AudioSet-format pool and TAU-format scene set.", [
         _required("--audioset-root", "output folder for the AudioSet-format pool"),
         _optional("--tau-roots", "output folders for TAU-format scene sets", nargs="*", default=[]),
         _optional("--csv-targets", "CSV paths of generic targets (audio beside the CSV)", nargs="*", default=[]),
         SETTINGS]),
-    "manifest": (cmd_manifest, "Build a dataset manifest (and its rejected table) from on-disk metadata.", [
+    "manifest": ("manifest:manifest_step", "Build a dataset manifest (and its rejected table) from on-disk metadata.", [
         _optional("--root", "AudioSet folder (the adapter audioset); targets name theirs in --settings"),
         _required("--out", "manifest TSV"), _required("--rejected", "rejected-clips TSV"), SETTINGS]),
     "demo-teacher": ("teachers:demo_teacher_step", "Demo only: train one shrunk PaSST member on the pool's labels.", [
         _required("--member", "ensemble member name"), _required("--manifest", "AudioSet manifest TSV"),
         _required("--out", "checkpoint path"), SETTINGS]),
-    "download-teachers": (cmd_download_teachers, "Fetch the PaSST checkpoints (needs network).", [
+    "download-teachers": ("teachers:download_step", "Fetch the PaSST checkpoints (needs network).", [
         _required("--weights-dir", "folder for the checkpoints"), MEMBERS]),
-    "check-teachers": (cmd_check_teachers,
+    "check-teachers": ("teachers:check_step",
                        "Load each PaSST checkpoint as the teacher jobs do; run a 1 s and a 10 s clip.", [
         _required("--weights-dir", "folder with the checkpoints"), MEMBERS,
         _optional("--architecture", "JSON: teachers.architecture (default PaSST-S)", default=PASST_S)]),
-    "teacher-logits": (cmd_teacher_logits, "Teacher ensemble logits for one shard of a manifest into Zarr.", [
+    "teacher-logits": ("logits:teacher_logits_step", "Teacher ensemble logits for one shard of a manifest into Zarr.", [
         _required("--dataset", "audioset or tau"), _required("--manifest", "manifest TSV"),
         _required("--shard", "shard index", type=int), _required("--weights-dir", "teacher checkpoints"),
         _required("--out", "shard Zarr store"), _workers("teachers"), SETTINGS,
         _optional("--compute-table", "with released logits: the rows the members compute (shard i is its block i)")]),
-    "gather": (cmd_gather, "Check and concatenate the shards of a dataset into one Zarr store.", [
+    "gather": ("logits:gather_step", "Check and concatenate the shards of a dataset into one Zarr store.", [
         _required("--dataset", "audioset or tau"), _required("--manifest", "manifest TSV"),
         _required("--rejected", "manifest's rejected TSV"), _required("--shards", nargs="+"),
         _required("--weights-dir", "teacher checkpoints (hashed into the provenance)"),
@@ -286,46 +138,50 @@ COMMANDS = {
         _optional("--bad-audio", "fail: stop at the first clip that failed to decode, naming it",
                   choices=["skip", "fail"], default="skip"),
         _optional("--released-dir", "released-index's folder: covered clips take the released logits"), SETTINGS]),
-    "released-index": (cmd_released_index, "Which AudioSet training clips the released logits "
+    "released-index": ("released:released_index_step", "Which AudioSet training clips the released logits "
                        "(teachers.released_logits) cover, and what is computed.", [
         _required("--manifest", "AudioSet manifest"),
         _required("--planned-shards", "teacher shards the workflow planned", type=int),
         _required("--out-dir", "folder of released.tsv, compute.tsv, uncovered.tsv, .json"), SETTINGS]),
-    "released-agreement": (cmd_released_agreement, "Run the members on a sample of covered clips and compare with "
+    "released-agreement": ("agreement:agreement_step", "Run the members on a sample of covered clips and compare with "
                            "the released logits (JSON).", [
         _required("--manifest", "AudioSet manifest"), _required("--released-dir", "released-index's folder"),
         _required("--weights-dir", "teacher checkpoints"),
         _optional("--classifiers", "NAME=PATH of domain classifiers whose kept sets are compared", nargs="*"),
         _workers("teachers"), _required("--out", "agreement JSON"), SETTINGS]),
-    "domain-classifier": (cmd_domain_classifier, "Train the linear domain classifier for one split.", [
+    "domain-classifier": ("domain:domain_classifier_step", "Train the linear domain classifier for one split.", [
         *AUDIOSET, _required("--target-store", "target logits Zarr"), _required("--target-manifest", "target manifest"),
         _required("--split", "training split of the target (5, 10, 25, 50, 100 for TAU)"),
         _required("--out", "classifier weights"), _required("--report", "validation report JSON"), SETTINGS]),
-    "score": (cmd_score, "Score every AudioSet training clip with a split's domain classifier.", [
+    "score": ("domain:score_step", "Score every AudioSet training clip with a split's domain classifier.", [
         *AUDIOSET, _required("--classifier", "classifier weights"), _required("--out", "scores .npy"),
         _optional("--settings", 'JSON: {"members": [...]} to score on a member subset')]),
-    "histogram": (cmd_histogram, "Histogram of a split's scores with the thresholds marked.", [
+    "histogram": ("plots:histogram_step", "Histogram of a split's scores with the thresholds marked.", [
         *AUDIOSET, _required("--scores", "scores .npy"), _required("--title", "what the scores are of"),
         _required("--thresholds", nargs="+", type=float), _required("--out", "PNG")]),
-    "prune": (cmd_prune, "Keep the AudioSet training clips whose score exceeds a threshold.", [
+    "prune": ("domain:prune_step", "Keep the AudioSet training clips whose score exceeds a threshold.", [
         *AUDIOSET, _required("--scores", "scores .npy"),
         _required("--key", "JSON: target, ensemble, split (copied into the stats)"),
         _required("--threshold", "threshold", type=float), _required("--out", "kept clips TSV"),
         _required("--stats", "kept share JSON")]),
-    "random-subset": (cmd_random_subset, "Control: a random AudioSet training subset as large as a pruned set.", [
+    "random-subset": ("controls:random_subset_step",
+                      "Control: a random AudioSet training subset as large as a pruned set.", [
         *AUDIOSET, _required("--like", "the pruned set (kept clips TSV) whose size to match"),
         _required("--seed", "seed", type=int),
         _required("--name", "the pruned set's name; with the seed it fixes the draw"),
         _required("--out", "clips TSV")]),
-    "full-set": (cmd_full_set, "Control: every AudioSet training clip with logits (distillation without pruning).", [
+    "full-set": ("controls:full_set_step",
+                 "Control: every AudioSet training clip with logits (distillation without pruning).", [
         *AUDIOSET, _required("--out", "clips TSV")]),
-    "enrichment": (cmd_enrichment, "What a pruned set contains: AudioSet class shares against all clips.", [
+    "enrichment": ("enrichment:enrichment_step",
+                   "What a pruned set contains: AudioSet class shares against all clips.", [
         *AUDIOSET, _required("--kept", "the pruned set (kept.tsv)"), _optional("--random", "its random control"),
         _required("--classifier", "the split's domain classifier"),
         _optional("--class-labels", "class_labels_indices.csv (class names)"),
         _required("--key", "JSON key of the pruned set"), _required("--out-table", "enrichment TSV"),
         _required("--out-json", "enrichment JSON")]),
-    "enrichment-summary": (cmd_enrichment_summary, "A target's pruned sets' class enrichment: tables, plot.", [
+    "enrichment-summary": ("enrichment_summary:enrichment_summary_step",
+                           "A target's pruned sets' class enrichment: tables, plot.", [
         _required("--json", "enrichment.json of every pruned set", nargs="+"),
         _required("--tables", "enrichment.tsv of every pruned set, in the same order", nargs="+"),
         _required("--outdir"), SETTINGS]),
@@ -357,7 +213,7 @@ COMMANDS = {
         _required("--manifest", "TAU manifest"), _required("--split", "split"), _required("--seed", "seed", type=int),
         _optional("--init", "distilled student to start from; omit for the baseline"), *TRAINED, DECODED,
         _workers("training"), SETTINGS]),
-    "evaluate": (cmd_evaluate, "Evaluate a model on the test split: macro, per device, per class.", [
+    "evaluate": ("evaluate:evaluate_step", "Evaluate a model on the test split: macro, per device, per class.", [
         _required("--model", "model weights"), _required("--manifest", "TAU manifest"),
         _required("--key", "JSON run key"), _required("--out", "metrics JSON"),
         _required("--predictions", "predictions CSV (submission layout)"), DECODED, _workers("training"), SETTINGS]),
@@ -369,14 +225,14 @@ COMMANDS = {
         _required("--eval-root", "evaluation set folder (meta.csv with filename, the audio)"),
         _required("--out", "output.csv (submission format)"),
         _required("--info", "info.json (MACs, Params, test results)"), _workers("training"), SETTINGS]),
-    "summarise": (cmd_summarise, "Tables 1 and 2 (CSV, Markdown, HTML) and plots.", [
+    "summarise": ("summarise:summarise_step", "Tables 1 and 2 (CSV, Markdown, HTML) and plots.", [
         _required("--metrics", nargs="+"), _required("--prune-stats", nargs="+"),
         _optional("--manifest", "target manifest: warns above the tables about classes a split lacks"),
         _required("--outdir", "summary folder"), SETTINGS,
         _optional("--curves", "KIND:RUN=curve.tsv: plotted into <outdir>/curves", nargs="*", default=[]),
         _optional("--validation", "the domain classifiers' validation.json files", nargs="*"),
         _optional("--enrichment", "the pruned sets' enrichment.json files (controls table)", nargs="*")]),
-    "rejected": (cmd_rejected, "Count the rejected clips of every dataset by reason, for the report.", [
+    "rejected": ("rejected:rejected_step", "Count the rejected clips of every dataset by reason, for the report.", [
         _required("--tables", "DATASET=rejected.tsv ...", nargs="+"), _required("--outdir", "summary folder")]),
     "clip-jobs": (cmd_clip_jobs,
                   "The shard outputs that read given clips: snakemake --forcerun $(prunekd clip-jobs ...).", [

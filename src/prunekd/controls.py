@@ -61,3 +61,13 @@ def write_full_set(audioset_store, audioset_manifest, out, log=print) -> None:
     store, train_pos = training_rows(audioset_store, audioset_manifest)
     write_table(out, full_set(store, train_pos))
     log(f"all {len(train_pos)} AudioSet training clips with logits")
+
+
+def random_subset_step(audioset_store, audioset_manifest, like, seed, name, out, log=print) -> None:
+    """`prunekd random-subset`."""
+    write_random_subset(audioset_store, audioset_manifest, like, seed, name, out, log)
+
+
+def full_set_step(audioset_store, audioset_manifest, out, log=print) -> None:
+    """`prunekd full-set`."""
+    write_full_set(audioset_store, audioset_manifest, out, log)

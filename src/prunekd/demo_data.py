@@ -336,3 +336,9 @@ def make_demo_data(audioset_root, tau_roots, cfg: dict, csv_targets=()) -> None:
     for csv_path in csv_targets:
         clips = cfg.get("csv_target_clips", {"train": 120, "test": 80})
         make_csv_target(Path(csv_path), clips["train"], clips["test"], rng)
+
+
+def demo_data_step(audioset_root, tau_roots, csv_targets, settings: dict, log=print) -> None:
+    """`prunekd demo-data`."""
+    make_demo_data(audioset_root, tau_roots, settings, csv_targets)
+    log(f"demo data written to {', '.join([audioset_root, *tau_roots, *csv_targets])}")

@@ -290,3 +290,21 @@ def prune_training_clips(
         f"({100 * stats['kept_share']:.1f} %)"
     )
     return stats
+
+
+def domain_classifier_step(settings: dict, log=print, **paths) -> None:
+    """`prunekd domain-classifier`: the paths by their flags' names."""
+    train_and_validate(**paths, cfg=settings, log=log)
+
+
+def score_step(audioset_store, audioset_manifest, classifier, out, settings=None, log=print) -> None:
+    """`prunekd score` (`settings`: {"members": [...]} to score on a member subset)."""
+    members = (settings or {}).get("members")
+    score_training_clips(audioset_store, audioset_manifest, classifier, members, out, log)
+
+
+def prune_step(audioset_store, audioset_manifest, scores, threshold, key: str, out, stats, log=print) -> None:
+    """`prunekd prune` (`key`: JSON, copied into the stats)."""
+    import json
+
+    prune_training_clips(audioset_store, audioset_manifest, scores, threshold, json.loads(key), out, stats, log)

@@ -150,3 +150,16 @@ def write_enrichment(
     over = ", ".join(c["class"] for c in summary["top_by_teachers"]["over"][:5])
     log(f"{json.dumps(key)}: {summary['kept_clips']} clips; most over-represented (teachers): {over}")
     return summary
+
+
+def enrichment_step(
+    audioset_store, audioset_manifest, kept, classifier, key: str, out_table, out_json, random=None,
+    class_labels=None, log=print,
+) -> None:  # fmt: skip
+    """`prunekd enrichment` (`key`: JSON of the pruned set)."""
+    import json
+
+    write_enrichment(
+        audioset_store, audioset_manifest, kept, classifier, out_table, out_json, json.loads(key), random,
+        class_labels, log,
+    )  # fmt: skip

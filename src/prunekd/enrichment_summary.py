@@ -109,3 +109,8 @@ def write_enrichment_summary(json_files, table_files, outdir, threshold: float, 
     plot_threshold_change(summaries, tables, threshold, target or "pruned sets", outdir / "enrichment.png")
     log(f"enrichment of {len(summaries)} pruned sets written to {outdir}")
     return {"sets": len(summaries)}
+
+
+def enrichment_summary_step(json, tables, outdir, settings: dict, log=print) -> None:
+    """`prunekd enrichment-summary` (`json`: every pruned set's enrichment.json, `tables` their .tsv)."""
+    write_enrichment_summary(json, tables, outdir, settings["threshold"], settings.get("target", ""), log)

@@ -176,3 +176,11 @@ def write_evaluation(model_path, manifest_path, cfg: dict, key: dict, out, predi
     write_json(out, m)
     log(f"{json.dumps(key)}: macro accuracy {100 * m['macro_accuracy']:.2f} % on {m['n']} test clips")
     return m
+
+
+def evaluate_step(model, manifest, key: str, out, predictions, settings: dict, decoded=None, num_workers=0, log=print):
+    """`prunekd evaluate` (`key`: JSON, the summary's row)."""
+    import json
+
+    s = {**settings, "num_workers": num_workers, "decoded": decoded}
+    return write_evaluation(model, manifest, s, json.loads(key), out, predictions, log)

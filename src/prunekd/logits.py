@@ -317,3 +317,23 @@ def gather(
         msg += f" and {int(is_released.sum())} from {rel_cfg['logits']}; {len(left_out)} uncovered clips left out"
     log(f"{msg}; {len(all_rej)} rejected")
     return {"clips": int(n), "rejected": int(len(all_rej)), "released": int(is_released.sum())}
+
+
+def teacher_logits_step(
+    manifest, dataset, shard, weights_dir, out, settings: dict, num_workers=0, compute_table=None, log=print
+) -> None:
+    """`prunekd teacher-logits`: how many loader processes is a flag beside the settings, not one of them."""
+    s = settings
+    teachers = {**s["teachers"], "num_workers": num_workers}
+    compute_shard(manifest, dataset, shard, s["shard_size"], weights_dir, teachers, s["data"], out, log, compute_table)
+
+
+def gather_step(
+    manifest, rejected, shards, dataset, weights_dir, out, rejected_out, settings: dict, bad_audio="skip",
+    released_dir=None, log=print,
+) -> None:  # fmt: skip
+    """`prunekd gather`."""
+    gather(
+        manifest, rejected, shards, dataset, settings["teachers"], weights_dir, out, rejected_out, log, bad_audio,
+        released_dir,
+    )  # fmt: skip

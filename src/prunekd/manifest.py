@@ -369,3 +369,8 @@ def class_coverage_warnings(manifest: pd.DataFrame) -> list[str]:
     if lacks:
         out.append(f"test split: lacks classes {', '.join(lacks)}")
     return out
+
+
+def manifest_step(out, rejected, settings: dict, root=None, log=print) -> None:
+    """`prunekd manifest`."""
+    build_manifest(settings, root, out, rejected, log)

@@ -85,3 +85,8 @@ def training_curves(curves, outdir) -> list:
         plt.close(fig)
         written.append(out)
     return written
+
+
+def histogram_step(audioset_store, audioset_manifest, scores, thresholds, title, out, log=print) -> None:
+    """`prunekd histogram`."""
+    training_score_histogram(audioset_store, audioset_manifest, scores, thresholds, title, out)

@@ -203,3 +203,8 @@ def write_coverage(manifest_path, cfg: dict, planned_shards: int, shard_size: in
         f"{counts['computed_by_members']} clips ({counts['computed_eval']} eval) in {need} shards"
     )
     return counts
+
+
+def released_index_step(manifest, planned_shards, out_dir, settings: dict, log=print) -> dict:
+    """`prunekd released-index`."""
+    return write_coverage(manifest, settings["released_logits"], planned_shards, settings["shard_size"], out_dir, log)

@@ -485,3 +485,17 @@ def write_summary(
     )
     log(f"summary written to {outdir}")
     return out
+
+
+def summarise_step(
+    metrics, prune_stats, outdir, settings: dict, manifest=None, validation=None, enrichment=None, curves=(),
+    log=print,
+) -> None:  # fmt: skip
+    """`prunekd summarise`; `curves` (KIND:RUN=curve.tsv, the training runs behind the tables) are plotted into
+    <outdir>/curves, one plot each for the report."""
+    from .plots import training_curves
+
+    write_summary(metrics, prune_stats, outdir, settings, manifest, validation or (), log, enrichment or ())
+    if curves:
+        named = [(*name.split(":", 1), path) for name, path in (c.split("=", 1) for c in curves)]
+        training_curves(named, Path(outdir) / "curves")

@@ -385,3 +385,16 @@ def train_demo_teacher(member: str, stride: int, seed: int, cfg: dict, manifest_
         log,
         lr=cfg["demo_train_lr"],
     )
+
+
+def download_step(members, weights_dir, log=print) -> None:
+    """`prunekd download-teachers`."""
+    for p in download_weights(members, weights_dir):
+        log(f"have {p}")
+
+
+def check_step(members, weights_dir, architecture: str, log=print) -> None:
+    """`prunekd check-teachers` (`architecture`: JSON, teachers.architecture)."""
+    import json
+
+    check_weights(members, weights_dir, json.loads(architecture), log)
