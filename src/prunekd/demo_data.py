@@ -140,6 +140,20 @@ def _device(x: np.ndarray, device: str, sr: int, rng: np.random.Generator) -> np
     return y
 
 
+def _recording_chain(x: np.ndarray, sr: int, rng: np.random.Generator) -> np.ndarray:
+    """One clip's recording chain in the known-answer world's pool: AudioSet's clips come from countless devices,
+    so each clip gets its own high-pass, low-pass, ripple, gain and noise floor, spanning what the target's
+    devices do (_device); a quarter of the clips stay as they sound. Teachers trained on such a pool know the
+    events through any device, as PaSST trained on AudioSet does."""
+    if rng.random() < 0.25:
+        return x
+    n, f = len(x), np.fft.rfftfreq(len(x), 1 / sr)
+    lo, hi = rng.uniform(20.0, 1100.0), rng.uniform(3500.0, 16000.0)
+    resp = (f / (f + lo)) / (1 + (f / hi) ** 2) * (1 + rng.uniform(0.0, 0.5) * np.sin(f / rng.uniform(500.0, 3500.0)))
+    y = np.fft.irfft(np.fft.rfft(x) * resp, n) * rng.uniform(0.5, 1.0)
+    return y + rng.standard_normal(n) * rng.uniform(0.0, 0.03)
+
+
 def _write(path: Path, x: np.ndarray, sr: int) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     x = np.clip(x, -1.0, 1.0)
@@ -147,10 +161,18 @@ def _write(path: Path, x: np.ndarray, sr: int) -> None:
 
 
 def make_audioset(
-    root: Path, counts: dict, clip_seconds: float, sr: int, scene_share: float, rng: np.random.Generator
+    root: Path,
+    counts: dict,
+    clip_seconds: float,
+    sr: int,
+    scene_share: float,
+    rng: np.random.Generator,
+    world: str = "tour",
 ) -> None:
-    """Segment lists with the real header lines and quoting, class_labels_indices.csv, one file per segment."""
-    """Also writes TRUTH_FILE: which clips carry the scene events (the known-answer report's ground truth)."""
+    """Segment lists with the real header lines and quoting, class_labels_indices.csv, one file per segment.
+
+    Also writes TRUTH_FILE: which clips carry the scene events (the known-answer report's ground truth). In the
+    known_answer world every clip passes its own recording chain (_recording_chain)."""
     mids = [f"/m/demo{i:03d}" for i in range(N_CLASSES)]
     names = EVENT_NAMES + [f"Unused class {i}" for i in range(N_EVENTS, N_CLASSES)]
     root.mkdir(parents=True, exist_ok=True)
@@ -178,6 +200,8 @@ def make_audioset(
             x = sum(_event(e, rng, sr, n) for e in events)
             if sceney:  # scene-like clips also carry a street/indoor background
                 x = x + _background(int(rng.integers(0, len(SCENES))), rng, sr, n)
+            if world == "known_answer":
+                x = _recording_chain(x, sr, rng)
             _write(root / "audio" / subset / f"{ytid}.wav", x, sr)
             labels = ",".join(mids[e] for e in events)
             lines.append(f'{ytid}, {start:.3f}, {start + 10:.3f}, "{labels}"')
@@ -321,6 +345,7 @@ def make_demo_data(audioset_root, tau_roots, cfg: dict, csv_targets=()) -> None:
         cfg["audioset_sample_rate"],
         cfg["scene_share"],
         rng,
+        cfg.get("world", "tour"),
     )
     damage_clips(Path(audioset_root) / "audio" / "unbalanced_train", cfg.get("bad_clips", 0))
     for root in tau_roots:

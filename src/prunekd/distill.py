@@ -116,7 +116,7 @@ def distill(
 
     model = build_student(student_cfg, n_classes=N_CLASSES)
     device, autocast, mel = on_device(model, frontend_cfg, cfg["precision"])
-    # Teacher logits and labels of the whole pruned set on the device (2 M clips: 4.2 GB + 1.1 GB): a batch is
+    # Teacher logits and labels of the whole pruned set on the device (all of AudioSet fits): a batch is
     # gathered there by its pinned indices, no host copy per step (a copy from pageable memory waits for the GPU).
     teacher, labels = teacher.to(device), labels.to(device)
     net = compiled(model, cfg.get("compile", False), device)  # the forward; `model` keeps the weights

@@ -71,7 +71,7 @@ def finetune(
         f"fine-tuning on {len(train_set)} clips of {split} (batch {cfg['batch_size']}): {cfg['epochs']} epochs, "
         f"{total} steps" + (f", from {init_model}" if init_model else ", from scratch")
     )
-    # The split decoded and resampled once, kept on the GPU when it fits (split 100 of TAU: 17.9 GB float32):
+    # The split decoded and resampled once, kept on the GPU when it fits (docs/performance.md, split 100):
     # a step draws its batch by index there, with the same clips in the same order as a loader would.
     n = clip_samples(cfg["clip_seconds"], sr)
     if decoded:

@@ -85,7 +85,7 @@ def run_members(part: pd.DataFrame, teacher_cfg: dict, data_cfg: dict, weights_d
         rejected += bad
         done += len(r) + len(bad)
         if wav is not None:
-            # Kept on the device (a 10,000-clip shard is 95 MB at fp16): a copy to the host every batch would
+            # Kept on the device (a shard's logits at fp16 are small): a copy to the host every batch would
             # wait for the GPU and stall the next batch's launch.
             logits.append(ens(wav.to(device, non_blocking=True), amp).half())
             rows += r

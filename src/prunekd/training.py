@@ -264,7 +264,7 @@ def on_device(model, frontend_cfg: dict, precision: str):
         # competes with the loader workers for the job's cores (docs/performance.md).
         torch.set_num_threads(min(torch.get_num_threads(), GPU_HOST_THREADS))
         # Fixed shapes: cuDNN times its convolution algorithms once per shape and keeps the fastest
-        # (fine-tuning step alone on an H100: 74 -> 81 steps/s, benchmarks/student_step.py).
+        # (docs/performance.md, benchmarks/student_step.py).
         torch.backends.cudnn.benchmark = True
     model.to(device, memory_format=torch.channels_last)
     return device, autocast, MelFrontEnd(frontend_cfg).to(device)
