@@ -222,3 +222,54 @@ def test_fine_tuning_starts_from_the_distilled_weights_with_a_new_head(demo_run,
     assert got["head.0.weight"].shape[0] == 10 and distilled["head.0.weight"].shape[0] == 527
     fresh = build_student(cfg["student"], 10).state_dict()
     assert not all(torch.equal(fresh[k], got[k].cpu()) for k in body if "weight" in k)
+
+
+def test_zero_shot_scores_a_scene_by_its_two_events_in_the_manifests_label_order():
+    from prunekd.demo_data import SCENES
+    from prunekd.zero_shot import _pairs, scene_accuracy
+
+    # The manifest's labels in another order than the world's scenes: each label keeps its scene's pair.
+    order = SCENES[::-1]
+    manifest = pd.DataFrame({"label": range(10), "class_label": order})
+    pairs = _pairs(manifest)
+    assert pairs == [SCENE_PAIRS[SCENES.index(s)] for s in order]
+    labels = np.repeat(np.arange(10), 3)
+    probs = np.full((30, 527), 0.05)
+    for i, c in enumerate(labels):
+        probs[i, list(pairs[c])] = 0.9
+    assert scene_accuracy(probs, labels, pairs) == 1.0
+    # One event heard, the other not: the scenes sharing it tie, so not every clip is right.
+    half = probs.copy()
+    for i, c in enumerate(labels):
+        half[i, pairs[c][1]] = 0.05
+    assert scene_accuracy(half, labels, pairs) < 1.0
+    with pytest.raises(ValueError, match="'office' is not a scene of the known-answer world"):
+        _pairs(pd.DataFrame({"label": [0], "class_label": ["office"]}))
+
+
+def test_the_report_holds_each_conditions_students_zero_shot_beside_its_accuracy():
+    acc = pd.DataFrame(
+        [(m, k, a) for m, vals in {"baseline": [50, 52], "pruned": [80, 82]}.items() for k, a in enumerate(vals)],
+        columns=["method", "seed", "macro_acc"],
+    )
+    zs = {"teachers": 0.9, "students": {"pruned/seed0": 0.96, "pruned/seed1": 0.94, "random/seed0": 0.3}}
+    cond = condition_table(acc, zs).set_index("method")
+    assert cond.loc["pruned", "zero_shot"] == pytest.approx(95.0)
+    assert cond.loc["random", "zero_shot"] == pytest.approx(30.0) and np.isnan(cond.loc["baseline", "zero_shot"])
+
+
+def test_the_known_answer_students_are_the_split_and_thresholds_distillations():
+    import copy
+
+    import yaml
+
+    from prunekd.grid import Grid
+
+    cfg = yaml.safe_load((REPO / "config.yaml").read_text())
+    profile = yaml.safe_load((REPO / "profiles/known-answer/known-answer.yaml").read_text())
+    for section, values in profile.items():
+        cfg[section] = {**cfg.get(section, {}), **values} if isinstance(values, dict) else values
+    g = Grid(copy.deepcopy(cfg), {"tau": {**cfg["targets"]["tau"]}}, {"all": None})
+    students = g.known_answer_students("tau", "25")
+    assert sorted(students) == [f"{s}/seed{k}" for s in ("pruned", "random", "shuffled") for k in (0, 1, 2)]
+    assert students["random/seed2"].endswith("/distill/tau/all/split25/random/thr0.5/seed2/student.pt")

@@ -190,7 +190,14 @@ COMMANDS = {
         *AUDIOSET, _required("--scores", "the split's scores.npy"),
         _required("--truth", "the world's truth.tsv (written by demo-data)"),
         _required("--metrics", "metrics.json of the split's trained models", nargs="+"), _required("--outdir"),
+        _optional("--zero-shot", "known-answer-zero-shot's JSON: what the models know before fine-tuning"),
         SETTINGS]),
+    "known-answer-zero-shot": ("zero_shot:zero_shot_step", "Known-answer world: zero-shot scene accuracy of the "
+                               "teachers and of the distilled students, before any fine-tuning.", [
+        _required("--target-store", "the target's logits Zarr"), _required("--manifest", "the target's manifest"),
+        _required("--decoded", "the target's decoded store"),
+        _required("--students", "NAME=student.pt of the distilled students", nargs="+"),
+        _required("--out", "zero_shot.json"), SETTINGS]),
     "pack-audio": ("packed:pack_step",
                    "Decode one manifest row block of AudioSet training clips into packed int16 Zarr.", [
         _required("--manifest", "AudioSet manifest"), _required("--shard", "row block index", type=int),

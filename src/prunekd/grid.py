@@ -198,6 +198,16 @@ class Grid:
             and (k["selection"] == "baseline" or k["threshold"] == thr)
         ]
 
+    def known_answer_students(self, target: str, split: str) -> dict[str, str]:
+        """<selection>/seed<k> -> student.pt of the split's distillations at the grid threshold (report ensemble):
+        the students whose zero-shot accuracy the known-answer report holds against their fine-tuned one."""
+        thr = threshold_label(self.config["grid"]["threshold"])
+        out = {}
+        for m, k in self.models.items():
+            if (k["target"], k["split"], k["ensemble"], k["threshold"]) == (target, split, "all", thr):
+                out.setdefault(f"{k['selection']}/seed{k['seed']}", self.student(m))
+        return out
+
     # ---- submissions (targets.<name>.evaluation) ---------------------------------------------
 
     def submission_picks(self, target: str) -> list[str]:

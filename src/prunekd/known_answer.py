@@ -13,11 +13,13 @@ Only this report reads the truth; no step of the pipeline does.
 from __future__ import annotations
 
 import json
+import textwrap
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from .demo_data import SCENES
 from .domain import prune
 
 CONDITIONS = [  # (method in metrics.json, what it is)
@@ -92,10 +94,14 @@ def accuracies(metrics_paths, split: str, threshold: float) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["method", "seed", "macro_acc"])
 
 
-def condition_table(acc: pd.DataFrame) -> pd.DataFrame:
+def condition_table(acc: pd.DataFrame, zero_shot: dict | None = None) -> pd.DataFrame:
+    """Per condition: mean, spread and values of the macro accuracy; with `zero_shot` (zero_shot.py's result)
+    also the mean zero-shot accuracy (%) of its distilled students before fine-tuning."""
     rows = []
+    students = (zero_shot or {}).get("students", {})
     for method, what in CONDITIONS:
         v = acc.loc[acc["method"] == method, "macro_acc"].to_numpy()
+        zs = [100 * a for name, a in students.items() if name.split("/")[0] == method]
         rows.append(
             {
                 "condition": what,
@@ -104,6 +110,7 @@ def condition_table(acc: pd.DataFrame) -> pd.DataFrame:
                 "mean": float(v.mean()) if len(v) else float("nan"),
                 "std": float(v.std(ddof=1)) if len(v) > 1 else float("nan"),
                 "values": " ".join(f"{x:.1f}" for x in v),
+                "zero_shot": float(np.mean(zs)) if zs else float("nan"),
             }
         )
     return pd.DataFrame(rows)
@@ -143,11 +150,18 @@ def _markdown(pr: pd.DataFrame, cond: pd.DataFrame, cl: pd.DataFrame, info: dict
         f"threshold {info['threshold']:g}); mean and standard deviation over the seeds of distillation and "
         "fine-tuning:",
         "",
-        "| condition | runs | mean | std | runs' values |",
-        "|---|---|---|---|---|",
+        "| condition | runs | mean | std | runs' values | its students before fine-tuning (zero-shot) |",
+        "|---|---|---|---|---|---|",
     ]
     for r in cond.itertuples():
-        lines.append(f"| {r.condition} | {r.runs} | {r.mean:.1f} | {r.std:.1f} | {r.values} |")
+        zs = "" if np.isnan(r.zero_shot) else f"{r.zero_shot:.1f}"
+        lines.append(f"| {r.condition} | {r.runs} | {r.mean:.1f} | {r.std:.1f} | {r.values} | {zs} |")
+    if "teachers" in info:
+        lines += [
+            "",
+            f"Zero-shot (a scene = the sum of its two events' outputs, no training on the target; chance "
+            f"{100 / len(SCENES):.0f} %): the teachers' ensemble {100 * info['teachers']:.1f} % on the test clips.",
+        ]
     lines += ["", "| claim | difference | spread (sum of stds) | holds |", "|---|---|---|---|"]
     for r in cl.itertuples():
         lines.append(f"| {r.claim} | {r.difference:+.1f} | {r.spread:.1f} | {'yes' if r.holds else 'NO'} |")
@@ -176,7 +190,13 @@ def _plot(pr: pd.DataFrame, cond: pd.DataFrame, info: dict, out) -> None:
     for i, r in enumerate(cond.itertuples()):
         vals = [float(v) for v in r.values.split()]
         a2.plot([i] * len(vals), vals, "k.", ms=4)
-    a2.set_xticks(x, [c.replace(", ", ",\n") for c in cond["condition"]], fontsize=8)
+    if cond["zero_shot"].notna().any():  # what distillation gave, before fine-tuning
+        a2.plot(x, cond["zero_shot"], "D", mfc="none", mec="black", label="its students, zero-shot")
+    if "teachers" in info:
+        a2.axhline(100 * info["teachers"], ls="--", c="black", lw=1, label="teachers, zero-shot")
+    if cond["zero_shot"].notna().any() or "teachers" in info:
+        a2.legend(fontsize=7, loc="upper left")
+    a2.set_xticks(x, [textwrap.fill(c, 16) for c in cond["condition"]], fontsize=8)
     a2.set_ylabel("macro accuracy (%)")
     a2.set_title(f"split {info['split']}, mean +- std over seeds")
     fig.suptitle(f"Known-answer run, world seed {info['world_seed']}")
@@ -187,16 +207,18 @@ def _plot(pr: pd.DataFrame, cond: pd.DataFrame, info: dict, out) -> None:
 
 
 def known_answer_report(
-    audioset_store, audioset_manifest, scores, truth, metrics, outdir, settings: dict, log=print
+    audioset_store, audioset_manifest, scores, truth, metrics, outdir, settings: dict, zero_shot=None, log=print
 ) -> dict:
-    """`prunekd known-answer`: table (.md .csv .html, the verdicts in .json) and plot into `outdir`."""
+    """`prunekd known-answer`: table (.md .csv .html, the verdicts in .json) and plot into `outdir`; `zero_shot`:
+    what the teachers and the students know before fine-tuning (zero_shot.json of known-answer-zero-shot)."""
     from .atomic import atomic_path, write_json, write_table
 
-    s = settings
+    zs = json.loads(Path(zero_shot).read_text()) if zero_shot else None
+    s = {**settings, **({"teachers": zs["teachers"]} if zs else {})}
     outdir = Path(outdir)
     pr = pruned_vs_truth(audioset_store, audioset_manifest, scores, truth, s["thresholds"])
     acc = accuracies(metrics, s["split"], s["threshold"])
-    cond = condition_table(acc)
+    cond = condition_table(acc, zs)
     cl = claims(cond)
     md = _markdown(pr, cond, cl, s)
     with atomic_path(outdir / "table.md") as tmp:
@@ -220,6 +242,7 @@ def known_answer_report(
         "conditions": cond.to_dict("records"),
         "claims": cl.to_dict("records"),
         "all_hold": bool(cl["holds"].all()),
+        "zero_shot": zs,
     }
     write_json(outdir / "verdict.json", verdict)
     for r in cl.itertuples():

@@ -53,6 +53,10 @@ def known_answer_metrics():
     return GRID.known_answer_metrics(KNOWN_ANSWER["target"], KNOWN_ANSWER["split"])
 
 
+def known_answer_students():
+    return GRID.known_answer_students(KNOWN_ANSWER["target"], KNOWN_ANSWER["split"])
+
+
 def summary_outputs():
     out = [f"{R}/known_answer/{n}" for n in ("table.html", "plot.png", "verdict.json")] if KNOWN_ANSWER else []
     for target in TARGETS:

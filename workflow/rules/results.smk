@@ -142,6 +142,7 @@ if KNOWN_ANSWER:
             audioset_manifest=f"{R}/manifests/audioset.tsv",
             scores=f"{R}/domain/{KNOWN_ANSWER['target']}/all/split{KNOWN_ANSWER['split']}/scores.npy",
             metrics=known_answer_metrics(),
+            zero_shot=f"{R}/known_answer/zero_shot.json",
         output:
             tables=[f"{R}/known_answer/table.{e}" for e in ("md", "csv")],
             verdict=f"{R}/known_answer/verdict.json",
@@ -172,4 +173,27 @@ if KNOWN_ANSWER:
         shell:
             "prunekd known-answer --audioset-store {input.audioset_store:q} "
             "--audioset-manifest {input.audioset_manifest:q} --scores {input.scores:q} --truth {input.truth:q} "
-            "--metrics {input.metrics:q} --outdir {params.outdir:q} --settings {params.settings:q} 2> {log:q}"
+            "--metrics {input.metrics:q} --zero-shot {input.zero_shot:q} --outdir {params.outdir:q} "
+            "--settings {params.settings:q} 2> {log:q}"
+
+    rule known_answer_zero_shot:
+        # What the teachers and the distilled students know of the scenes before fine-tuning (src/prunekd/zero_shot.py).
+        input:
+            target_store=f"{R}/logits/{KNOWN_ANSWER['target']}.zarr",
+            manifest=f"{R}/manifests/{KNOWN_ANSWER['target']}.tsv",
+            decoded=f"{R}/decoded/{KNOWN_ANSWER['target']}",
+            students=list(known_answer_students().values()),
+        output:
+            f"{R}/known_answer/zero_shot.json",
+        log:
+            f"{R}/logs/known_answer_zero_shot.log",
+        benchmark:
+            f"{R}/benchmarks/known_answer_zero_shot.tsv"
+        params:
+            code=code_version("known-answer-zero-shot"),
+            students=shlex.join(f"{n}={p}" for n, p in known_answer_students().items()),
+            settings=settings(frontend=config["frontend"], clip_seconds=TARGETS[KNOWN_ANSWER["target"]]["clip_seconds"]),
+        shell:
+            "prunekd known-answer-zero-shot --target-store {input.target_store:q} --manifest {input.manifest:q} "
+            "--decoded {input.decoded:q} --students {params.students} --out {output:q} "
+            "--settings {params.settings:q} 2> {log:q}"
