@@ -46,7 +46,8 @@ def zero_shot_step(target_store, manifest, decoded, students, out, settings: dic
     test = man[in_split(man, "test")].reset_index(drop=True)
     labels, pairs = test["label"].to_numpy(), _pairs(man)
     store = open_store(target_store)
-    position = pd.Series(np.arange(len(ids(store))), index=ids(store))
+    store_ids = ids(store)
+    position = pd.Series(np.arange(len(store_ids)), index=store_ids)
     teacher = store["ensemble"].get_orthogonal_selection((position.loc[test["id"]].to_numpy(), slice(None)))
     result = {"teachers": scene_accuracy(1 / (1 + np.exp(-teacher.astype(np.float64))), labels, pairs)}
     log(f"teachers (the ensemble's stored logits): zero-shot {100 * result['teachers']:.1f} %")
