@@ -2,7 +2,7 @@
 
 The same clips (10 s, 32 kHz content) are written as WAV, FLAC and MP3 (what local AudioSet copies
 use; MP3 at 44.1 kHz as downloaded, so decoding also resamples), and packed once with
-`prunekd.packed.pack_shard`. Each source is read through a DataLoader with the same number of
+`prunekd.data.packed.pack_shard`. Each source is read through a DataLoader with the same number of
 workers, batch 32, random order, as the distillation loop does. Reports clips/s and bytes per clip.
 
     python benchmarks/audio_input.py [--quick] [--workers N]     # last line: one JSON object
@@ -21,8 +21,8 @@ import pandas as pd
 import soundfile as sf
 from common import loader_rate, synthetic_clip
 
-from prunekd.datasets import WaveDataset, collate
-from prunekd.packed import PackedAudio, pack_shard
+from prunekd.data.datasets import WaveDataset, collate
+from prunekd.data.packed import PackedAudio, pack_shard
 
 
 def dir_bytes(path: str) -> int:

@@ -2,7 +2,7 @@
 
 The same 10 s clips (32 kHz mono MP3, as in PaSST's HDF5 files) are written once into an HDF5 file in
 PaSST's layout and once as one file per clip; the packed int16 Zarr store is made from the HDF5 file with
-`prunekd.packed.pack_shard` (what `pack_audio` does). Each source is read the way the pipeline reads it,
+`prunekd.data.packed.pack_shard` (what `pack_audio` does). Each source is read the way the pipeline reads it,
 through a DataLoader with the same workers:
   teacher pass   every clip once, in manifest order, batch 32 (datasets.ClipDataset)
   distillation   random clips, batch 32 (datasets.WaveDataset / packed.PackedAudio)
@@ -27,9 +27,9 @@ import soundfile as sf
 import torch
 from common import synthetic_clip
 
-from prunekd.clipref import clip_ref
-from prunekd.datasets import ClipDataset, WaveDataset, clip_collate, collate
-from prunekd.packed import PackedAudio, pack_shard
+from prunekd.data.clipref import clip_ref
+from prunekd.data.datasets import ClipDataset, WaveDataset, clip_collate, collate
+from prunekd.data.packed import PackedAudio, pack_shard
 
 
 def steady_rate(loader, warmup: int = 2) -> float:

@@ -1,7 +1,7 @@
 """Benchmark: CP-Mobile distillation steps/s at batch 32, input pipeline attached.
 
-Runs `prunekd.distill.distill` itself (MixUp, SpecAugment, AdamW, schedule, checkpoints) on synthetic
-clips packed into the store layout the pipeline uses (`prunekd.packed`), with teacher logits in a
+Runs `prunekd.student.distill.distill` itself (MixUp, SpecAugment, AdamW, schedule, checkpoints) on synthetic
+clips packed into the store layout the pipeline uses (`prunekd.data.packed`), with teacher logits in a
 Zarr store laid out as `prunekd gather` writes it. On a GPU it runs there (precision and compilation as
 configured) and reports the time 100 k iterations would take, beside its parts alone: the packed input
 alone (the same threads and batches, copied to the device, no model), with the main thread's CPU time
@@ -33,10 +33,10 @@ import torch
 import yaml
 import zarr
 
-from prunekd.distill import distill
-from prunekd.logit_store import N_CLASSES, create_ensemble_array
-from prunekd.packed import PackedAudio, PackedReader, pack_shard, reader_batches
-from prunekd.training import Reading, StepSampler, as_float, clip_batches
+from prunekd.data.packed import PackedAudio, PackedReader, pack_shard, reader_batches
+from prunekd.student.distill import distill
+from prunekd.student.training import Reading, StepSampler, as_float, clip_batches
+from prunekd.teachers.logit_store import N_CLASSES, create_ensemble_array
 
 REPO = Path(__file__).resolve().parents[1]
 

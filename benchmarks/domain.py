@@ -33,7 +33,7 @@ def synthetic_logits(n: int, shift: float, seed: int, dim: int = 527) -> np.ndar
 
 
 def phase_train(n_pos: int, n_neg: int, epochs: int) -> dict:
-    from prunekd.domain import roc_auc, score, train_classifier
+    from prunekd.selection.domain import roc_auc, score, train_classifier
 
     pos = synthetic_logits(n_pos, 3.0, 1)
     neg = synthetic_logits(n_neg, 0.0, 2)
@@ -54,7 +54,7 @@ def phase_train(n_pos: int, n_neg: int, epochs: int) -> dict:
 def phase_write(path: str, n: int) -> dict:
     import zarr
 
-    from prunekd.logit_store import create_ensemble_array
+    from prunekd.teachers.logit_store import create_ensemble_array
 
     g = zarr.open_group(path, mode="w")
     g.attrs["members"] = ["m"]
@@ -69,8 +69,8 @@ def phase_write(path: str, n: int) -> dict:
 def phase_score(path: str, n: int) -> dict:
     import torch
 
-    from prunekd.domain import score_store
-    from prunekd.logit_store import open_store
+    from prunekd.selection.domain import score_store
+    from prunekd.teachers.logit_store import open_store
 
     torch.manual_seed(0)
     model = torch.nn.Linear(527, 1)

@@ -1,7 +1,7 @@
 """Benchmark: fine-tuning steps/s (the DCASE2024 baseline recipe: batch 256, 1 s clips), input pipeline attached.
 
 Runs what the workflow runs: `prunekd decode-target` (the target's clips decoded and resampled once into a
-float32 store, a CPU job) and then `prunekd.finetune.finetune` reading the split from that store (into memory,
+float32 store, a CPU job) and then `prunekd.student.finetune.finetune` reading the split from that store (into memory,
 batches drawn by index on the device, roll, Freq-MixStyle, SpecAugment, AdamW, schedule, checkpoints), on
 synthetic 1 s clips at 44.1 kHz (TAU's rate, so every clip is resampled), and beside it the component rates:
 
@@ -37,11 +37,11 @@ import torch.nn.functional as F
 import yaml
 from common import sync
 
-from prunekd.cpmobile import build_student
-from prunekd.decoded import write_decoded
-from prunekd.finetune import finetune
-from prunekd.frontend import freq_mixstyle, roll_waveform
-from prunekd.training import Reading, StepSampler, indexed_batches, on_device
+from prunekd.data.decoded import write_decoded
+from prunekd.student.cpmobile import build_student
+from prunekd.student.finetune import finetune
+from prunekd.student.frontend import freq_mixstyle, roll_waveform
+from prunekd.student.training import Reading, StepSampler, indexed_batches, on_device
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -18,7 +18,7 @@ import time
 import numpy as np
 import torch
 
-from prunekd.teachers import MEMBERS, Ensemble, build_member
+from prunekd.teachers.passt import MEMBERS, Ensemble, build_member
 
 PASST_S = {"n_mels": 128, "embed_dim": 768, "depth": 12, "num_heads": 12}
 

@@ -196,7 +196,7 @@ def _self_time(e, gpu: bool) -> float:
 
 
 def teachers_forward(quick: bool):
-    from prunekd.teachers import Ensemble, n_frames
+    from prunekd.teachers.passt import Ensemble, n_frames
 
     gpu = torch.cuda.is_available()
     seconds, batch, arch = (2.0, 2, teacher_bench.SMALL) if quick and not gpu else (10.0, 64, teacher_bench.PASST_S)

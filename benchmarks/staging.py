@@ -1,8 +1,8 @@
 """Benchmark: node-local staging of a distillation's packed clips (`distillation.staging: auto`).
 
-Packs synthetic clips into two stores with `prunekd.packed.pack_shard` (the layout pack-audio writes), takes a
+Packs synthetic clips into two stores with `prunekd.data.packed.pack_shard` (the layout pack-audio writes), takes a
 random pruned subset of them and measures, with the distillation's own code:
-  - the copy to the stage folder (`prunekd.staging.staged`) alone: seconds and GB/s;
+  - the copy to the stage folder (`prunekd.data.staging.staged`) alone: seconds and GB/s;
   - the steps' input read from the shared stores, from the finished copy, and while the copy runs beside them
     (`reader_batches`, batch 32): batches/s and files opened per batch;
   - what a distillation asks of the shared file system either way, for this run and for the report's
@@ -28,10 +28,10 @@ import pandas as pd
 import soundfile as sf
 import zarr
 
-from prunekd import packed as packed_mod
-from prunekd import staging
-from prunekd.packed import PackedReader, pack_shard, reader_batches
-from prunekd.training import StepSampler
+from prunekd.data import packed as packed_mod
+from prunekd.data import staging
+from prunekd.data.packed import PackedReader, pack_shard, reader_batches
+from prunekd.student.training import StepSampler
 
 
 def read_rate(reader, n_clips: int, steps: int, threads: int) -> tuple[float, float]:

@@ -33,8 +33,8 @@ import torch.nn.functional as F
 import yaml
 from common import sync
 
-from prunekd.cpmobile import build_student
-from prunekd.frontend import MelFrontEnd
+from prunekd.student.cpmobile import build_student
+from prunekd.student.frontend import MelFrontEnd
 
 REPO = Path(__file__).resolve().parents[1]
 SHAPES = {"distill": (32, 10.0, 527), "finetune": (256, 1.0, 10)}

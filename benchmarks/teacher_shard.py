@@ -1,4 +1,4 @@
-"""Benchmark: one teacher shard job end to end (`prunekd.logits.compute_shard`) beside its parts alone.
+"""Benchmark: one teacher shard job end to end (`prunekd.teachers.logits.compute_shard`) beside its parts alone.
 
 The shard job as the pipeline runs it: nine checkpoints in the release shapes (PaSST-S, random weights,
 saved as plain state dicts like the releases) loaded from disk, 10 s FLAC clips decoded by loader workers,
@@ -35,9 +35,9 @@ import soundfile as sf
 import torch
 import yaml
 
-from prunekd.datasets import ClipDataset, clip_collate
-from prunekd.logits import compute_shard, teacher_batch
-from prunekd.teachers import MEMBERS, Ensemble, build_member, checkpoint_file, load_member
+from prunekd.data.datasets import ClipDataset, clip_collate
+from prunekd.teachers.logits import compute_shard, teacher_batch
+from prunekd.teachers.passt import MEMBERS, Ensemble, build_member, checkpoint_file, load_member
 
 REPO = Path(__file__).resolve().parents[1]
 SMALL = {"n_mels": 128, "embed_dim": 96, "depth": 2, "num_heads": 4}

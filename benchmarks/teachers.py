@@ -28,8 +28,8 @@ import soundfile as sf
 import torch
 from common import matmul_rate
 
-from prunekd.logit_store import N_CLASSES
-from prunekd.teachers import MEMBERS, Ensemble, build_mel, build_member, n_frames
+from prunekd.teachers.logit_store import N_CLASSES
+from prunekd.teachers.passt import MEMBERS, Ensemble, build_mel, build_member, n_frames
 
 SMALL = {"n_mels": 128, "embed_dim": 96, "depth": 2, "num_heads": 4}
 PASST_S = {"n_mels": 128, "embed_dim": 768, "depth": 12, "num_heads": 12}
@@ -56,8 +56,8 @@ def naive(models, wavs: torch.Tensor) -> np.ndarray:
 def cpu(quick: bool) -> dict:
     import zarr
 
-    from prunekd.logits import compute_shard
-    from prunekd.teachers import checkpoint_file
+    from prunekd.teachers.logits import compute_shard
+    from prunekd.teachers.passt import checkpoint_file
 
     seconds, n_clips, workers = (2.0, 16, 1) if quick else (10.0, 48, 2)
     frames = n_frames(seconds)
@@ -129,7 +129,7 @@ def cpu(quick: bool) -> dict:
 def member_load(repeats: int = 2) -> dict:
     """Seconds to load one release-shaped PaSST-S checkpoint (768 dims, depth 12, 998 frames) the way a shard
     job does, against building the member (hear21passt's random init) and then loading the state dict."""
-    from prunekd.teachers import load_member
+    from prunekd.teachers.passt import load_member
 
     stride = MEMBERS[next(iter(MEMBERS))][0]
     with tempfile.TemporaryDirectory() as tmp:

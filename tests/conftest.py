@@ -63,7 +63,7 @@ def demo_run(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_data(tmp_path_factory):
     """Demo AudioSet-format pool and TAU-format scene set, small."""
-    from prunekd.demo_data import make_demo_data
+    from prunekd.demo.worlds import make_demo_data
 
     root = tmp_path_factory.mktemp("data")
     cfg = {

@@ -101,7 +101,7 @@ def test_retried_jobs_ask_for_more_memory_and_time_within_the_users_limits(tmp_p
 def test_grown_request_rounds_and_refuses_attempt_zero():
     import pytest
 
-    from prunekd.requests import grown
+    from prunekd.dag.requests import grown
 
     assert [grown(4000, k, 1.5, 10**6) for k in (1, 2, 3)] == [4000, 6000, 9000]
     assert grown(4000, 5, 2, 20000) == 20000 and grown(30000, 2, 2, 20000) == 30000
@@ -110,7 +110,7 @@ def test_grown_request_rounds_and_refuses_attempt_zero():
 
 
 def _status(workdir):
-    from prunekd.progress import status_step
+    from prunekd.cluster.progress import status_step
 
     args = ["-s", str(REPO / "Snakefile"), "--directory", str(workdir), "--configfiles", *TINY_CONFIGS]
     return status_step(REPO, [*args, *demo_threads()], env=LOCAL_ENV)
@@ -122,7 +122,7 @@ def test_status_of_a_finished_run_counts_every_job_done(demo_run):
     assert {r: c["done"] for r, c in st.counts.items()} == {r: len(v) for r, v in jobs.items() if r != "all"}
     assert not st.running and not st.failed
     assert all(c["left"] == c["failed"] == c["running"] == 0 for c in st.counts.values())
-    from prunekd.rates import wall_seconds
+    from prunekd.cluster.rates import wall_seconds
 
     gpu = [p for r in GPU_RULES for p in (demo_run / "results/benchmarks" / r).rglob("*.tsv")]
     assert st.gpu_hours_spent > 0

@@ -12,7 +12,7 @@ import pytest
 import yaml
 from conftest import BIN, LOCAL_ENV, REPO, TINY_CONFIGS
 
-from prunekd import cost
+from prunekd.cluster import cost
 
 
 def planned_counts(workdir, args=()):
@@ -157,7 +157,7 @@ def _job_files(results, rule, job, log_text, seconds="12.5"):
 
 
 def test_rates_count_what_the_last_attempt_did_and_fall_back_where_nothing_ran(tmp_path):
-    from prunekd import rates
+    from prunekd.cluster import rates
 
     res = tmp_path / "results"
     with pytest.raises(rates.RatesError, match="results: no benchmarks/ folder"):
@@ -202,7 +202,7 @@ def test_rates_count_what_the_last_attempt_did_and_fall_back_where_nothing_ran(t
 def test_rates_fit_the_start_of_jobs_of_different_sizes_and_cost_adds_it_once_per_job(tmp_path):
     """Short jobs carry the same start-up as long ones: their total over total time would overprice a grid of long
     jobs. wall = start + steps / rate, fitted to the finished jobs, prices any size."""
-    from prunekd import rates
+    from prunekd.cluster import rates
 
     res = tmp_path / "results"
     for split, steps in (("5", 40), ("25", 200), ("100", 800)):  # 6 s to start, then 4 steps/s
@@ -228,7 +228,7 @@ def test_rates_fit_the_start_of_jobs_of_different_sizes_and_cost_adds_it_once_pe
 
 def test_rates_of_a_finished_run_price_its_jobs_at_their_measured_wall_time(demo_run, tmp_path):
     """`prunekd rates` on the finished tiny demo, then `prunekd cost` of the same GPU jobs run again."""
-    from prunekd import rates
+    from prunekd.cluster import rates
 
     r = rates.rates(demo_run / "results")
     assert r["notes"] == [] and set(r["jobs_measured"]) == set(cost.GPU_RULES)  # every GPU rule measured
@@ -271,7 +271,7 @@ def test_a_plain_pip_install_prices_the_default_grid_from_a_checkout(tmp_path):
         cwd=tmp_path,
     )
     env = {**LOCAL_ENV, "PYTHONPATH": str(site)}
-    code = "from prunekd import cost; print(cost.__file__); print(cost.DEFAULT_RATES.is_file())"
+    code = "from prunekd.cluster import cost; print(cost.__file__); print(cost.DEFAULT_RATES.is_file())"
     where, ok = subprocess.run(
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True, cwd=tmp_path
     ).stdout.split()

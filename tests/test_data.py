@@ -5,8 +5,8 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
-from prunekd.audio import AudioError, load_clip
-from prunekd.manifest import MetadataError, audioset_manifest, csv_target_manifest, read_segments, tau_manifest
+from prunekd.data.audio import AudioError, load_clip
+from prunekd.data.manifest import MetadataError, audioset_manifest, csv_target_manifest, read_segments, tau_manifest
 
 
 def test_demo_data_is_in_the_real_formats(tiny_data):
@@ -32,7 +32,7 @@ def test_demo_data_is_in_the_real_formats(tiny_data):
 
 
 def test_demo_data_is_deterministic(tmp_path, tiny_data):
-    from prunekd.demo_data import make_demo_data
+    from prunekd.demo.worlds import make_demo_data
 
     cfg = {
         "seed": 1,

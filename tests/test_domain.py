@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from prunekd.domain import precision_recall, prune, roc_auc, score, train_classifier, validation_curve
+from prunekd.selection.domain import precision_recall, prune, roc_auc, score, train_classifier, validation_curve
 
 CFG = {"seed": 0, "lr": 1e-3, "batch_size": 600, "epochs": 400}
 

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 import zarr
 
-from prunekd.enrichment import class_mix_distance, class_names, class_sums, enrichment_table, top_classes
+from prunekd.selection.enrichment import class_mix_distance, class_names, class_sums, enrichment_table, top_classes
 
 
 def _store(tmp_path, n=300, c=527, seed=0):

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from prunekd.evaluate import metrics
+from prunekd.student.evaluate import metrics
 
 
 def test_macro_accuracy_by_hand_on_imbalanced_classes():
@@ -26,7 +26,7 @@ def test_macro_accuracy_by_hand_on_imbalanced_classes():
 def test_per_city_accuracy_is_correct_over_the_clips_of_the_city():
     import pandas as pd
 
-    from prunekd.evaluate import city_of_clips
+    from prunekd.student.evaluate import city_of_clips
 
     test = pd.DataFrame({"identifier": ["lisbon-1000", "lisbon-1001", "paris-7", "paris-8", "paris-9"]})
     cities = city_of_clips(test)
@@ -38,7 +38,7 @@ def test_per_city_accuracy_is_correct_over_the_clips_of_the_city():
 
 
 def test_summary_orders_numeric_splits_by_number_and_named_ones_as_configured():
-    from prunekd.summarise import _sorted_splits
+    from prunekd.results.summarise import _sorted_splits
 
     assert _sorted_splits(["100", "5", "25", "5"]) == ["5", "25", "100"]
     assert _sorted_splits(["small", "big", "small", "all"]) == ["small", "big", "all"]

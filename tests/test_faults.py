@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from conftest import BIN, snakemake
 
-from prunekd.logits import gather
+from prunekd.teachers.logits import gather
 
 
 def test_strict_mode_stops_at_the_first_undecodable_clip_naming_it(demo_run, tmp_path):

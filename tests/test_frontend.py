@@ -1,7 +1,7 @@
 import numpy as np
 import torch
 
-from prunekd.frontend import roll_waveform
+from prunekd.student.frontend import roll_waveform
 
 
 def test_roll_moves_each_clip_by_its_own_shift_within_the_limit():
@@ -17,7 +17,7 @@ def test_roll_moves_each_clip_by_its_own_shift_within_the_limit():
 def test_distillation_mixup_decides_per_clip_and_keeps_the_first_clips_labels():
     # The authors' loader mixes each clip on its own with p 0.5 (not a whole batch at once), centres the
     # clips, mixes the teacher logits with the clip's lambda (>= 0.5) and keeps the first clip's labels.
-    from prunekd.frontend import example_mixup
+    from prunekd.student.frontend import example_mixup
 
     torch.manual_seed(0)
     b = 2000

@@ -1,4 +1,4 @@
-"""The experiment grid (src/prunekd/grid.py): which models a configuration trains and where their files go."""
+"""The experiment grid (src/prunekd/dag/grid.py): which models a configuration trains and where their files go."""
 
 import copy
 from pathlib import Path
@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from prunekd import grid
+from prunekd.dag import grid
 
 CONFIG = yaml.safe_load((Path(__file__).parents[1] / "config.yaml").read_text())
 

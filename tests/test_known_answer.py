@@ -11,10 +11,10 @@ import torch
 import zarr
 from conftest import BIN, LOCAL_ENV, REPO
 
-from prunekd.demo_data import N_EVENTS, SCENE_EVENTS, SCENE_PAIRS, TRUTH_FILE, make_demo_data
-from prunekd.distill import shuffled_targets
-from prunekd.known_answer import TruthError, claims, condition_table, pruned_vs_truth
-from prunekd.logit_store import ids as ids_of
+from prunekd.demo.known_answer import TruthError, claims, condition_table, pruned_vs_truth
+from prunekd.demo.worlds import N_EVENTS, SCENE_EVENTS, SCENE_PAIRS, TRUTH_FILE, make_demo_data
+from prunekd.student.distill import shuffled_targets
+from prunekd.teachers.logit_store import ids as ids_of
 
 WORLD = {
     "seed": 3,
@@ -170,10 +170,10 @@ def test_known_answer_profile_plans_three_seeds_of_every_condition(tmp_path):
 def test_the_logits_a_student_is_distilled_on_are_its_clips_own(demo_run):
     """Row and id alignment through the whole DAG: for clips of a pruned set, the teachers run again on the
     manifest's audio give the store's logits, and the packed clip a distillation reads is that audio."""
-    from prunekd.audio import load_clip
-    from prunekd.logit_store import embeddings, open_store
-    from prunekd.packed import PackedReader
-    from prunekd.teachers import MEMBERS, Ensemble, load_member
+    from prunekd.data.audio import load_clip
+    from prunekd.data.packed import PackedReader
+    from prunekd.teachers.logit_store import embeddings, open_store
+    from prunekd.teachers.passt import MEMBERS, Ensemble, load_member
 
     r = demo_run / "results"
     man = pd.read_csv(r / "manifests/audioset.tsv", sep="\t", dtype={"labels": str}, keep_default_na=False)
@@ -201,8 +201,8 @@ def test_fine_tuning_starts_from_the_distilled_weights_with_a_new_head(demo_run,
     """The distilled student is what fine-tuning trains (not a fresh model), its 527-class layer replaced."""
     import yaml
 
-    import prunekd.finetune as ft
-    from prunekd.cpmobile import build_student
+    import prunekd.student.finetune as ft
+    from prunekd.student.cpmobile import build_student
 
     cfg = yaml.safe_load((REPO / "config.yaml").read_text())
     r = demo_run / "results"
@@ -225,8 +225,8 @@ def test_fine_tuning_starts_from_the_distilled_weights_with_a_new_head(demo_run,
 
 
 def test_zero_shot_scores_a_scene_by_its_two_events_in_the_manifests_label_order():
-    from prunekd.demo_data import SCENES
-    from prunekd.zero_shot import _pairs, scene_accuracy
+    from prunekd.demo.worlds import SCENES
+    from prunekd.demo.zero_shot import _pairs, scene_accuracy
 
     # The manifest's labels in another order than the world's scenes: each label keeps its scene's pair.
     order = SCENES[::-1]
@@ -263,7 +263,7 @@ def test_the_known_answer_students_are_the_split_and_thresholds_distillations():
 
     import yaml
 
-    from prunekd.grid import Grid
+    from prunekd.dag.grid import Grid
 
     cfg = yaml.safe_load((REPO / "config.yaml").read_text())
     profile = yaml.safe_load((REPO / "profiles/known-answer/known-answer.yaml").read_text())

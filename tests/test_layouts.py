@@ -14,10 +14,10 @@ import soundfile as sf
 import zarr
 from conftest import snakemake
 
-from prunekd.audio import AudioError, load_clip
-from prunekd.audioset_hdf5 import audioset_hdf5_manifest
-from prunekd.layouts import TAU_SPLIT_FILES, audioset_layout
-from prunekd.manifest import MetadataError, audioset_manifest, tau_manifest
+from prunekd.dag.layouts import TAU_SPLIT_FILES, audioset_layout
+from prunekd.data.audio import AudioError, load_clip
+from prunekd.data.audioset_hdf5 import audioset_hdf5_manifest
+from prunekd.data.manifest import MetadataError, audioset_manifest, tau_manifest
 
 SUBSETS = ["eval", "balanced_train", "unbalanced_train"]
 HEADER = [
@@ -246,7 +246,7 @@ def test_hdf5_audioset_split_setup_and_submission_through_the_dag(demo_run, tmp_
 
 
 def test_evaluation_meta_errors_name_the_file_and_line(tmp_path):
-    from prunekd.submission import read_eval_meta
+    from prunekd.student.submission import read_eval_meta
 
     with pytest.raises(MetadataError, match=r"meta.csv: no such file \(targets.<name>.evaluation.root\)"):
         read_eval_meta(tmp_path)

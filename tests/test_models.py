@@ -1,8 +1,8 @@
 import torch
 
-from prunekd.cpmobile import CPMobile, count_macs, count_params
-from prunekd.distill import kd_loss
-from prunekd.frontend import MelFrontEnd
+from prunekd.student.cpmobile import CPMobile, count_macs, count_params
+from prunekd.student.distill import kd_loss
+from prunekd.student.frontend import MelFrontEnd
 
 FRONTEND = {
     "sample_rate": 32000,

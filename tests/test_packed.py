@@ -7,10 +7,10 @@ import soundfile as sf
 import torch
 import zarr
 
-from prunekd.audio import load_clip
-from prunekd.datasets import WaveDataset
-from prunekd.packed import CLIPS_PER_FILE, PackedAudio, PackedReader, RawLayoutError, pack_shard, reader_batches
-from prunekd.training import StepSampler, as_float
+from prunekd.data.audio import load_clip
+from prunekd.data.datasets import WaveDataset
+from prunekd.data.packed import CLIPS_PER_FILE, PackedAudio, PackedReader, RawLayoutError, pack_shard, reader_batches
+from prunekd.student.training import StepSampler, as_float
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import pytest
 import zarr
 from conftest import LOCAL_ENV, REPO, snakemake
 
-from prunekd.logit_store import ids
+from prunekd.teachers.logit_store import ids
 
 SPLITS, THRS, SEEDS = [5, 100], [0.2, 0.3], [0]
 BAD = 5  # clips the demo damages on purpose (config demo.bad_clips), all AudioSet training

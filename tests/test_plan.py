@@ -1,11 +1,11 @@
-"""What the workflow plans before any job (src/prunekd/plan.py): the raw inputs and the shard counts."""
+"""What the workflow plans before any job (src/prunekd/dag/plan.py): the raw inputs and the shard counts."""
 
 import copy
 from pathlib import Path
 
 import yaml
 
-from prunekd import layouts, plan
+from prunekd.dag import layouts, plan
 
 CONFIG = yaml.safe_load((Path(__file__).parents[1] / "config.yaml").read_text())
 

@@ -9,8 +9,8 @@ import pytest
 import soundfile as sf
 from conftest import BIN, REPO, TINY_CONFIGS
 
-from prunekd.audio import AudioError, load_clip
-from prunekd.manifest import MetadataError, audioset_manifest
+from prunekd.data.audio import AudioError, load_clip
+from prunekd.data.manifest import MetadataError, audioset_manifest
 
 CLASSES = 'index,mid,display_name\n0,/m/09x0r,"Speech"\n1,/m/0dgw9r,"Human sounds"\n2,/m/07qfr4h,"Engine"\n'
 HEADER = [
@@ -242,8 +242,8 @@ def _demo_args(*extra):
 
 
 def test_demo_never_writes_into_a_users_folder(tmp_path):
-    from prunekd.checks import CheckError
-    from prunekd.demo_data import make_demo_data
+    from prunekd.dag.checks import CheckError
+    from prunekd.demo.worlds import make_demo_data
 
     users = tmp_path / "AudioSet"
     before = _users_audioset(users)

@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from prunekd.layouts import ytid_of_audio_name
-from prunekd.released import (
+from prunekd.dag.layouts import ytid_of_audio_name
+from prunekd.teachers.released import (
     ReleasedLogitsError,
     load_index,
     open_logits,

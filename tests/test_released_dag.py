@@ -11,7 +11,7 @@ from conftest import snakemake
 from test_released import _Evil
 from test_reruns import planned
 
-from prunekd.logit_store import ids as store_ids
+from prunekd.teachers.logit_store import ids as store_ids
 
 STORE = "results/logits/audioset.zarr"
 AGREEMENT = "results/logits/audioset/released/agreement.json"

@@ -141,7 +141,7 @@ def _copy_workflow(dst):
 
 def test_code_edit_reruns_that_step_and_what_follows(demo_run, tmp_path):
     snakefile = _copy_workflow(tmp_path)
-    code = tmp_path / "src/prunekd/distill.py"
+    code = tmp_path / "src/prunekd/student/distill.py"
     original = code.read_text()
     # A comment or docstring changes nothing that runs: nothing to do.
     code.write_text(original + "\n# a comment only\n")
@@ -161,7 +161,7 @@ def test_code_edit_reruns_that_step_and_what_follows(demo_run, tmp_path):
     }
     # A module shared by several steps reruns each of them (domain.py: classifier, scoring, pruning).
     code.write_text(original)
-    dom = tmp_path / "src/prunekd/domain.py"
+    dom = tmp_path / "src/prunekd/selection/domain.py"
     dom.write_text(dom.read_text() + "\nassert True  # runs when the module is imported\n")
     jobs = planned(demo_run, snakefile=snakefile)
     assert not UPSTREAM & set(jobs) and "baseline" not in jobs

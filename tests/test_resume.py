@@ -6,10 +6,10 @@ import torch
 import yaml
 import zarr
 
-from prunekd import distill as distill_mod
-from prunekd import training as training_mod  # the shared loop saves the checkpoints
-from prunekd.reruns import computed
-from prunekd.training import Reading
+from prunekd.dag.reruns import computed
+from prunekd.student import distill as distill_mod
+from prunekd.student import training as training_mod  # the shared loop saves the checkpoints
+from prunekd.student.training import Reading
 
 REPO = Path(__file__).resolve().parents[1]
 _CONFIG = yaml.safe_load((REPO / "config.yaml").read_text())
@@ -179,12 +179,12 @@ def test_killed_job_resumes_with_the_whole_curve_after_snakemake_deleted_its_out
 
 
 def test_distillation_reads_packed_clips_in_threads_to_the_weights_zarr_loading_gives(tmp_path, monkeypatch):
-    from prunekd import packed as packed_mod
+    from prunekd.data import packed as packed_mod
 
     _inputs(tmp_path)
     packed_mod.pack_shard(tmp_path / "m.tsv", 0, 10, ["balanced_train"], 32000, 1.0, tmp_path / "p.zarr")
     _run(tmp_path, "threads", packed=[tmp_path / "p.zarr"])  # PackedReader: positioned reads in threads
-    from prunekd import staging
+    from prunekd.data import staging
 
     node, log, from_copy = tmp_path / "node", [], []
     node.mkdir()
@@ -213,15 +213,15 @@ def test_distillation_reads_packed_clips_in_threads_to_the_weights_zarr_loading_
 
 
 def _initial_weights():
-    from prunekd.cpmobile import build_student
+    from prunekd.student.cpmobile import build_student
 
     torch.manual_seed(CFG["seed"])
     return build_student(STUDENT, n_classes=527).state_dict()
 
 
 def test_a_resumed_job_stages_only_when_the_steps_left_pay_for_the_copy(tmp_path, monkeypatch):
-    from prunekd import packed as packed_mod
-    from prunekd import staging
+    from prunekd.data import packed as packed_mod
+    from prunekd.data import staging
 
     _inputs(tmp_path)
     packed_mod.pack_shard(tmp_path / "m.tsv", 0, 10, ["balanced_train"], 32000, 1.0, tmp_path / "p.zarr")

@@ -303,7 +303,7 @@ def test_submit_runs_the_controller_as_a_slurm_job(slurm_run, tmp_path):
 
 
 def test_controller_requeues_itself_with_the_same_arguments():
-    from prunekd.controller import Controller
+    from prunekd.cluster.controller import Controller
 
     c = Controller("/w", ["--profile", "p", "-n"], sys.executable)
     again = c.checkpoint()

@@ -12,9 +12,9 @@ import soundfile as sf
 import torch
 import zarr
 
-from prunekd import staging
-from prunekd.packed import PackedAudio, PackedReader, pack_shard, reader_batches
-from prunekd.training import StepSampler
+from prunekd.data import staging
+from prunekd.data.packed import PackedAudio, PackedReader, pack_shard, reader_batches
+from prunekd.student.training import StepSampler
 
 
 @pytest.fixture(autouse=True)
@@ -185,8 +185,8 @@ def test_a_disk_that_fills_or_a_bad_store_stops_the_copy_and_the_steps_read_the_
 _KILLED_JOB = """
 import sys, time
 import numpy as np, zarr
-from prunekd import staging
-from prunekd.packed import PackedReader
+from prunekd.data import staging
+from prunekd.data.packed import PackedReader
 stores = sys.argv[2:]
 rows = np.concatenate([zarr.open_group(p, mode="r")["row"][:] for p in stores])
 staging.MARGIN = 0

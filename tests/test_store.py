@@ -5,8 +5,8 @@ import warnings
 import numpy as np
 import zarr
 
-from prunekd.controls import random_subset
-from prunekd.logit_store import decode_ids, encode_ids, ids, write_ids
+from prunekd.selection.controls import random_subset
+from prunekd.teachers.logit_store import decode_ids, encode_ids, ids, write_ids
 
 IDS = ["--PJHxphWEs_30.000", "Yb0RFKhbpFJA.mp3", "airport-lisbon-1000-40000-0-a.wav", "", "café-ü"]
 

@@ -75,7 +75,7 @@ def test_generic_target_runs_through_the_dag(demo_run, tmp_path):
 
 
 def test_random_subset_has_the_pruned_size_and_is_reproducible_from_its_seed():
-    from prunekd.controls import random_subset
+    from prunekd.selection.controls import random_subset
 
     g = zarr.open_group(store=zarr.storage.MemoryStore(), mode="w")
     g.create_array("row", data=np.arange(1000, dtype=np.int64) + 7)
@@ -122,7 +122,7 @@ def test_demo_controls_match_their_pruned_sets_and_fill_the_summary(demo_run):
 
 
 def test_member_subset_changes_the_embeddings_and_schedules_no_teacher_job(demo_run, tmp_path):
-    from prunekd.logit_store import embeddings, open_store
+    from prunekd.teachers.logit_store import embeddings, open_store
 
     pair = ["passt_s_swa_p16_128_ap476", "passt_s_p16_s16_128_ap468"]
     cfg = tmp_path / "ens.yaml"

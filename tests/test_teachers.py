@@ -3,7 +3,7 @@ import warnings
 import pytest
 import torch
 
-from prunekd.teachers import (
+from prunekd.teachers.passt import (
     MEMBERS,
     Ensemble,
     WeightsError,
@@ -227,7 +227,7 @@ def test_a_shard_of_1s_clips_runs_in_batches_of_as_many_seconds_with_the_same_lo
     import soundfile as sf
     import zarr
 
-    from prunekd.logits import compute_shard
+    from prunekd.teachers.logits import compute_shard
 
     rng = np.random.default_rng(0)
     rows = []

@@ -9,10 +9,11 @@ import soundfile as sf
 import torch
 import yaml
 
-from prunekd import datasets, training
-from prunekd import decoded as decoded_mod
-from prunekd import finetune as finetune_mod
-from prunekd.evaluate import predict
+from prunekd.data import datasets
+from prunekd.data import decoded as decoded_mod
+from prunekd.student import finetune as finetune_mod
+from prunekd.student import training
+from prunekd.student.evaluate import predict
 
 REPO = Path(__file__).resolve().parents[1]
 _CONFIG = yaml.safe_load((REPO / "config.yaml").read_text())
@@ -207,7 +208,7 @@ def test_a_target_decoded_once_trains_and_evaluates_as_decoding_in_each_job(tmp_
 
     import errno
 
-    from prunekd import files
+    from prunekd.data import files
 
     def full(fd, size):
         raise OSError(errno.ENOSPC, "No space left on device")
@@ -227,7 +228,8 @@ def test_a_decode_job_stopped_by_slurm_leaves_no_store_and_no_hidden_copy(tmp_pa
     _target(tmp_path)
     driver = f"""
 import os, signal, time, torch
-from prunekd import cli, decoded
+from prunekd import cli
+from prunekd.data import decoded
 
 def batches(*a, **k):
     yield 0, torch.zeros(4, 16000), []

@@ -44,19 +44,19 @@ def _step(a):
 
 def cmd_clip_jobs(a):
     """Outputs to pass to `snakemake --forcerun` so that replaced clips are read again (docs/cluster.md, "Reruns")."""
-    from .clipjobs import clip_jobs
+    from prunekd.cluster.clipjobs import clip_jobs
 
     print(" ".join(clip_jobs(a.manifest, a.clips, a.shard_size)))
 
 
 def cmd_cost(a):
-    from .cost import cost
+    from prunekd.cluster.cost import cost
 
     print(cost(a.workdir, a.snakemake_args, a.rates)[1], flush=True)
 
 
 def cmd_status(a):
-    from .progress import status_step
+    from prunekd.cluster.progress import status_step
 
     print(status_step(a.workdir, a.snakemake_args, a.rates)[1], flush=True)
 
@@ -93,7 +93,7 @@ TRAINED = [
 ]
 DECODED = _optional("--decoded", "the target's decoded store (decode-target); else the clips are decoded here")
 MEMBERS = _required("--members", nargs="+")
-DEFAULT_RATES = "default: the package's data/rates_h100.yaml"
+DEFAULT_RATES = "default: the package's cluster/rates_h100.yaml"
 # The run `prunekd cost` and `prunekd status` plan: its rates, its folder and its snakemake arguments.
 PLANNED_RUN = [
     _optional("--rates", f"YAML of per-step GPU rates ({DEFAULT_RATES})"),
@@ -108,29 +108,32 @@ PASST_S = '{"n_mels": 128, "embed_dim": 768, "depth": 12, "num_heads": 12}'
 
 # name: (its function: a cmd_* above or `module:function` for _step, what it does, its arguments)
 COMMANDS = {
-    "demo-data": ("demo_data:demo_data_step", "Write the synthetic AudioSet-format pool and TAU-format scene set.", [
+    "demo-data": ("demo.worlds:demo_data_step", "Write the synthetic AudioSet-format pool and TAU-format scene set.", [
         _required("--audioset-root", "output folder for the AudioSet-format pool"),
         _optional("--tau-roots", "output folders for TAU-format scene sets", nargs="*", default=[]),
         _optional("--csv-targets", "CSV paths of generic targets (audio beside the CSV)", nargs="*", default=[]),
         SETTINGS]),
-    "manifest": ("manifest:manifest_step", "Build a dataset manifest (and its rejected table) from on-disk metadata.", [
+    "manifest": ("data.manifest:manifest_step",
+                 "Build a dataset manifest (and its rejected table) from on-disk metadata.", [
         _optional("--root", "AudioSet folder (the adapter audioset); targets name theirs in --settings"),
         _required("--out", "manifest TSV"), _required("--rejected", "rejected-clips TSV"), SETTINGS]),
-    "demo-teacher": ("teachers:demo_teacher_step", "Demo only: train one shrunk PaSST member on the pool's labels.", [
+    "demo-teacher": ("teachers.passt:demo_teacher_step",
+                     "Demo only: train one shrunk PaSST member on the pool's labels.", [
         _required("--member", "ensemble member name"), _required("--manifest", "AudioSet manifest TSV"),
         _required("--out", "checkpoint path"), SETTINGS]),
-    "download-teachers": ("teachers:download_step", "Fetch the PaSST checkpoints (needs network).", [
+    "download-teachers": ("teachers.passt:download_step", "Fetch the PaSST checkpoints (needs network).", [
         _required("--weights-dir", "folder for the checkpoints"), MEMBERS]),
-    "check-teachers": ("teachers:check_step",
+    "check-teachers": ("teachers.passt:check_step",
                        "Load each PaSST checkpoint as the teacher jobs do; run a 1 s and a 10 s clip.", [
         _required("--weights-dir", "folder with the checkpoints"), MEMBERS,
         _optional("--architecture", "JSON: teachers.architecture (default PaSST-S)", default=PASST_S)]),
-    "teacher-logits": ("logits:teacher_logits_step", "Teacher ensemble logits for one shard of a manifest into Zarr.", [
+    "teacher-logits": ("teachers.logits:teacher_logits_step",
+                       "Teacher ensemble logits for one shard of a manifest into Zarr.", [
         _required("--dataset", "audioset or tau"), _required("--manifest", "manifest TSV"),
         _required("--shard", "shard index", type=int), _required("--weights-dir", "teacher checkpoints"),
         _required("--out", "shard Zarr store"), _workers("teachers"), SETTINGS,
         _optional("--compute-table", "with released logits: the rows the members compute (shard i is its block i)")]),
-    "gather": ("logits:gather_step", "Check and concatenate the shards of a dataset into one Zarr store.", [
+    "gather": ("teachers.logits:gather_step", "Check and concatenate the shards of a dataset into one Zarr store.", [
         _required("--dataset", "audioset or tau"), _required("--manifest", "manifest TSV"),
         _required("--rejected", "manifest's rejected TSV"), _required("--shards", nargs="+"),
         _required("--weights-dir", "teacher checkpoints (hashed into the provenance)"),
@@ -138,71 +141,76 @@ COMMANDS = {
         _optional("--bad-audio", "fail: stop at the first clip that failed to decode, naming it",
                   choices=["skip", "fail"], default="skip"),
         _optional("--released-dir", "released-index's folder: covered clips take the released logits"), SETTINGS]),
-    "released-index": ("released:released_index_step", "Which AudioSet training clips the released logits "
+    "released-index": ("teachers.released:released_index_step", "Which AudioSet training clips the released logits "
                        "(teachers.released_logits) cover, and what is computed.", [
         _required("--manifest", "AudioSet manifest"),
         _required("--planned-shards", "teacher shards the workflow planned", type=int),
         _required("--out-dir", "folder of released.tsv, compute.tsv, uncovered.tsv, .json"), SETTINGS]),
-    "released-agreement": ("agreement:agreement_step", "Run the members on a sample of covered clips and compare with "
+    "released-agreement": ("selection.agreement:agreement_step",
+                           "Run the members on a sample of covered clips and compare with "
                            "the released logits (JSON).", [
         _required("--manifest", "AudioSet manifest"), _required("--released-dir", "released-index's folder"),
         _required("--weights-dir", "teacher checkpoints"),
         _optional("--classifiers", "NAME=PATH of domain classifiers whose kept sets are compared", nargs="*"),
         _workers("teachers"), _required("--out", "agreement JSON"), SETTINGS]),
-    "domain-classifier": ("domain:domain_classifier_step", "Train the linear domain classifier for one split.", [
+    "domain-classifier": ("selection.domain:domain_classifier_step",
+                          "Train the linear domain classifier for one split.", [
         *AUDIOSET, _required("--target-store", "target logits Zarr"), _required("--target-manifest", "target manifest"),
         _required("--split", "training split of the target (5, 10, 25, 50, 100 for TAU)"),
         _required("--out", "classifier weights"), _required("--report", "validation report JSON"), SETTINGS]),
-    "score": ("domain:score_step", "Score every AudioSet training clip with a split's domain classifier.", [
+    "score": ("selection.domain:score_step", "Score every AudioSet training clip with a split's domain classifier.", [
         *AUDIOSET, _required("--classifier", "classifier weights"), _required("--out", "scores .npy"),
         _optional("--settings", 'JSON: {"members": [...]} to score on a member subset')]),
-    "histogram": ("plots:histogram_step", "Histogram of a split's scores with the thresholds marked.", [
+    "histogram": ("selection.histogram:histogram_step", "Histogram of a split's scores with the thresholds marked.", [
         *AUDIOSET, _required("--scores", "scores .npy"), _required("--title", "what the scores are of"),
         _required("--thresholds", nargs="+", type=float), _required("--out", "PNG")]),
-    "prune": ("domain:prune_step", "Keep the AudioSet training clips whose score exceeds a threshold.", [
+    "prune": ("selection.domain:prune_step", "Keep the AudioSet training clips whose score exceeds a threshold.", [
         *AUDIOSET, _required("--scores", "scores .npy"),
         _required("--key", "JSON: target, ensemble, split (copied into the stats)"),
         _required("--threshold", "threshold", type=float), _required("--out", "kept clips TSV"),
         _required("--stats", "kept share JSON")]),
-    "random-subset": ("controls:random_subset_step",
+    "random-subset": ("selection.controls:random_subset_step",
                       "Control: a random AudioSet training subset as large as a pruned set.", [
         *AUDIOSET, _required("--like", "the pruned set (kept clips TSV) whose size to match"),
         _required("--seed", "seed", type=int),
         _required("--name", "the pruned set's name; with the seed it fixes the draw"),
         _required("--out", "clips TSV")]),
-    "full-set": ("controls:full_set_step",
+    "full-set": ("selection.controls:full_set_step",
                  "Control: every AudioSet training clip with logits (distillation without pruning).", [
         *AUDIOSET, _required("--out", "clips TSV")]),
-    "enrichment": ("enrichment:enrichment_step",
+    "enrichment": ("selection.enrichment:enrichment_step",
                    "What a pruned set contains: AudioSet class shares against all clips.", [
         *AUDIOSET, _required("--kept", "the pruned set (kept.tsv)"), _optional("--random", "its random control"),
         _required("--classifier", "the split's domain classifier"),
         _optional("--class-labels", "class_labels_indices.csv (class names)"),
         _required("--key", "JSON key of the pruned set"), _required("--out-table", "enrichment TSV"),
         _required("--out-json", "enrichment JSON")]),
-    "enrichment-summary": ("enrichment_summary:enrichment_summary_step",
+    "enrichment-summary": ("results.enrichment_summary:enrichment_summary_step",
                            "A target's pruned sets' class enrichment: tables, plot.", [
         _required("--json", "enrichment.json of every pruned set", nargs="+"),
         _required("--tables", "enrichment.tsv of every pruned set, in the same order", nargs="+"),
         _required("--outdir"), SETTINGS]),
-    "known-answer": ("known_answer:known_answer_report", "The known-answer report: pruned sets vs the world's "
+    "known-answer": ("demo.known_answer:known_answer_report", "The known-answer report: pruned sets vs the world's "
                      "truth, and the gains.", [
         *AUDIOSET, _required("--scores", "the split's scores.npy"),
         _required("--truth", "the world's truth.tsv (written by demo-data)"),
         _required("--metrics", "metrics.json of the split's trained models", nargs="+"), _required("--outdir"),
         _optional("--zero-shot", "known-answer-zero-shot's JSON: what the models know before fine-tuning"),
         SETTINGS]),
-    "known-answer-zero-shot": ("zero_shot:zero_shot_step", "Known-answer world: zero-shot scene accuracy of the "
+    "known-answer-zero-shot": ("demo.zero_shot:zero_shot_step", "Known-answer world: zero-shot scene accuracy of the "
                                "teachers and of the distilled students, before any fine-tuning.", [
         _required("--target-store", "the target's logits Zarr"), _required("--manifest", "the target's manifest"),
         _required("--decoded", "the target's decoded store"),
         _required("--students", "NAME=student.pt of the distilled students", nargs="+"),
         _required("--out", "zero_shot.json"), SETTINGS]),
-    "pack-audio": ("packed:pack_step",
+    "pack-audio": ("data.packed:pack_step",
                    "Decode one manifest row block of AudioSet training clips into packed int16 Zarr.", [
         _required("--manifest", "AudioSet manifest"), _required("--shard", "row block index", type=int),
         _required("--out", "packed store"), THREADS, SETTINGS]),
-    "distill": ("distill:distill_step", "Distil CP-Mobile from the stored teacher logits on a pruned set.", [
+    "packed-list": ("data.packed_list:packed_list_step",
+                    "List the packed stores (the file a distillation waits for).", [
+        _positional("stores", "packed stores", nargs="*"), _required("--out", "list file")]),
+    "distill": ("student.distill:distill_step", "Distil CP-Mobile from the stored teacher logits on a pruned set.", [
         _required("--store", "AudioSet logits Zarr"), _required("--manifest", "AudioSet manifest"),
         _required("--kept", "kept clips TSV"), *TRAINED,
         _optional("--packed", "packed audio stores to read the clips from (else the source files are decoded)",
@@ -212,19 +220,23 @@ COMMANDS = {
         _optional("--staging", "auto: copy the set's packed clips to --stage-dir first where that pays",
                   choices=["auto", "never"], default="never"),
         SETTINGS]),
-    "decode-target": ("decoded:decode_target_step", "Decode a target's training and test clips once into a float32 "
+    "decode-target": ("data.decoded:decode_target_step",
+                      "Decode a target's training and test clips once into a float32 "
                       "store that its training and evaluation read.", [
         _required("--manifest", "the target's manifest"), _required("--out", "decoded store (a folder)"),
         THREADS, SETTINGS]),
-    "finetune": ("finetune:finetune_step", "Fine-tune (or train from scratch: the baseline) on a challenge split.", [
+    "finetune": ("student.finetune:finetune_step",
+                 "Fine-tune (or train from scratch: the baseline) on a challenge split.", [
         _required("--manifest", "TAU manifest"), _required("--split", "split"), _required("--seed", "seed", type=int),
         _optional("--init", "distilled student to start from; omit for the baseline"), *TRAINED, DECODED,
         _workers("training"), SETTINGS]),
-    "evaluate": ("evaluate:evaluate_step", "Evaluate a model on the test split: macro, per device, per class.", [
+    "evaluate": ("student.evaluate:evaluate_step",
+                 "Evaluate a model on the test split: macro, per device, per class.", [
         _required("--model", "model weights"), _required("--manifest", "TAU manifest"),
         _required("--key", "JSON run key"), _required("--out", "metrics JSON"),
         _required("--predictions", "predictions CSV (submission layout)"), DECODED, _workers("training"), SETTINGS]),
-    "submission": ("submission:submission_step", "Predict the challenge evaluation set with the chosen fine-tuned "
+    "submission": ("student.submission:submission_step",
+                   "Predict the challenge evaluation set with the chosen fine-tuned "
                    "model (submission format, with parameters and MACs).", [
         _required("--models", "candidate fine-tuned models", nargs="+"),
         _required("--metrics", "their development-test metrics.json, same order", nargs="+"),
@@ -232,14 +244,15 @@ COMMANDS = {
         _required("--eval-root", "evaluation set folder (meta.csv with filename, the audio)"),
         _required("--out", "output.csv (submission format)"),
         _required("--info", "info.json (MACs, Params, test results)"), _workers("training"), SETTINGS]),
-    "summarise": ("summarise:summarise_step", "Tables 1 and 2 (CSV, Markdown, HTML) and plots.", [
+    "summarise": ("results.summarise:summarise_step", "Tables 1 and 2 (CSV, Markdown, HTML) and plots.", [
         _required("--metrics", nargs="+"), _required("--prune-stats", nargs="+"),
         _optional("--manifest", "target manifest: warns above the tables about classes a split lacks"),
         _required("--outdir", "summary folder"), SETTINGS,
         _optional("--curves", "KIND:RUN=curve.tsv: plotted into <outdir>/curves", nargs="*", default=[]),
         _optional("--validation", "the domain classifiers' validation.json files", nargs="*"),
         _optional("--enrichment", "the pruned sets' enrichment.json files (controls table)", nargs="*")]),
-    "rejected": ("rejected:rejected_step", "Count the rejected clips of every dataset by reason, for the report.", [
+    "rejected": ("results.rejected:rejected_step",
+                 "Count the rejected clips of every dataset by reason, for the report.", [
         _required("--tables", "DATASET=rejected.tsv ...", nargs="+"), _required("--outdir", "summary folder")]),
     "clip-jobs": (cmd_clip_jobs,
                   "The shard outputs that read given clips: snakemake --forcerun $(prunekd clip-jobs ...).", [
@@ -252,12 +265,12 @@ COMMANDS = {
     "status": (cmd_status, "How far a grid is, per rule (done, running, failed, left), the running training jobs' "
                "step and time left, GPU-hours spent against the plan: from the files Snakemake and the jobs write.", [
         *PLANNED_RUN]),
-    "rates": ("rates:rates_step",
+    "rates": ("cluster.rates:rates_step",
               "Rates for `prunekd cost` from the wall time of the GPU jobs a run has finished (its own GPUs).", [
         _optional("--results", "the run's results folder (paths.results)", default="results"),
         _optional("--out", "rates YAML to write (default: print it); then `prunekd cost --rates FILE`"),
         _optional("--fallback", f"rates for rules with no finished job ({DEFAULT_RATES})")]),
-    "submit": ("controller:submit_step",
+    "submit": ("cluster.controller:submit_step",
                "Run the Snakemake controller as a SLURM job (submitit), requeued on time-out.", [
         _optional("--profile", "Snakemake profile for the workflow's jobs", default="profiles/slurm"),
         _optional("--workdir", "workflow directory (holds the Snakefile)", default="."),
@@ -284,8 +297,8 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None):
-    from .atomic import sigterm_as_exit
-    from .errors import PrunekdError
+    from prunekd.atomic import sigterm_as_exit
+    from prunekd.errors import PrunekdError
 
     a = parser().parse_args(argv)
     with sigterm_as_exit():  # a job SLURM stops (time limit, scancel) cleans up its half-written outputs

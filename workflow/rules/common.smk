@@ -22,17 +22,17 @@ sys.path.insert(0, str(PACKAGE_DIR.parent))
 def _load(name):
     """A torch-free module of the shipped package (the workflow reads its facts and checks from there)."""
     mod = importlib.import_module(f"prunekd.{name}")
-    if Path(mod.__file__).resolve().parent != PACKAGE_DIR.resolve():
+    if not Path(mod.__file__).resolve().is_relative_to(PACKAGE_DIR.resolve()):
         raise ImportError(f"prunekd is imported from {Path(mod.__file__).parent}, not this workflow's {PACKAGE_DIR}")
     return mod
 
 
-_codehash = _load("codehash")
-_checks = _load("checks")  # config, profile and data-path checks: one line each (src/prunekd/checks.py)
-_layouts = _load("layouts")  # where the data lies in the layouts users hold (src/prunekd/layouts.py)
-_members = _load("members")  # the PaSST members: name -> (stride, release tag, checkpoint file)
-_requests = _load("requests")  # a retried job's grown requests (src/prunekd/requests.py)
-_released = _load("released")  # released ensemble logits: the restricted index reader (src/prunekd/released.py)
+_codehash = _load("dag.codehash")
+_checks = _load("dag.checks")  # config, profile and data-path checks: one line each (src/prunekd/dag/checks.py)
+_layouts = _load("dag.layouts")  # where the data lies in the layouts users hold (src/prunekd/dag/layouts.py)
+_members = _load("dag.members")  # the PaSST members: name -> (stride, release tag, checkpoint file)
+_requests = _load("dag.requests")  # a retried job's grown requests (src/prunekd/dag/requests.py)
+_released = _load("dag.released_index")  # released ensemble logits: the restricted index reader
 CONFIG_FILES = list(dict.fromkeys(str(f) for f in [*workflow.configfiles, *(workflow.overwrite_configfiles or [])]))
 
 
@@ -68,7 +68,7 @@ except Exception as e:  # Snakemake's own message appends the whole schema and c
 
 
 def code_version(command):
-    """Hash of the code that `prunekd <command>` runs (see src/prunekd/codehash.py)."""
+    """Hash of the code that `prunekd <command>` runs (see src/prunekd/dag/codehash.py)."""
     return _codehash.code_version(command, PACKAGE_DIR)
 
 
@@ -98,7 +98,8 @@ def runtime(minutes):
 
 
 def _alternatives(names):
-    return "|".join(re.escape(str(n)) for n in names)
+    """A wildcard constraint matching exactly these names (src/prunekd/dag/grid.py, alternatives)."""
+    return _load("dag.grid").alternatives(names)
 
 
 R = config["paths"]["results"]

@@ -108,7 +108,7 @@ rule prune:
     benchmark:
         f"{R}/benchmarks/prune/{{target}}/{{ensemble}}/split{{split}}_thr{{threshold}}.tsv"
     group:
-        "domain"
+        "pruned_set"
     resources:
         mem_mb=mem_mb(4000),
         runtime=runtime(15),
@@ -135,7 +135,7 @@ rule random_subset:
     benchmark:
         f"{R}/benchmarks/random_subset/{{target}}/{{ensemble}}/split{{split}}_thr{{threshold}}.tsv"
     group:
-        "domain"
+        "pruned_set"
     resources:
         mem_mb=mem_mb(4000),
         runtime=runtime(15),
@@ -191,7 +191,7 @@ rule enrichment:
     benchmark:
         f"{R}/benchmarks/enrichment/{{target}}/{{ensemble}}/split{{split}}_thr{{threshold}}.tsv"
     group:
-        "domain"
+        "pruned_set"
     resources:
         mem_mb=8000,
         runtime=30,

@@ -1,6 +1,6 @@
-# The experiment grid (src/prunekd/grid.py: the keys of every trained model and the paths made from them), and
+# The experiment grid (src/prunekd/dag/grid.py: the keys of every trained model and the paths made from them), and
 # the glue the rules need: wildcard constraints, functions of wildcards, what `all` builds.
-_grid = _load("grid")
+_grid = _load("dag.grid")
 GRID = _grid.Grid(config, TARGETS, ENSEMBLES)
 SEEDED = GRID.seeded
 MODELS, TRAINSETS, FINETUNED, BASELINES = GRID.models, GRID.trainsets, GRID.finetuned, GRID.baselines

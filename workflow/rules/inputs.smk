@@ -7,7 +7,9 @@ AUDIOSET_LAYOUT = (
     else _layouts.audioset_layout(AUDIOSET, config["data"]["audioset_subsets"], config["paths"]["audioset_layout"])
 )
 
-PLAN = _load("plan").Plan(config, TARGETS, AUDIOSET_LAYOUT)  # the raw inputs and the shards (src/prunekd/plan.py)
+PLAN = _load("dag.plan").Plan(
+    config, TARGETS, AUDIOSET_LAYOUT
+)  # the raw inputs and the shards (src/prunekd/dag/plan.py)
 audioset_lists, target_lists, demo_writes = PLAN.audioset_lists, PLAN.target_lists, PLAN.demo_writes
 
 

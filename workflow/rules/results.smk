@@ -177,7 +177,7 @@ if KNOWN_ANSWER:
             "--settings {params.settings:q} 2> {log:q}"
 
     rule known_answer_zero_shot:
-        # What the teachers and the distilled students know of the scenes before fine-tuning (src/prunekd/zero_shot.py).
+        # What the teachers and the distilled students know of the scenes before fine-tuning (src/prunekd/demo/zero_shot.py).
         input:
             target_store=f"{R}/logits/{KNOWN_ANSWER['target']}.zarr",
             manifest=f"{R}/manifests/{KNOWN_ANSWER['target']}.tsv",

@@ -1,7 +1,7 @@
 # The slices of the config each step reads (its `params.settings`): a changed value reruns that step only.
-# Keys that choose only how a step reads its input (src/prunekd/reruns.py, IO_KEYS) are left out of them: the
+# Keys that choose only how a step reads its input (src/prunekd/dag/reruns.py, IO_KEYS) are left out of them: the
 # rules pass those as resources (not a rerun trigger) to the command's flags, so that changing them reruns nothing.
-_reruns = _load("reruns")
+_reruns = _load("dag.reruns")
 
 
 def computed(section):

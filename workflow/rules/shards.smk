@@ -1,5 +1,5 @@
 # How many teacher and packing jobs a dataset gets: its listed rows, known before its manifest is built
-# (src/prunekd/plan.py).
+# (src/prunekd/dag/plan.py).
 
 
 def shards(dataset):
@@ -15,8 +15,15 @@ def teacher_shards(dataset):
         refuse(f"teachers.released_logits.index: {e}")
 
 
-def packed_stores(wildcards):
-    """Packed AudioSet stores that distillation reads (none when it decodes the source files)."""
-    if config["distillation"]["audio_input"] != "packed":
-        return []
-    return expand(f"{R}/packed/audioset/{{shard}}.zarr", shard=shards("audioset"))
+PACKED = config["distillation"]["audio_input"] == "packed"
+# Packed AudioSet stores that distillation reads (none when it decodes the source files).
+PACKED_STORES = expand(f"{R}/packed/audioset/{{shard}}.zarr", shard=shards("audioset")) if PACKED else []
+PACKED_ARGS = shlex.join(["--packed", *PACKED_STORES]) if PACKED else ""
+# One file that stands for all the stores, written once they are complete: a distillation waits for it alone. A
+# rebuilt or missing store reruns it and so every distillation after it; listing every store as every
+# distillation's input made the DAG's cost grow as jobs x stores.
+PACKED_LIST = f"{R}/packed/audioset.txt"
+
+
+def packed_list(wildcards):
+    return [PACKED_LIST] if PACKED else []

@@ -1,5 +1,5 @@
 # The challenge's evaluation set (targets.<name>.evaluation): predictions of the chosen fine-tuned model in the
-# submission format, with its parameters and MACs (src/prunekd/submission.py).
+# submission format, with its parameters and MACs (src/prunekd/student/submission.py).
 
 
 rule submission:

@@ -1,4 +1,4 @@
-# Which models a submission chooses from (targets.<name>.evaluation: src/prunekd/grid.py); the rule is in
+# Which models a submission chooses from (targets.<name>.evaluation: src/prunekd/dag/grid.py); the rule is in
 # submission.smk.
 
 

@@ -30,6 +30,21 @@ rule pack_audio:
         "--threads {threads} --settings {params.settings:q} 2> {log:q}"
 
 
+rule packed_list:
+    # The packed stores, one per line: the one input by which a distillation waits for all of them.
+    input:
+        PACKED_STORES,
+    output:
+        PACKED_LIST,
+    log:
+        f"{R}/logs/packed_list.log",
+    benchmark:
+        f"{R}/benchmarks/packed_list.tsv"
+    localrule: True
+    shell:
+        "prunekd packed-list {input:q} --out {output:q} 2> {log:q}"
+
+
 rule distill:
     # One rule for every AudioSet subset a student is distilled on (TRAINSETS, workflow/rules/grid.smk):
     # a pruned set, its random control ({target}/{ensemble}/split{split}/random/thr{threshold}), the pruned set
@@ -39,7 +54,7 @@ rule distill:
         store=f"{R}/logits/audioset.zarr",
         manifest=f"{R}/manifests/audioset.tsv",
         kept=selection_list,
-        packed=packed_stores,
+        packed=packed_list,
     output:
         model=f"{R}/distill/{{trainset}}/student.pt",
         curve=f"{R}/distill/{{trainset}}/curve.tsv",  # plotted for the report by summarise
@@ -65,7 +80,7 @@ rule distill:
             members=ENSEMBLES[TRAINSETS[w.trainset]["ensemble"]],
         ),
         ckpt=lambda w: f"{R}/distill/{w.trainset}/checkpoints",
-        packed=lambda w, input: shlex.join(["--packed", *input.packed]) if input.packed else "",
+        packed=PACKED_ARGS,
     shell:
         "prunekd distill --store {input.store:q} --manifest {input.manifest:q} --kept {input.kept:q} "
         "--out {output.model:q} --curve {output.curve:q} --checkpoint-dir {params.ckpt:q} {params.packed} "
@@ -74,7 +89,7 @@ rule distill:
 
 
 rule decode_target:
-    # A target's training and test clips decoded and resampled once into float32 (src/prunekd/decoded.py):
+    # A target's training and test clips decoded and resampled once into float32 (src/prunekd/data/decoded.py):
     # every fine-tuning, baseline and evaluation of the target reads them from there.
     input:
         manifest=f"{R}/manifests/{{target}}.tsv",
