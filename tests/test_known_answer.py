@@ -14,6 +14,7 @@ from conftest import BIN, LOCAL_ENV, REPO
 from prunekd.demo.known_answer import TruthError, claims, condition_table, pruned_vs_truth
 from prunekd.demo.worlds import N_EVENTS, SCENE_EVENTS, SCENE_PAIRS, TRUTH_FILE, make_demo_data
 from prunekd.student.distill import shuffled_targets
+from prunekd.teachers.logit_store import write_ids
 from prunekd.teachers.logit_store import ids as ids_of
 
 WORLD = {
@@ -74,7 +75,7 @@ def _store(tmp_path, ids, subsets):
     """A logits store's id/row arrays and the manifest they index (what training_rows reads)."""
     pd.DataFrame({"id": ids, "subset": subsets}).to_csv(tmp_path / "m.tsv", sep="\t", index=False)
     g = zarr.open_group(str(tmp_path / "s.zarr"), mode="w")
-    g.create_array("id", data=np.array(ids, dtype=str))
+    write_ids(g, ids)
     g.create_array("row", data=np.arange(len(ids), dtype=np.int64))
     return tmp_path / "s.zarr", tmp_path / "m.tsv"
 

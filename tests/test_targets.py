@@ -76,10 +76,11 @@ def test_generic_target_runs_through_the_dag(demo_run, tmp_path):
 
 def test_random_subset_has_the_pruned_size_and_is_reproducible_from_its_seed():
     from prunekd.selection.controls import random_subset
+    from prunekd.teachers.logit_store import write_ids
 
     g = zarr.open_group(store=zarr.storage.MemoryStore(), mode="w")
     g.create_array("row", data=np.arange(1000, dtype=np.int64) + 7)
-    g.create_array("id", data=np.array([f"clip{i}" for i in range(1000)]))
+    write_ids(g, [f"clip{i}" for i in range(1000)])
     train = np.arange(100, 1000)
     a = random_subset(g, train, 250, seed=0, name="tau/all/split100/thr0.3")
     assert len(a) == 250 and a["position"].is_unique and set(a["position"]) <= set(train)

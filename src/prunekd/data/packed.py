@@ -84,7 +84,7 @@ def pack_shard(
             if x is None:
                 rejected.append([int(rows_all[i]), why])
             else:
-                buf[k % CLIPS_PER_FILE] = np.clip(np.round(x * 32767.0), -32768, 32767)
+                buf[k % CLIPS_PER_FILE] = np.clip(np.round(np.asarray(x) * 32767.0), -32768, 32767)  # x: a torch tensor
                 keep.append(int(rows_all[i]))
                 k += 1
                 if k % CLIPS_PER_FILE == 0:  # whole Zarr shards: one write each
