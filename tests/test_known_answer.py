@@ -14,8 +14,8 @@ from conftest import BIN, LOCAL_ENV, REPO
 from prunekd.demo.known_answer import TruthError, claims, condition_table, pruned_vs_truth
 from prunekd.demo.worlds import N_EVENTS, SCENE_EVENTS, SCENE_PAIRS, TRUTH_FILE, make_demo_data
 from prunekd.student.distill import shuffled_targets
-from prunekd.teachers.logit_store import write_ids
 from prunekd.teachers.logit_store import ids as ids_of
+from prunekd.teachers.logit_store import write_ids
 
 WORLD = {
     "seed": 3,
