@@ -271,6 +271,45 @@ def test_config_typo_is_one_short_line_naming_file_key_and_the_nearest_key(tmp_p
     assert len(out.splitlines()) < 10 and "additionalProperties" not in out
 
 
+def test_config_files_apply_in_order_and_a_file_named_twice_counts_where_it_applies_last(tmp_path):
+    from prunekd.dag.checks import config_files, file_setting
+
+    (tmp_path / "config.yaml").write_text("grid:\n  seeds: [0]\n  thresholds: [0.1]\n")
+    (tmp_path / "mine.yaml").write_text("grid:\n  thresholds: [0.1, 1.5]\n")
+    # The Snakefile's `configfile: config.yaml` comes first, then `--configfiles config.yaml mine.yaml`.
+    files = config_files([tmp_path / "config.yaml"], [tmp_path / "config.yaml", tmp_path / "mine.yaml"], tmp_path)
+    assert files == ["config.yaml", "mine.yaml"]
+    assert file_setting("grid.thresholds.1", files, start=tmp_path) == "mine.yaml"
+    assert file_setting("grid.seeds", files, start=tmp_path) == "config.yaml"
+    assert file_setting("grid.seeds", files, {"grid": {"seeds": [1]}}, tmp_path) == "--config"
+    assert config_files([], ["/elsewhere/mine.yaml"], tmp_path) == ["/elsewhere/mine.yaml"]
+
+
+@pytest.mark.parametrize(
+    "mine,blamed,key",
+    [
+        ("targets:\n  tau:\n    splits: [5, 15]\n", "mine.yaml", "targets.tau.splits"),
+        ("teachers:\n  members: [passt_s_swa_p16_128_ap476, passt_s_p16_128_ap47]\n", "mine.yaml", "teachers.members"),
+        ("grid:\n  thresholds: [0.1, 0.3, 1.5]\n", "mine.yaml", "grid.thresholds"),
+        ("domain_classifier:\n  batch_size: 601\n", "mine.yaml", "domain_classifier.batch_size"),
+        ("grid:\n  seeds: [0]\n", "config.yaml", "training.batch_size"),  # the user's edited copy of config.yaml
+    ],
+)
+def test_a_bad_value_is_blamed_on_the_file_that_sets_it(tmp_path, mine, blamed, key):
+    """The README's layering, `--configfiles config.yaml mine.yaml`, in the folder holding both."""
+    text = (REPO / "config.yaml").read_text()
+    if blamed == "config.yaml":
+        text = text.replace("\n  batch_size: 256", "\n  batch_size: 0", 1)
+        assert "batch_size: 0" in text
+    (tmp_path / "config.yaml").write_text(text)
+    (tmp_path / "mine.yaml").write_text(mine)
+    rc, out = _smk(
+        tmp_path, "-n", "-s", str(REPO / "Snakefile"), "--configfiles", "config.yaml", "mine.yaml", cwd=tmp_path
+    )
+    line = next((l for l in out.splitlines() if "ValidationError" in l), "")
+    assert rc != 0 and line.startswith(f"ValidationError: {blamed}: ") and key in line, out[-2000:]
+
+
 def test_absent_target_root_warns_in_a_dry_run_and_stops_a_real_run_before_any_job(tmp_path):
     _users_audioset(tmp_path / "AudioSet")
     cfg = tmp_path / "real.yaml"

@@ -95,14 +95,34 @@ def unknown_keys(config, schema: dict, root: dict | None = None, prefix: str = "
     return out
 
 
-def file_setting(key: str, files) -> str | None:
-    """The last of the config files that sets this dotted key (the one to edit), if any."""
+def config_files(declared, given, start=".") -> list[str]:
+    """The config files in the order their values apply, each once, the last one winning.
+
+    declared: the workflow's `configfile:` files (loaded first); given: --configfile(s) of the command line or
+    the profile, which Snakemake lays over them, in order. A file named both ways (`--configfiles config.yaml
+    mine.yaml`) counts where it applies last, so `mine.yaml` keeps the blame for a key both set. Shown as the
+    user would type them: relative to the folder Snakemake was started in when inside it.
+    """
+    start = os.path.abspath(start)
+    order: dict[str, str] = {}
+    for f in [*declared, *given]:
+        full = os.path.abspath(os.path.join(start, str(f)))
+        order.pop(full, None)
+        order[full] = full
+    return [os.path.relpath(f, start) if Path(f).is_relative_to(start) else f for f in order]
+
+
+def file_setting(key: str, files, cli_config=None, start=".") -> str | None:
+    """The last of the config files that sets this dotted key (the one to edit), if any; `--config` when the
+    command line's --config sets it (it applies over every file). start: where relative files start."""
     import yaml
 
+    if cli_config and key.split(".")[0] in cli_config:
+        return "--config"
     found = None
     for f in files:
         try:
-            node = yaml.safe_load(Path(f).read_text())
+            node = yaml.safe_load((Path(start) / f).read_text())
         except (OSError, yaml.YAMLError):
             continue
         for part in key.split("."):
@@ -117,12 +137,12 @@ def file_setting(key: str, files) -> str | None:
     return found
 
 
-def unknown_key_message(config, schema: dict, files) -> str | None:
+def unknown_key_message(config, schema: dict, files, cli_config=None, start=".") -> str | None:
     bad = unknown_keys(config, schema)
     if not bad:
         return None
     key, near = bad[0]
-    where = file_setting(key, files) or "--config"
+    where = file_setting(key, files, cli_config, start) or "--config"
     hint = f"; did you mean {near!r}?" if near else ""
     more = f" ({len(bad) - 1} more unknown keys)" if len(bad) > 1 else ""
     return f"{where}: unknown config key {key!r}{hint}{more}"
@@ -150,11 +170,11 @@ class _Joined:
         self.message = "; ".join(e.message for e in errors)
 
 
-def validation_message(error, files) -> str:
+def validation_message(error, files, cli_config=None, start=".") -> str:
     """One line from a jsonschema ValidationError: the key, the value's problem and the file that sets it."""
     error = _innermost(error)
     key = ".".join(str(p) for p in error.absolute_path)
-    where = file_setting(key, files) if key else None
+    where = file_setting(key, files, cli_config, start) if key else None
     return f"ValidationError: {where + ': ' if where else ''}config key {key or '(top level)'!r}: {error.message}"
 
 
