@@ -306,7 +306,7 @@ def test_a_bad_value_is_blamed_on_the_file_that_sets_it(tmp_path, mine, blamed, 
     rc, out = _smk(
         tmp_path, "-n", "-s", str(REPO / "Snakefile"), "--configfiles", "config.yaml", "mine.yaml", cwd=tmp_path
     )
-    line = next((l for l in out.splitlines() if "ValidationError" in l), "")
+    line = next((x for x in out.splitlines() if "ValidationError" in x), "")
     assert rc != 0 and line.startswith(f"ValidationError: {blamed}: ") and key in line, out[-2000:]
 
 
