@@ -310,20 +310,38 @@ def test_a_bad_value_is_blamed_on_the_file_that_sets_it(tmp_path, mine, blamed, 
     assert rc != 0 and line.startswith(f"ValidationError: {blamed}: ") and key in line, out[-2000:]
 
 
-def test_absent_target_root_warns_in_a_dry_run_and_stops_a_real_run_before_any_job(tmp_path):
+def test_every_absent_input_is_named_at_the_dry_run_summarised_at_its_end_and_stops_a_real_run(tmp_path):
+    """A TAU copy without its audio/ folder and two of its split files; then a mistyped split_dir."""
+    import shutil
+
     _users_audioset(tmp_path / "AudioSet")
+    tau = tmp_path / "TAU"
+    _tau(tau, ["airport", "bus"], ["airport", "bus"])
+    shutil.rmtree(tau / "audio")
+    (tau / "split25.csv").unlink()
+    (tau / "test.csv").unlink()
     cfg = tmp_path / "real.yaml"
     cfg.write_text(
-        f"demo:\n  enabled: false\npaths:\n  audioset: {tmp_path / 'AudioSet'}\n"
-        f"targets:\n  tau:\n    root: {tmp_path / 'TAU-mistyped'}\n"
+        f"demo:\n  enabled: false\npaths:\n  audioset: {tmp_path / 'AudioSet'}\ntargets:\n  tau:\n    root: {tau}\n"
     )
     args = ["-s", str(REPO / "Snakefile"), "--configfiles", str(REPO / "config.yaml"), str(cfg)]
-    line = f"targets.tau.root: {tmp_path / 'TAU-mistyped'} does not exist"
+    lines = [
+        f"targets.tau.root (audio/): {tau}/audio does not exist",
+        f"targets.tau.root (split25.csv): {tau}/split25.csv does not exist",
+        f"targets.tau.root (test.csv): {tau}/test.csv does not exist",
+    ]
     rc, out = _smk(tmp_path / "wd", *args, "-n")
-    assert rc == 0 and f"warning: {line}" in out  # a dry run still plans, and says so
+    assert rc == 0 and all(f"warning: {x}" in out for x in lines), out[-3000:]  # a dry run still plans
+    summary = out.split("This was a dry-run")[1]  # once more after the job listing, every one of them
+    assert "Absent inputs (3)" in summary and all(f"  {x}\n" in summary for x in lines), summary
     rc, out = _smk(tmp_path / "wd", *args)
-    assert rc != 0 and line in out and "FileNotFoundError" not in out
+    assert rc != 0 and all(x in out for x in lines) and "FileNotFoundError" not in out
     assert not (tmp_path / "wd/results").exists()  # stopped before any job
+    # A mistyped split_dir is one mistake: one line, naming the key to fix.
+    cfg.write_text(cfg.read_text() + f"    split_dir: {tmp_path / 'splits-mistyped'}\n")
+    rc, out = _smk(tmp_path / "wd", *args, "-n", "--quiet", "rules")
+    line = f"targets.tau.split_dir: {tmp_path / 'splits-mistyped'} does not exist (nor the 6 files"
+    assert rc == 0 and line in out.split("This was a dry-run")[1], out[-3000:]
 
 
 def test_own_config_over_the_demo_profile_is_refused_with_the_way_that_layers(tmp_path):

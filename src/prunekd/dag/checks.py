@@ -58,8 +58,26 @@ def claim_demo_folder(folder, key: str) -> Path:
 
 
 def missing_data(paths: dict) -> list[str]:
-    """paths: config key -> path that must exist. One line per absent path."""
-    return [f"{key}: {p} does not exist" for key, p in paths.items() if not os.path.exists(p)]
+    """paths: config key -> path that must exist. One line per absent path; the paths inside an absent folder
+    are counted on its line rather than listed (one wrong root is one mistake)."""
+    absent = [(k, str(p)) for k, p in paths.items() if not os.path.exists(p)]
+    out = []
+    for key, p in absent:
+        if any(p != q and p.startswith(q.rstrip("/") + "/") for _, q in absent):
+            continue  # inside an absent folder: that folder's line counts it
+        inside = sum(q != p and q.startswith(p.rstrip("/") + "/") for _, q in absent)
+        more = f" (nor the {inside} files and folders read inside it)" if inside else ""
+        out.append(f"{key}: {p} does not exist{more}")
+    return out
+
+
+def missing_data_summary(lines: list[str], files) -> str:
+    """The absent inputs once more, after a dry run's job listing (they would scroll away above it)."""
+    return "\n".join(
+        [f"Absent inputs ({len(lines)}); the dry run planned without them, a real run stops before any job:"]
+        + [f"  {line}" for line in lines]
+        + [f"(config files: {', '.join(files) or 'none'})"]
+    )
 
 
 # ---- configuration ---------------------------------------------------------------------------------

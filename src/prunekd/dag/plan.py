@@ -77,6 +77,14 @@ class Plan:
                 continue
             if v["adapter"] == "tau2022":
                 keys = {f"targets.{t}.root": v["root"], f"targets.{t}.root (meta.csv)": f"{v['root']}/meta.csv"}
+                # meta.csv names every clip as audio/<file>.wav; the manifest reads all the challenge split files.
+                keys[f"targets.{t}.root (audio/)"] = f"{v['root']}/audio"
+                split_dir = layouts.tau_split_dir(v["root"], v.get("split_dir"))
+                where = f"targets.{t}.split_dir" if v.get("split_dir") else f"targets.{t}.root"
+                if v.get("split_dir"):
+                    keys[where] = split_dir
+                for f in layouts.TAU_SPLIT_FILES:
+                    keys[f"{where} ({f})"] = f"{split_dir}/{f}"
             else:
                 keys = {f"targets.{t}.csv": v["csv"], f"targets.{t}.audio_root": v["audio_root"]}
             out.append((t, keys))
