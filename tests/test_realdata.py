@@ -137,7 +137,7 @@ def test_test_classes_missing_from_training_are_warned_in_the_manifest_log_and_t
         text=True,
     )
     assert p.returncode == 0, p.stderr
-    assert "split100: test classes never in training: park" in p.stderr
+    assert "split 100: test classes never in training: park" in p.stderr
     metrics = tmp_path / "metrics.json"
     metrics.write_text(
         json.dumps(
