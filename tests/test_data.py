@@ -200,3 +200,22 @@ def test_csv_target_errors_name_file_and_line(tmp_path, rows, header, message):
     with pytest.raises(MetadataError, match=None) as e:
         csv_target_manifest(f, tmp_path, ["train"])
     assert str(f) in str(e.value) and message in str(e.value)
+
+
+def test_an_audioset_subset_without_usable_clips_names_the_audio_folder_key():
+    from prunekd.data.manifest import unusable
+
+    man = pd.DataFrame(
+        {
+            "id": ["a", "b", "c"],
+            "subset": ["eval", "balanced_train", "balanced_train"],
+            "path": ["/as/audio/a.flac", "", ""],
+            "status": ["ok", "missing", "missing"],
+        }
+    )
+    s = {"adapter": "audioset", "bad_audio": "skip"}
+    assert unusable(man, s, "audioset") == (
+        "audioset: subset balanced_train has no usable clip: all 2 clips rejected (first: b, missing); "
+        "check paths.audioset_audio (default: <paths.audioset>/audio)"
+    )
+    assert unusable(man.iloc[:1], s, "audioset") is None

@@ -340,18 +340,18 @@ def build_manifest(s: dict, root, out, rejected_out, log=print) -> None:
             )
     else:
         man, rej = target_manifest(s)
-    problem = unusable(man, s, Path(out).name.removesuffix(".tsv"))
-    if problem:
-        raise MetadataError(problem)
-    if s["adapter"] != "audioset":
-        for w in class_coverage_warnings(man):
-            log(f"warning: {out}: {w}")
     if len(rej) and s["bad_audio"] == "fail":
         r = rej.iloc[0]
         where = f"{r['list']} line {r['line']}" if "list" in r else str(man.loc[man["row"] == r["row"], "path"].iloc[0])
         raise BadAudioError(
             f"{where}: clip {r['id']} is {r['reason']} ({out}; data.bad_audio: fail); {len(rej)} such clips"
         )
+    problem = unusable(man, s, Path(out).name.removesuffix(".tsv"))
+    if problem:
+        raise MetadataError(problem)
+    if s["adapter"] != "audioset":
+        for w in class_coverage_warnings(man):
+            log(f"warning: {out}: {w}")
     write_table(rejected_out, rej)
     write_table(out, man)
     log(f"{out}: {len(man)} rows, {len(rej)} rejected, {time.time() - t0:.1f} s")
