@@ -37,6 +37,11 @@ def test_default_grid_counts_match_snakemake():
     assert {r: est["rules"][r]["jobs"] for r in est["rules"]} == {r: counts[r] for r in cost.GPU_RULES if r in counts}
     assert set(est["rules"]) == set(cost.GPU_RULES)
     assert est["jobs_planned"] == sum(counts.values())
+    # The counts the docs quote are those planned today.
+    docs = (REPO / "docs/cluster.md").read_text()
+    shards = f"{counts['teacher_logits']} teacher shards, {counts['pack_audio']} packing jobs"
+    assert f"The paper grid plans {sum(counts.values())} jobs: 2 manifests, {shards}" in " ".join(docs.split())
+    assert f"| default paper grid (`config.yaml`) | {sum(counts.values())} |" in docs
     summary = json.loads(text.splitlines()[-1])  # the last line is for scripts
     assert summary["total_gpu_hours"] == pytest.approx(est["total"]["measured"], abs=1e-3)
     assert summary["target_total_gpu_hours"] < summary["total_gpu_hours"]
