@@ -286,6 +286,53 @@ def test_config_files_apply_in_order_and_a_file_named_twice_counts_where_it_appl
 
 
 @pytest.mark.parametrize(
+    "mine,line",
+    [
+        (
+            {
+                "mine": {
+                    "adapter": "CSV",
+                    "csv": "a.csv",
+                    "audio_root": "a",
+                    "clip_seconds": 1,
+                    "tile_to_10s": False,
+                    "splits": ["a"],
+                    "sweep_split": None,
+                }
+            },
+            "config key 'targets.mine.adapter': 'CSV' is not one of ['tau2022', 'csv']",
+        ),
+        (
+            {"mine": {"adapter": "csv"}},
+            "config key 'targets.mine': missing 'clip_seconds', 'tile_to_10s', 'splits', 'sweep_split', 'csv', "
+            "'audio_root'",
+        ),
+        ({"tau": {"evaluation": {"root": "eval"}}}, "config key 'targets.tau.evaluation': missing 'models'"),
+        (
+            {"tau": {"sweep_split": 7}},
+            "config key 'targets.tau.sweep_split': 7 is not one of [5, 10, 25, 50, 100, None]",
+        ),
+    ],
+)
+def test_a_schema_error_is_one_line_that_says_what_the_value_may_be(tmp_path, mine, line):
+    """`oneOf` blocks (the adapters, null-or-block settings) name the branch meant, every missing key at once."""
+    import jsonschema
+    import yaml
+
+    from prunekd.dag.checks import validation_message
+
+    schema = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    for name, block in mine.items():
+        config["targets"][name] = {**config["targets"].get(name, {}), **block}
+    (tmp_path / "mine.yaml").write_text(yaml.safe_dump({"targets": mine}))
+    errors = list(jsonschema.validators.validator_for(schema)(schema).iter_errors(config))
+    # the first error, as the validator Snakemake calls raises it
+    msg = validation_message(errors[0], ["mine.yaml"], start=tmp_path, others=errors)
+    assert msg == f"ValidationError: mine.yaml: {line}"
+
+
+@pytest.mark.parametrize(
     "mine,blamed,key",
     [
         ("targets:\n  tau:\n    splits: [5, 15]\n", "mine.yaml", "targets.tau.splits"),

@@ -73,7 +73,10 @@ except Exception as e:  # Snakemake's own message appends the whole schema and c
     cause = e.__context__  # the jsonschema ValidationError
     if not hasattr(cause, "absolute_path"):
         raise
-    refuse(_checks.validation_message(cause, CONFIG_FILES, _CLI_CONFIG, workflow.workdir_init))
+    import jsonschema
+
+    _all = list(jsonschema.validators.validator_for(_schema)(_schema).iter_errors(config))
+    refuse(_checks.validation_message(cause, CONFIG_FILES, _CLI_CONFIG, workflow.workdir_init, _all))
 
 
 def code_version(command):

@@ -166,34 +166,73 @@ def unknown_key_message(config, schema: dict, files, cli_config=None, start=".")
     return f"{where}: unknown config key {key!r}{hint}{more}"
 
 
+def _misfit(errors) -> bool:
+    """A `oneOf` branch meant for another kind of value: the value's type, or a target's adapter, is not its."""
+    return any(e.validator in ("type", "const", "enum") and list(e.relative_path) in ([], ["adapter"]) for e in errors)
+
+
 def _innermost(error):
-    """For a `oneOf` (the target adapters): the error of the branch whose `adapter` matched."""
+    """For a `oneOf` (the target adapters, null-or-block settings): the error of the branch meant for the value;
+    where no branch is, what the value may be."""
     while error.context:
         branches = {}
         for e in error.context:
             branches.setdefault(e.relative_schema_path[0], []).append(e)
-        fitting = [errs for errs in branches.values() if not any(list(e.relative_path) == ["adapter"] for e in errs)]
-        if len(fitting) != 1:
-            break
-        error = fitting[0][0] if len(fitting[0]) == 1 else _Joined(fitting[0])
+        fitting = [errs for errs in branches.values() if not _misfit(errs)]
+        if len(fitting) == 1:
+            error = fitting[0][0] if len(fitting[0]) == 1 else _Joined(fitting[0])
+            continue
+        adapters = [e.validator_value for e in error.context if list(e.relative_path) == ["adapter"]]
+        if not fitting and adapters and isinstance(error.instance, dict):
+            got = error.instance.get("adapter")
+            return _Joined([error], path=[*error.absolute_path, "adapter"], message=f"{got!r} is not one of {adapters}")
+        if not fitting:
+            said = dict.fromkeys(errs[0].message for errs in branches.values())
+            return _Joined([error], message=" or ".join(said))
+        break
     return error
 
 
 class _Joined:
     """Several errors of one schema branch (e.g. two missing keys), as one."""
 
-    def __init__(self, errors):
+    def __init__(self, errors, path=None, message=None):
         self.context = None
-        self.absolute_path = errors[0].absolute_path
-        self.message = "; ".join(e.message for e in errors)
+        self.validator = "joined"
+        self.absolute_path = list(errors[0].absolute_path if path is None else path)
+        self.message = message or "; ".join(dict.fromkeys(_said(e) for e in errors))
 
 
-def validation_message(error, files, cli_config=None, start=".") -> str:
-    """One line from a jsonschema ValidationError: the key, the value's problem and the file that sets it."""
+def _said(error) -> str:
+    """An error's message; a missing key as `missing 'key'`, and every missing key of the block at once."""
+    if error.validator == "required" and isinstance(error.instance, dict):
+        missing = [k for k in error.validator_value if k not in error.instance]
+        return "missing " + ", ".join(repr(k) for k in missing)
+    return error.message
+
+
+def validation_message(error, files, cli_config=None, start=".", others=()) -> str:
+    """One line from a jsonschema ValidationError: the key, the value's problem and the file that sets it.
+    others: every error of the config (the validator's iter_errors): the problems of the same key go on the
+    same line (a CSV target's missing keys at once, not one per dry run)."""
     error = _innermost(error)
     key = ".".join(str(p) for p in error.absolute_path)
+    said = [_said(error)]
+    below = []
+    for other in others:
+        other = _innermost(other)
+        at = ".".join(str(p) for p in other.absolute_path)
+        if at == key:
+            said.append(_said(other))
+        elif key and at.startswith(key + "."):  # e.g. the block's adapter, beside its missing keys
+            below.append(f"{at[len(key) + 1 :]}: {_said(other)}")
+    if len(said) > 1 and all(x.startswith("missing ") for x in said):
+        keys = dict.fromkeys(k.strip() for x in said for k in x.removeprefix("missing ").split(","))
+        said = ["missing " + ", ".join(keys)]
+    said += below
     where = file_setting(key, files, cli_config, start) if key else None
-    return f"ValidationError: {where + ': ' if where else ''}config key {key or '(top level)'!r}: {error.message}"
+    problem = "; ".join(dict.fromkeys(said))
+    return f"ValidationError: {where + ': ' if where else ''}config key {key or '(top level)'!r}: {problem}"
 
 
 # ---- profiles ----------------------------------------------------------------------------------------
