@@ -71,6 +71,9 @@ def test_the_real_datas_paths_are_checked_by_config_key(tmp_path):
     assert target == "tau" and tau["targets.tau.root (meta.csv)"] == f"{tmp_path}/tau/meta.csv"
     # every file the manifest reads: the audio folder and all the challenge split files
     assert tau["targets.tau.root (audio/)"] == f"{tmp_path}/tau/audio"
+    assert not any("evaluation" in k for k in tau)
+    p.targets["tau"] = {**p.targets["tau"], "evaluation": {"root": f"{tmp_path}/eval", "models": "best"}}
+    assert dict(p.data_paths())["tau"]["targets.tau.evaluation.root (meta.csv)"] == f"{tmp_path}/eval/meta.csv"
     assert [tau[f"targets.tau.root ({f})"] for f in layouts.TAU_SPLIT_FILES] == p.target_lists("tau")[1:]
     hdf5 = plan.Plan(p.config, p.targets, "hdf5")
     assert hdf5.audioset_lists()[0] == f"{tmp_path}/audioset/eval_segments_mp3.hdf"
