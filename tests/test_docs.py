@@ -106,3 +106,36 @@ def test_the_doc_check_catches_a_target_read_as_a_config_file():
     assert _snakemake_problem(_words("snakemake results/x.md -n --configfiles a.yaml b.yaml")[1:]) is None
     assert _snakemake_problem(_words("snakemake -n --configfiles a.yaml b.yaml -- results/x.md")[1:]) is None
     assert _snakemake_problem(["--profile", "profiles/absent"]) == "profile profiles/absent does not exist"
+
+
+def _is_module(name: str) -> bool:
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(name) is not None
+    except ModuleNotFoundError:  # a name inside a module, not a submodule
+        return False
+
+
+def test_every_repository_path_and_prunekd_module_the_docs_name_exists():
+    """A page that names a file or module that is not there sends its reader nowhere."""
+    import importlib.util
+
+    missing = []
+    for page in [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]:
+        text = page.read_text()
+        for path in re.findall(r"`((?:src|benchmarks|tests|workflow|profiles|envs|\.ci)/[\w.-]+(?:/[\w.-]+)*)`", text):
+            if not (REPO / path.rstrip(".")).exists():
+                missing.append(f"{page.name}: {path}")
+        for dotted in re.findall(r"`(prunekd(?:\.\w+)+)", text):
+            parts = dotted.split(".")
+            # the longest importable module, then the names inside it (a function, a class)
+            n = (
+                next(i for i in range(1, len(parts) + 1) if not _is_module(".".join(parts[: i + 1])))
+                if len(parts) > 1
+                else 1
+            )
+            source = Path(importlib.util.find_spec(".".join(parts[:n])).origin).read_text()
+            if parts[n:] and not re.search(rf"^(?:def|class) {parts[n]}\b|^{parts[n]}\s*=", source, re.M):
+                missing.append(f"{page.name}: {dotted}")
+    assert not missing, missing
