@@ -127,7 +127,8 @@ def test_status_of_a_finished_run_counts_every_job_done(demo_run):
     gpu = [p for r in GPU_RULES for p in (demo_run / "results/benchmarks" / r).rglob("*.tsv")]
     assert st.gpu_hours_spent > 0
     assert abs(st.gpu_hours_spent - sum(wall_seconds(p) for p in gpu) / 3600) < 1e-9
-    assert text.splitlines()[0].split() == ["rule", "done", "running", "failed", "left", "total"]
+    assert text.splitlines()[0].startswith("grid: snakemake -s ") and "tests/tiny.yaml" in text.splitlines()[0]
+    assert text.splitlines()[1].split() == ["rule", "done", "running", "failed", "left", "total"]
 
 
 def test_status_of_a_half_finished_run(demo_run, tmp_path):

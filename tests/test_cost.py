@@ -4,6 +4,7 @@ import json
 import math
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -31,13 +32,59 @@ def planned_counts(workdir, args=()):
 
 def test_default_grid_counts_match_snakemake():
     est, text = cost.cost(REPO, [], env=LOCAL_ENV)
+    assert text.splitlines()[0].startswith("grid: config.yaml alone") and "goal" not in text
     counts = planned_counts(REPO)
     assert {r: est["rules"][r]["jobs"] for r in est["rules"]} == {r: counts[r] for r in cost.GPU_RULES if r in counts}
     assert set(est["rules"]) == set(cost.GPU_RULES)
     assert est["jobs_planned"] == sum(counts.values())
+    # The counts the docs quote are those planned today.
+    docs = (REPO / "docs/cluster.md").read_text()
+    shards = f"{counts['teacher_logits']} teacher shards, {counts['pack_audio']} packing jobs"
+    assert f"The paper grid plans {sum(counts.values())} jobs: 2 manifests, {shards}" in " ".join(docs.split())
+    assert f"| default paper grid (`config.yaml`) | {sum(counts.values())} |" in docs
     summary = json.loads(text.splitlines()[-1])  # the last line is for scripts
     assert summary["total_gpu_hours"] == pytest.approx(est["total"]["measured"], abs=1e-3)
     assert summary["target_total_gpu_hours"] < summary["total_gpu_hours"]
+
+
+def _readme_step(number: int, command: str) -> list[str]:
+    """The command line of the README's real-run step `number` that starts with `command`."""
+    text = (REPO / "README.md").read_text().split("## The real run", 1)[1]
+    step = re.search(rf"^{number}\. \*\*.*?(?=^\d\. \*\*|^## )", text, re.S | re.M)[0]
+    return next(shlex.split(x) for x in step.splitlines() if x.strip().startswith(command))
+
+
+def test_the_readme_steps_price_the_users_own_grid_on_a_fresh_account(tmp_path):
+    """Step 1's profile install, then step 4 as written (mine.yaml: two splits), with a HOME of its own."""
+    env = {k: v for k, v in LOCAL_ENV.items() if k != "XDG_CONFIG_HOME"} | {"HOME": str(tmp_path / "home")}
+    mine = tmp_path / "mine.yaml"
+    mine.write_text("targets:\n  tau:\n    splits: [5, 100]\n")
+    step4 = [str(mine) if a == "mine.yaml" else a for a in _readme_step(4, "prunekd cost")]
+    assert "--profile" in step4 and "slurm" in step4
+    before = subprocess.run(step4, cwd=REPO, env=env, capture_output=True, text=True)
+    assert before.returncode != 0 and "make install-profile" in before.stderr  # says what to do, in one line
+    assert len(before.stderr.strip().splitlines()) == 1, before.stderr
+    install = _readme_step(1, "make install-profile")
+    assert subprocess.run(install, cwd=REPO, env=env, capture_output=True).returncode == 0
+    p = subprocess.run(step4, cwd=REPO, env=env, capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert f"--configfiles config.yaml {mine}" in p.stdout.splitlines()[0]  # the grid of the user's files
+    assert "goal" not in p.stdout
+    summary = json.loads(p.stdout.splitlines()[-1])
+    seeds = yaml.safe_load((REPO / "config.yaml").read_text())["grid"]["baseline_seeds"]
+    assert summary["jobs"]["baseline"] == 2 * len(seeds)  # mine.yaml's two splits, not config.yaml's five
+    # Step 5's `prunekd status` carries the same arguments as the run.
+    assert _readme_step(5, "prunekd status")[2:] == ["--", *_readme_step(5, "snakemake")[1:]]
+
+
+def test_cost_outside_the_repository_and_with_a_bad_config_says_what_to_do(tmp_path):
+    p = subprocess.run([str(BIN / "prunekd"), "status"], cwd=tmp_path, env=LOCAL_ENV, capture_output=True, text=True)
+    assert p.returncode != 0 and f"no Snakefile in {tmp_path}" in p.stderr and "--workdir" in p.stderr
+    bad = tmp_path / "mine.yaml"
+    bad.write_text("grid:\n  thresholds: [0.1, 1.5]\n")
+    args = ["--configfiles", "config.yaml", str(bad)]
+    with pytest.raises(SystemExit, match=rf"ValidationError: {bad}: config key 'grid.thresholds.1'"):
+        cost.cost(REPO, ["--", *args, "--directory", str(tmp_path / "wd")], env=LOCAL_ENV)
 
 
 def test_hours_are_work_over_rate(tmp_path):

@@ -1,4 +1,6 @@
+import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -144,6 +146,42 @@ def test_csv_target_manifest_has_the_target_layout(tmp_path):
 
 
 @pytest.mark.parametrize(
+    "gone,audio_root,message",
+    [
+        ((), "wrong", "mine: no usable clip: all 4 clips rejected (first: a.wav, missing: {root}/wrong/a.wav)"),
+        (("a.wav", "b.wav", "c.wav"), ".", "mine: split train has no usable clip: all 3 clips rejected (first: a.wav"),
+        (("d.wav",), ".", "mine: test split test has no usable clip: all 1 clips rejected (first: d.wav"),
+        (("b.wav",), ".", "mine: class cat has no usable clip: all 1 clips rejected (first: b.wav"),
+    ],
+)
+def test_a_target_left_without_usable_clips_stops_at_its_manifest_naming_the_key(tmp_path, gone, audio_root, message):
+    """A CSV target whose audio_root is wrong, or a split or class whose every clip is missing: one line, and no
+    manifest for the steps after it to queue GPU jobs on."""
+    import subprocess
+    import sys
+
+    f = _csv_target(tmp_path, ["a.wav,dog,p1,train", "b.wav,cat,p2,train", "c.wav,dog,p1,train", "d.wav,dog,p1,test"])
+    for name in gone:
+        (tmp_path / name).unlink()
+    settings = {"adapter": "csv", "csv": str(f), "audio_root": str(tmp_path / audio_root), "splits": ["train"]}
+    settings |= {"test_split": "test", "bad_audio": "skip"}
+    out = tmp_path / "manifests" / "mine.tsv"
+    cmd = ["manifest", "--out", str(out), "--rejected", str(tmp_path / "r.tsv"), "--settings", json.dumps(settings)]
+    p = subprocess.run([str(Path(sys.executable).parent / "prunekd"), *cmd], capture_output=True, text=True)
+    assert p.returncode != 0 and message.format(root=tmp_path) in p.stderr, p.stderr
+    assert "check targets.mine.audio_root" in p.stderr and len(p.stderr.strip().splitlines()) == 1, p.stderr
+    assert not out.exists()
+
+
+def test_a_csv_targets_city_column_is_kept_for_the_per_city_accuracy(tmp_path):
+    f = _csv_target(
+        tmp_path, ["a.wav,dog,p1,train,lyon", "b.wav,cat,p2,test,porto"], "filename,label,device,split,city"
+    )
+    man, _ = csv_target_manifest(f, tmp_path, ["train"])
+    assert list(man["city"]) == ["lyon", "porto"]
+
+
+@pytest.mark.parametrize(
     "rows,header,message",
     [
         (["a.wav,dog,train"], "filename,class,split", "missing column(s) ['label']"),
@@ -162,3 +200,22 @@ def test_csv_target_errors_name_file_and_line(tmp_path, rows, header, message):
     with pytest.raises(MetadataError, match=None) as e:
         csv_target_manifest(f, tmp_path, ["train"])
     assert str(f) in str(e.value) and message in str(e.value)
+
+
+def test_an_audioset_subset_without_usable_clips_names_the_audio_folder_key():
+    from prunekd.data.manifest import unusable
+
+    man = pd.DataFrame(
+        {
+            "id": ["a", "b", "c"],
+            "subset": ["eval", "balanced_train", "balanced_train"],
+            "path": ["/as/audio/a.flac", "", ""],
+            "status": ["ok", "missing", "missing"],
+        }
+    )
+    s = {"adapter": "audioset", "bad_audio": "skip"}
+    assert unusable(man, s, "audioset") == (
+        "audioset: subset balanced_train has no usable clip: all 2 clips rejected (first: b, missing); "
+        "check paths.audioset_audio (default: <paths.audioset>/audio)"
+    )
+    assert unusable(man.iloc[:1], s, "audioset") is None

@@ -156,6 +156,8 @@ def test_known_answer_profile_plans_three_seeds_of_every_condition(tmp_path):
     # pruned, random and shuffled, each distilled and fine-tuned per seed; the baseline per seed.
     assert counts["distill"] == 9 and counts["finetune"] == 9 and counts["baseline"] == 3
     assert counts["known_answer"] == 1 and counts["evaluate"] == 12
+    perf = (REPO / "docs/performance.md").read_text()  # the job count the docs quote is today's
+    assert f"`make known-answer` ({counts['total']} jobs today" in perf
     settings = {}
     for line in p.stdout.splitlines():
         if "prunekd distill" in line:

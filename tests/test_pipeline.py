@@ -275,3 +275,41 @@ def test_damaged_clips_are_skipped_listed_and_counted_in_the_report(demo_run):
     assert counts.loc[counts["dataset"] == "tau", "reason"].tolist() == ["(none)"]
     html = (demo_run / "results/summary/rejected_counts.html").read_text()
     assert "non-finite samples" in html and "unreadable" in html
+
+
+def _strict_json(text: str):
+    def refuse(token):
+        raise ValueError(f"{token} is not JSON")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_a_figure_that_does_not_exist_is_written_as_null():
+    from prunekd.atomic import strict, write_json
+
+    assert strict({"auc": float("nan"), "x": [np.float32("inf"), np.int64(3)], "m": np.array([0.5, np.nan])}) == {
+        "auc": None,
+        "x": [None, 3],
+        "m": [0.5, None],
+    }
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as d:
+        write_json(Path(d) / "v.json", {"precision": np.float64("nan"), "n": np.int32(4)})
+        assert _strict_json((Path(d) / "v.json").read_text()) == {"precision": None, "n": 4}
+
+
+def test_every_json_file_the_run_writes_parses_strictly(demo_run):
+    """jq, JavaScript and strict parsers refuse bare NaN or Infinity: every JSON file a run leaves, the Zarr
+    stores' metadata included."""
+    names = ("*.json", ".zattrs", ".zarray", ".zgroup", ".zmetadata")
+    files = sorted({p for n in names for p in (demo_run / "results").rglob(n)})
+    assert any(p.name == "validation.json" for p in files) and any(p.name == "metrics.json" for p in files)
+    bad = []
+    for p in files:
+        try:
+            _strict_json(p.read_text())
+        except ValueError as e:
+            bad.append(f"{p.relative_to(demo_run)}: {e}")
+    assert not bad, bad

@@ -69,8 +69,34 @@ def test_the_real_datas_paths_are_checked_by_config_key(tmp_path):
     )
     assert audioset["paths.audioset_audio"] == f"{tmp_path}/audioset/audio"
     assert target == "tau" and tau["targets.tau.root (meta.csv)"] == f"{tmp_path}/tau/meta.csv"
+    # every file the manifest reads: the audio folder and all the challenge split files
+    assert tau["targets.tau.root (audio/)"] == f"{tmp_path}/tau/audio"
+    assert not any("evaluation" in k for k in tau)
+    p.targets["tau"] = {**p.targets["tau"], "evaluation": {"root": f"{tmp_path}/eval", "models": "best"}}
+    assert dict(p.data_paths())["tau"]["targets.tau.evaluation.root (meta.csv)"] == f"{tmp_path}/eval/meta.csv"
+    assert [tau[f"targets.tau.root ({f})"] for f in layouts.TAU_SPLIT_FILES] == p.target_lists("tau")[1:]
     hdf5 = plan.Plan(p.config, p.targets, "hdf5")
     assert hdf5.audioset_lists()[0] == f"{tmp_path}/audioset/eval_segments_mp3.hdf"
+
+
+def test_every_absent_path_is_one_line_and_an_absent_folder_counts_what_lies_inside(tmp_path):
+    from prunekd.dag.checks import missing_data
+
+    (tmp_path / "tau").mkdir()
+    (tmp_path / "tau/meta.csv").write_text("")
+    paths = {
+        "paths.audioset": f"{tmp_path}/as",
+        "paths.audioset (eval_segments.csv)": f"{tmp_path}/as/eval_segments.csv",
+        "paths.audioset_audio": f"{tmp_path}/as/audio",
+        "targets.tau.root (meta.csv)": f"{tmp_path}/tau/meta.csv",
+        "targets.tau.root (test.csv)": f"{tmp_path}/tau/test.csv",
+        "targets.tau.root (audio/)": f"{tmp_path}/tau/audio",
+    }
+    assert missing_data(paths) == [
+        f"paths.audioset: {tmp_path}/as does not exist (nor the 2 files and folders read inside it)",
+        f"targets.tau.root (test.csv): {tmp_path}/tau/test.csv does not exist",
+        f"targets.tau.root (audio/): {tmp_path}/tau/audio does not exist",
+    ]
 
 
 def test_without_released_logits_teacher_shards_are_the_packing_shards(tmp_path):

@@ -137,7 +137,7 @@ def test_test_classes_missing_from_training_are_warned_in_the_manifest_log_and_t
         text=True,
     )
     assert p.returncode == 0, p.stderr
-    assert "split100: test classes never in training: park" in p.stderr
+    assert "split 100: test classes never in training: park" in p.stderr
     metrics = tmp_path / "metrics.json"
     metrics.write_text(
         json.dumps(
@@ -271,20 +271,124 @@ def test_config_typo_is_one_short_line_naming_file_key_and_the_nearest_key(tmp_p
     assert len(out.splitlines()) < 10 and "additionalProperties" not in out
 
 
-def test_absent_target_root_warns_in_a_dry_run_and_stops_a_real_run_before_any_job(tmp_path):
+def test_config_files_apply_in_order_and_a_file_named_twice_counts_where_it_applies_last(tmp_path):
+    from prunekd.dag.checks import config_files, file_setting
+
+    (tmp_path / "config.yaml").write_text("grid:\n  seeds: [0]\n  thresholds: [0.1]\n")
+    (tmp_path / "mine.yaml").write_text("grid:\n  thresholds: [0.1, 1.5]\n")
+    # The Snakefile's `configfile: config.yaml` comes first, then `--configfiles config.yaml mine.yaml`.
+    files = config_files([tmp_path / "config.yaml"], [tmp_path / "config.yaml", tmp_path / "mine.yaml"], tmp_path)
+    assert files == ["config.yaml", "mine.yaml"]
+    assert file_setting("grid.thresholds.1", files, start=tmp_path) == "mine.yaml"
+    assert file_setting("grid.seeds", files, start=tmp_path) == "config.yaml"
+    assert file_setting("grid.seeds", files, {"grid": {"seeds": [1]}}, tmp_path) == "--config"
+    assert config_files([], ["/elsewhere/mine.yaml"], tmp_path) == ["/elsewhere/mine.yaml"]
+
+
+@pytest.mark.parametrize(
+    "mine,line",
+    [
+        (
+            {
+                "mine": {
+                    "adapter": "CSV",
+                    "csv": "a.csv",
+                    "audio_root": "a",
+                    "clip_seconds": 1,
+                    "tile_to_10s": False,
+                    "splits": ["a"],
+                    "sweep_split": None,
+                }
+            },
+            "config key 'targets.mine.adapter': 'CSV' is not one of ['tau2022', 'csv']",
+        ),
+        (
+            {"mine": {"adapter": "csv"}},
+            "config key 'targets.mine': missing 'clip_seconds', 'tile_to_10s', 'splits', 'sweep_split', 'csv', "
+            "'audio_root'",
+        ),
+        ({"tau": {"evaluation": {"root": "eval"}}}, "config key 'targets.tau.evaluation': missing 'models'"),
+        (
+            {"tau": {"sweep_split": 7}},
+            "config key 'targets.tau.sweep_split': 7 is not one of [5, 10, 25, 50, 100, None]",
+        ),
+    ],
+)
+def test_a_schema_error_is_one_line_that_says_what_the_value_may_be(tmp_path, mine, line):
+    """`oneOf` blocks (the adapters, null-or-block settings) name the branch meant, every missing key at once."""
+    import jsonschema
+    import yaml
+
+    from prunekd.dag.checks import validation_message
+
+    schema = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    for name, block in mine.items():
+        config["targets"][name] = {**config["targets"].get(name, {}), **block}
+    (tmp_path / "mine.yaml").write_text(yaml.safe_dump({"targets": mine}))
+    errors = list(jsonschema.validators.validator_for(schema)(schema).iter_errors(config))
+    # the first error, as the validator Snakemake calls raises it
+    msg = validation_message(errors[0], ["mine.yaml"], start=tmp_path, others=errors)
+    assert msg == f"ValidationError: mine.yaml: {line}"
+
+
+@pytest.mark.parametrize(
+    "mine,blamed,key",
+    [
+        ("targets:\n  tau:\n    splits: [5, 15]\n", "mine.yaml", "targets.tau.splits"),
+        ("teachers:\n  members: [passt_s_swa_p16_128_ap476, passt_s_p16_128_ap47]\n", "mine.yaml", "teachers.members"),
+        ("grid:\n  thresholds: [0.1, 0.3, 1.5]\n", "mine.yaml", "grid.thresholds"),
+        ("domain_classifier:\n  batch_size: 601\n", "mine.yaml", "domain_classifier.batch_size"),
+        ("grid:\n  seeds: [0]\n", "config.yaml", "training.batch_size"),  # the user's edited copy of config.yaml
+    ],
+)
+def test_a_bad_value_is_blamed_on_the_file_that_sets_it(tmp_path, mine, blamed, key):
+    """The README's layering, `--configfiles config.yaml mine.yaml`, in the folder holding both."""
+    text = (REPO / "config.yaml").read_text()
+    if blamed == "config.yaml":
+        text = text.replace("\n  batch_size: 256", "\n  batch_size: 0", 1)
+        assert "batch_size: 0" in text
+    (tmp_path / "config.yaml").write_text(text)
+    (tmp_path / "mine.yaml").write_text(mine)
+    rc, out = _smk(
+        tmp_path, "-n", "-s", str(REPO / "Snakefile"), "--configfiles", "config.yaml", "mine.yaml", cwd=tmp_path
+    )
+    line = next((x for x in out.splitlines() if "ValidationError" in x), "")
+    assert rc != 0 and line.startswith(f"ValidationError: {blamed}: ") and key in line, out[-2000:]
+
+
+def test_every_absent_input_is_named_at_the_dry_run_summarised_at_its_end_and_stops_a_real_run(tmp_path):
+    """A TAU copy without its audio/ folder and two of its split files; then a mistyped split_dir."""
+    import shutil
+
     _users_audioset(tmp_path / "AudioSet")
+    tau = tmp_path / "TAU"
+    _tau(tau, ["airport", "bus"], ["airport", "bus"])
+    shutil.rmtree(tau / "audio")
+    (tau / "split25.csv").unlink()
+    (tau / "test.csv").unlink()
     cfg = tmp_path / "real.yaml"
     cfg.write_text(
-        f"demo:\n  enabled: false\npaths:\n  audioset: {tmp_path / 'AudioSet'}\n"
-        f"targets:\n  tau:\n    root: {tmp_path / 'TAU-mistyped'}\n"
+        f"demo:\n  enabled: false\npaths:\n  audioset: {tmp_path / 'AudioSet'}\ntargets:\n  tau:\n    root: {tau}\n"
     )
     args = ["-s", str(REPO / "Snakefile"), "--configfiles", str(REPO / "config.yaml"), str(cfg)]
-    line = f"targets.tau.root: {tmp_path / 'TAU-mistyped'} does not exist"
+    lines = [
+        f"targets.tau.root (audio/): {tau}/audio does not exist",
+        f"targets.tau.root (split25.csv): {tau}/split25.csv does not exist",
+        f"targets.tau.root (test.csv): {tau}/test.csv does not exist",
+    ]
     rc, out = _smk(tmp_path / "wd", *args, "-n")
-    assert rc == 0 and f"warning: {line}" in out  # a dry run still plans, and says so
+    assert rc == 0 and all(f"warning: {x}" in out for x in lines), out[-3000:]  # a dry run still plans
+    summary = out.split("This was a dry-run")[1]  # once more after the job listing, every one of them
+    assert "Absent inputs (3)" in summary and all(f"  {x}\n" in summary for x in lines), summary
     rc, out = _smk(tmp_path / "wd", *args)
-    assert rc != 0 and line in out and "FileNotFoundError" not in out
+    assert rc != 0 and all(x in out for x in lines) and "FileNotFoundError" not in out
     assert not (tmp_path / "wd/results").exists()  # stopped before any job
+    # A mistyped split_dir is one mistake: one line, naming the key to fix.
+    cfg.write_text(cfg.read_text() + f"    split_dir: {tmp_path / 'splits-mistyped'}\n")
+    rc, out = _smk(tmp_path / "wd", *args, "-n", "--quiet", "rules")
+    line = f"targets.tau.split_dir: {tmp_path / 'splits-mistyped'} does not exist (nor the 6 files"
+    assert rc == 0 and line in out.split("This was a dry-run")[1], out[-3000:]
 
 
 def test_own_config_over_the_demo_profile_is_refused_with_the_way_that_layers(tmp_path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import re
 import shutil
@@ -83,9 +84,25 @@ def _remove(p: Path) -> None:
         p.unlink()
 
 
+def strict(obj):
+    """`obj` as strict JSON holds it: a figure that does not exist (NaN, an infinity) becomes null, NumPy
+    scalars and arrays plain numbers and lists. Python's json writes bare NaN, which jq, JavaScript and strict
+    parsers refuse."""
+    if isinstance(obj, dict):
+        return {str(k) if not isinstance(k, (str, int, float, bool)) else k: strict(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [strict(v) for v in obj]
+    if hasattr(obj, "tolist") and not isinstance(obj, (str, bytes)):  # NumPy scalar or array
+        return strict(obj.tolist())
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
 def write_json(path, obj) -> None:
+    """Strict JSON (see `strict`), written atomically."""
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
+        tmp.write_text(json.dumps(strict(obj), indent=2, sort_keys=True, allow_nan=False) + "\n")
 
 
 def write_table(path, df, sep=None, **kw) -> None:

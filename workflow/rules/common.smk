@@ -33,7 +33,13 @@ _layouts = _load("dag.layouts")  # where the data lies in the layouts users hold
 _members = _load("dag.members")  # the PaSST members: name -> (stride, release tag, checkpoint file)
 _requests = _load("dag.requests")  # a retried job's grown requests (src/prunekd/dag/requests.py)
 _released = _load("dag.released_index")  # released ensemble logits: the restricted index reader
-CONFIG_FILES = list(dict.fromkeys(str(f) for f in [*workflow.configfiles, *(workflow.overwrite_configfiles or [])]))
+# The config files in the order their values apply (the Snakefile's `configfile:`, then the command line's or the
+# profile's), each once: an error names the last file that sets the key, the one to edit.
+_GIVEN_FILES = list(workflow.overwrite_configfiles or [])
+CONFIG_FILES = _checks.config_files(
+    [os.path.abspath(f) for f in workflow.configfiles[len(_GIVEN_FILES) :]], _GIVEN_FILES, workflow.workdir_init
+)
+_CLI_CONFIG = dict(workflow.config_settings.config or {})  # --config key=value: over every file
 
 
 def refuse(message):
@@ -43,19 +49,22 @@ def refuse(message):
 
 def refuse_key(key, problem):
     """Stop with one line naming the config key, and the file that sets it."""
-    where = _checks.file_setting(key, CONFIG_FILES)
+    where = _checks.file_setting(key, CONFIG_FILES, _CLI_CONFIG, workflow.workdir_init)
     refuse(f"ValidationError: {f'{where}: ' if where else ''}{key}: {problem}")
 
 
 if workflow.is_main_process:
     _msg = _checks.dropped_profile_configfiles(
-        sys.argv[1:], os.environ, CONFIG_FILES, [os.environ.get("PWD", "."), workflow.workdir_init, workflow.basedir]
+        sys.argv[1:],
+        os.environ,
+        [os.path.join(workflow.workdir_init, f) for f in CONFIG_FILES],
+        [os.environ.get("PWD", "."), workflow.workdir_init, workflow.basedir],
     )
     if _msg:
         refuse(_msg)
 with open(Path(workflow.basedir) / "workflow/schemas/config.schema.yaml") as _fh:
     _schema = yaml.safe_load(_fh)
-_msg = _checks.unknown_key_message(config, _schema, CONFIG_FILES)
+_msg = _checks.unknown_key_message(config, _schema, CONFIG_FILES, _CLI_CONFIG, workflow.workdir_init)
 if _msg:
     refuse(_msg)
 try:
@@ -64,7 +73,10 @@ except Exception as e:  # Snakemake's own message appends the whole schema and c
     cause = e.__context__  # the jsonschema ValidationError
     if not hasattr(cause, "absolute_path"):
         raise
-    refuse(_checks.validation_message(cause, CONFIG_FILES))
+    import jsonschema
+
+    _all = list(jsonschema.validators.validator_for(_schema)(_schema).iter_errors(config))
+    refuse(_checks.validation_message(cause, CONFIG_FILES, _CLI_CONFIG, workflow.workdir_init, _all))
 
 
 def code_version(command):

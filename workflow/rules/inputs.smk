@@ -35,12 +35,22 @@ try:
 except _checks.CheckError as e:
     refuse(str(e))
 
-# Absent data: a dry run still plans every job (shards sized from the nominal list lengths) and says what is
-# missing; a real run stops before any job (onstart), one line per path, if it would build that manifest.
-MISSING_DATA = {ds: _checks.missing_data(keys)[:1] for ds, keys in PLAN.data_paths()}  # the first absent path says it
+# Absent data: a dry run still plans every job (shards sized from the nominal list lengths) and names every absent
+# input, when the DAG is built and once more after the job listing; a real run stops before any job (onstart) if it
+# would build a manifest from them.
+MISSING_DATA = {ds: _checks.missing_data(keys) for ds, keys in PLAN.data_paths()}
+_MISSING_LINES = [l for lines in MISSING_DATA.values() for l in lines]
 if workflow.is_main_process:
-    for _line in [l for lines in MISSING_DATA.values() for l in lines]:
+    for _line in _MISSING_LINES:
         print(f"warning: {_line}", file=sys.stderr)
+    if _MISSING_LINES:
+        import atexit
+
+        def _summary():  # the executor (dry run or not) is known only once the DAG is built
+            if workflow.dryrun:
+                print(_checks.missing_data_summary(_MISSING_LINES, CONFIG_FILES), file=sys.stderr, flush=True)
+
+        atexit.register(_summary)
 
 
 def refuse_missing_data(dag):

@@ -109,12 +109,51 @@ def snakemake_exe() -> str:
     return str(here) if here.exists() else (shutil.which("snakemake") or "snakemake")
 
 
+_SNAKEFILES = ("Snakefile", "snakefile", "workflow/Snakefile", "workflow/snakefile")
+
+
+def dry_run_error(workdir, snakemake_args, stdout: str, stderr: str) -> str:
+    """What a failed dry run says, with what to do: the run's own error lines, not Snakemake's chatter."""
+    args = list(snakemake_args)
+    given_snakefile = any(a in ("-s", "--snakefile") or a.startswith("--snakefile=") for a in args)
+    if not given_snakefile and not any((Path(workdir) / f).is_file() for f in _SNAKEFILES):
+        return (
+            f"no Snakefile in {os.path.abspath(workdir)}: run this in the prunekd folder (where you run snakemake), "
+            "or give it with --workdir"
+        )
+    text = "\n".join(x for x in (stderr, stdout) if x.strip())
+    if "no profile.yaml (or config.yaml) found" in text:
+        prof = next((args[i + 1] for i, a in enumerate(args[:-1]) if a == "--profile"), "?")
+        return (
+            f"snakemake found no profile {prof!r}: install the SLURM profile once with `make install-profile` "
+            "(in the prunekd folder), or give its path: --profile profiles/slurm"
+        )
+    noise = ("Using profile", "Building DAG", "Assuming unrestricted", "host:", "Config file ", "Job stats", "Select")
+    lines = [x for x in text.splitlines() if x.strip() and not x.startswith(noise)]
+    errors = [x for x in lines if "Error" in x or x.startswith(("error", "ValidationError"))]
+    said = "\n".join(errors[-5:] or lines[-15:]) or "(no message)"
+    return f"the run's dry run (snakemake -n {shlex.join(args)}) failed:\n{said}"
+
+
+def planned_with(snakemake_args) -> str:
+    """The line that says whose grid this is: the run's arguments, or a reminder to give them."""
+    args = [a for a in snakemake_args if a != "--"]
+    if not any(a.startswith(("--configfile", "--profile", "--config")) for a in args):
+        return (
+            "grid: config.yaml alone (no --configfiles given); yours: prunekd <command> -- --profile slurm "
+            "--configfiles config.yaml mine.yaml, the arguments of your snakemake run"
+        )
+    return f"grid: snakemake {shlex.join(args)}"
+
+
 def dry_run(workdir=".", snakemake_args=(), env=None) -> str:
     """stdout of a dry run with the user's arguments (profile, config files, targets)."""
     cmd = [snakemake_exe(), "--dry-run", "--printshellcmds", "--nocolor", *snakemake_args]
+    if not Path(workdir).is_dir():
+        raise SystemExit(f"--workdir {workdir}: no such folder")
     p = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, env=env)
     if p.returncode != 0:
-        raise SystemExit(f"snakemake --dry-run failed ({p.returncode}):\n{p.stderr[-4000:]}")
+        raise SystemExit(dry_run_error(workdir, snakemake_args, p.stdout, p.stderr))
     return p.stdout
 
 
@@ -328,17 +367,6 @@ def report(est: dict, rates: dict, rates_path) -> str:
         f"total: {est['total']['measured']:.1f} GPU-hours"
         + (f" ({est['total']['target']:.1f} at the target rates)" if "target" in sections else "")
     )
-    goal = rates.get("goal_gpu_hours")
-    if goal:
-        best = min(est["total"].values())
-        lines.append(
-            f"goal: {goal:g} GPU-hours: "
-            + (
-                f"met ({best:.1f})"
-                if best <= goal
-                else f"not met, {best - goal:.1f} over even at the {sections[-1]} rates"
-            )
-        )
     lines += [f"note: {n}" for n in est["notes"]]
     summary = {
         "rates": str(rates_path),
@@ -347,7 +375,6 @@ def report(est: dict, rates: dict, rates_path) -> str:
         "gpu_hours": {rule: round(r["measured"]["gpu_hours"], 3) for rule, r in est["rules"].items()},
         "jobs": {rule: r["jobs"] for rule, r in est["rules"].items()},
         "total_gpu_hours": round(est["total"]["measured"], 3),
-        "goal_gpu_hours": rates.get("goal_gpu_hours"),
     }
     if "target" in sections:
         summary["target_gpu_hours"] = {rule: round(r["target"]["gpu_hours"], 3) for rule, r in est["rules"].items()}
@@ -371,4 +398,4 @@ def cost(workdir=".", snakemake_args=(), rates_path=None, env=None) -> tuple[dic
     rates = load_rates(rates_path)
     jobs = parse_dry_run(dry_run(workdir, [a for a in snakemake_args if a != "--"], env))
     est = estimate(jobs, rates, rates_path, _workdir(workdir, snakemake_args))
-    return est, report(est, rates, rates_path)
+    return est, planned_with(snakemake_args) + "\n" + report(est, rates, rates_path)

@@ -24,7 +24,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from prunekd.cluster.cost import GPU_RULES, Job, dry_run, estimate, load_rates, parse_dry_run
+from prunekd.cluster.cost import GPU_RULES, Job, dry_run, estimate, load_rates, parse_dry_run, planned_with
 
 STATES = ("done", "running", "failed", "left")
 TRAINING_RULES = ("distill", "finetune", "baseline")
@@ -180,4 +180,4 @@ def status_step(workdir=".", snakemake_args=(), rates_path=None, env=None) -> tu
     # --rerun-incomplete: a dry run beside a running Snakemake otherwise stops at the started jobs' outputs
     jobs = parse_dry_run(dry_run(workdir, [*args, "--forceall", "--rerun-incomplete"], env))
     st = status(jobs, _workdir(workdir, args), load_rates(rates_path), rates_path)
-    return st, report(st)
+    return st, planned_with(args) + "\n" + report(st)

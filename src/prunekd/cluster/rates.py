@@ -175,7 +175,7 @@ def rates(results, fallback=None) -> dict:
         "jobs_measured": counted,
         "notes": notes,
     }
-    for key in ("target", "goal_gpu_hours"):  # the goals, printed beside the measured figures
+    for key in ("target",):  # faster rates to aim for, printed beside the measured figures
         if key in base:
             out[key] = base[key]
     return out

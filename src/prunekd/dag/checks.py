@@ -58,8 +58,26 @@ def claim_demo_folder(folder, key: str) -> Path:
 
 
 def missing_data(paths: dict) -> list[str]:
-    """paths: config key -> path that must exist. One line per absent path."""
-    return [f"{key}: {p} does not exist" for key, p in paths.items() if not os.path.exists(p)]
+    """paths: config key -> path that must exist. One line per absent path; the paths inside an absent folder
+    are counted on its line rather than listed (one wrong root is one mistake)."""
+    absent = [(k, str(p)) for k, p in paths.items() if not os.path.exists(p)]
+    out = []
+    for key, p in absent:
+        if any(p != q and p.startswith(q.rstrip("/") + "/") for _, q in absent):
+            continue  # inside an absent folder: that folder's line counts it
+        inside = sum(q != p and q.startswith(p.rstrip("/") + "/") for _, q in absent)
+        more = f" (nor the {inside} files and folders read inside it)" if inside else ""
+        out.append(f"{key}: {p} does not exist{more}")
+    return out
+
+
+def missing_data_summary(lines: list[str], files) -> str:
+    """The absent inputs once more, after a dry run's job listing (they would scroll away above it)."""
+    return "\n".join(
+        [f"Absent inputs ({len(lines)}); the dry run planned without them, a real run stops before any job:"]
+        + [f"  {line}" for line in lines]
+        + [f"(config files: {', '.join(files) or 'none'})"]
+    )
 
 
 # ---- configuration ---------------------------------------------------------------------------------
@@ -95,14 +113,34 @@ def unknown_keys(config, schema: dict, root: dict | None = None, prefix: str = "
     return out
 
 
-def file_setting(key: str, files) -> str | None:
-    """The last of the config files that sets this dotted key (the one to edit), if any."""
+def config_files(declared, given, start=".") -> list[str]:
+    """The config files in the order their values apply, each once, the last one winning.
+
+    declared: the workflow's `configfile:` files (loaded first); given: --configfile(s) of the command line or
+    the profile, which Snakemake lays over them, in order. A file named both ways (`--configfiles config.yaml
+    mine.yaml`) counts where it applies last, so `mine.yaml` keeps the blame for a key both set. Shown as the
+    user would type them: relative to the folder Snakemake was started in when inside it.
+    """
+    start = os.path.abspath(start)
+    order: dict[str, str] = {}
+    for f in [*declared, *given]:
+        full = os.path.abspath(os.path.join(start, str(f)))
+        order.pop(full, None)
+        order[full] = full
+    return [os.path.relpath(f, start) if Path(f).is_relative_to(start) else f for f in order]
+
+
+def file_setting(key: str, files, cli_config=None, start=".") -> str | None:
+    """The last of the config files that sets this dotted key (the one to edit), if any; `--config` when the
+    command line's --config sets it (it applies over every file). start: where relative files start."""
     import yaml
 
+    if cli_config and key.split(".")[0] in cli_config:
+        return "--config"
     found = None
     for f in files:
         try:
-            node = yaml.safe_load(Path(f).read_text())
+            node = yaml.safe_load((Path(start) / f).read_text())
         except (OSError, yaml.YAMLError):
             continue
         for part in key.split("."):
@@ -117,45 +155,84 @@ def file_setting(key: str, files) -> str | None:
     return found
 
 
-def unknown_key_message(config, schema: dict, files) -> str | None:
+def unknown_key_message(config, schema: dict, files, cli_config=None, start=".") -> str | None:
     bad = unknown_keys(config, schema)
     if not bad:
         return None
     key, near = bad[0]
-    where = file_setting(key, files) or "--config"
+    where = file_setting(key, files, cli_config, start) or "--config"
     hint = f"; did you mean {near!r}?" if near else ""
     more = f" ({len(bad) - 1} more unknown keys)" if len(bad) > 1 else ""
     return f"{where}: unknown config key {key!r}{hint}{more}"
 
 
+def _misfit(errors) -> bool:
+    """A `oneOf` branch meant for another kind of value: the value's type, or a target's adapter, is not its."""
+    return any(e.validator in ("type", "const", "enum") and list(e.relative_path) in ([], ["adapter"]) for e in errors)
+
+
 def _innermost(error):
-    """For a `oneOf` (the target adapters): the error of the branch whose `adapter` matched."""
+    """For a `oneOf` (the target adapters, null-or-block settings): the error of the branch meant for the value;
+    where no branch is, what the value may be."""
     while error.context:
         branches = {}
         for e in error.context:
             branches.setdefault(e.relative_schema_path[0], []).append(e)
-        fitting = [errs for errs in branches.values() if not any(list(e.relative_path) == ["adapter"] for e in errs)]
-        if len(fitting) != 1:
-            break
-        error = fitting[0][0] if len(fitting[0]) == 1 else _Joined(fitting[0])
+        fitting = [errs for errs in branches.values() if not _misfit(errs)]
+        if len(fitting) == 1:
+            error = fitting[0][0] if len(fitting[0]) == 1 else _Joined(fitting[0])
+            continue
+        adapters = [e.validator_value for e in error.context if list(e.relative_path) == ["adapter"]]
+        if not fitting and adapters and isinstance(error.instance, dict):
+            got = error.instance.get("adapter")
+            return _Joined([error], path=[*error.absolute_path, "adapter"], message=f"{got!r} is not one of {adapters}")
+        if not fitting:
+            said = dict.fromkeys(errs[0].message for errs in branches.values())
+            return _Joined([error], message=" or ".join(said))
+        break
     return error
 
 
 class _Joined:
     """Several errors of one schema branch (e.g. two missing keys), as one."""
 
-    def __init__(self, errors):
+    def __init__(self, errors, path=None, message=None):
         self.context = None
-        self.absolute_path = errors[0].absolute_path
-        self.message = "; ".join(e.message for e in errors)
+        self.validator = "joined"
+        self.absolute_path = list(errors[0].absolute_path if path is None else path)
+        self.message = message or "; ".join(dict.fromkeys(_said(e) for e in errors))
 
 
-def validation_message(error, files) -> str:
-    """One line from a jsonschema ValidationError: the key, the value's problem and the file that sets it."""
+def _said(error) -> str:
+    """An error's message; a missing key as `missing 'key'`, and every missing key of the block at once."""
+    if error.validator == "required" and isinstance(error.instance, dict):
+        missing = [k for k in error.validator_value if k not in error.instance]
+        return "missing " + ", ".join(repr(k) for k in missing)
+    return error.message
+
+
+def validation_message(error, files, cli_config=None, start=".", others=()) -> str:
+    """One line from a jsonschema ValidationError: the key, the value's problem and the file that sets it.
+    others: every error of the config (the validator's iter_errors): the problems of the same key go on the
+    same line (a CSV target's missing keys at once, not one per dry run)."""
     error = _innermost(error)
     key = ".".join(str(p) for p in error.absolute_path)
-    where = file_setting(key, files) if key else None
-    return f"ValidationError: {where + ': ' if where else ''}config key {key or '(top level)'!r}: {error.message}"
+    said = [_said(error)]
+    below = []
+    for other in others:
+        other = _innermost(other)
+        at = ".".join(str(p) for p in other.absolute_path)
+        if at == key:
+            said.append(_said(other))
+        elif key and at.startswith(key + "."):  # e.g. the block's adapter, beside its missing keys
+            below.append(f"{at[len(key) + 1 :]}: {_said(other)}")
+    if len(said) > 1 and all(x.startswith("missing ") for x in said):
+        keys = dict.fromkeys(k.strip() for x in said for k in x.removeprefix("missing ").split(","))
+        said = ["missing " + ", ".join(keys)]
+    said += below
+    where = file_setting(key, files, cli_config, start) if key else None
+    problem = "; ".join(dict.fromkeys(said))
+    return f"ValidationError: {where + ': ' if where else ''}config key {key or '(top level)'!r}: {problem}"
 
 
 # ---- profiles ----------------------------------------------------------------------------------------

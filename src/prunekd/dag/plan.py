@@ -73,13 +73,26 @@ class Plan:
                 keys["paths.audioset_audio"] = self.config["paths"]["audioset_audio"] or f"{self.audioset}/audio"
             out.append(("audioset", keys))
         for t, v in self.targets.items():
+            ev = v.get("evaluation")  # the challenge evaluation set a submission predicts (never the demo's)
+            evaluation = {} if not ev else {f"targets.{t}.evaluation.root": ev["root"]}
+            evaluation |= {f"targets.{t}.evaluation.root (meta.csv)": f"{ev['root']}/meta.csv"} if ev else {}
             if self.demo_writes(t):
+                if evaluation:
+                    out.append((t, evaluation))
                 continue
             if v["adapter"] == "tau2022":
                 keys = {f"targets.{t}.root": v["root"], f"targets.{t}.root (meta.csv)": f"{v['root']}/meta.csv"}
+                # meta.csv names every clip as audio/<file>.wav; the manifest reads all the challenge split files.
+                keys[f"targets.{t}.root (audio/)"] = f"{v['root']}/audio"
+                split_dir = layouts.tau_split_dir(v["root"], v.get("split_dir"))
+                where = f"targets.{t}.split_dir" if v.get("split_dir") else f"targets.{t}.root"
+                if v.get("split_dir"):
+                    keys[where] = split_dir
+                for f in layouts.TAU_SPLIT_FILES:
+                    keys[f"{where} ({f})"] = f"{split_dir}/{f}"
             else:
                 keys = {f"targets.{t}.csv": v["csv"], f"targets.{t}.audio_root": v["audio_root"]}
-            out.append((t, keys))
+            out.append((t, keys | evaluation))
         return out
 
     # ---- the shards --------------------------------------------------------------------------

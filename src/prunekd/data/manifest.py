@@ -10,7 +10,8 @@ one boolean column per training split (split5, ..., or split<name>), test, statu
   tau2022: every row of TAU Urban Acoustic Scenes 2022 Mobile's meta.csv, with the challenge split files.
   csv:     any dataset described by one CSV: filename (relative to the audio root), label, split (the
            names of the splits the clip belongs to, space-separated, e.g. "train" or "25 50 100" or
-           "test"), optional device (or group) for the per-device accuracies.
+           "test"), optional device (or group) for the per-device accuracies, optional city for the
+           per-city ones.
 """
 
 from __future__ import annotations
@@ -295,6 +296,8 @@ def csv_target_manifest(csv_path, audio_root, splits, test_split: str = "test") 
             "device": meta["device"] if "device" in meta.columns else "all",
         }
     )
+    if "city" in meta.columns:  # the evaluation's per-city accuracy (student/evaluate.py, city_of_clips)
+        df["city"] = meta["city"].str.strip()
     for name in [str(x) for x in splits] + [test_split]:
         col = "test" if name == test_split else f"split{name}"
         df[col] = [name in m for m in member]
@@ -337,17 +340,60 @@ def build_manifest(s: dict, root, out, rejected_out, log=print) -> None:
             )
     else:
         man, rej = target_manifest(s)
-        for w in class_coverage_warnings(man):
-            log(f"warning: {out}: {w}")
     if len(rej) and s["bad_audio"] == "fail":
         r = rej.iloc[0]
         where = f"{r['list']} line {r['line']}" if "list" in r else str(man.loc[man["row"] == r["row"], "path"].iloc[0])
         raise BadAudioError(
             f"{where}: clip {r['id']} is {r['reason']} ({out}; data.bad_audio: fail); {len(rej)} such clips"
         )
+    problem = unusable(man, s, Path(out).name.removesuffix(".tsv"))
+    if problem:
+        raise MetadataError(problem)
+    if s["adapter"] != "audioset":
+        for w in class_coverage_warnings(man):
+            log(f"warning: {out}: {w}")
     write_table(rejected_out, rej)
     write_table(out, man)
     log(f"{out}: {len(man)} rows, {len(rej)} rejected, {time.time() - t0:.1f} s")
+
+
+def _key_to_check(s: dict, name: str) -> str:
+    """The config key that says where a dataset's audio lies (what a user mistypes)."""
+    if s["adapter"] == "audioset":
+        return (
+            "paths.audioset" if s.get("layout") == "hdf5" else "paths.audioset_audio (default: <paths.audioset>/audio)"
+        )
+    return f"targets.{name}.root" if s["adapter"] == "tau2022" else f"targets.{name}.audio_root"
+
+
+def unusable(man: pd.DataFrame, s: dict, name: str) -> str | None:
+    """One line when a dataset, one of its subsets or splits, or one of a target's classes has no usable clip
+    left: every job after the manifest would train or score on nothing, so the run stops here."""
+    ok = (man["status"] == "ok").to_numpy()
+    key = _key_to_check(s, name)
+
+    def why(rows) -> str:
+        bad = man[rows & ~ok]
+        first = bad.iloc[0]
+        what = first["status"] + (f": {first['path']}" if first.get("path") else "")
+        return f"all {len(bad)} clips rejected (first: {first['id']}, {what}); check {key}"
+
+    everything = np.ones(len(man), dtype=bool)
+    if not len(man) or not ok.any():
+        return f"{name}: no usable clip{': ' + why(everything) if len(man) else ' listed'}"
+    if s["adapter"] == "audioset":
+        groups = [(f"subset {v}", (man["subset"] == v).to_numpy()) for v in man["subset"].unique()]
+    else:
+        splits = [c for c in man.columns if c.startswith("split")]
+        test = s.get("test_split", "test") if s["adapter"] == "csv" else "test"
+        groups = [(f"split {c[5:]}", man[c].astype(str).eq("True").to_numpy()) for c in splits]
+        groups.append((f"test split {test}", man["test"].astype(str).eq("True").to_numpy()))
+        labels = man["class_label"].astype(str)
+        groups += [(f"class {c}", (labels == c).to_numpy()) for c in sorted(labels.unique())]
+    for what, rows in groups:
+        if rows.any() and not (rows & ok).any():
+            return f"{name}: {what} has no usable clip: {why(rows)}"
+    return None
 
 
 def class_coverage_warnings(manifest: pd.DataFrame) -> list[str]:
@@ -359,12 +405,13 @@ def class_coverage_warnings(manifest: pd.DataFrame) -> list[str]:
     out = []
     for col in [c for c in manifest.columns if c.startswith("split")]:
         have = set(ok.loc[ok[col].astype(str) == "True", "class_label"].astype(str))
+        split = f"split {col[5:]}"  # the split's name in the config (targets.<name>.splits), not the column
         never = sorted(test - have)
         if never:
-            out.append(f"{col}: test classes never in training: {', '.join(never)} (their accuracy will be 0)")
+            out.append(f"{split}: test classes never in training: {', '.join(never)} (their accuracy will be 0)")
         lacks = sorted(every - have - test)
         if lacks:
-            out.append(f"{col}: lacks classes {', '.join(lacks)}")
+            out.append(f"{split}: lacks classes {', '.join(lacks)}")
     lacks = sorted(every - test)
     if lacks:
         out.append(f"test split: lacks classes {', '.join(lacks)}")
