@@ -47,7 +47,6 @@ rule submission:
         "--num-workers {resources.workers} --settings {params.settings:q} 2> {log:q}"
 
 
-
 # Seconds of zipping and checking: on the machine that runs Snakemake.
 localrules:
     submission_package,

@@ -28,7 +28,7 @@ def package_target():
         if not sub[key]:
             refuse_key(
                 f"submission.{key}",
-                f"targets.{t}.evaluation asks for a submission: set it (docs/usage.md, \"The challenge submission\")",
+                f'targets.{t}.evaluation asks for a submission: set it (docs/usage.md, "The challenge submission")',
             )
     if sum(bool(a.get("corresponding")) for a in sub["authors"]) != 1:
         refuse_key("submission.authors", "list the authors, exactly one of them with corresponding: true")

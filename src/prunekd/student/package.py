@@ -36,9 +36,18 @@ META_FIELDS = {
     "submission": ("label", "name", "abbreviation", "authors"),
     "author": ("lastname", "firstname", "email", "affiliation"),
     "system": ("description", "complexity", "external_datasets", "source_code"),
-    "description": ("input_sampling_rate", "acoustic_features", "data_augmentation", "machine_learning_method",
-                    "external_data_usage", "complexity_management", "pipeline", "framework", "split_adaptations",
-                    "system_adaptations"),  # fmt: skip
+    "description": (
+        "input_sampling_rate",
+        "acoustic_features",
+        "data_augmentation",
+        "machine_learning_method",
+        "external_data_usage",
+        "complexity_management",
+        "pipeline",
+        "framework",
+        "split_adaptations",
+        "system_adaptations",
+    ),  # fmt: skip
     "complexity": ("total_model_size", "total_parameters", "macs"),
     "external_dataset": ("name", "url", "total_audio_length"),
 }
@@ -249,10 +258,16 @@ def meta_document(sub: dict, infos: dict, settings: dict, audioset_hours: float)
                 "macs": int(first["MACs"]),
             },
             "external_datasets": [
-                {"name": "AudioSet", "url": "https://research.google.com/audioset/",
-                 "total_audio_length": f"{audioset_hours:.1f}h"},
-                {"name": "PaSST pre-trained models (AudioSet)", "url": "https://github.com/kkoutini/PaSST/releases",
-                 "total_audio_length": f"{audioset_hours:.1f}h (the AudioSet clips above)"},
+                {
+                    "name": "AudioSet",
+                    "url": "https://research.google.com/audioset/",
+                    "total_audio_length": f"{audioset_hours:.1f}h",
+                },
+                {
+                    "name": "PaSST pre-trained models (AudioSet)",
+                    "url": "https://github.com/kkoutini/PaSST/releases",
+                    "total_audio_length": f"{audioset_hours:.1f}h (the AudioSet clips above)",
+                },
             ],  # fmt: skip
             "source_code": sub["source_code"],
         },
