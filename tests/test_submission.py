@@ -284,3 +284,33 @@ def test_labels_abbreviation_and_the_label_in_the_file_names(tmp_path):
     found = pk.check_package(buf, 4)
     assert any("task1/Doe_ACME_task1_3/Doe_ACME_task1_2.meta.yaml is not" in p for p in found), found
     assert any("task1/Doe_ACME_task1_2/Doe_ACME_task1_2.meta.yaml missing" in p for p in found), found
+
+
+def test_the_demo_ends_with_a_package_the_checks_accept(demo_run):
+    """The demo's evaluation set (TAU 2024 layout, a silent clip among it) and its package of the trained splits."""
+    ev = demo_run / "data/demo/tau_eval"
+    n = len(pd.read_csv(ev / "meta.csv", sep="\t"))
+    assert n == 12 and sorted(p.name for p in (ev / "audio").iterdir()) == sorted(f"{i}.wav" for i in range(n))
+    label = "Demo_Placeholder_task1_1"
+    z = demo_run / f"results/submission/{label}.zip"
+    assert pk.check_package(z, n, ("5", "100")) == []
+    with zipfile.ZipFile(z) as zf:
+        assert sorted(zf.namelist()) == sorted(
+            [f"task1/{label}/{label}.output.split_{s}.csv" for s in ("5", "100")] + [f"task1/{label}/{label}.meta.yaml"]
+        )
+        meta = yaml.safe_load(zf.read(f"task1/{label}/{label}.meta.yaml"))
+        out = pd.read_csv(io.BytesIO(zf.read(f"task1/{label}/{label}.output.split_100.csv")), sep="\t")
+    assert list(out["filename"]) == [f"{i}.wav" for i in range(n)]  # the silent clip 6 has its row
+    per_split = demo_run / "results/submission/tau/split100/best"
+    assert (demo_run / f"results/submission/task1/{label}/{label}.output.split_100.csv").read_bytes() == (
+        per_split / "output.csv"
+    ).read_bytes()
+    info = json.loads((per_split / "info.json").read_text())
+    dev = json.loads((demo_run / "results/eval" / Path(info["model"]).parent.relative_to(demo_run / "results")
+                      / "metrics.json").read_text())  # fmt: skip
+    res = meta["results"]["development_dataset"]["split_100"]["overall"]
+    assert res == {"accuracy": round(100 * dev["macro_accuracy"], 2), "logloss": round(dev["logloss"], 4)}
+    assert dev["precision"] == "float16" and set(dev["by_precision"]) == {"float16", "float32"}
+    assert meta["submission"]["authors"][0]["lastname"] == "Placeholder"  # the demo's placeholders, never invented
+    log = (demo_run / f"results/logs/submission_package/{label}.log").read_text()
+    assert "missing: 10, 25, 50" in log
