@@ -306,8 +306,8 @@ def test_the_demo_ends_with_a_package_the_checks_accept(demo_run):
         per_split / "output.csv"
     ).read_bytes()
     info = json.loads((per_split / "info.json").read_text())
-    dev = json.loads((demo_run / "results/eval" / Path(info["model"]).parent.relative_to(demo_run / "results")
-                      / "metrics.json").read_text())  # fmt: skip
+    run = Path(info["model"]).parent.relative_to("results")  # results/finetune/<the chosen model>/model.pt
+    dev = json.loads((demo_run / "results/eval" / run / "metrics.json").read_text())
     res = meta["results"]["development_dataset"]["split_100"]["overall"]
     assert res == {"accuracy": round(100 * dev["macro_accuracy"], 2), "logloss": round(dev["logloss"], 4)}
     assert dev["precision"] == "float16" and set(dev["by_precision"]) == {"float16", "float32"}
