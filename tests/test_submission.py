@@ -314,3 +314,15 @@ def test_the_demo_ends_with_a_package_the_checks_accept(demo_run):
     assert meta["submission"]["authors"][0]["lastname"] == "Placeholder"  # the demo's placeholders, never invented
     log = (demo_run / f"results/logs/submission_package/{label}.log").read_text()
     assert "missing: 10, 25, 50" in log
+
+
+def test_a_submission_without_what_only_a_person_knows_is_refused_before_any_job(tmp_path):
+    from conftest import snakemake
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("submission:\n  label: null\n")
+    p = snakemake(tmp_path, "-n", extra_config=[str(cfg)], check=False)
+    assert p.returncode != 0 and "submission.label: targets.tau.evaluation asks for a submission" in p.stderr
+    cfg.write_text("submission:\n  label: Doe_ACME_task1_9\n")
+    p = snakemake(tmp_path, "-n", extra_config=[str(cfg)], check=False)
+    assert p.returncode != 0 and "Doe_ACME_task1_9" in p.stdout + p.stderr  # the schema: <Lastname>_<Inst>_task1_<1-4>
