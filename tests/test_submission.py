@@ -113,6 +113,9 @@ def test_every_evaluation_clip_gets_a_row_from_the_float16_model_an_undecodable_
         p16 = np.exp(log_softmax(load_model(model, "float16")[0], x))
         p32 = np.exp(log_softmax(load_model(model, "float32")[0], x))
     assert not np.array_equal(p16, p32)
+    half = load_model(model, "float32")[0].half()  # PyTorch's own float16 model: the same probabilities
+    with torch.no_grad():
+        np.testing.assert_allclose(p16, torch.softmax(half(x.half()).float(), dim=1).numpy(), atol=2e-5)
     np.testing.assert_allclose(pred[list(pk.SCENES)].to_numpy(), p16, atol=6e-5)
 
     (d / "ev/audio/4.wav").write_bytes(b"RIFF\x00\x00")  # truncated
@@ -322,7 +325,7 @@ def test_a_submission_without_what_only_a_person_knows_is_refused_before_any_job
     cfg = tmp_path / "c.yaml"
     cfg.write_text("submission:\n  label: null\n")
     p = snakemake(tmp_path, "-n", extra_config=[str(cfg)], check=False)
-    assert p.returncode != 0 and "submission.label: targets.tau.evaluation asks for a submission" in p.stderr
+    assert p.returncode != 0 and "submission.label: targets.tau.evaluation asks for a submission" in p.stdout + p.stderr
     cfg.write_text("submission:\n  label: Doe_ACME_task1_9\n")
     p = snakemake(tmp_path, "-n", extra_config=[str(cfg)], check=False)
     assert p.returncode != 0 and "Doe_ACME_task1_9" in p.stdout + p.stderr  # the schema: <Lastname>_<Inst>_task1_<1-4>

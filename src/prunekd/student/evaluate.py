@@ -103,19 +103,35 @@ def complexity(student_cfg: dict, frontend_cfg: dict, n_classes: int = 10, clip_
     }
 
 
+def _to_half(module, inputs, output):
+    return output.half().float()
+
+
 def load_model(model_path, precision: str = PRECISION):
-    """A saved student in inference mode, its parameters in `precision` (float16: as submitted)."""
+    """A saved student in inference mode, its parameters in `precision` (float16: as submitted).
+
+    float16: the parameters, the input and every layer's output rounded to IEEE half (torch.float16), computed with
+    float32 accumulation as a GPU's half convolutions are. PyTorch's own half convolution on a CPU gives the same
+    probabilities up to rounding and is several times slower (benchmarks/student_eval.py, docs/performance.md)."""
     ck = torch.load(model_path, map_location="cpu", weights_only=True)
     model = build_student(ck["student"], ck["n_classes"])
     model.load_state_dict(ck["state_dict"])
-    return model.eval().to(DTYPES[precision]), ck
+    model.eval().to(DTYPES[precision])
+    if precision == "float16":
+        model.float()  # the values stay those of float16
+        for m in model.modules():
+            if not any(m.children()):
+                m.register_forward_hook(_to_half)
+    model.precision = precision
+    return model, ck
 
 
 def log_softmax(model, x: torch.Tensor) -> np.ndarray:
-    """Class log-probabilities of a batch of log-mel inputs (float32), the input cast to the model's type as the
-    baseline does (`x.half()`); the softmax itself in float32, so that a clip's logloss is not rounded."""
-    dtype = next(model.parameters()).dtype
-    return torch.log_softmax(model(x.to(dtype)).float(), dim=1).numpy()
+    """Class log-probabilities of a batch of log-mel inputs (float32), the input rounded to the model's precision
+    as the baseline casts it (`x.half()`); the softmax in float32, so that a clip's logloss is not rounded."""
+    if getattr(model, "precision", "float32") == "float16":
+        x = x.half().float()
+    return torch.log_softmax(model(x).float(), dim=1).numpy()
 
 
 @torch.no_grad()
