@@ -15,10 +15,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import tempfile
 import time
 from pathlib import Path
-
-import tempfile
 
 import torch
 import yaml

@@ -29,7 +29,7 @@ rule submission:
     threads: max(1, config["training"]["num_workers"])  # the loader processes, each on a CPU of its own
     resources:
         mem_mb=mem_mb(8000),
-        runtime=runtime(60),
+        runtime=runtime(120),  # the whole evaluation set through a float16 student (docs/performance.md)
         # how the clips are read, not what is computed: a resource, so that a change reruns nothing (IO_KEYS)
         workers=config["training"]["num_workers"],
     params:
