@@ -54,7 +54,7 @@ def package_parts():
 
 def package_settings():
     return settings(
-        submission=config["submission"],
+        submission={k: config["submission"][k] for k in ("label", "name", "abbreviation", "authors", "source_code")},
         frontend=config["frontend"],
         distillation={k: config["distillation"][k] for k in ("iterations", "kd_lambda")},
         training={k: config["training"][k] for k in ("epochs_finetune",)},
