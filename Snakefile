@@ -34,3 +34,4 @@ rule all:
     input:
         summary_outputs(),
         submission_outputs(),
+        package_outputs(),

@@ -42,3 +42,20 @@ def test_summary_orders_numeric_splits_by_number_and_named_ones_as_configured():
 
     assert _sorted_splits(["100", "5", "25", "5"]) == ["5", "25", "100"]
     assert _sorted_splits(["small", "big", "small", "all"]) == ["small", "big", "all"]
+
+
+def test_logloss_per_class_per_device_and_overall_by_hand():
+    # Three clips of class x, one of class y; natural log as the baseline's cross-entropy.
+    p = np.array([[0.5, 0.5], [0.25, 0.75], [1.0, 0.0], [0.2, 0.8]])
+    with np.errstate(divide="ignore"):
+        lp = np.log(p)
+    y_true = np.array([0, 0, 0, 1])
+    dev = np.array(["a", "a", "b", "b"])
+    m = metrics(y_true, p.argmax(1), dev, ["x", "y", "z"], log_probs=lp)
+    x = (np.log(2) + np.log(4) + 0.0) / 3
+    y = -np.log(0.8)
+    assert m["per_class_logloss"] == {"x": pytest.approx(x), "y": pytest.approx(y), "z": None}
+    assert m["logloss"] == pytest.approx((x + y) / 2)  # over classes, as the overall (macro) accuracy
+    assert m["logloss_per_clip"] == pytest.approx((3 * x + y) / 4)
+    assert m["per_device_logloss"] == {"a": pytest.approx((np.log(2) + np.log(4)) / 2), "b": pytest.approx(y / 2)}
+    assert "logloss" not in metrics(y_true, p.argmax(1), dev, ["x", "y", "z"])

@@ -172,7 +172,7 @@ def test_hdf5_audioset_split_setup_and_submission_through_the_dag(demo_run, tmp_
     test_clips = pd.read_csv(tau / "split_setup/test.csv", sep="\t")["filename"][:5]
     for i, f in enumerate(test_clips):
         shutil.copy(tau / f, ev / f"audio/{i}.wav")
-    (ev / "audio/5.wav").write_bytes(b"RIFF\x00\x00")  # truncated: skipped and listed
+    (ev / "audio/5.wav").write_bytes(b"RIFF\x00\x00")  # truncated: predicted from silence (below) and listed
     (ev / "meta.csv").write_text("filename\n" + "".join(f"audio/{i}.wav\n" for i in range(6)))
     before = _tree(data)
     weights = demo_run / "results/demo/weights"
@@ -184,6 +184,7 @@ def test_hdf5_audioset_split_setup_and_submission_through_the_dag(demo_run, tmp_
         "grid:\n  targets: [tau]\ncontrols:\n  random: false\n  full: false\n"
         "distillation:\n  audio_input: decode\n  iterations: 2\n"
         "training:\n  num_workers: 0\n"
+        "submission:\n  undecodable: silence\n"
     )
     cfg_h = tmp_path / "hdf5.yaml"
     cfg_h.write_text(common.replace("paths:\n", "paths:\n  audioset: data/as_hdf5\n"))
@@ -195,7 +196,7 @@ def test_hdf5_audioset_split_setup_and_submission_through_the_dag(demo_run, tmp_
     assert man_h["path"].str.contains(r"_mp3\.hdf::\d+$").all() and len(man_h) == 70
     rej = pd.read_csv(wd / "results/logits/audioset.rejected.tsv", sep="\t")
     assert rej.set_index("id")["reason"][victim] == "exists but unreadable"
-    # The submission: every decodable evaluation clip, in the challenge's format, with the model's complexity.
+    # The submission: a row for every evaluation clip, in the challenge's format, with the model's complexity.
     out = pd.read_csv(wd / f"{sub}/output.csv", sep="\t")
     classes = [
         "airport",
@@ -210,13 +211,14 @@ def test_hdf5_audioset_split_setup_and_submission_through_the_dag(demo_run, tmp_
         "tram",
     ]
     assert list(out.columns) == ["filename", "scene_label", *classes]
-    assert list(out["filename"]) == [f"{i}.wav" for i in range(5)]
+    assert list(out["filename"]) == [f"{i}.wav" for i in range(6)]
     assert (out["scene_label"] == out[classes].idxmax(axis=1)).all()
     np.testing.assert_allclose(out[classes].sum(axis=1), 1.0, atol=1e-3)
     info = json.loads((wd / f"{sub}/info.json").read_text())
     assert (info["Params"], info["MACs"]) == (61148, 29419156) and info["within_limits"]
     assert info["model"].endswith("finetune/tau/all/split100/pruned/thr0.3/seed0/model.pt")
-    assert info["skipped"] == [{"filename": "audio/5.wav", "reason": "exists but unreadable"}]
+    assert info["from_silence"] == [{"filename": "audio/5.wav", "reason": "exists but unreadable"}]
+    assert info["precision"] == "float16" and info["undecodable"] == "silence"
     dev = json.loads((wd / "results/eval/finetune/tau/all/split100/pruned/thr0.3/seed0/metrics.json").read_text())
     assert info["test"]["macro_accuracy"] == dev["macro_accuracy"]
     assert dev["complexity"]["macs"] == info["MACs"]

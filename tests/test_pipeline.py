@@ -129,6 +129,7 @@ def test_summary_tables_hold_every_cell(demo_run):
     assert t1.loc[t1["threshold"] == 0.3, "macro_acc"].item() == pytest.approx(100 * m["macro_accuracy"], abs=0.01)
     b = json.loads((demo_run / "results/eval/baseline/tau/split5/seed0/metrics.json").read_text())
     assert t2.loc[t2["split"] == 5, "baseline_macro_acc"].item() == pytest.approx(100 * b["macro_accuracy"], abs=0.01)
+    assert t2.loc[t2["split"] == 5, "baseline_logloss"].item() == pytest.approx(b["logloss"], abs=0.001)
     assert t1.loc[t1["threshold"] == 0.3, "paper_macro_acc"].item() == 60.0
     assert t2.loc[t2["split"] == 5, "paper_baseline"].item() == 42.4
     st = json.loads((demo_run / f"{PRUNE}/split100/thr0.2/stats.json").read_text())
@@ -169,6 +170,7 @@ def test_every_rule_logs_and_benchmarks(demo_run):
         "baseline",
         "evaluate",
         "demo_teacher",
+        "submission_package",
     ]:
         assert r in logs, r
     assert len(list((demo_run / "results/benchmarks").rglob("*.tsv"))) > 20

@@ -58,6 +58,8 @@ def test_new_threshold_plans_only_its_own_jobs(demo_run, tmp_path):
         ("summarise", 1),
         ("enrichment", 1),
         ("enrichment_summary", 1),
+        ("submission", 1),  # split 100's best model has a new candidate; the package holds it
+        ("submission_package", 1),
     ):
         assert len(jobs.pop(rule)) == n, rule
     # The histograms mark the thresholds, so they are redrawn; the scores themselves are not recomputed.
@@ -74,6 +76,8 @@ def test_distillation_setting_reruns_distillation_and_what_follows(demo_run, tmp
         "finetune": FINETUNE,
         "evaluate": FINETUNE,
         "summarise": 1,
+        "submission": 2,  # the demo's evaluation set, per split, and its package
+        "submission_package": 1,
     }
 
 
@@ -129,6 +133,8 @@ def test_domain_setting_never_recomputes_teacher_logits(demo_run, tmp_path):
         "summarise": 1,
         "enrichment": KD,
         "enrichment_summary": 1,
+        "submission": 2,
+        "submission_package": 1,
     }
 
 
@@ -158,6 +164,8 @@ def test_code_edit_reruns_that_step_and_what_follows(demo_run, tmp_path):
         "finetune": FINETUNE,
         "evaluate": FINETUNE,
         "summarise": 1,
+        "submission": 2,  # the demo's evaluation set, per split, and its package
+        "submission_package": 1,
     }
     # A module shared by several steps reruns each of them (domain.py: classifier, scoring, pruning).
     code.write_text(original)

@@ -112,7 +112,8 @@ COMMANDS = {
         _required("--audioset-root", "output folder for the AudioSet-format pool"),
         _optional("--tau-roots", "output folders for TAU-format scene sets", nargs="*", default=[]),
         _optional("--csv-targets", "CSV paths of generic targets (audio beside the CSV)", nargs="*", default=[]),
-        SETTINGS]),
+        _optional("--eval-roots", "output folders for evaluation sets (TAU 2024 evaluation layout)", nargs="*",
+                  default=[]), SETTINGS]),
     "manifest": ("data.manifest:manifest_step",
                  "Build a dataset manifest (and its rejected table) from on-disk metadata.", [
         _optional("--root", "AudioSet folder (the adapter audioset); targets name theirs in --settings"),
@@ -244,6 +245,14 @@ COMMANDS = {
         _required("--eval-root", "evaluation set folder (meta.csv with filename, the audio)"),
         _required("--out", "output.csv (submission format)"),
         _required("--info", "info.json (MACs, Params, test results)"), _workers("training"), SETTINGS]),
+    "submission-package": ("student.package:package_step",
+                           "The DCASE package: every split's evaluation-set predictions and the meta file, zipped "
+                           "and checked as the challenge's validator does.", [
+        _required("--outputs", "SPLIT=output.csv of each split", nargs="+"),
+        _required("--infos", "SPLIT=info.json of each split", nargs="+"),
+        _required("--eval-root", "evaluation set folder (meta.csv with filename, the audio)"),
+        _required("--audioset-manifest", "AudioSet manifest (its hours, for the meta file)"),
+        _required("--out-dir", "task1/<LABEL> folder"), _required("--out-zip", "<LABEL>.zip"), SETTINGS]),
     "summarise": ("results.summarise:summarise_step", "Tables 1 and 2 (CSV, Markdown, HTML) and plots.", [
         _required("--metrics", nargs="+"), _required("--prune-stats", nargs="+"),
         _optional("--manifest", "target manifest: warns above the tables about classes a split lacks"),

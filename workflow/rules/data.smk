@@ -6,6 +6,7 @@ if DEMO:
             + [f"{AUDIOSET}/class_labels_indices.csv"],
             truth=f"{AUDIOSET}/truth.tsv",  # which clips are target-like: read by the known-answer report only
             targets=[f for t in config["targets"] if demo_writes(t) for f in target_lists(t)],
+            evaluations=[f"{root}/meta.csv" for root in PLAN.demo_evaluations().values()],
         log:
             f"{R}/logs/demo_data.log",
         benchmark:
@@ -17,17 +18,19 @@ if DEMO:
             audioset=lambda w, output: os.path.dirname(output.audioset[0]),
             tau=[v["root"] for t, v in config["targets"].items() if demo_writes(t) and v["adapter"] == "tau2022"],
             csv=[v["csv"] for t, v in config["targets"].items() if demo_writes(t) and v["adapter"] == "csv"],
+            evaluations=list(PLAN.demo_evaluations().values()),
             settings=lambda w: settings(
                 **{
                     k: v
                     for k, v in config["demo"].items()
                     if k not in ("enabled", "teacher_train_steps", "teacher_train_lr", "csv_targets")
+                    and (k != "evaluation_clips" or v)  # none: the settings of the demo data before it existed
                 },
                 audioset_clip_seconds=config["data"]["audioset_clip_seconds"],
             ),
         shell:
             "prunekd demo-data --audioset-root {params.audioset:q} --tau-roots {params.tau:q} "
-            "--csv-targets {params.csv:q} --settings {params.settings:q} 2> {log:q}"
+            "--csv-targets {params.csv:q} --eval-roots {params.evaluations:q} --settings {params.settings:q} 2> {log:q}"
 
 
 rule manifest_audioset:

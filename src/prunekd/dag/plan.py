@@ -47,6 +47,17 @@ class Plan:
         t = self.config["targets"][target]
         return self.demo and (t["adapter"] == "tau2022" or target in self.config["demo"]["csv_targets"])
 
+    def demo_evaluations(self) -> dict[str, str]:
+        """Target -> the evaluation set folder the demo writes (demo.evaluation_clips > 0, a TAU target the demo
+        writes with an `evaluation`): the TAU 2024 evaluation layout, so that the demo ends with a package."""
+        if not self.demo or not self.config["demo"].get("evaluation_clips"):
+            return {}
+        return {
+            t: v["evaluation"]["root"]
+            for t, v in self.config["targets"].items()
+            if v["adapter"] == "tau2022" and self.demo_writes(t) and v.get("evaluation")
+        }
+
     def demo_folders(self) -> dict[str, str]:
         """Config key -> folder the demo writes into (it may write only into folders it created)."""
         out = {"paths.audioset": self.audioset} if self.demo else {}
@@ -56,6 +67,8 @@ class Plan:
                     out[f"targets.{t}.root"] = v["root"]
                 else:
                     out[f"targets.{t}.csv"] = os.path.dirname(v["csv"]) or "."
+        for t, root in self.demo_evaluations().items():
+            out[f"targets.{t}.evaluation.root"] = root
         return out
 
     def data_paths(self) -> list[tuple[str, dict[str, str]]]:

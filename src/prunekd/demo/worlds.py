@@ -269,6 +269,33 @@ def make_tau(
             fh.write(f"{name}\n")
 
 
+def make_tau_evaluation(root: Path, n: int, sr: int, seed: int, world: str = "tour", seconds: float = 1.0) -> None:
+    """An evaluation set in the TAU 2024 evaluation layout (TAU-urban-acoustic-scenes-2024-mobile-evaluation):
+    `meta.csv`, tab-separated, with only `filename`, and `audio/<i>.wav` (i = 0 ... n-1), scenes and devices as in
+    the test split, no labels. Clip n // 2 is silent (all-zero samples): a legal clip that gets a row like any
+    other. Its own generator (seeded from `seed`), so that the other demo data stays as it was."""
+    if world not in WORLDS:
+        raise ValueError(f"demo.world: {world!r} is not one of {', '.join(WORLDS)}")
+    rng = np.random.default_rng([seed, 2024])
+    k = int(round(sr * seconds))
+    (root / "audio").mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        scene = int(rng.integers(0, len(SCENES)))
+        device = TEST_DEVICES[int(rng.integers(0, len(TEST_DEVICES)))]
+        if i == n // 2:
+            x = np.zeros(k)
+        elif world == "known_answer":
+            x = _background(int(rng.integers(0, len(SCENES))), rng, sr, k)
+            x = x + sum(_event(int(e), rng, sr, k) for e in SCENE_PAIRS[scene])
+            x = _device(x, device, sr, rng)
+        else:
+            x = _background(scene, rng, sr, k)
+            events = rng.choice(SCENE_EVENTS, size=int(rng.integers(1, 3)), p=_scene_event_weights(scene))
+            x = _device(x + sum(_event(int(e), rng, sr, k) for e in events), device, sr, rng)
+        _write(root / f"audio/{i}.wav", x, sr)
+    (root / "meta.csv").write_text("filename\n" + "".join(f"audio/{i}.wav\n" for i in range(n)))
+
+
 BAD_KINDS = ("missing", "empty", "silent", "unreadable", "non-finite samples")
 
 
@@ -323,9 +350,10 @@ def make_csv_target(
     csv_path.write_text("\n".join(lines) + "\n")
 
 
-def make_demo_data(audioset_root, tau_roots, cfg: dict, csv_targets=()) -> None:
+def make_demo_data(audioset_root, tau_roots, cfg: dict, csv_targets=(), eval_roots=()) -> None:
     """Write the demo's data, only into folders that are absent, empty or the demo's own (checks.DEMO_MARKER):
-    pointed at a user's folder by mistake, it stops before writing anything."""
+    pointed at a user's folder by mistake, it stops before writing anything. `eval_roots`: folders that get
+    `cfg["evaluation_clips"]` clips in the TAU 2024 evaluation layout each (make_tau_evaluation)."""
     from prunekd.dag.checks import check_demo_folders, claim_demo_folder
 
     tau_roots = [tau_roots] if isinstance(tau_roots, (str, Path)) else list(tau_roots)
@@ -333,6 +361,7 @@ def make_demo_data(audioset_root, tau_roots, cfg: dict, csv_targets=()) -> None:
         ("paths.audioset", audioset_root),
         *[("targets.<name>.root", r) for r in tau_roots],
         *[("targets.<name>.csv", Path(c).parent) for c in csv_targets],
+        *[("targets.<name>.evaluation.root", r) for r in eval_roots],
     ]
     check_demo_folders(folders)  # every folder first: nothing is written if one is refused
     for key, folder in folders:
@@ -361,9 +390,18 @@ def make_demo_data(audioset_root, tau_roots, cfg: dict, csv_targets=()) -> None:
     for csv_path in csv_targets:
         clips = cfg.get("csv_target_clips", {"train": 120, "test": 80})
         make_csv_target(Path(csv_path), clips["train"], clips["test"], rng)
+    for root in eval_roots:
+        make_tau_evaluation(
+            Path(root),
+            cfg["evaluation_clips"],
+            44100,
+            cfg["seed"],
+            cfg.get("world", "tour"),
+            cfg.get("tau_clip_seconds", 1.0),
+        )
 
 
-def demo_data_step(audioset_root, tau_roots, csv_targets, settings: dict, log=print) -> None:
+def demo_data_step(audioset_root, tau_roots, csv_targets, settings: dict, eval_roots=(), log=print) -> None:
     """`prunekd demo-data`."""
-    make_demo_data(audioset_root, tau_roots, settings, csv_targets)
-    log(f"demo data written to {', '.join([audioset_root, *tau_roots, *csv_targets])}")
+    make_demo_data(audioset_root, tau_roots, settings, csv_targets, eval_roots)
+    log(f"demo data written to {', '.join([audioset_root, *tau_roots, *csv_targets, *eval_roots])}")

@@ -4,7 +4,10 @@ Evaluation set (TAU-urban-acoustic-scenes-2024-mobile-evaluation): `meta.csv`, t
 `filename` (e.g. `audio/0.wav`), no labels; the audio beside it. Submission format (the DCASE2024 baseline's
 `run_training.py --evaluate`): `output.csv`, tab-separated, `filename` (without the `audio/` folder), the
 predicted `scene_label` (`label` for generic targets, as in evaluate.py), then one softmax score per class in
-class order; `info.json` with `MACs`, `Params` and the model's development-test results.
+class order; `info.json` with `MACs`, `Params` and the model's development-test results. The model predicts with
+its parameters in float16, as submitted (evaluate.PRECISION). The challenge wants one row per evaluation file:
+a silent clip is a clip like any other; one that cannot be decoded stops the step (`undecodable: fail`) or is
+predicted from silence and listed (`undecodable: silence`). The package of all splits is package.py.
 """
 
 from __future__ import annotations
@@ -19,9 +22,10 @@ import torch
 from prunekd.data.datasets import WaveDataset, collate
 from prunekd.data.tables import MetadataError, class_names
 from prunekd.errors import PrunekdError
-from prunekd.student.cpmobile import build_student
-from prunekd.student.evaluate import complexity
+from prunekd.student.evaluate import PRECISION, complexity, load_model, log_softmax
 from prunekd.student.frontend import MelFrontEnd
+
+UNDECODABLE = ("fail", "silence")
 
 
 def read_eval_meta(root) -> pd.DataFrame:
@@ -54,28 +58,47 @@ def choose(candidates: list[tuple[str, dict]]) -> tuple[str, dict]:
     return max(candidates, key=lambda c: c[1]["macro_accuracy"])
 
 
+class SubmissionError(PrunekdError, ValueError):
+    pass
+
+
 @torch.no_grad()
 def predict_clips(
-    model_path, paths, frontend_cfg: dict, clip_seconds: float, batch_size: int = 256, num_workers: int = 0
+    model_path,
+    paths,
+    frontend_cfg: dict,
+    clip_seconds: float,
+    batch_size: int = 256,
+    num_workers: int = 0,
+    undecodable: str = "fail",
+    names=None,
 ) -> tuple[np.ndarray, list[tuple[int, str]], int]:
-    """Softmax scores [N, classes] of a saved student; clips that fail to decode come back as (index, reason)."""
-    ck = torch.load(model_path, map_location="cpu", weights_only=True)
-    model = build_student(ck["student"], ck["n_classes"])
-    model.load_state_dict(ck["state_dict"])
-    model.eval()
+    """Softmax scores [N, classes] of a saved student in float16, a row for every clip. A silent clip is
+    predicted like any other; a clip that does not decode raises (naming it, `names[i]` or its path) with
+    `undecodable: fail`, else it is predicted from silence and comes back as (index, reason)."""
+    model, ck = load_model(model_path, PRECISION)
     mel = MelFrontEnd(frontend_cfg).eval()
     sr = frontend_cfg["sample_rate"]
+    paths = list(paths)
+    names = list(names) if names is not None else paths
     dl = torch.utils.data.DataLoader(
-        WaveDataset(list(paths), sr, int(clip_seconds * sr)),
+        WaveDataset(paths, sr, int(clip_seconds * sr)),  # a failed clip comes as silence, with its reason
         batch_size=batch_size,
         num_workers=num_workers,
         collate_fn=collate,
     )
-    probs, skipped = [], []
+    probs, from_silence = [], []
     for wav, _, bad in dl:
-        skipped += bad
-        probs.append(torch.softmax(model(mel(wav)), dim=1).numpy())
-    return np.concatenate(probs), skipped, ck["n_classes"]
+        bad = [(i, why) for i, why in bad if why != "silent"]  # all-zero samples: the clip itself, not a failure
+        if bad and undecodable == "fail":
+            i, why = bad[0]
+            raise SubmissionError(
+                f"{names[i]}: {why}; every evaluation clip needs a row: replace the file, or set "
+                "submission.undecodable: silence to predict it from silence"
+            )
+        from_silence += bad
+        probs.append(np.exp(log_softmax(model, mel(wav))))
+    return np.concatenate(probs), from_silence, ck["n_classes"]
 
 
 def submission(
@@ -90,6 +113,7 @@ def submission(
     out_info,
     num_workers: int = 0,
     log=print,
+    undecodable: str = "fail",
 ) -> dict:
     """Choose the model (one candidate per split and seed, or the best of several), predict, write both files."""
     from prunekd.atomic import write_json, write_table
@@ -99,51 +123,55 @@ def submission(
     manifest = pd.read_csv(manifest_path, sep="\t", keep_default_na=False)
     classes = class_names(manifest)
     clips = read_eval_meta(eval_root)
-    probs, skipped, n_classes = predict_clips(
-        model_path, clips["path"], frontend_cfg, clip_seconds, num_workers=num_workers
+    probs, from_silence, n_classes = predict_clips(
+        model_path,
+        clips["path"],
+        frontend_cfg,
+        clip_seconds,
+        num_workers=num_workers,
+        undecodable=undecodable,
+        names=clips["path"],
     )
     if n_classes != len(classes):
         raise ValueError(f"{model_path}: {n_classes} outputs, but {manifest_path} has {len(classes)} classes")
-    bad = {i for i, _ in skipped}
-    keep = np.array([i not in bad for i in range(len(clips))], dtype=bool)
     label_col = "scene_label" if "scene_label" in manifest.columns else "label"
     # The baseline writes names relative to the audio folder (`audio/0.wav` -> `0.wav`).
     names = clips["filename"].str.replace(r"^audio/", "", regex=True)
     pred = pd.DataFrame({"filename": names, label_col: [classes[i] for i in probs.argmax(1)]})
     for c, s in enumerate(classes):
         pred[s] = probs[:, c]
-    write_table(out_csv, pred[keep].reset_index(drop=True), sep="\t", float_format="%.4f")
-    ck = torch.load(model_path, map_location="cpu", weights_only=True)
-    cx = complexity(ck["student"], frontend_cfg, n_classes, clip_seconds)
+    write_table(out_csv, pred, sep="\t", float_format="%.4f")
+    cx = complexity(load_model(model_path)[1]["student"], frontend_cfg, n_classes, clip_seconds)
+    test_keys = ("macro_accuracy", "accuracy", "n", "per_device", "per_class", "logloss", "per_class_logloss",
+                 "per_device_logloss", "precision", "by_precision")  # fmt: skip
     info = {
         "model": model_path,
         "models": models,
+        "precision": PRECISION,
         "MACs": cx["macs"],
         "Params": cx["parameters"],
         "parameter_bytes_fp16": cx["parameter_bytes_fp16"],
         "within_limits": cx["within_limits"],
-        "test": {k: dev[k] for k in ("macro_accuracy", "accuracy", "n", "per_device", "per_class") if k in dev},
+        "test": {k: dev[k] for k in test_keys if k in dev},
         "candidates": {m: c["macro_accuracy"] for m, c in candidates},
         "eval_clips": int(len(clips)),
-        "predicted": int(keep.sum()),
-        "skipped": [{"filename": clips["filename"][i], "reason": why} for i, why in skipped],
+        "predicted": int(len(pred)),
+        "undecodable": undecodable,
+        "from_silence": [{"filename": clips["filename"][i], "reason": why} for i, why in from_silence],
     }
     write_json(out_info, info)
-    if skipped:
+    if from_silence:
         log(
-            f"{eval_root}: {len(skipped)} evaluation clips failed to decode and are not in {out_csv} "
-            f"(listed in {out_info}), e.g. {clips['filename'][skipped[0][0]]}: {skipped[0][1]}"
+            f"{eval_root}: {len(from_silence)} evaluation clips failed to decode and were predicted from silence "
+            f"(submission.undecodable: silence; listed in {out_info}), e.g. "
+            f"{clips['filename'][from_silence[0][0]]}: {from_silence[0][1]}"
         )
     log(
-        f"{out_csv}: {int(keep.sum())} evaluation clips predicted by {model_path} "
+        f"{out_csv}: {len(pred)} evaluation clips predicted by {model_path} with {PRECISION} parameters "
         f"(development-test macro accuracy {100 * dev['macro_accuracy']:.2f} %; {cx['parameters']} parameters, "
         f"{cx['macs']} MACs)"
     )
     return info
-
-
-class SubmissionError(PrunekdError, ValueError):
-    pass
 
 
 def submission_step(
@@ -165,4 +193,5 @@ def submission_step(
         info,
         num_workers,
         log,
+        s["undecodable"],
     )
