@@ -107,7 +107,7 @@ def test_hours_are_work_over_rate(tmp_path):
     dim = yaml.safe_load((REPO / "profiles/demo/demo.yaml").read_text())["teachers"]["architecture"]["embed_dim"]
     assert est["storage"] == {"logits": clips * (3 * 527 * 2 + 527 * 4), "embeddings": clips * 3 * dim * 2}
     assert summary["store_gb"]["embeddings"] == round(clips * 3 * dim * 2 / 1e9, 3)
-    assert "GB of member embeddings (teachers.embeddings: false leaves them out)" in text
+    assert "GB of member embeddings (teachers.embeddings: false: none)" in text
 
 
 def test_parser_needs_only_rule_names_and_shell_commands():

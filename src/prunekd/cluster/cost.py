@@ -360,7 +360,7 @@ def report(est: dict, rates: dict, rates_path) -> str:
         lines.append(
             f"teacher stores: {st['logits'] / 1e9:.1f} GB of logits"
             + (
-                f" and {st['embeddings'] / 1e9:.1f} GB of member embeddings (teachers.embeddings: false leaves them out)"
+                f" and {st['embeddings'] / 1e9:.1f} GB of member embeddings (teachers.embeddings: false: none)"
                 if st["embeddings"]
                 else ", no member embeddings (teachers.embeddings is off)"
             )

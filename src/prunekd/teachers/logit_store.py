@@ -18,8 +18,8 @@ import numpy as np
 import zarr
 
 from prunekd.dag.layouts import TRAIN_SUBSETS
-from prunekd.errors import PrunekdError
 from prunekd.data.tables import N_CLASSES  # noqa: F401 (the width of every logits array)
+from prunekd.errors import PrunekdError
 
 ROW_CHUNK = 1024  # rows per chunk of member_logits and labels
 ENSEMBLE_CHUNK = 8192  # rows per chunk of the ensemble array, read in long streams by scoring
