@@ -62,15 +62,31 @@ def run(method: str, feature: str, pos, neg, pool, budget: dict, cfg: dict, seed
     return scores, kept, {"fit_s": t1 - t0, "score_s": t2 - t1, "select_s": time.time() - t2}
 
 
+class Proxy:
+    """The codes of the target and of every pool clip on a codebook of the sigmoid logits, computed once for all
+    the selections of a comparison; `figure(kept)` is then a count."""
+
+    def __init__(self, target_logits, pool_logits, cfg: dict | None = None):
+        self.cfg = {**proxy.DEFAULTS, **(cfg or {})}
+        sig = lambda x: inputs(x, "logits")  # noqa: E731
+        t = sig(target_logits)
+        sample = np.random.default_rng(self.cfg["seed"]).choice(
+            len(pool_logits), min(len(pool_logits), len(t)), replace=False
+        )
+        self.book = proxy.Codebook(t, sig(pool_logits[np.sort(sample)]), self.cfg)
+        self.target, self.pool = self.book.codes(t), self.book.codes(pool_logits, sig)
+
+    def figure(self, kept, name: str = "proxy") -> dict:
+        c = self.cfg
+        # the random reference drawn apart from a random selection of the same seed and name
+        return proxy.kl_reduction(
+            self.target, self.pool, kept, len(self.book.centres), c["seed"], f"proxy:{name}", c["smoothing"]
+        )
+
+
 def proxy_figure(target_logits, pool_logits, kept, cfg: dict | None = None, name: str = "proxy") -> dict:
     """KL reduction of the kept pool indices, on a codebook of the sigmoid logits."""
-    cfg = {**proxy.DEFAULTS, **(cfg or {})}
-    t, p = inputs(target_logits, "logits"), inputs(pool_logits, "logits")
-    sample = np.random.default_rng(cfg["seed"]).choice(len(p), size=min(len(p), len(t)), replace=False)
-    book = proxy.Codebook(t, p[np.sort(sample)], cfg)
-    return proxy.kl_reduction(
-        book.codes(t), book.codes(p), kept, len(book.centres), cfg["seed"], name, cfg["smoothing"]
-    )
+    return Proxy(target_logits, pool_logits, cfg).figure(kept, name)
 
 
 def select_training_clips(

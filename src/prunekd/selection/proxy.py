@@ -12,17 +12,28 @@ import numpy as np
 
 from prunekd.selection.methods.base import kmeans, nearest, rng
 
-DEFAULTS = {"codes": 256, "seed": 0, "iterations": 10, "smoothing": 0.1}
+DEFAULTS = {"codes": 256, "seed": 0, "iterations": 10, "smoothing": 0.1, "fit_rows": 20000}
 
 
 class Codebook:
-    def __init__(self, target: np.ndarray, pool_sample: np.ndarray, cfg: dict | None = None):
-        cfg = {**DEFAULTS, **(cfg or {})}
-        k = max(2, min(cfg["codes"], len(target) // 4))
-        self.centres = kmeans(np.concatenate([target, pool_sample]), k, cfg["seed"], cfg["iterations"])
+    """k-means centres of at most fit_rows / 2 target clips and as many pool clips (drawn with the seed)."""
 
-    def codes(self, x: np.ndarray) -> np.ndarray:
-        return nearest(np.asarray(x, np.float32), self.centres)
+    def __init__(self, target: np.ndarray, pool: np.ndarray, cfg: dict | None = None):
+        cfg = {**DEFAULTS, **(cfg or {})}
+        draw = np.random.default_rng(cfg["seed"])
+        half = cfg["fit_rows"] // 2
+        t = target[np.sort(draw.choice(len(target), min(half, len(target)), replace=False))]
+        p = pool[np.sort(draw.choice(len(pool), min(len(t), len(pool)), replace=False))]
+        k = max(2, min(cfg["codes"], len(target) // 4))
+        self.centres = kmeans(np.concatenate([t, p]), k, cfg["seed"], cfg["iterations"])
+
+    def codes(self, x: np.ndarray, transform=None, chunk: int = 1 << 16) -> np.ndarray:
+        """Each row's code; `transform` applied block by block (2 M rows are never converted at once)."""
+        out = np.empty(len(x), np.int64)
+        for i in range(0, len(x), chunk):
+            b = np.asarray(x[i : i + chunk], np.float32)
+            out[i : i + chunk] = nearest(transform(b) if transform else b, self.centres)
+        return out
 
 
 def _dist(codes: np.ndarray, n_codes: int, smoothing: float) -> np.ndarray:

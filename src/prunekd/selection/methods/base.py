@@ -14,7 +14,9 @@ def inputs(x: np.ndarray, feature: str) -> np.ndarray:
     members' mean embedding as stored."""
     x = np.asarray(x, np.float32)
     if feature == "logits":
-        return 1.0 / (1.0 + np.exp(-x))
+        import torch
+
+        return torch.sigmoid(torch.from_numpy(x)).numpy()  # torch's threads: numpy's exp is one core
     if feature == "embeddings":
         return x
     raise ValueError(f"feature {feature!r}: one of {', '.join(FEATURES)}")
@@ -36,11 +38,20 @@ def top_k(scores: np.ndarray, k: int) -> np.ndarray:
     return np.sort(np.argsort(-s, kind="stable")[:k])
 
 
-class Fitted:
-    """A fitted method: `score` maps features [n, d] to scores [n] (higher: more like the target); `select`
-    picks k of the scored clips (default: the k best)."""
+CHUNK = 1 << 16  # rows per block: 2 M stored rows are never converted at once
 
-    def score(self, x: np.ndarray) -> np.ndarray:
+
+class Fitted:
+    """A fitted method: `score` maps features [n, d] to scores [n] (higher: more like the target), in row blocks
+    of `score_block`; `select` picks k of the scored clips (default: the k best)."""
+
+    def score(self, x: np.ndarray, chunk: int = CHUNK) -> np.ndarray:
+        out = np.empty(len(x), np.float32)
+        for i in range(0, len(x), chunk):
+            out[i : i + chunk] = self.score_block(x[i : i + chunk])
+        return out
+
+    def score_block(self, x: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
     def select(self, scores: np.ndarray, k: int, seed: int, name: str) -> np.ndarray:
@@ -56,16 +67,17 @@ def kmeans(x: np.ndarray, k: int, seed: int, iterations: int = 10, chunk: int = 
     c = x[np.random.default_rng(seed).choice(len(x), size=k, replace=False)].copy()
     for _ in range(iterations):
         a = nearest(x, c, chunk)
-        sums = np.zeros_like(c)
-        np.add.at(sums, a, x)
+        order = np.argsort(a, kind="stable")
         n = np.bincount(a, minlength=k)
-        c[n > 0] = sums[n > 0] / n[n > 0, None]
+        used = np.flatnonzero(n)
+        c[used] = np.add.reduceat(x[order], np.r_[0, np.cumsum(n[used])[:-1]], axis=0) / n[used, None]
     return c
 
 
 def nearest(x: np.ndarray, centres: np.ndarray, chunk: int = 1 << 16) -> np.ndarray:
     """Index of each row's nearest centre (squared Euclidean), in row blocks of bounded memory."""
     cc = (centres * centres).sum(1)
+    chunk = max(256, min(chunk, (1 << 24) // max(1, len(centres))))  # a block's distances stay ~64 MB
     out = np.empty(len(x), np.int64)
     for i in range(0, len(x), chunk):
         xb = np.asarray(x[i : i + chunk], np.float32)

@@ -14,8 +14,8 @@ class Centroid(Fitted):
     def __init__(self, feature: str, centre: np.ndarray):
         self.feature, self.centre = feature, centre
 
-    def score(self, x: np.ndarray) -> np.ndarray:
-        return (unit(inputs(x, self.feature)) @ self.centre).astype(np.float32)
+    def score_block(self, x: np.ndarray) -> np.ndarray:
+        return unit(inputs(x, self.feature)) @ self.centre
 
 
 def fit(pos: np.ndarray, neg: np.ndarray, feature: str, cfg: dict, log=print) -> Centroid:
