@@ -182,3 +182,49 @@ def test_the_proxy_ranks_a_target_like_selection_above_random_above_an_unlike_on
 def test_a_method_or_feature_not_known_is_named():
     with pytest.raises(budgets.BudgetError, match="selection method 'nope'"):
         run("nope", "logits", None, None, None, {"fraction": 0.5}, CFG, 0, "x")
+
+
+def test_the_comparison_table_has_a_row_per_selection_with_overlap_accuracy_gain_and_truth(tmp_path):
+    from prunekd.results.selections import summarise_selections
+
+    def kept(name, positions):
+        p = tmp_path / f"{name}.tsv"
+        pd.DataFrame({"position": positions, "row": positions, "id": [f"c{i}" for i in positions]}).to_csv(
+            p, sep="\t", index=False
+        )
+        return str(p)
+
+    sets = {
+        "pruned/split25/thr0.3": kept("pruned", [1, 2, 3, 4]),
+        "random/split25/thr0.3": kept("random", [4, 7, 8, 9]),
+        "centroid-embeddings/split25/thr0.3": kept("centroid", [1, 2, 3, 5]),
+    }
+    metrics = []
+    for sel, accs in {"pruned": [0.5, 0.6], "random": [0.4, 0.4], "centroid-embeddings": [0.7, 0.8]}.items():
+        for seed, acc in enumerate(accs):
+            f = tmp_path / f"m_{sel}_{seed}.json"
+            key = {"target": "tau", "ensemble": "all", "split": "25", "method": sel, "threshold": 0.3, "seed": seed}
+            f.write_text(json.dumps({"key": key, "macro_accuracy": acc}))
+            metrics.append(f)
+
+    class Proxy:  # a stand-in: the proxy's own arithmetic is tested above
+        def figure(self, positions, name):
+            return {"kl_reduction": float(len(set(positions) & {1, 2, 3, 5}))}
+
+    truth = {f"c{i}": 1.0 for i in (1, 2, 3, 5)}
+    df = summarise_selections(sets, metrics, "tau", tmp_path, {"25": Proxy()}, truth, log=lambda *_: None)
+    rows = df.set_index("selection")
+    assert list(df["selection"]) == ["centroid-embeddings", "pruned", "random"]  # by accuracy
+    assert rows.loc["centroid-embeddings", ["method", "feature", "budget"]].tolist() == [
+        "centroid",
+        "embeddings",
+        "equal",
+    ]
+    assert rows.loc["centroid-embeddings", "jaccard_vs_pruned"] == pytest.approx(3 / 5)
+    assert rows.loc["pruned", "jaccard_vs_pruned"] == 1.0
+    assert rows.loc["centroid-embeddings", "acc_mean"] == 75.0 and rows.loc["centroid-embeddings", "seeds"] == 2
+    assert rows.loc["centroid-embeddings", "gain_over_random"] == 35.0
+    assert rows.loc["pruned", "precision"] == 0.75 and rows.loc["centroid-embeddings", "recall"] == 1.0
+    assert rows.loc["centroid-embeddings", "kl_reduction"] == 4.0
+    for ext in ("csv", "md", "html", "png"):
+        assert (tmp_path / f"selections.{ext}").stat().st_size > 0
