@@ -228,3 +228,31 @@ def test_the_comparison_table_has_a_row_per_selection_with_overlap_accuracy_gain
     assert rows.loc["centroid-embeddings", "kl_reduction"] == 4.0
     for ext in ("csv", "md", "html", "png"):
         assert (tmp_path / f"selections.{ext}").stat().st_size > 0
+
+
+def test_a_comparison_runs_on_the_demo_from_the_stores_embeddings_to_the_table(demo_run, tmp_path):
+    # The demo's results (teacher stores with their embeddings, pruned sets, evaluations) plus two other methods:
+    # only their selections, distillations, fine-tunings and evaluations run, and the table compares them.
+    import shutil
+
+    from conftest import snakemake
+
+    wd = tmp_path / "wd"
+    shutil.copytree(demo_run, wd, symlinks=True)
+    extra = tmp_path / "selections.yaml"
+    extra.write_text(
+        "grid:\n  selections:\n    - {method: centroid, feature: embeddings}\n    - {method: importance, feature: logits}\n"
+    )
+    snakemake(wd, "results/summary/tau/selections.csv", extra_config=[str(extra)])
+    df = pd.read_csv(wd / "results/summary/tau/selections.csv", dtype={"split": str, "threshold": str})
+    assert set(df["selection"]) == {"pruned", "random", "centroid-embeddings", "importance-logits"}
+    for (split, thr), here in df.groupby(["split", "threshold"]):
+        kept = here.set_index("selection")["kept"]
+        assert (kept == kept["pruned"]).all(), (split, thr, kept)  # equal budget: only which clips differs
+        assert here["acc_mean"].notna().all() and here["kl_reduction"].notna().all()
+        assert here["precision"].between(0, 1).all() and here["recall"].between(0, 1).all()  # the world's truth
+    assert (df[df["selection"] == "pruned"]["jaccard_vs_pruned"] == 1).all()
+    stats = json.loads((wd / "results/select/tau/all/split5/thr0.3/centroid-embeddings/stats.json").read_text())
+    assert stats["feature"] == "embeddings" and stats["budget"] == {"equal": 0.3}
+    assert (wd / "results/summary/tau/selections.png").stat().st_size > 0
+    assert (wd / "results/logs/select/tau/all/split5_thr0.3/centroid-embeddings.log").is_file()

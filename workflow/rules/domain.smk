@@ -227,7 +227,7 @@ rule select:
     threads: 2
     resources:
         mem_mb=mem_mb(16000),
-        runtime=runtime(60),
+        runtime=runtime(120),  # knn on a CPU: about 35 min for 2 M clips (docs/performance.md)
     params:
         code=code_version("select"),
         settings=lambda w: selection_settings(w.sel, w.ensemble),
