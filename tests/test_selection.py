@@ -241,7 +241,8 @@ def test_a_comparison_runs_on_the_demo_from_the_stores_embeddings_to_the_table(d
     shutil.copytree(demo_run, wd, symlinks=True)
     extra = tmp_path / "selections.yaml"
     extra.write_text(
-        "grid:\n  selections:\n    - {method: centroid, feature: embeddings}\n    - {method: importance, feature: logits}\n"
+        "grid:\n  selections:\n"
+        "    - {method: centroid, feature: embeddings}\n    - {method: importance, feature: logits}\n"
     )
     snakemake(wd, "results/summary/tau/selections.csv", extra_config=[str(extra)])
     df = pd.read_csv(wd / "results/summary/tau/selections.csv", dtype={"split": str, "threshold": str})
