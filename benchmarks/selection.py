@@ -23,20 +23,23 @@ import time
 import numpy as np
 
 
-def synthetic(n: int, dim: int, like_share: float, seed: int, dtype) -> tuple[np.ndarray, np.ndarray]:
-    """(rows, which rows are like the target)."""
+def synthetic(n: int, dim: int, like_share: float, seed: int, dtype, like=None) -> tuple[np.ndarray, np.ndarray]:
+    """(rows, which rows are like the target); `like` given: those rows (the logits of the embeddings' clips)."""
     rng = np.random.default_rng(seed)
-    out, like = np.empty((n, dim), dtype), np.zeros(n, bool)
+    given = like is not None
+    out, like = np.empty((n, dim), dtype), (like if given else np.zeros(n, bool))
     for i in range(0, n, 1 << 16):
         m = min(n, i + (1 << 16)) - i
         if dim == 527:  # logits: sparse present classes over a low background
             x = rng.standard_normal((m, dim), dtype=np.float32) * 1.5 - 6.0
             x[rng.random((m, dim)) < 0.01] += 7.0
-            like[i : i + m] = rng.random(m) < like_share
+            if not given:
+                like[i : i + m] = rng.random(m) < like_share
             x[like[i : i + m], :8] += 6.0
         else:  # embeddings: a unit-scale cloud, the target-like rows moved along a few directions
             x = rng.standard_normal((m, dim), dtype=np.float32)
-            like[i : i + m] = rng.random(m) < like_share
+            if not given:
+                like[i : i + m] = rng.random(m) < like_share
             x[like[i : i + m], :16] += 2.0
         out[i : i + m] = x
     return out, like
@@ -63,7 +66,7 @@ def main() -> None:
     pos, neg = synthetic(n_pos, dim, 1.0, 1, dtype)[0], synthetic(n_neg, dim, 0.0, 2, dtype)[0]
     made = time.perf_counter() - t0
     # The proxy's codebook is on the logits whatever the feature (one codebook for every row of a comparison).
-    logit_pool = pool if a.feature == "logits" else synthetic(n_pool, 527, 0.07, 0, np.float32)[0]
+    logit_pool = pool if a.feature == "logits" else synthetic(n_pool, 527, 0.07, 0, np.float32, truth)[0]
     logit_pos = pos if a.feature == "logits" else synthetic(n_pos, 527, 1.0, 1, np.float32)[0]
     t0 = time.perf_counter()
     proxy = Proxy(logit_pos, logit_pool)
