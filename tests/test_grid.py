@@ -92,3 +92,46 @@ def test_known_answer_settings_are_refused_with_the_key_that_is_wrong():
     assert grid.known_answer_problem(cfg, targets) == ("known_answer.split", "'7' is not one of the target's splits")
     cfg["known_answer"]["target"] = "other"
     assert grid.known_answer_problem(cfg, targets)[0] == "known_answer.target"
+
+
+def test_grid_selections_are_distilled_like_the_pruned_set_and_off_by_default():
+    assert make().selection_specs == {}  # the paper grid: the report's method alone
+    specs = [{"method": "centroid", "feature": "embeddings"}, {"method": "knn", "feature": "logits", "budget": 0.1},
+             {"method": "domain_classifier", "feature": "embeddings", "budget": "threshold"}]  # fmt: skip
+    g = make(grid__selections=specs, ensembles={"swa": ["passt_s_swa_p16_128_ap476"]})
+    names = ["centroid-embeddings", "knn-logits-f0.1", "domain_classifier-embeddings-thr"]
+    assert list(g.selection_specs) == names
+    by_selection = {}
+    for k in g.models.values():
+        by_selection[k["selection"]] = by_selection.get(k["selection"], 0) + 1
+    assert all(by_selection[n] == 9 for n in names)  # every pair of the report's ensemble, none of the ablation
+    assert not any(k["selection"] in names for k in g.models.values() if k["ensemble"] == "swa")
+    ts = g.trainset_name({"target": "tau", "ensemble": "all", "split": "25", "selection": names[0], "threshold": "0.3"})
+    assert g.selection_list(ts) == "results/select/tau/all/split25/thr0.3/centroid-embeddings/kept.tsv"
+    sets = g.selection_sets("tau")
+    assert sets["pruned/split25/thr0.3"] == "results/prune/tau/all/split25/thr0.3/kept.tsv"
+    assert sets["random/split25/thr0.3"] == "results/prune/tau/all/split25/thr0.3/random.tsv"
+    assert len(sets) == 9 * 5
+    assert grid.selection_budget(specs[0], "0.3") == {"equal": 0.3}
+    assert grid.selection_budget(specs[1], "0.3") == {"fraction": 0.1}
+    assert grid.selection_budget(specs[2], "0.5") == {"threshold": 0.5}
+
+
+@pytest.mark.parametrize(
+    "spec, teachers, says",
+    [
+        ({"method": "knn", "feature": "embeddings"}, {"embeddings": False}, "needs teachers.embeddings: true"),
+        ({"method": "knn", "feature": "embeddings"}, {"released_logits": {"logits": "x.npy", "index": "x.pkl"}},
+         "released_logits rows carry no embeddings"),
+        ({"method": "centroid", "feature": "logits", "budget": "threshold"}, {}, "needs a probability score"),
+    ],
+)  # fmt: skip
+def test_a_selection_the_stores_cannot_give_is_refused_naming_the_key(spec, teachers, says):
+    cfg = copy.deepcopy(CONFIG)
+    cfg["grid"]["selections"] = [spec]
+    cfg["teachers"].update(teachers)
+    key, problem = grid.selections_problem(cfg)
+    assert key == "grid.selections" and says in problem and "\n" not in problem
+    cfg["grid"]["selections"] = [spec, spec]
+    assert "listed twice" in grid.selections_problem(cfg)[1]
+    assert grid.selections_problem(CONFIG) is None

@@ -72,6 +72,9 @@ def test_released_logits_replace_the_teacher_jobs_of_the_clips_they_cover(demo_r
         else:
             np.testing.assert_allclose(ens[k], ml[k].astype(np.float32).mean(0), atol=1e-3)
     assert set(uncovered) <= set(ids) and not rel[np.isin(ids, uncovered)].any()
+    # The members' embeddings (teachers.embeddings) for the rows they computed; released rows have none.
+    emb = g["member_embeddings"][:].astype(np.float32)
+    assert np.isnan(emb[rel]).all() and np.isfinite(emb[~rel]).all()
     assert g.attrs["released_logits"]["rows_from_file"] == len(released)
     log = (wd / "results/logs/released_index.log").read_text()
     assert f"{counts['uncovered']} not covered" in log

@@ -252,3 +252,64 @@ def test_a_shard_of_1s_clips_runs_in_batches_of_as_many_seconds_with_the_same_lo
     ens = Ensemble([load_member(paths[m], MEMBERS[m][0], ARCH) for m in NAMES]).eval()
     wav = torch.stack([torch.from_numpy(sf.read(r["path"], dtype="float32")[0]) for r in rows[:3]])
     np.testing.assert_allclose(got["member_logits"][:3].astype(np.float32), ens(wav).half().float().numpy(), atol=2e-3)
+
+
+def _clips(tmp_path, n, seconds=1):
+    import numpy as np
+    import pandas as pd
+    import soundfile as sf
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(n):
+        p = tmp_path / f"clip{i}.wav"
+        sf.write(p, (rng.standard_normal(seconds * 32000) * 0.1).astype(np.float32), 32000, subtype="PCM_16")
+        rows.append({"row": i, "id": f"c{i}", "path": str(p), "status": "ok", "labels": ""})
+    pd.DataFrame(rows).to_csv(tmp_path / "manifest.tsv", sep="\t", index=False)
+    pd.DataFrame(columns=["row", "id", "reason"]).to_csv(tmp_path / "rejected.tsv", sep="\t", index=False)
+    return rows
+
+
+@pytest.mark.parametrize("embeddings", [True, False])
+def test_the_store_holds_hear21passts_features_beside_the_logits_unless_turned_off(
+    release_weights, tmp_path, embeddings
+):
+    # The teacher pass stores each member's pre-head features (hear21passt's second output) from the same forward
+    # pass, rows as the logits, through shards and the gather; teachers.embeddings off stores none.
+    import numpy as np
+    import soundfile as sf
+    import zarr
+
+    from prunekd.teachers.logit_store import NoEmbeddingsError, embedding_features
+    from prunekd.teachers.logits import compute_shard, gather
+
+    names = ["passt_s_swa_p16_128_ap476", "passt_s_p16_s12_128_ap470"]
+    rows = _clips(tmp_path, 5)
+    cfg = {"members": names, "architecture": RELEASE, "batch_size": 1, "precision": "fp32", "num_workers": 0}
+    cfg["embeddings"] = embeddings
+    shards = [tmp_path / f"s{k}.zarr" for k in range(2)]
+    for k, out in enumerate(shards):  # two shards of 3 rows: the gather streams both in row order
+        compute_shard(tmp_path / "manifest.tsv", "tau", k, 3, release_weights, cfg, {"clip_seconds": 1}, out, print)
+    store = tmp_path / "tau.zarr"
+    gather(tmp_path / "manifest.tsv", tmp_path / "rejected.tsv", shards, "tau", cfg, release_weights, store,
+           tmp_path / "r.tsv", log=lambda *_: None)  # fmt: skip
+    g = zarr.open_group(str(store), mode="r")
+    if not embeddings:
+        assert "member_embeddings" not in g and g.attrs["embeddings"] is False
+        with pytest.raises(NoEmbeddingsError, match="teachers.embeddings"):
+            embedding_features(g)
+        return
+    got = g["member_embeddings"][:]
+    assert got.shape == (5, 2, 768) and got.dtype == np.float16
+    wav = torch.stack([torch.from_numpy(sf.read(r["path"], dtype="float32")[0]) for r in rows])
+    spec = build_mel()(wav).unsqueeze(1)
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for i, m in enumerate(names):
+            ref = hear21passt_release(MEMBERS[m][0]).eval()
+            ref.load_state_dict(torch.load(release_weights / checkpoint_file(m), weights_only=True))
+            logits, features = ref(spec)
+            # the logits' tolerance (float16 storage)
+            np.testing.assert_allclose(g["member_logits"][:, i].astype(np.float32), logits.numpy(), atol=2e-3)
+            np.testing.assert_allclose(got[:, i].astype(np.float32), features.numpy(), atol=2e-3, rtol=2e-3)
+    np.testing.assert_allclose(embedding_features(g, np.array([1, 4])), got[[1, 4]].astype(np.float32).mean(1))

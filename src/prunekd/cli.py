@@ -176,6 +176,23 @@ COMMANDS = {
         _required("--seed", "seed", type=int),
         _required("--name", "the pruned set's name; with the seed it fixes the draw"),
         _required("--out", "clips TSV")]),
+    "select": ("selection.compare:select_step",
+               "One selection method on one feature at one budget: the AudioSet training clips it keeps.", [
+        *AUDIOSET, _required("--target-store", "target logits Zarr"), _required("--target-manifest", "target manifest"),
+        _required("--split", "training split of the target"),
+        _required("--method", "selection method (prunekd.selection.methods.METHODS)"),
+        _required("--feature", "logits or embeddings"),
+        _required("--budget", 'JSON: {"equal": t}, {"fraction": f} or {"threshold": t}'),
+        _required("--name", "the selection's name; with the seed it fixes a seeded draw"),
+        _optional("--like", "the report's pruned set (kept.tsv) whose size an equal budget takes"),
+        _required("--out", "kept clips TSV"), _required("--stats", "stats JSON (kept, proxy)"), SETTINGS]),
+    "summarise-selections": ("results.selections:selections_step",
+                             "The selection methods side by side: kept, proxy, overlap, accuracy, gain over random.", [
+        *AUDIOSET, _required("--target-store", "target logits Zarr"), _required("--target-manifest", "target manifest"),
+        _required("--metrics", "metrics.json of the target's evaluations", nargs="+"),
+        _required("--sets", "<selection>/split<s>/thr<t>=kept clips TSV", nargs="+"),
+        _required("--outdir", "summary folder of the target"),
+        _optional("--truth", "the known-answer world's truth.tsv (precision and recall)"), SETTINGS]),
     "full-set": ("selection.controls:full_set_step",
                  "Control: every AudioSet training clip with logits (distillation without pruning).", [
         *AUDIOSET, _required("--out", "clips TSV")]),

@@ -206,3 +206,38 @@ rule enrichment:
         "prunekd enrichment --audioset-store {input.audioset_store:q} --audioset-manifest {input.audioset_manifest:q} "
         "--kept {input.kept:q} {params.random} --classifier {input.classifier:q} {params.labels} --key {params.key:q} "
         "--out-table {output.table:q} --out-json {output.summary:q} 2> {log:q}"
+
+
+rule select:
+    # A grid.selections entry at a pruned set: another method (or feature, or budget) choosing the AudioSet clips,
+    # by default as many as the pruned set keeps (docs/selections.md).
+    input:
+        audioset_store=f"{R}/logits/audioset.zarr",
+        audioset_manifest=f"{R}/manifests/audioset.tsv",
+        target_store=f"{R}/logits/{{target}}.zarr",
+        target_manifest=f"{R}/manifests/{{target}}.tsv",
+        like=f"{PRUNED}/kept.tsv",
+    output:
+        kept=f"{R}/select/{{target}}/{{ensemble}}/split{{split}}/thr{{threshold}}/{{sel}}/kept.tsv",
+        stats=f"{R}/select/{{target}}/{{ensemble}}/split{{split}}/thr{{threshold}}/{{sel}}/stats.json",
+    log:
+        f"{R}/logs/select/{{target}}/{{ensemble}}/split{{split}}_thr{{threshold}}/{{sel}}.log",
+    benchmark:
+        f"{R}/benchmarks/select/{{target}}/{{ensemble}}/split{{split}}_thr{{threshold}}/{{sel}}.tsv"
+    threads: 2
+    resources:
+        mem_mb=mem_mb(16000),
+        runtime=runtime(120),  # knn on a CPU: about 35 min for 2 M clips (docs/performance.md)
+    params:
+        code=code_version("select"),
+        settings=lambda w: selection_settings(w.sel, w.ensemble),
+        method=lambda w: GRID.selection_specs[w.sel]["method"],
+        feature=lambda w: GRID.selection_specs[w.sel]["feature"],
+        budget=lambda w: json.dumps(_grid.selection_budget(GRID.selection_specs[w.sel], w.threshold)),
+        name=lambda w: f"{w.target}/{w.ensemble}/split{w.split}/thr{w.threshold}/{w.sel}",
+    shell:
+        "prunekd select --audioset-store {input.audioset_store:q} --audioset-manifest {input.audioset_manifest:q} "
+        "--target-store {input.target_store:q} --target-manifest {input.target_manifest:q} --split {wildcards.split} "
+        "--method {params.method:q} --feature {params.feature:q} --budget {params.budget:q} --name {params.name:q} "
+        "--like {input.like:q} --out {output.kept:q} --stats {output.stats:q} --settings {params.settings:q} "
+        "2> {log:q}"

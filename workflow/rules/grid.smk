@@ -11,6 +11,7 @@ splits, grid_pairs, selections = GRID.splits, GRID.pairs, GRID.selections
 wildcard_constraints:
     trainset=_alternatives(TRAINSETS),
     model=_alternatives(MODELS),
+    sel=_alternatives(GRID.selection_specs),
 
 
 def selection_list(w):
@@ -44,6 +45,9 @@ KNOWN_ANSWER = None
 _problem = _grid.known_answer_problem(config, TARGETS)
 if _problem:
     refuse_key(*_problem)
+_problem = _grid.selections_problem(config)
+if _problem:
+    refuse_key(*_problem)
 if config["known_answer"]["enabled"]:
     KNOWN_ANSWER = {k: v for k, v in config["known_answer"].items() if k != "enabled"}
     KNOWN_ANSWER["split"] = str(KNOWN_ANSWER["split"])
@@ -66,6 +70,8 @@ def summary_outputs():
         for ens in ENSEMBLES:
             for s in GRID.pruned_splits(target):
                 out += [f"{R}/domain/{target}/{ens}/split{s}/{f}" for f in ("score_histogram.png", "validation.json")]
+    if GRID.selection_specs:  # grid.selections: the methods side by side
+        out += [f"{R}/summary/{t}/selections.{e}" for t in TARGETS for e in ("csv", "md", "html", "png")]
     if RELEASED is not None:
         out += [f"{R}/logits/audioset/released/agreement.json"]
     return out + [f"{R}/summary/rejected_counts.html"]

@@ -197,3 +197,52 @@ if KNOWN_ANSWER:
             "prunekd known-answer-zero-shot --target-store {input.target_store:q} --manifest {input.manifest:q} "
             "--decoded {input.decoded:q} --students {params.students} --out {output:q} "
             "--settings {params.settings:q} 2> {log:q}"
+
+
+if GRID.selection_specs:
+
+    rule summarise_selections:
+        # The selection methods side by side (docs/selections.md): only when grid.selections lists any.
+        input:
+            audioset_store=f"{R}/logits/audioset.zarr",
+            audioset_manifest=f"{R}/manifests/audioset.tsv",
+            target_store=f"{R}/logits/{{target}}.zarr",
+            target_manifest=f"{R}/manifests/{{target}}.tsv",
+            metrics=lambda w: GRID.eval_metrics(w.target),
+            sets=lambda w: list(GRID.selection_sets(w.target).values()),
+            truth=lambda w: [f"{AUDIOSET}/truth.tsv"] if config["demo"]["enabled"] else [],
+        output:
+            tables=[f"{R}/summary/{{target}}/selections.{e}" for e in ("csv", "md")],
+            table=report(
+                f"{R}/summary/{{target}}/selections.html",
+                caption="../report/selections.rst",
+                category="Selections",
+                subcategory="{target}",
+                labels={"figure": "table"},
+            ),
+            plot=report(
+                f"{R}/summary/{{target}}/selections.png",
+                caption="../report/selections.rst",
+                category="Selections",
+                subcategory="{target}",
+                labels={"figure": "plot"},
+            ),
+        log:
+            f"{R}/logs/summarise_selections/{{target}}.log",
+        benchmark:
+            f"{R}/benchmarks/summarise_selections/{{target}}.tsv"
+        threads: 2
+        resources:
+            mem_mb=mem_mb(12000),
+            runtime=runtime(30),
+        params:
+            code=code_version("summarise-selections"),
+            outdir=lambda w, output: os.path.dirname(output.table),
+            sets=lambda w: [f"{k}={v}" for k, v in GRID.selection_sets(w.target).items()],
+            truth=lambda w, input: f"--truth {input.truth[0]!r}" if input.truth else "",
+            settings=lambda w: settings(target=w.target, members=ENSEMBLES["all"], proxy=config["selection"]["proxy"]),
+        shell:
+            "prunekd summarise-selections --audioset-store {input.audioset_store:q} "
+            "--audioset-manifest {input.audioset_manifest:q} --target-store {input.target_store:q} "
+            "--target-manifest {input.target_manifest:q} --metrics {input.metrics:q} --sets {params.sets:q} "
+            "--outdir {params.outdir:q} {params.truth} --settings {params.settings:q} 2> {log:q}"

@@ -74,3 +74,17 @@ def distill_settings(trainset):
     if k["selection"] == "shuffled":
         d["shuffle"] = config["controls"]["shuffled"]
     return d
+
+
+def selection_settings(sel, ensemble):
+    """What `prunekd select` reads: the classifier's settings (its hold-out, and the method itself), the members,
+    the method's own settings and the proxy's."""
+    method = GRID.selection_specs[sel]["method"]
+    own = config["selection"].get(method)
+    return settings(
+        domain_classifier=config["domain_classifier"],
+        members=ENSEMBLES[ensemble],
+        seed=config["selection"]["seed"],
+        proxy=config["selection"]["proxy"],
+        **({method: own} if own else {}),
+    )

@@ -287,8 +287,21 @@ def clip_seconds(job: Job) -> float:
     return 10.0 if d.get("tile_to_10s") else float(d.get("clip_seconds", 10))
 
 
+def store_bytes(jobs: list[Job], clips: list[float]) -> dict:
+    """Bytes the teacher jobs add to the gathered stores: member logits (float16) and ensemble (float32), and the
+    member embeddings (float16) where teachers.embeddings is on."""
+    logits = embeddings = 0.0
+    for job, n in zip(jobs, clips):
+        t = job.settings().get("teachers", {})
+        m = len(t.get("members") or [])
+        logits += n * (m * 527 * 2 + 527 * 4)
+        if t.get("embeddings", False):
+            embeddings += n * m * int(t.get("architecture", {}).get("embed_dim", 768)) * 2
+    return {"logits": logits, "embeddings": embeddings}
+
+
 def estimate(jobs: list[Job], rates: dict, rates_path, base: Path) -> dict:
-    cache, rules, notes = {}, {}, []
+    cache, rules, notes, storage = {}, {}, [], None
     sections = [s for s in ("measured", "target") if s in rates]
     for rule in GPU_RULES:
         mine = [j for j in jobs if j.rule == rule]
@@ -307,6 +320,8 @@ def estimate(jobs: list[Job], rates: dict, rates_path, base: Path) -> dict:
             hours = [(w * k / rate + load) / 3600 for w, k in zip(work, scale)]
             row[sec] = {"rate": rate, "load_s": load, "gpu_hours": sum(hours), "min": min(hours), "max": max(hours)}
         rules[rule] = row
+        if rule == "teacher_logits":
+            storage = store_bytes(mine, work)
     for sec in sections:  # a rate measured at another batch size does not carry over
         for rule in rules:
             bs_rate = (rates[sec].get(rule) or {}).get("batch_size")
@@ -320,6 +335,7 @@ def estimate(jobs: list[Job], rates: dict, rates_path, base: Path) -> dict:
         "notes": list(dict.fromkeys(notes)),
         "jobs_planned": len(jobs),
         "gpu_jobs": sum(r["jobs"] for r in rules.values()),
+        "storage": storage,
     }
 
 
@@ -367,6 +383,16 @@ def report(est: dict, rates: dict, rates_path) -> str:
         f"total: {est['total']['measured']:.1f} GPU-hours"
         + (f" ({est['total']['target']:.1f} at the target rates)" if "target" in sections else "")
     )
+    st = est.get("storage")
+    if st:
+        lines.append(
+            f"teacher stores: {st['logits'] / 1e9:.1f} GB of logits"
+            + (
+                f" and {st['embeddings'] / 1e9:.1f} GB of member embeddings (teachers.embeddings: false: none)"
+                if st["embeddings"]
+                else ", no member embeddings (teachers.embeddings is off)"
+            )
+        )
     lines += [f"note: {n}" for n in est["notes"]]
     summary = {
         "rates": str(rates_path),
@@ -376,6 +402,8 @@ def report(est: dict, rates: dict, rates_path) -> str:
         "jobs": {rule: r["jobs"] for rule, r in est["rules"].items()},
         "total_gpu_hours": round(est["total"]["measured"], 3),
     }
+    if st:
+        summary["store_gb"] = {k: round(v / 1e9, 3) for k, v in st.items()}
     if "target" in sections:
         summary["target_gpu_hours"] = {rule: round(r["target"]["gpu_hours"], 3) for rule, r in est["rules"].items()}
         summary["target_total_gpu_hours"] = round(est["total"]["target"], 3)

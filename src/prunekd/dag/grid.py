@@ -47,6 +47,45 @@ def threshold_label(t) -> str:
     return f"{float(t):g}"
 
 
+BUILTIN_SELECTIONS = ("pruned", "random", "shuffled", "full", "baseline")
+
+
+def selection_name(spec: dict) -> str:
+    """The folder (and `selection` key) of a grid.selections entry: <method>-<feature>, then its budget unless it
+    is the default equal budget (-f0.1: a kept fraction; -thr: the pair's threshold)."""
+    budget = spec.get("budget", "equal")
+    tail = "" if budget == "equal" else "-thr" if budget == "threshold" else f"-f{float(budget):g}"
+    return f"{spec['method']}-{spec['feature']}{tail}"
+
+
+def selection_budget(spec: dict, threshold: str) -> dict:
+    """The budget of a grid.selections entry at a pruned set's threshold (prunekd.selection.budget's form)."""
+    budget = spec.get("budget", "equal")
+    if budget in ("equal", "threshold"):
+        return {budget: float(threshold)}
+    return {"fraction": float(budget)}
+
+
+def selections_problem(config: dict) -> tuple[str, str] | None:
+    """(config key, problem) when grid.selections asks for what the teacher stores cannot give; None when fine."""
+    specs = config["grid"].get("selections") or []
+    names = [selection_name(s) for s in specs]
+    if len(set(names)) != len(names):
+        return "grid.selections", f"an entry is listed twice ({sorted(n for n in names if names.count(n) > 1)[0]})"
+    for s in specs:
+        if s.get("budget") == "threshold" and s["method"] != "domain_classifier":
+            return "grid.selections", f"{s['method']}: budget threshold needs a probability score (domain_classifier)"
+        if s["feature"] == "embeddings":
+            if not config["teachers"].get("embeddings", False):
+                return "grid.selections", f"{s['method']} on embeddings needs teachers.embeddings: true"
+            if config["teachers"].get("released_logits") is not None:
+                return (
+                    "grid.selections",
+                    f"{s['method']} on embeddings: teachers.released_logits rows carry no embeddings; use logits",
+                )
+    return None
+
+
 def pruned_set_dir(k: dict) -> str:
     """Folder of a pruned set (and its random control) under prune/."""
     return f"{k['target']}/{k['ensemble']}/split{k['split']}/thr{k['threshold']}"
@@ -80,6 +119,8 @@ class Grid:
         self.config, self.targets, self.ensembles = config, targets, ensembles
         self.results = config["paths"]["results"]
         self.seeded = bool(config["grid"]["seeded_distillation"])  # each fine-tuning seed distils its own student
+        # grid.selections: the other selection methods, distilled like the pruned set (report ensemble only)
+        self.selection_specs = {selection_name(s): s for s in config["grid"].get("selections") or []}
         self.models = {model_name(k): k for t in targets for k in self.target_models(t)}
         self.trainsets = {
             self.trainset_name(k): {key: k[key] for key in (*TRAINSET_KEYS, *(["seed"] if self.seeded else []))}
@@ -119,6 +160,7 @@ class Grid:
             ["pruned"]
             + (["random"] if controls["random"] else [])
             + (["shuffled"] if controls["shuffled"] != "none" else [])
+            + list(self.selection_specs)
         )
 
     def with_full(self, ensemble: str) -> bool:
@@ -164,7 +206,29 @@ class Grid:
         k = self.trainsets[trainset]
         if k["selection"] == "full":
             return f"{self.results}/prune/full.tsv"
+        if k["selection"] in self.selection_specs:
+            return self.selection_file(k, k["selection"], "kept.tsv")
         return f"{self.results}/prune/{pruned_set_dir(k)}/{'random' if k['selection'] == 'random' else 'kept'}.tsv"
+
+    def selection_file(self, k: dict, name: str, file: str) -> str:
+        """A file of a grid.selections entry at a pruned set (its kept.tsv, stats.json)."""
+        return f"{self.results}/select/{pruned_set_dir(k)}/{name}/{file}"
+
+    def selection_sets(self, target: str) -> dict[str, str]:
+        """<selection>/split<s>/thr<t> -> kept list of every selection a target's comparison holds: the pruned sets,
+        their random controls and the grid.selections entries (report ensemble)."""
+        out = {}
+        for s, t in self.pairs(target):
+            k = dict(target=target, ensemble="all", split=s, threshold=t)
+            for sel in self.selections("all"):
+                if sel in ("pruned", "random") or sel in self.selection_specs:
+                    out[f"{sel}/split{s}/thr{t}"] = self.selection_list_of(k, sel)
+        return out
+
+    def selection_list_of(self, k: dict, sel: str) -> str:
+        if sel in self.selection_specs:
+            return self.selection_file(k, sel, "kept.tsv")
+        return f"{self.results}/prune/{pruned_set_dir(k)}/{'random' if sel == 'random' else 'kept'}.tsv"
 
     def student(self, model: str) -> str:
         """The distilled student a fine-tuning starts from."""

@@ -109,7 +109,8 @@ def check_agreement(manifest, released_dir, weights_dir, classifiers, cfg: dict,
     if sample.empty:
         raise ValueError(f"{Path(released_dir) / 'released.tsv'}: no usable covered training clip to compare")
     log(f"agreement: the members on {len(sample)} covered training clips ({sample['subset'].value_counts().to_dict()})")
-    rows, member_logits, rejected = run_members(sample, cfg["teachers"], cfg["data"], weights_dir, log, "agreement")
+    teachers = {**cfg["teachers"], "embeddings": False}  # the logits are compared; no features needed
+    rows, member_logits, rejected, _ = run_members(sample, teachers, cfg["data"], weights_dir, log, "agreement")
     by_row = dict(zip(sample["row"], sample["released_row"]))
     logits = open_logits(rel_cfg["logits"])
     src = np.array([by_row[r] for r in rows], np.int64)

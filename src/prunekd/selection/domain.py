@@ -23,8 +23,11 @@ def split_holdout(n: int, fraction: float, rng: np.random.Generator) -> tuple[np
     return np.sort(perm[k:]), np.sort(perm[:k])
 
 
-def train_classifier(pos: np.ndarray, neg: np.ndarray, cfg: dict, log=print) -> tuple[nn.Linear, dict]:
-    """pos, neg: ensemble logits [n, 527]. Returns the linear layer and training stats.
+def train_classifier(
+    pos: np.ndarray, neg: np.ndarray, cfg: dict, log=print, sigmoid_input: bool = True
+) -> tuple[nn.Linear, dict]:
+    """pos, neg: ensemble logits [n, 527] (sigmoid_input False: features taken as they are, e.g. embeddings).
+    Returns the linear layer and training stats.
 
     The gradient of BCE through a linear layer is closed-form, so the loop computes it and the Adam
     update (the same arithmetic as torch.optim.Adam) in numpy: far less per-step overhead than
@@ -39,7 +42,8 @@ def train_classifier(pos: np.ndarray, neg: np.ndarray, cfg: dict, log=print) -> 
     xall = np.empty((n_pos + n_neg, pos.shape[1] + 1), np.float32)
     xall[:n_pos, :-1] = pos
     xall[n_pos:, :-1] = neg
-    xall[:, :-1] = 1.0 / (1.0 + np.exp(-xall[:, :-1]))
+    if sigmoid_input:
+        xall[:, :-1] = 1.0 / (1.0 + np.exp(-xall[:, :-1]))
     xall[:, -1] = 1.0
     w = np.concatenate([model.weight.detach().numpy()[0], model.bias.detach().numpy()]).astype(np.float32)
     m, v = np.zeros_like(w), np.zeros_like(w)
@@ -80,10 +84,11 @@ def train_classifier(pos: np.ndarray, neg: np.ndarray, cfg: dict, log=print) -> 
 
 
 @torch.no_grad()
-def score(model: nn.Linear, logits: np.ndarray, batch: int = 65536) -> np.ndarray:
+def score(model: nn.Linear, logits: np.ndarray, batch: int = 65536, sigmoid_input: bool = True) -> np.ndarray:
     out = np.empty(len(logits), np.float32)
     for i in range(0, len(logits), batch):
-        x = torch.sigmoid(torch.from_numpy(np.asarray(logits[i : i + batch], np.float32)))
+        x = torch.from_numpy(np.asarray(logits[i : i + batch], np.float32))
+        x = torch.sigmoid(x) if sigmoid_input else x
         out[i : i + batch] = torch.sigmoid(model(x)).squeeze(1).numpy()
     return out
 

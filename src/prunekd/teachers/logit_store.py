@@ -3,7 +3,8 @@
 Layout of a gathered store (written by `prunekd gather`):
   id_utf8 [N, W] uint8 (each clip's id, UTF-8, zero-padded to the longest), row [N] int64 (manifest row),
   member_logits [N, M, 527] float16, ensemble [N, 527] float32
-  (mean of the members in logit space, uncompressed), labels [N, 527] bool (AudioSet), released [N] bool
+  (mean of the members in logit space, uncompressed), member_embeddings [N, M, D] float16 (each member's pre-head
+  features; absent where teachers.embeddings was off), labels [N, 527] bool (AudioSet), released [N] bool
   (the row's ensemble logits come from teachers.released_logits; its member logits are NaN), attrs with
   provenance (members, strides, checkpoint hashes, versions, the released files).
 Every array has a data type of the Zarr v3 specification (bool, int, uint, float), so that any Zarr reader
@@ -18,6 +19,7 @@ import zarr
 
 from prunekd.dag.layouts import TRAIN_SUBSETS
 from prunekd.data.tables import N_CLASSES  # noqa: F401 (the width of every logits array)
+from prunekd.errors import PrunekdError
 
 ROW_CHUNK = 1024  # rows per chunk of member_logits and labels
 ENSEMBLE_CHUNK = 8192  # rows per chunk of the ensemble array, read in long streams by scoring
@@ -114,3 +116,33 @@ def embeddings(store, rows: np.ndarray | slice | None = None, members: list[str]
     ml = store["member_logits"]
     sel = ml[rows] if isinstance(rows, slice) else ml.get_orthogonal_selection((rows, slice(None), slice(None)))
     return sel[:, idx].astype(np.float32).mean(axis=1)
+
+
+class NoEmbeddingsError(PrunekdError, ValueError):
+    """Embeddings asked of a store, or of rows, that hold none."""
+
+
+def embedding_features(store, rows: np.ndarray | slice | None = None, members: list[str] | None = None) -> np.ndarray:
+    """The members' embeddings averaged over the members [n, D] float32 (a fixed linear map of their
+    concatenation, one member's width), for the given store positions.
+
+    Raises NoEmbeddingsError, one line naming the key, where the store has none (teachers.embeddings off) or a
+    row has none (released logits carry no embeddings)."""
+    if "member_embeddings" not in store:
+        raise NoEmbeddingsError(
+            f"{store.store}: the teacher store holds no member_embeddings (teachers.embeddings was off when it was "
+            "computed); turn teachers.embeddings on or use the feature `logits`"
+        )
+    if rows is None:
+        rows = slice(None)
+    names = list(store.attrs["members"])
+    idx = [names.index(m) for m in (members or names)]
+    arr = store["member_embeddings"]
+    sel = arr[rows] if isinstance(rows, slice) else arr.get_orthogonal_selection((rows, slice(None), slice(None)))
+    out = sel[:, idx].astype(np.float32).mean(axis=1)
+    if not np.isfinite(out).all():
+        raise NoEmbeddingsError(
+            f"{store.store}: {int((~np.isfinite(out).all(axis=1)).sum())} of these clips have no member_embeddings "
+            "(their logits come from teachers.released_logits); use the feature `logits` for them"
+        )
+    return out

@@ -1,10 +1,12 @@
 """Teacher ensemble logits: one shard of a manifest at a time, then a gather into one Zarr store.
 
 Shard store (one per job, written to a temporary name and renamed when complete):
-  row [n] int64 (manifest row), member_logits [n, M, 527] float16, attrs.rejected (decode failures).
+  row [n] int64 (manifest row), member_logits [n, M, 527] float16, member_embeddings [n, M, D] float16 (unless
+  teachers.embeddings is off), attrs.rejected (decode failures).
 Gathered store per dataset:
   id_utf8 [N, W] uint8 (store.write_ids), row [N] int64, member_logits [N, M, 527] float16, ensemble [N, 527]
-  float32 (mean of the members in logit space), labels [N, 527] bool (AudioSet), attrs with provenance.
+  float32 (mean of the members in logit space), member_embeddings [N, M, D] float16 (the members' pre-head
+  features, NaN on released rows), labels [N, 527] bool (AudioSet), attrs with provenance.
 Chunks are whole rows, so a distillation batch of rows reads few chunks.
 """
 
@@ -45,14 +47,22 @@ def teacher_batch(batch_size: int, seconds: float) -> int:
     return max(1, int(round(batch_size * 10 / seconds)))
 
 
+def embedding_dim(teacher_cfg: dict) -> int | None:
+    """Width of the stored member embeddings (PaSST-S: 768), None where teachers.embeddings is off."""
+    return teacher_cfg["architecture"]["embed_dim"] if teacher_cfg.get("embeddings", False) else None
+
+
 def run_members(part: pd.DataFrame, teacher_cfg: dict, data_cfg: dict, weights_dir, log=print, what: str = "shard"):
-    """The members on the clips of `part` (manifest rows): (rows, member logits [n, M, 527] float16, rejected)."""
+    """The members on the clips of `part` (manifest rows): (rows, member logits [n, M, 527] float16, rejected,
+    member embeddings [n, M, D] float16 or None where teachers.embeddings is off)."""
     from prunekd.teachers.passt import locate_weights
 
     members = teacher_cfg["members"]
+    dim = embedding_dim(teacher_cfg)
+    no_emb = None if dim is None else np.zeros((0, len(members), dim), np.float16)
     if part.empty:  # nothing to compute (e.g. a shard past the rows the released logits leave): no member loaded
         log(f"{what}: no clips to compute")
-        return [], np.zeros((0, len(members), N_CLASSES), np.float16), []
+        return [], np.zeros((0, len(members), N_CLASSES), np.float16), [], no_emb
     n, tile = clip_samples(data_cfg)
     paths = locate_weights(members, weights_dir)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -79,7 +89,7 @@ def run_members(part: pd.DataFrame, teacher_cfg: dict, data_cfg: dict, weights_d
         persistent_workers=False,
         prefetch_factor=4 if workers else None,
     )
-    rows, logits, rejected = [], [], []
+    rows, logits, feats, rejected = [], [], [], []
     t0, done = time.time(), 0
     for r, wav, bad in loader:
         rejected += bad
@@ -87,12 +97,17 @@ def run_members(part: pd.DataFrame, teacher_cfg: dict, data_cfg: dict, weights_d
         if wav is not None:
             # Kept on the device (a shard's logits at fp16 are small): a copy to the host every batch would
             # wait for the GPU and stall the next batch's launch.
-            logits.append(ens(wav.to(device, non_blocking=True), amp).half())
+            out = ens(wav.to(device, non_blocking=True), amp, embeddings=dim is not None)
+            if dim is not None:  # the same forward pass: hear21passt returns the features beside the logits
+                out, emb = out
+                feats.append(emb.half())
+            logits.append(out.half())
             rows += r
         rate = done / max(time.time() - t0, 1e-9)
         log(f"{what}: {done}/{len(ds)} clips, {rate:.1f} clips/s, eta {(len(ds) - done) / max(rate, 1e-9):.0f} s")
     member_logits = torch.cat(logits).cpu().numpy() if logits else np.zeros((0, len(members), N_CLASSES), np.float16)
-    return rows, member_logits, rejected
+    member_embeddings = torch.cat(feats).cpu().numpy() if feats else no_emb
+    return rows, member_logits, rejected, member_embeddings
 
 
 def shard_rows(manifest: pd.DataFrame, shard: int, shard_size: int, compute_table=None) -> pd.DataFrame:
@@ -121,11 +136,15 @@ def compute_shard(
     part = shard_rows(manifest, shard, shard_size, compute_table)
     members = teacher_cfg["members"]
     t0 = time.time()
-    rows, member_logits, rejected = run_members(part, teacher_cfg, data_cfg, weights_dir, log, f"shard {shard}")
+    rows, member_logits, rejected, member_emb = run_members(
+        part, teacher_cfg, data_cfg, weights_dir, log, f"shard {shard}"
+    )
     with atomic_path(out) as tmp:
         g = zarr.open_group(str(tmp), mode="w")
         g.create_array("row", data=np.asarray(rows, dtype=np.int64))
         g.create_array("member_logits", data=member_logits, chunks=(ROW_CHUNK, len(members), N_CLASSES))
+        if member_emb is not None:
+            g.create_array("member_embeddings", data=member_emb, chunks=(ROW_CHUNK, len(members), member_emb.shape[2]))
         g.attrs.update(
             {"dataset": dataset, "shard": shard, "members": members, "rejected": [[int(r), why] for r, why in rejected]}
         )
@@ -135,11 +154,12 @@ def compute_shard(
 
 
 class _ShardStream:
-    """The shards' member logits as one stream in row order (each shard covers increasing rows, after the last)."""
+    """The shards' member logits (or another per-row array) as one stream in row order (each shard covers
+    increasing rows, after the last)."""
 
-    def __init__(self, shards, dataset):
+    def __init__(self, shards, dataset, array: str = "member_logits"):
         self.shards = sorted(shards, key=lambda s: s.attrs["shard"])
-        self.dataset, self.i, self.block, self.at = dataset, 0, None, 0
+        self.dataset, self.array, self.i, self.block, self.at = dataset, array, 0, None, 0
 
     def take(self, k: int) -> np.ndarray:
         out = []
@@ -147,11 +167,12 @@ class _ShardStream:
             if self.block is None or self.at == len(self.block):
                 s = self.shards[self.i]
                 self.i += 1
-                self.block, self.at = s["member_logits"][:], 0
+                self.block, self.at = s[self.array][:], 0
                 if not np.isfinite(self.block).all():
                     bad = int(s["row"][:][~np.isfinite(self.block).all(axis=(1, 2))][0])
+                    what = "logits" if self.array == "member_logits" else "embeddings"
                     raise RuntimeError(
-                        f"{self.dataset}: NaN or Inf logits for manifest row {bad} (shard {s.attrs['shard']})"
+                        f"{self.dataset}: NaN or Inf {what} for manifest row {bad} (shard {s.attrs['shard']})"
                     )
                 continue
             n = min(k, len(self.block) - self.at)
@@ -225,6 +246,13 @@ def gather(
     for g in shards:
         if g.attrs["members"] != members:
             raise RuntimeError(f"{dataset}: shard {g.attrs['shard']} was computed with other members")
+    dim = embedding_dim(teacher_cfg)
+    for g in shards if dim is not None else []:
+        if "member_embeddings" not in g or g["member_embeddings"].shape[2] != dim:
+            raise RuntimeError(
+                f"{dataset}: shard {g.attrs['shard']} holds no member embeddings of width {dim} "
+                "(teachers.embeddings is on: rerun its teacher job)"
+            )
     sorted_rows = np.sort(rows)
     is_released = np.isin(sorted_rows, from_file)
     n = len(rows)
@@ -243,6 +271,17 @@ def gather(
             fill_value=np.nan,
         )
         en = create_ensemble_array(g, n)
+        me = None
+        if dim is not None:
+            me = g.create_array(
+                "member_embeddings",
+                shape=(n, len(members), dim),
+                dtype="float16",
+                chunks=(ROW_CHUNK, len(members), dim),
+                fill_value=np.nan,  # released rows: EfficientAT released logits only
+            )
+            me.attrs["what"] = "each member's pre-head features (mean of the class and distillation tokens)"
+            emb_stream = _ShardStream(shards, dataset, "member_embeddings")
         # Output blocks of whole chunks; computed rows stream from the shards in row order, released rows are
         # read from the memory-mapped file.
         stream = _ShardStream(shards, dataset)
@@ -261,6 +300,13 @@ def gather(
                     ml[a:b] = full
                 else:
                     ml[a:b] = computed
+                if me is not None:
+                    emb = emb_stream.take(k)
+                    if rel_here.any():
+                        full = np.full((b - a, len(members), dim), np.nan, np.float16)
+                        full[~rel_here] = emb
+                        emb = full
+                    me[a:b] = emb
             if rel_here.any():
                 src = np.array([released_rows[r] for r in sorted_rows[a:b][rel_here]], np.int64)
                 order = np.argsort(src)
@@ -291,6 +337,7 @@ def gather(
             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "n_clips": int(n),
             "n_rejected": int(len(manifest) - n),
+            "embeddings": dim is not None,
         }
         if rel_cfg is not None:
             attrs["released_logits"] = {

@@ -262,7 +262,9 @@ def trained_frames_of(model: nn.Module) -> int:
 
 
 class Ensemble(nn.Module):
-    """Mel once, then every member; returns per-member logits [B, M, 527]."""
+    """Mel once, then every member; returns per-member logits [B, M, 527], and with `embeddings=True` also the
+    members' pre-head features [B, M, D] (hear21passt's second output: the mean of the class and distillation
+    tokens), from the same forward pass."""
 
     def __init__(self, members: list[nn.Module]):
         super().__init__()
@@ -270,11 +272,11 @@ class Ensemble(nn.Module):
         self.members = nn.ModuleList(members)
 
     @torch.no_grad()
-    def forward(self, wav: torch.Tensor, autocast_dtype: torch.dtype | None = None) -> torch.Tensor:
+    def forward(self, wav: torch.Tensor, autocast_dtype: torch.dtype | None = None, embeddings: bool = False):
         spec = self.mel(wav).unsqueeze(1)  # [B, 1, 128, frames], float32
         longest = min(getattr(m, "max_frames", spec.shape[-1]) for m in self.members)
         spec = spec[..., :longest]  # clips longer than the teachers were trained on: their start
-        outs = []
+        outs, feats = [], []
         with warnings.catch_warnings():
             # hear21passt's warning for clips other than the members' 10 s; not every warning (CUDA's sync
             # debug mode reports through warnings: benchmarks/teacher_shard.py counts them)
@@ -283,10 +285,14 @@ class Ensemble(nn.Module):
                 x = spec.to(next(m.parameters()).dtype)  # fp16 weights (teachers.precision fp16_weights): fp16 in
                 if autocast_dtype is not None:
                     with torch.autocast(device_type=wav.device.type, dtype=autocast_dtype):
-                        logits, _ = m(x)
+                        logits, features = m(x)
                 else:
-                    logits, _ = m(x)
+                    logits, features = m(x)
                 outs.append(logits.float())
+                if embeddings:
+                    feats.append(features.float())
+        if embeddings:
+            return torch.stack(outs, dim=1), torch.stack(feats, dim=1)
         return torch.stack(outs, dim=1)
 
 
