@@ -87,6 +87,8 @@ def test_every_command_line_of_the_readme_and_docs_parses_as_written():
             problem = _snakemake_problem(words[1:])
         elif len(words) > 1 and words[1].startswith("<"):
             continue  # `prunekd <command> --help`
+        elif words[-1] in ("--help", "-h"):  # the parser exits printing the command's help
+            problem = None if len(words) == 2 or words[1] in subcommands else "no such prunekd command"
         elif len(words) == 2:  # a command named in the text
             problem = None if words[1] in subcommands else "no such prunekd command"
         else:
