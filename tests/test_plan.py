@@ -59,6 +59,12 @@ def test_the_demo_plans_what_it_will_write_and_names_its_folders(tmp_path):
     assert p.listed_rows("tau") == cfg["demo"]["tau_train_clips"] + cfg["demo"]["tau_test_clips"]
     assert p.demo_folders() == {"paths.audioset": f"{tmp_path}/audioset", "targets.tau.root": f"{tmp_path}/tau"}
     assert p.data_paths() == []  # nothing of the user's is read
+    # an evaluation set the demo writes is the demo's too; one it does not write is the user's, checked
+    p.targets["tau"] = p.config["targets"]["tau"] = {**p.targets["tau"], "evaluation": {"root": f"{tmp_path}/eval"}}
+    p.config["demo"] = {**p.config["demo"], "evaluation_clips": 4}
+    assert p.demo_evaluations() == {"tau": f"{tmp_path}/eval"} and p.data_paths() == []
+    p.config["demo"]["evaluation_clips"] = 0
+    assert dict(p.data_paths())["tau"]["targets.tau.evaluation.root (meta.csv)"] == f"{tmp_path}/eval/meta.csv"
 
 
 def test_the_real_datas_paths_are_checked_by_config_key(tmp_path):

@@ -86,7 +86,8 @@ class Plan:
                 keys["paths.audioset_audio"] = self.config["paths"]["audioset_audio"] or f"{self.audioset}/audio"
             out.append(("audioset", keys))
         for t, v in self.targets.items():
-            ev = v.get("evaluation")  # the challenge evaluation set a submission predicts (never the demo's)
+            # the challenge evaluation set a submission predicts, unless the demo writes it
+            ev = None if t in self.demo_evaluations() else v.get("evaluation")
             evaluation = {} if not ev else {f"targets.{t}.evaluation.root": ev["root"]}
             evaluation |= {f"targets.{t}.evaluation.root (meta.csv)": f"{ev['root']}/meta.csv"} if ev else {}
             if self.demo_writes(t):
