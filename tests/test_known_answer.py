@@ -284,3 +284,47 @@ def test_the_known_answer_students_are_the_split_and_thresholds_distillations():
     students = g.known_answer_students("tau", "25")
     assert sorted(students) == [f"{s}/seed{k}" for s in ("pruned", "random", "shuffled") for k in (0, 1, 2)]
     assert students["random/seed2"].endswith("/distill/tau/all/split25/random/thr0.5/seed2/student.pt")
+
+
+def test_the_report_and_the_table_open_on_the_verdict(tmp_path):
+    """table.md (what `make demo` prints) and the report's first page (workflow/report/workflow.rst, which reads
+    verdict.rst beside the known-answer table) start with the verdict, the figures after it."""
+    from docutils.core import publish_parts
+    from jinja2 import Environment
+
+    from prunekd.demo.known_answer import _markdown, _rst
+
+    acc = pd.DataFrame(
+        [
+            (m, k, v)
+            for m, vals in {"baseline": [50, 52, 51], "pruned": [60, 61, 62]}.items()
+            for k, v in enumerate(vals)
+        ],
+        columns=["method", "seed", "macro_acc"],
+    )
+    pr = pd.DataFrame([{"threshold": 0.5, "kept": 3, "target_like_kept": 2, "precision": 2 / 3, "recall": 1.0}])
+    pr.attrs = {"clips": 9, "target_like": 2}
+    info = {"world_seed": 7, "target": "tau", "split": "25", "threshold": 0.5}
+    cond, cl = condition_table(acc), claims(acc)
+    md = _markdown(pr, cond, cl, info)
+    # pruned > baseline at p = 1/20 (every run above every run); the rest has no runs.
+    assert md.index("Verdict: 1 of 4 claims hold (not: pruned > random;") < md.index("Macro accuracy")
+    assert md.index("Macro accuracy") < md.index("Pruned sets against")
+    (tmp_path / "known_answer").mkdir()
+    (tmp_path / "known_answer/verdict.rst").write_text(_rst(pr, cond, cl, info))
+
+    class Record:  # what Snakemake's report hands the template for each report file
+        def __init__(self, path):
+            self.path, self.target = path, path.name
+
+    class Snakemake:
+        config = {"grid": {}}
+
+    files = [Record(tmp_path / "summary/table1.html"), Record(tmp_path / "known_answer/table.html")]
+    page = Environment().from_string((REPO / "workflow/report/workflow.rst").read_text())
+    html = publish_parts(page.render(snakemake=Snakemake, files=files), writer_name="html")["html_body"]
+    assert html.index("Verdict") < html.index("<table") < html.index("target-specific dataset pruning")
+    assert "pruned &gt; baseline" in html and html.count("<table") == 3
+    # Without the known-answer table (the tour, a real run) the page is the project's description alone.
+    html = publish_parts(page.render(snakemake=Snakemake, files=files[:1]), writer_name="html")["html_body"]
+    assert "Verdict" not in html and "target-specific dataset pruning" in html

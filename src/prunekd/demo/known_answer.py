@@ -166,9 +166,7 @@ def _verdict_line(cl: pd.DataFrame) -> str:
     held = int(cl["holds"].sum())
     if held == len(cl):
         return "pruned > random > baseline, and the shuffled control shows no gain: every claim holds"
-    return (
-        f"{held} of {len(cl)} claims hold: " + ", ".join(r.claim for r in cl.itertuples() if not r.holds) + " does not"
-    )
+    return f"{held} of {len(cl)} claims hold (not: " + "; ".join(r.claim for r in cl.itertuples() if not r.holds) + ")"
 
 
 def _sections(pr: pd.DataFrame, cond: pd.DataFrame, cl: pd.DataFrame, info: dict) -> list:

@@ -123,7 +123,9 @@ def main(argv=None) -> None:
         else:
             v = run_seed(args.profile, seed, args.out, args.snakemake, args.keep_all)
         verdicts.append(v)
-        print(f"world seed {seed}: " + ", ".join(f"{c['claim']} {'holds' if c['holds'] else 'NO'}" for c in v["claims"]))
+        print(
+            f"world seed {seed}: " + ", ".join(f"{c['claim']} {'holds' if c['holds'] else 'NO'}" for c in v["claims"])
+        )
     md = record(verdicts)
     (args.out / "record.md").write_text(md)
     sys.stdout.write(md)
