@@ -322,9 +322,9 @@ def test_the_report_and_the_table_open_on_the_verdict(tmp_path):
 
     files = [Record(tmp_path / "summary/table1.html"), Record(tmp_path / "known_answer/table.html")]
     page = Environment().from_string((REPO / "workflow/report/workflow.rst").read_text())
-    html = publish_parts(page.render(snakemake=Snakemake, files=files), writer_name="html")["html_body"]
+    html = publish_parts(page.render(snakemake=Snakemake, files=files), writer="html")["html_body"]
     assert html.index("Verdict") < html.index("<table") < html.index("target-specific dataset pruning")
     assert "pruned &gt; baseline" in html and html.count("<table") == 3
     # Without the known-answer table (the tour, a real run) the page is the project's description alone.
-    html = publish_parts(page.render(snakemake=Snakemake, files=files[:1]), writer_name="html")["html_body"]
+    html = publish_parts(page.render(snakemake=Snakemake, files=files[:1]), writer="html")["html_body"]
     assert "Verdict" not in html and "target-specific dataset pruning" in html
