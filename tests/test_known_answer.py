@@ -328,3 +328,19 @@ def test_the_report_and_the_table_open_on_the_verdict(tmp_path):
     # Without the known-answer table (the tour, a real run) the page is the project's description alone.
     html = publish_parts(page.render(snakemake=Snakemake, files=files[:1]), writer="html")["html_body"]
     assert "Verdict" not in html and "target-specific dataset pruning" in html
+
+
+def test_the_seed_record_counts_at_how_many_world_seeds_each_claim_held():
+    from prunekd.demo.seeds import record
+
+    def verdict(seed, held):
+        names = ["pruned > random", "random > baseline", "pruned > baseline", "shuffled - baseline: no gain"]
+        cl = [{"claim": n, "difference": 5.0, "p": 0.01 if h else 0.3, "holds": h} for n, h in zip(names, held)]
+        cond = [{"method": m, "mean": 50.0, "std": 1.0} for m in ("baseline", "shuffled", "random", "pruned")]
+        return {"world_seed": seed, "claims": cl, "conditions": cond, "confidence": 0.95, "run": {"wall_s": 61}}
+
+    md = record([verdict(3, [True, True, True, True]), verdict(4, [False, True, True, True])])
+    rows = {line.split(" | ")[0].strip("| "): line for line in md.splitlines() if line.startswith("| ")}
+    assert "**1 of 2**" in rows["pruned > random"] and "p 0.300 (no)" in rows["pruned > random"]
+    assert "**2 of 2**" in rows["random > baseline"] and "| seed 3 | seed 4 |" in md
+    assert "1 min 1 s" in rows["4"]
