@@ -321,7 +321,9 @@ def test_the_report_and_the_table_open_on_the_verdict(tmp_path):
         config = {"grid": {}}
 
     files = [Record(tmp_path / "summary/table1.html"), Record(tmp_path / "known_answer/table.html")]
-    page = Environment().from_string((REPO / "workflow/report/workflow.rst").read_text())
+    page = Environment(trim_blocks=True, lstrip_blocks=True).from_string(  # as Snakemake renders it
+        (REPO / "workflow/report/workflow.rst").read_text()
+    )
     html = publish_parts(page.render(snakemake=Snakemake, files=files), writer="html")["html_body"]
     assert html.index("Verdict") < html.index("<table") < html.index("target-specific dataset pruning")
     assert "pruned &gt; baseline" in html and html.count("<table") == 3
