@@ -31,7 +31,7 @@ CONDITIONS = [  # (method in metrics.json, what it is)
     ("random", "random subset, same size"),
     ("pruned", "pruned set (the method)"),
 ]
-# The claims: (better, worse) pairs whose difference must exceed the spread, and the control whose gain must not.
+# The claims: (better, worse) pairs whose difference the test must show, and the control whose gain it must not.
 CLAIMS = [("pruned", "random"), ("random", "baseline"), ("pruned", "baseline")]
 CONTROL = ("shuffled", "baseline")
 
