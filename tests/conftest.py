@@ -19,15 +19,16 @@ LOCAL_ENV = {**os.environ, "PATH": os.pathsep.join([str(BIN), str(_NO_SLURM), os
 
 
 def demo_threads():
-    """The demo profile's threads (profiles/demo/config.yaml, set-threads), as command-line arguments."""
+    """The tour profile's threads (profiles/tour/config.yaml, set-threads), as command-line arguments."""
     import yaml
 
-    prof = yaml.safe_load((REPO / "profiles/demo/config.yaml").read_text())
+    prof = yaml.safe_load((REPO / "profiles/tour/config.yaml").read_text())
     return ["--set-threads", *(f"{rule}={n}" for rule, n in prof["set-threads"].items())]
 
 
-# The tests' config: the defaults, the demo's sizes, then the smallest grid (tests/tiny.yaml).
-TINY_CONFIGS = [str(REPO / f) for f in ("config.yaml", "profiles/demo/demo.yaml", "tests/tiny.yaml")]
+# The tests' config: the defaults, the tour's world and sizes (every rule runs), then the smallest grid
+# (tests/tiny.yaml).
+TINY_CONFIGS = [str(REPO / f) for f in ("config.yaml", "profiles/tour/tour.yaml", "tests/tiny.yaml")]
 
 
 def snakemake(workdir, *args, extra_config=(), check=True):

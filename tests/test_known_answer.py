@@ -11,7 +11,7 @@ import torch
 import zarr
 from conftest import BIN, LOCAL_ENV, REPO
 
-from prunekd.demo.known_answer import TruthError, claims, condition_table, pruned_vs_truth
+from prunekd.demo.known_answer import TruthError, claims, condition_table, permutation_p, pruned_vs_truth
 from prunekd.demo.worlds import N_EVENTS, SCENE_EVENTS, SCENE_PAIRS, TRUTH_FILE, make_demo_data
 from prunekd.student.distill import shuffled_targets
 from prunekd.teachers.logit_store import ids as ids_of
@@ -96,26 +96,37 @@ def test_pruned_set_against_the_truth_by_hand(tmp_path):
         pruned_vs_truth(store, man, tmp_path / "scores.npy", truth, [0.5])
 
 
-def test_claims_need_more_than_the_spread_and_the_control_none():
-    acc = pd.DataFrame(
-        [("baseline", s, v) for s, v in enumerate([40, 42, 44])]
-        + [("shuffled", s, v) for s, v in enumerate([41, 43, 42])]
-        + [("random", s, v) for s, v in enumerate([50, 51, 52])]
-        + [("pruned", s, v) for s, v in enumerate([52, 53, 54])],
-        columns=["method", "seed", "macro_acc"],
-    )
-    cl = claims(condition_table(acc)).set_index("claim")["holds"]
-    # pruned - random: 2 points against a spread of 2 (two stds of 1): not more than the spread.
-    assert cl.to_dict() == {
-        "pruned - random > spread": False,
-        "random - baseline > spread": True,
-        "pruned - baseline > spread": True,
-        "shuffled - baseline <= spread (no gain)": True,
+def test_claims_hold_by_a_one_sided_permutation_test_and_the_control_by_no_gain():
+    # By hand: better [3] against worse [1, 2]; of the 3 dealings of the pooled values, 1 (the observed) reaches
+    # the observed difference.
+    assert permutation_p([3], [1, 2]) == pytest.approx(1 / 3)
+    assert permutation_p([1, 2], [3]) == pytest.approx(1.0)
+
+    def acc(values):
+        rows = [(m, k, v) for m, vals in values.items() for k, v in enumerate(vals)]
+        return pd.DataFrame(rows, columns=["method", "seed", "macro_acc"])
+
+    five = {
+        "baseline": [40, 42, 44, 41, 43],
+        "shuffled": [39, 43, 41, 42, 40],
+        "random": [50, 53, 51, 47, 52],
+        "pruned": [52, 54, 49, 55, 53],
     }
-    # A control far below the baseline has no gain either; one well above it has.
-    for v, holds in (([20, 21, 22], True), ([60, 61, 62], False)):
-        acc.loc[acc["method"] == "shuffled", "macro_acc"] = v
-        assert claims(condition_table(acc)).iloc[-1]["holds"] == holds
+    cl = claims(acc(five), 0.95).set_index("claim")
+    assert cl["holds"].to_dict() == {
+        "pruned > random": False,  # +2.0 with overlapping runs: p = 0.13, not shown at 95 %
+        "random > baseline": True,  # every random run above every baseline run: p = 1/252
+        "pruned > baseline": True,
+        "shuffled - baseline: no gain": True,
+    }
+    assert cl.loc["random > baseline", "p"] == pytest.approx(1 / 252)
+    assert cl.loc["pruned > random", "difference"] == pytest.approx(2.0)
+    # A control well above the baseline has a gain: the control fails.
+    assert not claims(acc({**five, "shuffled": [50, 51, 52, 53, 54]})).iloc[-1]["holds"]
+    # Three runs each cannot show anything below p = 1/20: at 99 % confidence no claim holds, at 95 % it can.
+    three = {m: v[:3] for m, v in five.items()}
+    assert not claims(acc(three), 0.99).iloc[:3]["holds"].any()
+    assert claims(acc(three), 0.95).set_index("claim").loc["random > baseline", "p"] == pytest.approx(1 / 20)
 
 
 def test_the_demo_runs_pruned_sets_against_its_worlds_truth(demo_run):
@@ -187,7 +198,7 @@ def test_the_logits_a_student_is_distilled_on_are_its_clips_own(demo_run):
     assert list(man["id"].to_numpy()[rows]) == list(pick["id"]) == list(ids_of(store)[pick["position"]])
     wav = np.stack([load_clip(demo_run / p, 32000, 32000) for p in man["path"].to_numpy()[rows]])
     members = list(store.attrs["members"])
-    arch = {"n_mels": 128, "embed_dim": 64, "depth": 2, "num_heads": 4}  # profiles/demo/demo.yaml
+    arch = {"n_mels": 128, "embed_dim": 64, "depth": 2, "num_heads": 4}  # profiles/tour/tour.yaml
     ens = Ensemble([load_member(r / f"demo/weights/{MEMBERS[m][2]}", MEMBERS[m][0], arch) for m in members]).eval()
     with torch.no_grad():
         again = ens(torch.from_numpy(wav)).mean(1).numpy()
@@ -276,3 +287,65 @@ def test_the_known_answer_students_are_the_split_and_thresholds_distillations():
     students = g.known_answer_students("tau", "25")
     assert sorted(students) == [f"{s}/seed{k}" for s in ("pruned", "random", "shuffled") for k in (0, 1, 2)]
     assert students["random/seed2"].endswith("/distill/tau/all/split25/random/thr0.5/seed2/student.pt")
+
+
+def test_the_report_and_the_table_open_on_the_verdict(tmp_path):
+    """table.md (what `make demo` prints) and the report's first page (workflow/report/workflow.rst, which reads
+    verdict.rst beside the known-answer table) start with the verdict, the figures after it."""
+    from docutils.core import publish_parts
+    from jinja2 import Environment
+
+    from prunekd.demo.known_answer import _markdown, _rst
+
+    acc = pd.DataFrame(
+        [
+            (m, k, v)
+            for m, vals in {"baseline": [50, 52, 51], "pruned": [60, 61, 62]}.items()
+            for k, v in enumerate(vals)
+        ],
+        columns=["method", "seed", "macro_acc"],
+    )
+    pr = pd.DataFrame([{"threshold": 0.5, "kept": 3, "target_like_kept": 2, "precision": 2 / 3, "recall": 1.0}])
+    pr.attrs = {"clips": 9, "target_like": 2}
+    info = {"world_seed": 7, "target": "tau", "split": "25", "threshold": 0.5}
+    cond, cl = condition_table(acc), claims(acc)
+    md = _markdown(pr, cond, cl, info)
+    # pruned > baseline at p = 1/20 (every run above every run); the rest has no runs.
+    assert md.index("Verdict: 1 of 4 claims hold (not: pruned > random;") < md.index("Macro accuracy")
+    assert md.index("Macro accuracy") < md.index("Pruned sets against")
+    (tmp_path / "known_answer").mkdir()
+    (tmp_path / "known_answer/verdict.rst").write_text(_rst(pr, cond, cl, info))
+
+    class Record:  # what Snakemake's report hands the template for each report file
+        def __init__(self, path):
+            self.path, self.target = path, path.name
+
+    class Snakemake:
+        config = {"grid": {}}
+
+    files = [Record(tmp_path / "summary/table1.html"), Record(tmp_path / "known_answer/table.html")]
+    page = Environment(trim_blocks=True, lstrip_blocks=True).from_string(  # as Snakemake renders it
+        (REPO / "workflow/report/workflow.rst").read_text()
+    )
+    html = publish_parts(page.render(snakemake=Snakemake, files=files), writer="html")["html_body"]
+    assert html.index("Verdict") < html.index("<table") < html.index("target-specific dataset pruning")
+    assert "pruned &gt; baseline" in html and html.count("<table") == 3 and "System Message" not in html
+    # Without the known-answer table (the tour, a real run) the page is the project's description alone.
+    html = publish_parts(page.render(snakemake=Snakemake, files=files[:1]), writer="html")["html_body"]
+    assert "Verdict" not in html and "target-specific dataset pruning" in html
+
+
+def test_the_seed_record_counts_at_how_many_world_seeds_each_claim_held():
+    from prunekd.demo.seeds import record
+
+    def verdict(seed, held):
+        names = ["pruned > random", "random > baseline", "pruned > baseline", "shuffled - baseline: no gain"]
+        cl = [{"claim": n, "difference": 5.0, "p": 0.01 if h else 0.3, "holds": h} for n, h in zip(names, held)]
+        cond = [{"method": m, "mean": 50.0, "std": 1.0} for m in ("baseline", "shuffled", "random", "pruned")]
+        return {"world_seed": seed, "claims": cl, "conditions": cond, "confidence": 0.95, "run": {"wall_s": 61}}
+
+    md = record([verdict(3, [True, True, True, True]), verdict(4, [False, True, True, True])])
+    rows = {line.split(" | ")[0].strip("| "): line for line in md.splitlines() if line.startswith("| ")}
+    assert "**1 of 2**" in rows["pruned > random"] and "p 0.300 (no)" in rows["pruned > random"]
+    assert "**2 of 2**" in rows["random > baseline"] and "| seed 3 | seed 4 |" in md
+    assert "1 min 1 s" in rows["4"]

@@ -391,11 +391,11 @@ def test_every_absent_input_is_named_at_the_dry_run_summarised_at_its_end_and_st
     assert rc == 0 and line in out.split("This was a dry-run")[1], out[-3000:]
 
 
-def test_own_config_over_the_demo_profile_is_refused_with_the_way_that_layers(tmp_path):
+def test_own_config_over_the_tour_profile_is_refused_with_the_way_that_layers(tmp_path):
     mine = tmp_path / "mine.yaml"
     mine.write_text("grid:\n  seeds: [0, 1]\n")
-    rc, out = _smk(tmp_path / "wd", "--profile", "profiles/demo", "--configfile", str(mine), "-n")
-    layered = f"--configfiles config.yaml profiles/demo/demo.yaml {mine}"
-    assert rc != 0 and "profiles/demo/demo.yaml would be dropped" in out and layered in out
-    rc, out = _smk(tmp_path / "wd", "--profile", "profiles/demo", *layered.split(), "-n")
+    rc, out = _smk(tmp_path / "wd", "--profile", "profiles/tour", "--configfile", str(mine), "-n")
+    layered = f"--configfiles config.yaml profiles/tour/tour.yaml {mine}"
+    assert rc != 0 and "profiles/tour/tour.yaml would be dropped" in out and layered in out
+    rc, out = _smk(tmp_path / "wd", "--profile", "profiles/tour", *layered.split(), "-n")
     assert rc == 0 and "demo_data" in out and "baseline" in out, out[-2000:]

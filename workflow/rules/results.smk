@@ -146,6 +146,8 @@ if KNOWN_ANSWER:
         output:
             tables=[f"{R}/known_answer/table.{e}" for e in ("md", "csv")],
             verdict=f"{R}/known_answer/verdict.json",
+            verdict_rst=f"{R}/known_answer/verdict.rst",  # the report's first page (workflow/report/workflow.rst)
+            report_metadata=f"{R}/known_answer/report_metadata.yaml",  # --report-metadata: open on that page
             table=report(
                 f"{R}/known_answer/table.html",
                 caption="../report/known_answer.rst",

@@ -256,7 +256,7 @@ def dropped_profile_configfiles(argv: list[str], env: dict, loaded, bases=(".",)
     """A message when --configfile on the command line replaced the configfiles of a profile, else None.
 
     Snakemake's command line replaces a profile's `configfiles` instead of adding to them: with
-    `--profile profiles/demo --configfile mine.yaml` the demo's sizes would silently go.
+    `--profile profiles/tour --configfile mine.yaml` the tour's sizes would silently go.
     bases: where a relative profile path may start (the folder Snakemake was started in, the workflow's);
     --directory has already moved the process elsewhere.
     """
