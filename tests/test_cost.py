@@ -151,7 +151,7 @@ def test_hours_are_work_over_rate(tmp_path):
     assert re.search(r"^total\s+" + str(sum(counts[r] for r in cost.GPU_RULES)) + r"\s", text, re.M)
     # What the teacher pass adds to disk: 3 members' float16 logits and the float32 ensemble per clip, and their
     # embeddings (teachers.embeddings, on by default) at the demo's width.
-    dim = yaml.safe_load((REPO / "profiles/demo/demo.yaml").read_text())["teachers"]["architecture"]["embed_dim"]
+    dim = yaml.safe_load((REPO / "profiles/tour/tour.yaml").read_text())["teachers"]["architecture"]["embed_dim"]
     assert est["storage"] == {"logits": clips * (3 * 527 * 2 + 527 * 4), "embeddings": clips * 3 * dim * 2}
     assert summary["store_gb"]["embeddings"] == round(clips * 3 * dim * 2 / 1e9, 3)
     assert "GB of member embeddings (teachers.embeddings: false: none)" in text

@@ -118,7 +118,7 @@ def test_training_and_evaluation(demo_run):
         }
         pred = pd.read_csv(demo_run / f"results/eval/{k}/output.csv", sep="\t")
         assert len(pred) == 40 and list(pred.columns[:2]) == ["filename", "scene_label"]
-        np.testing.assert_allclose(pred.iloc[:, 2:].sum(1), 1.0, atol=1e-3)
+        np.testing.assert_allclose(pred.iloc[:, 2:].sum(axis=1), 1.0, atol=1e-3)
 
 
 def test_summary_tables_hold_every_cell(demo_run):
