@@ -20,22 +20,11 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from prunekd.data.manifest import SCENES  # the challenge's ten scene labels, as the manifest knows them
 from prunekd.teachers.logit_store import N_CLASSES
 
 N_EVENTS = 24  # event types that actually sound; the other classes never occur
 SCENE_EVENTS = list(range(8))  # events 0..7 occur in the scenes, 8..23 never do
-SCENES = [
-    "airport",
-    "bus",
-    "metro",
-    "metro_station",
-    "park",
-    "public_square",
-    "shopping_mall",
-    "street_pedestrian",
-    "street_traffic",
-    "tram",
-]
 TRAIN_DEVICES = ["a", "b", "c", "s1", "s2", "s3"]
 TEST_DEVICES = TRAIN_DEVICES + ["s4", "s5", "s6"]
 CITIES = ["barcelona", "helsinki", "lisbon", "london", "lyon", "milan", "paris", "prague", "stockholm", "vienna"]
