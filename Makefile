@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SMK := $(BIN)/snakemake
 
-.PHONY: demo tour known-answer known-answer-seeds test test-fast report lint fmt dryrun bench clean install-profile
+.PHONY: demo tour known-answer known-answer-seeds compare-selections test test-fast report lint fmt dryrun bench clean install-profile
 
 # --no-cache-dir: pip's wheel cache would hold a second copy of PyTorch's ~3 GB of CUDA wheels; a CI machine with
 # little disk failed the install on it ("No space left on device").
@@ -50,8 +50,17 @@ known-answer-seeds: $(STAMP)
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/python -m prunekd.demo.seeds --profile profiles/demo --seeds $(SEEDS) \
 	    --out results/seeds
 
+# Every selection method on both features at equal budget, three fine-tuning seeds each, on the graded world whose
+# pool holds look-alike and partly useful clips beside the target-like ones (docs/selections.md, "The graded world").
+CS := results/compare-selections
+compare-selections: $(STAMP)
+	PATH=$(abspath $(BIN)):$$PATH $(SMK) --profile profiles/compare-selections
+	PATH=$(abspath $(BIN)):$$PATH $(SMK) --profile profiles/compare-selections --report $(CS)/report.html
+	@cat $(CS)/summary/tau/selections.md
+	@echo "Table and plot: $(CS)/summary/tau/selections.{md,csv,html,png}  Report: $(CS)/report.html"
+
 test: $(STAMP)
-	PATH=$(abspath $(BIN)):$$PATH $(BIN)/python -m pytest -q --durations=12 tests
+	PATH=$(abspath $(BIN)):$$PATH $(BIN)/python -m pytest -q -n 2 --dist loadgroup --durations=12 tests
 
 # The edit-test loop: everything but the tests that start Snakemake (the DAG) or need the real SLURM.
 test-fast: $(STAMP)

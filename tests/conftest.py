@@ -55,9 +55,25 @@ def snakemake(workdir, *args, extra_config=(), check=True):
 
 @pytest.fixture(scope="session")
 def demo_run(tmp_path_factory):
-    """The demo DAG at its smallest size, run once for the whole session."""
-    wd = tmp_path_factory.mktemp("demo")
-    snakemake(wd)
+    """The demo DAG at its smallest size, run once for the whole session: under pytest-xdist (`make test` runs two
+    workers) once for all workers, in their shared temporary folder, the first to need it running it while the
+    others wait. No test writes into it (they copy it)."""
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        wd = tmp_path_factory.mktemp("demo")
+        snakemake(wd)
+        return wd
+    import fcntl
+    import shutil
+
+    root = tmp_path_factory.getbasetemp().parent  # shared by the workers of this run
+    wd, done = root / "demo", root / "demo.done"
+    with open(root / "demo.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not done.exists():
+            shutil.rmtree(wd, ignore_errors=True)  # a worker's failed try: start again
+            wd.mkdir()
+            snakemake(wd)
+            done.touch()
     return wd
 
 
@@ -90,5 +106,7 @@ def pytest_collection_modifyitems(items):
         src = inspect.getsource(fn) if fn is not None else ""
         if item.module.__name__ == "test_slurm" or "slurm(" in src or "slurm" in item.fixturenames:
             item.add_marker(pytest.mark.slurm)
+            # One xdist worker runs them all, in order (one SLURM, module-scoped runs); `make test` uses loadgroup.
+            item.add_marker(pytest.mark.xdist_group("slurm"))
         if "demo_run" in item.fixturenames or any(c in src for c in _STARTS_SNAKEMAKE):
             item.add_marker(pytest.mark.slow)

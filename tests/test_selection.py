@@ -257,3 +257,62 @@ def test_a_comparison_runs_on_the_demo_from_the_stores_embeddings_to_the_table(d
     assert stats["feature"] == "embeddings" and stats["budget"] == {"equal": 0.3}
     assert (wd / "results/summary/tau/selections.png").stat().st_size > 0
     assert (wd / "results/logs/select/tau/all/split5_thr0.3/centroid-embeddings.log").is_file()
+
+
+def test_the_graded_world_holds_look_alikes_and_partly_useful_clips_and_writes_each_clips_worth(tmp_path):
+    # The graded world (docs/selections.md): its kinds are what the labels and the recording say, in the shares
+    # asked for, and the known-answer report's truth counts only the clean target-like clips.
+    import soundfile as sf
+
+    from prunekd.demo.known_answer import read_truth
+    from prunekd.demo.worlds import GRADED_TRUTH, SCENE_EVENTS, TRUTH_FILE, make_demo_data
+
+    world = {
+        "seed": 5, "world": "graded", "audioset_sample_rate": 32000, "audioset_clip_seconds": 0.25,
+        "audioset_clips": {"eval": 40, "balanced_train": 40, "unbalanced_train": 120}, "scene_share": 0.2,
+        "tau_train_clips": 20, "tau_test_clips": 10, "tau_clip_seconds": 0.5,
+    }  # fmt: skip
+    make_demo_data(tmp_path / "audioset", tmp_path / "tau", world)
+    truth = pd.read_csv(tmp_path / "audioset" / TRUTH_FILE, sep="\t", dtype={"id": str})
+    assert set(truth["kind"]) == set(GRADED_TRUTH)
+    assert (truth["target_like"] == truth["kind"].map(GRADED_TRUTH)).all()
+    shares = truth["kind"].value_counts(normalize=True)
+    for kind in ("target_like", "look_alike", "partial"):
+        assert 0.1 < shares[kind] < 0.3, (kind, shares[kind])  # scene_share 0.2 each of 200 clips
+    scene = {f"/m/demo{e:03d}" for e in SCENE_EVENTS}
+    labels = {}
+    for subset in ("eval", "balanced_train", "unbalanced_train"):
+        seg = pd.read_csv(tmp_path / "audioset" / f"{subset}_segments.csv", comment="#", header=None,
+                          skipinitialspace=True)  # fmt: skip
+        labels.update({i: set(str(lab).split(",")) for i, lab in zip(seg[0], seg[3])})
+    for i, kind in zip(truth["id"], truth["kind"]):
+        n_scene = len(labels[i] & scene)
+        if kind == "target_like":
+            assert labels[i] <= scene
+        elif kind == "partial":
+            assert n_scene == 1 and len(labels[i]) > 1  # one of the scenes' events among unrelated ones
+        else:
+            assert n_scene == 0  # look-alikes and unrelated clips carry none of the target's events
+    like = read_truth(tmp_path / "audioset" / TRUTH_FILE)
+    assert like.sum() == (truth["kind"] == "target_like").sum()
+    meta = pd.read_csv(tmp_path / "tau" / "meta.csv", sep="\t")
+    assert sf.info(str(tmp_path / "tau" / meta["filename"][0])).frames == 22050  # the known-answer world's target
+
+
+def test_the_selection_table_gives_each_kind_of_clips_share_of_what_a_selection_kept(tmp_path):
+    from prunekd.results.selections import table
+
+    ids = [f"c{i}" for i in range(6)]
+    kinds = dict(zip(ids, ["target_like", "target_like", "look_alike", "partial", "unrelated", "unrelated"]))
+    truth = {i: {"target_like": 1.0, "partial": 0.5}.get(k, 0.0) for i, k in kinds.items()}
+    sets = {}
+    for name, kept in {"pruned": [0, 1, 3], "centroid-embeddings": [0, 2, 2 + 3]}.items():
+        path = tmp_path / f"{name}.tsv"
+        pd.DataFrame({"position": kept, "id": [ids[k] for k in kept]}).to_csv(path, sep="\t", index=False)
+        sets[f"{name}/split25/thr0.5"] = str(path)
+    df = table(sets, [], "tau", truth=truth, kinds=kinds).set_index("selection")
+    assert df.loc["pruned", "share_target_like"] == round(2 / 3, 4) and df.loc["pruned", "share_partial"] == round(
+        1 / 3, 4
+    )
+    assert df.loc["centroid-embeddings", "share_look_alike"] == round(1 / 3, 4)
+    assert df.loc["pruned", "recall"] == 1.0 and df.loc["pruned", "graded_precision"] == round(2.5 / 3, 4)

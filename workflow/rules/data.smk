@@ -11,8 +11,6 @@ if DEMO:
             f"{R}/logs/demo_data.log",
         benchmark:
             f"{R}/benchmarks/demo_data.tsv"
-        group:
-            "manifests"
         params:
             code=code_version("demo-data"),
             audioset=lambda w, output: os.path.dirname(output.audioset[0]),
@@ -43,8 +41,6 @@ rule manifest_audioset:
         f"{R}/logs/manifest/audioset.log",
     benchmark:
         f"{R}/benchmarks/manifest/audioset.tsv"
-    group:
-        "manifests"
     resources:
         mem_mb=mem_mb(16000),
         runtime=runtime(60),
@@ -75,8 +71,6 @@ rule manifest_target:
         f"{R}/logs/manifest/{{target}}.log",
     benchmark:
         f"{R}/benchmarks/manifest/{{target}}.tsv"
-    group:
-        "manifests"
     resources:
         mem_mb=mem_mb(4000),
         runtime=runtime(30),

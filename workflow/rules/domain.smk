@@ -24,8 +24,6 @@ rule domain_classifier:
         f"{R}/logs/domain_classifier/{{target}}/{{ensemble}}/split{{split}}.log",
     benchmark:
         f"{R}/benchmarks/domain_classifier/{{target}}/{{ensemble}}/split{{split}}.tsv"
-    group:
-        "domain"
     threads: 2
     resources:
         mem_mb=mem_mb(8000),
@@ -51,8 +49,6 @@ rule score:
         f"{R}/logs/score/{{target}}/{{ensemble}}/split{{split}}.log",
     benchmark:
         f"{R}/benchmarks/score/{{target}}/{{ensemble}}/split{{split}}.tsv"
-    group:
-        "domain"
     threads: 2
     resources:
         mem_mb=mem_mb(4000),
@@ -83,8 +79,6 @@ rule score_histogram:
         f"{R}/logs/score_histogram/{{target}}/{{ensemble}}/split{{split}}.log",
     benchmark:
         f"{R}/benchmarks/score_histogram/{{target}}/{{ensemble}}/split{{split}}.tsv"
-    group:
-        "domain"
     params:
         code=code_version("histogram"),
         thresholds=lambda w: " ".join(threshold_label(t) for t in config["grid"]["thresholds"]),
@@ -107,8 +101,6 @@ rule prune:
         f"{R}/logs/prune/{{target}}/{{ensemble}}/split{{split}}_thr{{threshold}}.log",
     benchmark:
         f"{R}/benchmarks/prune/{{target}}/{{ensemble}}/split{{split}}_thr{{threshold}}.tsv"
-    group:
-        "pruned_set"
     resources:
         mem_mb=mem_mb(4000),
         runtime=runtime(15),
@@ -134,8 +126,6 @@ rule random_subset:
         f"{R}/logs/random_subset/{{target}}/{{ensemble}}/split{{split}}_thr{{threshold}}.log",
     benchmark:
         f"{R}/benchmarks/random_subset/{{target}}/{{ensemble}}/split{{split}}_thr{{threshold}}.tsv"
-    group:
-        "pruned_set"
     resources:
         mem_mb=mem_mb(4000),
         runtime=runtime(15),
@@ -190,8 +180,6 @@ rule enrichment:
         f"{R}/logs/enrichment/{{target}}/{{ensemble}}/split{{split}}_thr{{threshold}}.log",
     benchmark:
         f"{R}/benchmarks/enrichment/{{target}}/{{ensemble}}/split{{split}}_thr{{threshold}}.tsv"
-    group:
-        "pruned_set"
     resources:
         mem_mb=8000,
         runtime=30,

@@ -11,8 +11,6 @@ rule evaluate:
         f"{R}/logs/evaluate/{{model}}.log",
     benchmark:
         f"{R}/benchmarks/evaluate/{{model}}.tsv"
-    group:
-        "finetune"
     threads: 4  # the model's CPU inference (torch's threads): the clips come decoded from decode_target
     resources:
         mem_mb=mem_mb(8000),

@@ -129,8 +129,6 @@ rule finetune:
         f"{R}/benchmarks/{{model}}.tsv"
     wildcard_constraints:
         model=_alternatives(FINETUNED),
-    group:
-        "finetune"
     threads: 4  # the host thread launching the steps and torch's intra-op threads: the clips are decoded already
     resources:
         # the split read from the decoded store: 17.9 GB at float32 for split 100, in host memory where the GPU

@@ -41,14 +41,15 @@ class TruthError(ValueError):
 
 
 def read_truth(path) -> pd.Series:
-    """id -> target_like (bool) from the generator's truth file."""
+    """id -> target_like (bool) from the generator's truth file: the clips whose value is 1 (the graded world's
+    partly useful clips, 0.5, are not target-like)."""
     t = pd.read_csv(path, sep="\t", dtype={"id": str})
     missing = {"id", "target_like"} - set(t.columns)
     if missing:
         raise TruthError(f"{path}: no column {sorted(missing)[0]!r} (written by prunekd demo-data)")
     if t["id"].duplicated().any():
         raise TruthError(f"{path}: clip {t['id'][t['id'].duplicated()].iloc[0]!r} listed twice")
-    return t.set_index("id")["target_like"].astype(bool)
+    return t.set_index("id")["target_like"].astype(float) >= 1
 
 
 def pruned_vs_truth(audioset_store, audioset_manifest, scores_path, truth_path, thresholds) -> pd.DataFrame:

@@ -5,12 +5,14 @@ occur in the scenes with many that never do; scenes are mixtures of the scene ev
 background; recording devices differ audibly (filtering, gain, noise). Everything is deterministic
 from the seed.
 
-Two worlds (config demo.world). `tour`, the demo's: a scene is told by its background as much as by its
+Three worlds (config demo.world). `tour`, the tests': a scene is told by its background as much as by its
 events. `known_answer` (docs/known-answer.md): a scene is told by its sound events only (each scene always
 holds its own pair of the scene events, over a background drawn at random), so that what the teachers know of
-those events is what a student can gain from them. Either world writes down which AudioSet-format clips are
-target-like (truth.tsv beside the segment lists): the ground truth of the known-answer report, which the
-pipeline itself never reads.
+those events is what a student can gain from them. `graded` (docs/selections.md, "The graded world"): the
+known-answer world's target, and a pool that also holds clips which look like the target and teach nothing,
+and clips that are partly useful, so that selection methods can differ. Every world writes down how useful
+each AudioSet-format clip is (truth.tsv beside the segment lists): the ground truth of the known-answer and
+selection reports, which the pipeline itself never reads.
 """
 
 from __future__ import annotations
@@ -102,8 +104,11 @@ def _background(scene: int, rng: np.random.Generator, sr: int, n: int) -> np.nda
 
 # known_answer world: each scene's pair of scene events, every pair different (a scene is its events).
 SCENE_PAIRS = [(0, 1), (2, 3), (4, 5), (6, 7), (0, 2), (1, 3), (4, 6), (5, 7), (0, 4), (1, 5)]
-WORLDS = ("tour", "known_answer")
+WORLDS = ("tour", "known_answer", "graded")
 TRUTH_FILE = "truth.tsv"  # beside the segment lists: id, subset, target_like (1: carries the scenes' kinds)
+# graded world: each pool clip's kind and how useful it is to the target (truth.tsv's target_like; `kind` beside
+# it). Fixed before any selection method was measured on it (docs/selections.md, "The graded world").
+GRADED_TRUTH = {"target_like": 1.0, "partial": 0.5, "look_alike": 0.0, "unrelated": 0.0}
 
 
 def _scene_event_weights(scene: int) -> np.ndarray:
@@ -143,6 +148,32 @@ def _recording_chain(x: np.ndarray, sr: int, rng: np.random.Generator) -> np.nda
     return y + rng.standard_normal(n) * rng.uniform(0.0, 0.03)
 
 
+def _graded_clip(rng: np.random.Generator, sr: int, n: int, share: float) -> tuple[np.ndarray, list[int], str]:
+    """(audio, events, kind) of one pool clip of the graded world; each special kind is `share` of the pool.
+
+    target_like: one or two of the scenes' events over a scene's background, through a clip's own recording chain
+    (today's known-answer clips). look_alike: recorded as the target is (a scene's background, one of the
+    target's training devices) but carrying only unrelated events: close to the target in what a recording
+    sounds like, useless for telling its scenes apart. partial: one of the scenes' events among one or two
+    unrelated ones, no scene background, its own recording chain. unrelated: unrelated events only."""
+    unrelated = list(range(len(SCENE_EVENTS), N_EVENTS))
+    u = rng.random()
+    kind = "target_like" if u < share else "look_alike" if u < 2 * share else "partial" if u < 3 * share else ""
+    kind = kind or "unrelated"
+    if kind == "target_like":
+        events = sorted(set(rng.choice(SCENE_EVENTS, size=int(rng.integers(1, 3))).tolist()))
+    elif kind == "partial":
+        events = sorted({int(rng.choice(SCENE_EVENTS)), *rng.choice(unrelated, size=int(rng.integers(1, 3))).tolist()})
+    else:
+        events = sorted(set(rng.choice(unrelated, size=int(rng.integers(1, 3))).tolist()))
+    x = sum(_event(e, rng, sr, n) for e in events)
+    if kind in ("target_like", "look_alike"):
+        x = x + _background(int(rng.integers(0, len(SCENES))), rng, sr, n)
+    if kind == "look_alike":
+        return _device(x, TRAIN_DEVICES[int(rng.integers(0, len(TRAIN_DEVICES)))], sr, rng), events, kind
+    return _recording_chain(x, sr, rng), events, kind
+
+
 def _write(path: Path, x: np.ndarray, sr: int) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     x = np.clip(x, -1.0, 1.0)
@@ -160,8 +191,9 @@ def make_audioset(
 ) -> None:
     """Segment lists with the real header lines and quoting, class_labels_indices.csv, one file per segment.
 
-    Also writes TRUTH_FILE: which clips carry the scene events (the known-answer report's ground truth). In the
-    known_answer world every clip passes its own recording chain (_recording_chain)."""
+    Also writes TRUTH_FILE: which clips carry the scene events (the known-answer report's ground truth); in the
+    graded world how useful each clip is and its kind (GRADED_TRUTH). In the known_answer world every clip passes
+    its own recording chain (_recording_chain); in the graded world see _graded_clip."""
     mids = [f"/m/demo{i:03d}" for i in range(N_CLASSES)]
     names = EVENT_NAMES + [f"Unused class {i}" for i in range(N_EVENTS, N_CLASSES)]
     root.mkdir(parents=True, exist_ok=True)
@@ -171,7 +203,8 @@ def make_audioset(
             fh.write(f'{i},{m},"{nm}"\n')
     n = int(round(clip_seconds * sr))
     serial = 0
-    truth = ["id\tsubset\ttarget_like"]
+    graded = world == "graded"
+    truth = ["id\tsubset\ttarget_like" + ("\tkind" if graded else "")]
     for subset, count in counts.items():
         lines = [
             "# Segments csv created demo by prunekd",
@@ -182,6 +215,12 @@ def make_audioset(
             serial += 1
             ytid = f"demo{serial:07d}"[:11]
             start = float(rng.integers(0, 30))
+            if graded:
+                x, events, kind = _graded_clip(rng, sr, n, scene_share)
+                _write(root / "audio" / subset / f"{ytid}.wav", x, sr)
+                lines.append(f'{ytid}, {start:.3f}, {start + 10:.3f}, "{",".join(mids[e] for e in events)}"')
+                truth.append(f"{ytid}\t{subset}\t{GRADED_TRUTH[kind]:g}\t{kind}")
+                continue
             sceney = rng.random() < scene_share
             pool = SCENE_EVENTS if sceney else list(range(len(SCENE_EVENTS), N_EVENTS))
             k = int(rng.integers(1, 3))
@@ -210,8 +249,8 @@ def make_tau(
 ) -> None:
     """meta.csv, split5..split100.csv, test.csv (tab-separated) and audio/*.wav at 44.1 kHz, 1 s (`seconds`).
 
-    world `tour`: the scene's background and one or two events drawn by its weights; `known_answer`: the
-    scene's own pair of events (SCENE_PAIRS) over the background of a scene drawn at random."""
+    world `tour`: the scene's background and one or two events drawn by its weights; `known_answer` and `graded`:
+    the scene's own pair of events (SCENE_PAIRS) over the background of a scene drawn at random."""
     if world not in WORLDS:
         raise ValueError(f"demo.world: {world!r} is not one of {', '.join(WORLDS)}")
     n = int(round(sr * seconds))
@@ -225,7 +264,7 @@ def make_tau(
         name = f"audio/{SCENES[scene]}-{city}-{loc}-{i * 10}-{i % 10}-{device}.wav"
         assert name not in seen
         seen.add(name)
-        if world == "known_answer":  # the events tell the scene; the background is noise
+        if world in ("known_answer", "graded"):  # the events tell the scene; the background is noise
             x = _background(int(rng.integers(0, len(SCENES))), rng, sr, n)
             events = SCENE_PAIRS[scene]
         else:
@@ -273,7 +312,7 @@ def make_tau_evaluation(root: Path, n: int, sr: int, seed: int, world: str = "to
         device = TEST_DEVICES[int(rng.integers(0, len(TEST_DEVICES)))]
         if i == n // 2:
             x = np.zeros(k)
-        elif world == "known_answer":
+        elif world in ("known_answer", "graded"):
             x = _background(int(rng.integers(0, len(SCENES))), rng, sr, k)
             x = x + sum(_event(int(e), rng, sr, k) for e in SCENE_PAIRS[scene])
             x = _device(x, device, sr, rng)

@@ -43,9 +43,10 @@ def accuracy(metrics_files, target: str) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["target", "ensemble", "split", "method", "threshold", "seed", "acc"])
 
 
-def table(sets: dict[str, str], metrics_files, target: str, proxies=None, truth=None) -> pd.DataFrame:
+def table(sets: dict[str, str], metrics_files, target: str, proxies=None, truth=None, kinds=None) -> pd.DataFrame:
     """sets: "<selection>/split<s>/thr<t>" -> kept clips TSV; proxies: split -> Proxy-like with figure(kept positions)
-    (None: no proxy column); truth: clip id -> 1 (target-like), between (partly useful), 0 (unrelated)."""
+    (None: no proxy column); truth: clip id -> 1 (target-like), between (partly useful), 0 (unrelated); kinds: clip
+    id -> the world's kind of clip (the graded world's), for each kind's share of the kept clips."""
     runs = accuracy(metrics_files, target)
     tables = {label: pd.read_csv(path, sep="\t", dtype={"id": str}) for label, path in sets.items()}
     kept = {label: t["position"].to_numpy() for label, t in tables.items()}
@@ -77,6 +78,10 @@ def table(sets: dict[str, str], metrics_files, target: str, proxies=None, truth=
             row["precision"] = round(float((t >= 1).mean()), 4) if len(t) else np.nan
             row["recall"] = round(float((t >= 1).sum() / max(1, useful)), 4)
             row["graded_precision"] = round(float(t.mean()), 4) if len(t) else np.nan
+        if kinds is not None:
+            k = pd.Series([kinds.get(i, "unknown") for i in tables[label]["id"]], dtype=object)
+            for kind in sorted(set(kinds.values())):
+                row[f"share_{kind}"] = round(float((k == kind).mean()), 4) if len(k) else np.nan
         rows.append(row)
     return pd.DataFrame(rows).sort_values(["split", "threshold", "acc_mean"], ascending=[True, True, False])
 
@@ -105,8 +110,10 @@ def plot(df: pd.DataFrame, out, title: str) -> None:
     _save(fig, out)
 
 
-def summarise_selections(sets, metrics, target, outdir, proxies=None, truth=None, log=print) -> pd.DataFrame:
-    df = table(sets, metrics, target, proxies, truth)
+def summarise_selections(
+    sets, metrics, target, outdir, proxies=None, truth=None, log=print, kinds=None
+) -> pd.DataFrame:
+    df = table(sets, metrics, target, proxies, truth, kinds)
     stem = Path(outdir) / "selections"
     note = (
         "Every selection at the same split and threshold keeps as many clips as the report's pruned set unless its "
@@ -148,9 +155,10 @@ def selections_step(audioset_store, audioset_manifest, target_store, target_mani
     splits = sorted({label.split("/")[1].removeprefix("split") for label in pairs})
     proxies = proxies_of(audioset_store, audioset_manifest, target_store, target_manifest, splits,
                          settings.get("proxy"), settings.get("members"))  # fmt: skip
-    known = None
-    if truth:
-        t = pd.read_csv(truth, sep="\t", dtype={"id": str})  # the demo world's truth.tsv: id, subset, target_like
+    known = kinds = None
+    if truth:  # the demo world's truth.tsv: id, subset, target_like, and in the graded world each clip's kind
+        t = pd.read_csv(truth, sep="\t", dtype={"id": str})
         t = t[t["subset"] != "eval"]  # recall over the clips a selection can keep
         known = dict(zip(t["id"], t["target_like"].astype(float)))
-    summarise_selections(pairs, metrics, settings["target"], outdir, proxies, known, log)
+        kinds = dict(zip(t["id"], t["kind"])) if "kind" in t.columns else None
+    summarise_selections(pairs, metrics, settings["target"], outdir, proxies, known, log, kinds)
