@@ -52,15 +52,23 @@ known-answer-seeds: $(STAMP)
 
 # Every selection method on both features at equal budget, three fine-tuning seeds each, on the graded world whose
 # pool holds look-alike and partly useful clips beside the target-like ones (docs/selections.md, "The graded world").
-CS := results/compare-selections
+# make compare-selections WORLD_SEED=1: the same on another seed's world, in its own folders (...-seed1/).
+WORLD_SEED ?= 0
+CS := results/compare-selections$(if $(filter 0,$(WORLD_SEED)),,-seed$(WORLD_SEED))
+CS_DATA := data/compare-selections$(if $(filter 0,$(WORLD_SEED)),,-seed$(WORLD_SEED))
+CS_ARGS := --configfiles config.yaml profiles/known-answer/known-answer.yaml \
+    profiles/compare-selections/compare-selections.yaml $(CS)/world.yaml
 compare-selections: $(STAMP)
-	PATH=$(abspath $(BIN)):$$PATH $(SMK) --profile profiles/compare-selections
-	PATH=$(abspath $(BIN)):$$PATH $(SMK) --profile profiles/compare-selections --report $(CS)/report.html
+	mkdir -p $(CS)
+	printf 'demo: {seed: %s}\npaths: {audioset: %s/audioset, teacher_weights: %s/weights, results: %s}\ntargets: {tau: {root: %s/tau}}\n' \
+	    $(WORLD_SEED) $(CS_DATA) $(CS) $(CS) $(CS_DATA) > $(CS)/world.yaml
+	PATH=$(abspath $(BIN)):$$PATH $(SMK) --profile profiles/compare-selections $(CS_ARGS)
+	PATH=$(abspath $(BIN)):$$PATH $(SMK) --profile profiles/compare-selections $(CS_ARGS) --report $(CS)/report.html
 	@cat $(CS)/summary/tau/selections.md
 	@echo "Table and plot: $(CS)/summary/tau/selections.{md,csv,html,png}  Report: $(CS)/report.html"
 
 test: $(STAMP)
-	PATH=$(abspath $(BIN)):$$PATH $(BIN)/python -m pytest -q -n 2 --dist loadgroup --durations=12 tests
+	PATH=$(abspath $(BIN)):$$PATH $(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=12 tests
 
 # The edit-test loop: everything but the tests that start Snakemake (the DAG) or need the real SLURM.
 test-fast: $(STAMP)

@@ -106,7 +106,5 @@ def pytest_collection_modifyitems(items):
         src = inspect.getsource(fn) if fn is not None else ""
         if item.module.__name__ == "test_slurm" or "slurm(" in src or "slurm" in item.fixturenames:
             item.add_marker(pytest.mark.slurm)
-            # One xdist worker runs them all, in order (one SLURM, module-scoped runs); `make test` uses loadgroup.
-            item.add_marker(pytest.mark.xdist_group("slurm"))
         if "demo_run" in item.fixturenames or any(c in src for c in _STARTS_SNAKEMAKE):
             item.add_marker(pytest.mark.slow)

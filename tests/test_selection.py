@@ -226,6 +226,10 @@ def test_the_comparison_table_has_a_row_per_selection_with_overlap_accuracy_gain
     assert rows.loc["centroid-embeddings", "gain_over_random"] == 35.0
     assert rows.loc["pruned", "precision"] == 0.75 and rows.loc["centroid-embeddings", "recall"] == 1.0
     assert rows.loc["centroid-embeddings", "kl_reduction"] == 4.0
+    # Two seeds against two: centroid's runs both above pruned's, the best of the C(4, 2) = 6 dealings: p = 1/6.
+    assert rows.loc["centroid-embeddings", "p_vs_pruned"] == round(1 / 6, 3)
+    assert rows.loc["random", "p_vs_pruned"] == 1.0 and np.isnan(rows.loc["random", "p_vs_random"])
+    assert np.isnan(rows.loc["pruned", "p_vs_pruned"]) and rows.loc["pruned", "p_vs_random"] == round(1 / 6, 3)
     for ext in ("csv", "md", "html", "png"):
         assert (tmp_path / f"selections.{ext}").stat().st_size > 0
 

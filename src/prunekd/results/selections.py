@@ -3,8 +3,9 @@
 One row per selection at each (split, threshold) of the report's ensemble: the report's pruned set, its random
 control and every grid.selections entry. Columns: clips kept, the KL-reduction proxy (one codebook per split, so
 rows of a split compare), the overlap with the report's pruned set (Jaccard), the macro accuracy's mean and
-standard deviation over seeds, its gain over the random subset of the same size, and, where the world's truth is
-known (the known-answer demo), the kept clips' precision and recall against it."""
+standard deviation over seeds, its gain over the random subset of the same size and whether it beats that subset
+and the pruned set by a stated test, and, where the world's truth is known (the demo worlds), the kept clips'
+precision and recall against it and each kind of clip's share of them."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from prunekd.results.significance import permutation_p
 from prunekd.results.summarise import _save, write_table_formats
 
 BUILTIN = {"pruned": ("domain_classifier", "logits", "the report's pruned set"), "random": ("random", "-", "control")}
@@ -43,6 +45,10 @@ def accuracy(metrics_files, target: str) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["target", "ensemble", "split", "method", "threshold", "seed", "acc"])
 
 
+def _p(better, worse, itself: bool) -> float:
+    return np.nan if itself or not len(better) or not len(worse) else round(permutation_p(better, worse), 3)
+
+
 def table(sets: dict[str, str], metrics_files, target: str, proxies=None, truth=None, kinds=None) -> pd.DataFrame:
     """sets: "<selection>/split<s>/thr<t>" -> kept clips TSV; proxies: split -> Proxy-like with figure(kept positions)
     (None: no proxy column); truth: clip id -> 1 (target-like), between (partly useful), 0 (unrelated); kinds: clip
@@ -57,6 +63,7 @@ def table(sets: dict[str, str], metrics_files, target: str, proxies=None, truth=
         method, feature, budget = _describe(sel)
         acc = runs[(runs["method"] == sel) & (runs["split"] == split) & (runs["threshold"] == thr)]["acc"]
         rand = runs[(runs["method"] == "random") & (runs["split"] == split) & (runs["threshold"] == thr)]["acc"]
+        pruned = runs[(runs["method"] == "pruned") & (runs["split"] == split) & (runs["threshold"] == thr)]["acc"]
         row = {
             "split": split,
             "threshold": thr,
@@ -71,6 +78,10 @@ def table(sets: dict[str, str], metrics_files, target: str, proxies=None, truth=
             "acc_std": round(acc.std(ddof=1), 2) if len(acc) > 1 else np.nan,
             "seeds": len(acc),
             "gain_over_random": round(acc.mean() - rand.mean(), 2) if len(acc) and len(rand) else np.nan,
+            # one-sided exact permutation tests over the seeds' runs: is this selection better than random, than
+            # the report's pruned set (the smallest p three seeds against three can give is 1/20)
+            "p_vs_random": _p(acc, rand, sel == "random"),
+            "p_vs_pruned": _p(acc, pruned, sel == "pruned"),
         }
         if truth is not None:
             t = np.array([truth.get(i, 0.0) for i in tables[label]["id"]])
@@ -118,7 +129,8 @@ def summarise_selections(
     note = (
         "Every selection at the same split and threshold keeps as many clips as the report's pruned set unless its "
         "budget says otherwise; kl_reduction is computed before any training (higher: closer to the target); "
-        "gain_over_random is the accuracy minus that of the random subset of the pruned set's size."
+        "gain_over_random is the accuracy minus that of the random subset of the pruned set's size; p_vs_random and "
+        "p_vs_pruned: one-sided exact permutation tests over the seeds that the selection beats random, the pruned set."
     )
     write_table_formats(df, stem, f"{target}: selection methods side by side", note=note)
     plot(df, f"{stem}.png", f"{target}: selection methods")
