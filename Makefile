@@ -95,7 +95,7 @@ dryrun: $(STAMP)
 	PATH=$(abspath $(BIN)):$$PATH $(SMK) -n --quiet rules
 
 clean:
-	rm -rf results data/demo data/tour data/known-answer .snakemake
+	rm -rf results data/demo data/tour data/known-answer* data/compare-selections* .snakemake
 
 # The SLURM profile, installed by name: afterwards `snakemake --profile slurm` (docs/cluster.md, "SLURM").
 PROFILE_DIR := $(or $(XDG_CONFIG_HOME),$(HOME)/.config)/snakemake

@@ -27,6 +27,7 @@ report: "workflow/report/workflow.rst"
 
 onstart:
     refuse_missing_data(workflow.dag)
+    warn_ungrouped(workflow)
 
 
 rule all:

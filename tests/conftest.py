@@ -57,7 +57,7 @@ def snakemake(workdir, *args, extra_config=(), check=True):
 def demo_run(tmp_path_factory):
     """The demo DAG at its smallest size, run once for the whole session: under pytest-xdist (`make test` runs two
     workers) once for all workers, in their shared temporary folder, the first to need it running it while the
-    others wait. No test writes into it (they copy it)."""
+    others wait. Tests copy it before changing it (a dry run's log and the report are all that is written in it)."""
     if not os.environ.get("PYTEST_XDIST_WORKER"):
         wd = tmp_path_factory.mktemp("demo")
         snakemake(wd)

@@ -164,3 +164,22 @@ def test_status_of_a_half_finished_run(demo_run, tmp_path):
     assert prog == {"step": 3, "total": 4, "steps_per_s": 0.5, "seconds_left": 2}
     assert f"distill {run} (job 4242): step 3/4, 0.50 steps/s" in text
     assert f"logs/{failed}.log" in text
+
+
+def test_the_slurm_profile_groups_the_short_steps_and_a_profile_without_groups_is_warned():
+    # The groups live in the shipped profile only (docs/cluster.md, "Few submissions"): every rule it names exists,
+    # each training's evaluation shares its job, and a SLURM run whose profile has none is told so at its start.
+    from prunekd.dag.checks import ungrouped_warning
+
+    prof = yaml.safe_load((REPO / "profiles/slurm/config.yaml").read_text())
+    groups = dict(g.split("=") for g in prof["groups"])
+    rules = set(re.findall(r"^\s*(?:local)?rule (\w+)", "".join(
+        p.read_text() for p in (REPO / "workflow/rules").glob("*.smk")), re.M))  # fmt: skip
+    rules |= set(re.findall(r"^use rule \w+ as (\w+)", "".join(
+        p.read_text() for p in (REPO / "workflow/rules").glob("*.smk")), re.M))  # fmt: skip
+    assert set(groups) <= rules, set(groups) - rules
+    assert groups["evaluate"] == groups["finetune"] == groups["baseline"]
+    assert not re.search(r"^\s+group:", "".join(p.read_text() for p in (REPO / "workflow/rules").glob("*.smk")), re.M)
+    said = ungrouped_warning("slurm", {})
+    assert "groups:" in said and "profiles/slurm/config.yaml" in said
+    assert ungrouped_warning("slurm", groups) is None and ungrouped_warning("local", {}) is None

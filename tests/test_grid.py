@@ -135,3 +135,14 @@ def test_a_selection_the_stores_cannot_give_is_refused_naming_the_key(spec, teac
     cfg["grid"]["selections"] = [spec, spec]
     assert "listed twice" in grid.selections_problem(cfg)[1]
     assert grid.selections_problem(CONFIG) is None
+
+
+def test_the_graded_world_refuses_a_scene_share_its_three_kinds_cannot_hold():
+    cfg = copy.deepcopy(CONFIG)
+    cfg["demo"].update(enabled=True, world="graded", scene_share=0.4)
+    key, problem = grid.graded_world_problem(cfg)
+    assert key == "demo.scene_share" and "1/3" in problem
+    cfg["demo"]["scene_share"] = 0.15
+    assert grid.graded_world_problem(cfg) is None
+    cfg["demo"].update(world="known_answer", scene_share=0.4)
+    assert grid.graded_world_problem(cfg) is None

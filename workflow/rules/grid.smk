@@ -48,6 +48,9 @@ if _problem:
 _problem = _grid.selections_problem(config)
 if _problem:
     refuse_key(*_problem)
+_problem = _grid.graded_world_problem(config)
+if _problem:
+    refuse_key(*_problem)
 if config["known_answer"]["enabled"]:
     KNOWN_ANSWER = {k: v for k, v in config["known_answer"].items() if k != "enabled"}
     KNOWN_ANSWER["split"] = str(KNOWN_ANSWER["split"])

@@ -63,3 +63,11 @@ def refuse_missing_data(dag):
     lines = [l for ds, lines in MISSING_DATA.items() if ds in planned for l in lines]
     if lines:
         refuse("\n".join(lines) + f"\n(config files: {', '.join(CONFIG_FILES)}; a dry run, -n, plans without data)")
+
+
+def warn_ungrouped(workflow):
+    """onstart: a cluster run whose profile sets no job groups (one copied before they moved into the profile)."""
+    plugin = workflow.executor_plugin
+    line = _checks.ungrouped_warning(plugin.name if plugin else None, dict(workflow.group_settings.overwrite_groups))
+    if line:
+        print(f"warning: {line}", file=sys.stderr, flush=True)

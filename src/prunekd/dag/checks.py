@@ -291,3 +291,18 @@ def dropped_profile_configfiles(argv: list[str], env: dict, loaded, bases=(".",)
                 f"{', '.join(lost)} would be dropped. Layer yours on top: --configfiles {layered}"
             )
     return None
+
+
+# The job groups of a cluster run (docs/cluster.md, "Few submissions") are set by the shipped SLURM profile's
+# `groups:` list, not by the rules; a profile copied before they moved there has none.
+UNGROUPED_EXECUTORS = ("slurm",)
+
+
+def ungrouped_warning(executor: str | None, groups) -> str | None:
+    """The warning for a cluster run without job groups, or None: every short step would be its own submission."""
+    if executor not in UNGROUPED_EXECUTORS or groups:
+        return None
+    return (
+        f"the {executor} run has no job groups, so every short step is its own submission: add the shipped "
+        "profile's `groups:` list (profiles/slurm/config.yaml) to your profile (docs/cluster.md, \"Few submissions\")"
+    )

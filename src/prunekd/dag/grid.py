@@ -324,6 +324,18 @@ class Grid:
         return [model_name({**method, "threshold": thr, "seed": pick.removeprefix("seed")})]
 
 
+def graded_world_problem(config: dict) -> tuple[str, str] | None:
+    """(config key, problem) when the graded world cannot hold its kinds: each of its three special kinds of clip
+    is `scene_share` of the pool (docs/selections.md, "The graded world"), so the share can be at most a third."""
+    demo = config["demo"]
+    if demo.get("enabled") and demo.get("world") == "graded" and demo["scene_share"] > 1 / 3:
+        return (
+            "demo.scene_share",
+            f"{demo['scene_share']} is above 1/3: the graded world gives that share to each of three kinds of clip",
+        )
+    return None
+
+
 def known_answer_problem(config: dict, targets: dict) -> tuple[str, str] | None:
     """(config key, problem) when `known_answer` asks for what the configuration cannot give; None when fine."""
     ka = config["known_answer"]
