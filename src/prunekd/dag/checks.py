@@ -304,5 +304,5 @@ def ungrouped_warning(executor: str | None, groups) -> str | None:
         return None
     return (
         f"the {executor} run has no job groups, so every short step is its own submission: add the shipped "
-        "profile's `groups:` list (profiles/slurm/config.yaml) to your profile (docs/cluster.md, \"Few submissions\")"
+        'profile\'s `groups:` list (profiles/slurm/config.yaml) to your profile (docs/cluster.md, "Few submissions")'
     )
