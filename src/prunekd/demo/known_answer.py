@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from prunekd.demo.worlds import SCENES
-from prunekd.results.significance import permutation_p  # noqa: F401 (the verdict's test; tests import it here)
+from prunekd.results.significance import permutation_p
 from prunekd.selection.domain import prune
 
 CONDITIONS = [  # (method in metrics.json, what it is)

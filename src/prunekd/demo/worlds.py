@@ -158,8 +158,9 @@ def _graded_clip(rng: np.random.Generator, sr: int, n: int, share: float) -> tup
     unrelated ones, no scene background, its own recording chain. unrelated: unrelated events only."""
     unrelated = list(range(len(SCENE_EVENTS), N_EVENTS))
     u = rng.random()
-    kind = "target_like" if u < share else "look_alike" if u < 2 * share else "partial" if u < 3 * share else ""
-    kind = kind or "unrelated"
+    kind = (
+        "target_like" if u < share else "look_alike" if u < 2 * share else "partial" if u < 3 * share else "unrelated"
+    )
     if kind == "target_like":
         events = sorted(set(rng.choice(SCENE_EVENTS, size=int(rng.integers(1, 3))).tolist()))
     elif kind == "partial":
