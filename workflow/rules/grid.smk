@@ -18,8 +18,27 @@ def selection_list(w):
     return GRID.selection_list(w.trainset)
 
 
-def student_for(w):
-    return GRID.student(w.model)
+def finetune_inputs(w):
+    """A fine-tuning's (or baseline's) inputs: its target's manifest and decoded clips, and the distilled student
+    it starts from (none for a baseline)."""
+    k = MODELS[w.model]
+    out = {"manifest": f"{R}/manifests/{k['target']}.tsv", "decoded": f"{R}/decoded/{k['target']}"}
+    if k["selection"] != "baseline":
+        out["student"] = GRID.student(w.model)
+    return out
+
+
+def finetune_args(model):
+    """The fine-tuning command's --split, --seed and --init (the student of finetune_inputs)."""
+    k = MODELS[model]
+    init = ["--init", GRID.student(model)] if k["selection"] != "baseline" else []
+    return shlex.join(["--split", str(k["split"]), "--seed", str(k["seed"]), *init])
+
+
+def target_data(w):
+    """An evaluation's target data: the manifest and the decoded clips."""
+    t = MODELS[w.model]["target"]
+    return {"manifest": f"{R}/manifests/{t}.tsv", "decoded": f"{R}/decoded/{t}"}
 
 
 RELEASED_DIR = f"{R}/logits/audioset/released"  # with teachers.released_logits: what the files cover

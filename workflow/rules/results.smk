@@ -1,9 +1,8 @@
 rule evaluate:
     # Every trained model, distilled-and-fine-tuned or baseline (MODELS, workflow/rules/grid.smk).
     input:
+        unpack(target_data),  # manifest, decoded
         model=f"{R}/{{model}}/model.pt",
-        manifest=lambda w: f"{R}/manifests/{MODELS[w.model]['target']}.tsv",
-        decoded=lambda w: f"{R}/decoded/{MODELS[w.model]['target']}",
     output:
         metrics=f"{R}/eval/{{model}}/metrics.json",
         predictions=f"{R}/eval/{{model}}/output.csv",

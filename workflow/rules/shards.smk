@@ -25,5 +25,4 @@ PACKED_ARGS = shlex.join(["--packed", *PACKED_STORES]) if PACKED else ""
 PACKED_LIST = f"{R}/packed/audioset.txt"
 
 
-def packed_list(wildcards):
-    return [PACKED_LIST] if PACKED else []
+PACKED_INPUT = [PACKED_LIST] if PACKED else []  # a distillation's input: the list, when it reads packed stores

@@ -54,7 +54,7 @@ rule distill:
         store=f"{R}/logits/audioset.zarr",
         manifest=f"{R}/manifests/audioset.tsv",
         kept=selection_list,
-        packed=packed_list,
+        packed=PACKED_INPUT,
     output:
         model=f"{R}/distill/{{trainset}}/student.pt",
         curve=f"{R}/distill/{{trainset}}/curve.tsv",  # plotted for the report by summarise
@@ -79,7 +79,7 @@ rule distill:
             clip_seconds=config["data"]["audioset_clip_seconds"],
             members=ENSEMBLES[TRAINSETS[w.trainset]["ensemble"]],
         ),
-        ckpt=lambda w: f"{R}/distill/{w.trainset}/checkpoints",
+        ckpt=f"{R}/distill/{{trainset}}/checkpoints",
         packed=PACKED_ARGS,
     shell:
         "prunekd distill --store {input.store:q} --manifest {input.manifest:q} --kept {input.kept:q} "
@@ -117,9 +117,7 @@ rule finetune:
     # A distilled student fine-tuned on a split: model = finetune/{target}/{ensemble}/split{split}/
     # {selection}/thr{threshold} or full/seed{seed} (MODELS, workflow/rules/grid.smk).
     input:
-        manifest=lambda w: f"{R}/manifests/{MODELS[w.model]['target']}.tsv",
-        decoded=lambda w: f"{R}/decoded/{MODELS[w.model]['target']}",
-        student=student_for,
+        unpack(finetune_inputs),  # manifest, decoded, student: one function, one call per job
     output:
         model=f"{R}/{{model}}/model.pt",
         curve=f"{R}/{{model}}/curve.tsv",
@@ -148,12 +146,10 @@ rule finetune:
             student=config["student"],
             frontend=config["frontend"],
         ),
-        split=lambda w: MODELS[w.model]["split"],
-        seed=lambda w: MODELS[w.model]["seed"],
-        init=lambda w, input: shlex.join(["--init", input.student]) if "student" in input.keys() else "",
-        ckpt=lambda w, output: os.path.join(os.path.dirname(output.model), "checkpoints"),
+        run=lambda w: finetune_args(w.model),  # --split, --seed and --init (a distilled student)
+        ckpt=f"{R}/{{model}}/checkpoints",
     shell:
-        "prunekd finetune --manifest {input.manifest:q} --split {params.split:q} --seed {params.seed} {params.init} "
+        "prunekd finetune --manifest {input.manifest:q} {params.run} "
         "--out {output.model:q} --curve {output.curve:q} --checkpoint-dir {params.ckpt:q} --decoded {input.decoded:q} "
         "--num-workers {resources.workers} --settings {params.settings:q} 2> {log:q}"
 
@@ -161,8 +157,7 @@ rule finetune:
 use rule finetune as baseline with:
     # The same recipe from scratch: model = baseline/{target}/split{split}/seed{seed}.
     input:
-        manifest=lambda w: f"{R}/manifests/{MODELS[w.model]['target']}.tsv",
-        decoded=lambda w: f"{R}/decoded/{MODELS[w.model]['target']}",
+        unpack(finetune_inputs),  # manifest, decoded
     wildcard_constraints:
         model=_alternatives(BASELINES),
     resources:
