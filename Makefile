@@ -34,7 +34,7 @@ tour: $(STAMP)
 	@echo "Tables: results/tour/summary/<target>/ (table1, table2, controls: .md .csv .html; tau, sounds)  Report: results/tour/report.html"
 
 # The pipeline on a synthetic world whose answer is known (docs/known-answer.md): the pruned set against the
-# world's truth, pruned > random > no distillation over 3 seeds, and the shuffled-teacher control.
+# world's truth, pruned > random > no distillation over 3 seeds (6 without distillation), the shuffled control.
 KA := results/known-answer
 known-answer: $(STAMP)
 	PATH=$(abspath $(BIN)):$$PATH $(SMK) --profile profiles/known-answer
