@@ -44,7 +44,8 @@ def test_the_banded_mel_on_the_cpu_is_torchaudios_mel_spectrogram():
 
     torch.manual_seed(0)
     wav = torch.randn(4, 16000) * torch.linspace(0.01, 1.0, 16000)
-    for cfg in (FRONTEND, {**FRONTEND, "n_mels": 64, "f_max": 8000, "n_fft": 2048, "win_length": 1600}):
+    other = {**FRONTEND, "n_mels": 40, "f_max": 8000, "n_fft": 2048, "win_length": 1600}  # 40 mels: a last group of 8
+    for cfg in (FRONTEND, other):
         keys = ("sample_rate", "n_fft", "win_length", "hop_length", "n_mels", "f_min", "f_max")
         dense = (torchaudio.transforms.MelSpectrogram(**{k: cfg[k] for k in keys})(wav).unsqueeze(1) + 1e-5).log()
         banded = MelFrontEnd(cfg).eval()(wav)

@@ -11,8 +11,8 @@ class MelFrontEnd(nn.Module):
     """MelSpectrogram(32 kHz, n_fft 4096, window 3072, hop 500, 256 mels) -> log(x + 1e-5).
 
     SpecAugment (frequency masks only) is applied in training mode only. On the CPU the power is taken as re^2 + im^2
-    and the mel filter bank applied band by band (`banded_mel`): the same numbers to float rounding, at half the
-    time of the front end.
+    and the mel filter bank applied band by band (`banded_mel`): the same numbers to float rounding, the front end
+    several times faster (benchmarks/frontend.py).
     """
 
     def __init__(self, cfg: dict):
@@ -28,22 +28,22 @@ class MelFrontEnd(nn.Module):
         )
         fm = cfg["freqm"]
         self.freqm = torchaudio.transforms.FrequencyMasking(fm, iid_masks=True) if fm > 0 else nn.Identity()
-        self._bands = mel_bands(self.mel.mel_scale.fb)
+        self._bands = mel_bands(self.mel.mel_scale.fb)  # index ranges only: the filters stay the module's buffer
 
     def _power(self, wav: torch.Tensor) -> torch.Tensor:
         """torchaudio's power spectrogram (its STFT, power 2) as re^2 + im^2: on the CPU |z| is a hypot per bin,
         several times slower than the two squares, and squared again after."""
         sp = self.mel.spectrogram
         z = torchaudio.functional.spectrogram(
-            wav, sp.pad, sp.window, sp.n_fft, sp.hop_length, sp.win_length, None, sp.normalized,
-            center=sp.center, pad_mode=sp.pad_mode, onesided=sp.onesided,
+            wav, pad=sp.pad, window=sp.window, n_fft=sp.n_fft, hop_length=sp.hop_length, win_length=sp.win_length,
+            power=None, normalized=sp.normalized, center=sp.center, pad_mode=sp.pad_mode, onesided=sp.onesided,
         )  # fmt: skip
         return z.real.square() + z.imag.square()
 
     def forward(self, wav: torch.Tensor) -> torch.Tensor:
         """wav [B, T] -> log mel [B, 1, n_mels, frames]."""
         if wav.device.type == "cpu":
-            x = banded_mel(self._power(wav), self._bands).unsqueeze(1)
+            x = banded_mel(self._power(wav), self.mel.mel_scale.fb, self._bands).unsqueeze(1)
         else:  # one dense product is one kernel on a GPU
             x = self.mel(wav).unsqueeze(1)
         if self.training:
@@ -51,25 +51,26 @@ class MelFrontEnd(nn.Module):
         return (x + 1e-5).log()
 
 
-def mel_bands(fb: torch.Tensor, width: int = 16) -> list[tuple[int, int, torch.Tensor]]:
+def mel_bands(fb: torch.Tensor, width: int = 16) -> list[tuple[int, int, int, int]]:
     """The filter bank [bins, mels] cut into groups of `width` adjacent filters, each with the one range of
-    frequency bins where any of them is non-zero: (first bin, end bin, the group's filters on those bins)."""
+    frequency bins where any of them is non-zero: (first bin, end bin, first filter, end filter)."""
     bands = []
     for start in range(0, fb.shape[1], width):
-        cols = fb[:, start : start + width]
-        used = (cols != 0).any(1).nonzero().squeeze(1)
+        stop = min(start + width, fb.shape[1])
+        used = (fb[:, start:stop] != 0).any(1).nonzero().squeeze(1)
         lo, hi = (int(used.min()), int(used.max()) + 1) if len(used) else (0, 1)
-        bands.append((lo, hi, cols[lo:hi].contiguous()))
+        bands.append((lo, hi, start, stop))
     return bands
 
 
-def banded_mel(spec: torch.Tensor, bands) -> torch.Tensor:
+def banded_mel(spec: torch.Tensor, fb: torch.Tensor, bands) -> torch.Tensor:
     """torchaudio's MelScale (spec [..., bins, frames] -> [..., mels, frames]) computed per band of filters: the
     triangular filters cover a few bins each, so a dense product spends nine tenths of its time on zeros. The
     same products and sums over the non-zero bins; only float rounding differs (docs/method.md, "Student, front
     end, evaluation")."""
     st = spec.transpose(-1, -2)
-    return torch.cat([torch.matmul(st[..., lo:hi], f) for lo, hi, f in bands], -1).transpose(-1, -2)
+    parts = [torch.matmul(st[..., lo:hi], fb[lo:hi, a:b].contiguous()) for lo, hi, a, b in bands]
+    return torch.cat(parts, -1).transpose(-1, -2)
 
 
 def to_device(t: torch.Tensor, device) -> torch.Tensor:
