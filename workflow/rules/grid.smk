@@ -19,11 +19,10 @@ def selection_list(w):
 
 
 def finetune_inputs(w):
-    """A fine-tuning's (or baseline's) inputs: its target's manifest and decoded clips, and the distilled student
-    it starts from (none for a baseline)."""
-    k = MODELS[w.model]
-    out = {"manifest": f"{R}/manifests/{k['target']}.tsv", "decoded": f"{R}/decoded/{k['target']}"}
-    if k["selection"] != "baseline":
+    """A fine-tuning's (or baseline's) inputs: its target's data (target_data) and the distilled student it starts
+    from (none for a baseline)."""
+    out = target_data(w)
+    if MODELS[w.model]["selection"] != "baseline":
         out["student"] = GRID.student(w.model)
     return out
 
@@ -36,7 +35,7 @@ def finetune_args(model):
 
 
 def target_data(w):
-    """An evaluation's target data: the manifest and the decoded clips."""
+    """A trained model's target data: the manifest and the decoded clips (evaluation; fine-tuning's first part)."""
     t = MODELS[w.model]["target"]
     return {"manifest": f"{R}/manifests/{t}.tsv", "decoded": f"{R}/decoded/{t}"}
 
