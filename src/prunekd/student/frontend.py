@@ -65,7 +65,7 @@ def mel_bands(fb: torch.Tensor, width: int = 16) -> list[tuple[int, int, int, in
 
 def banded_mel(spec: torch.Tensor, fb: torch.Tensor, bands) -> torch.Tensor:
     """torchaudio's MelScale (spec [..., bins, frames] -> [..., mels, frames]) computed per band of filters: the
-    triangular filters cover a few bins each, so a dense product spends nine tenths of its time on zeros. The
+    triangular filters cover a few bins each, so a dense product spends nearly all of its time on zeros. The
     same products and sums over the non-zero bins; only float rounding differs (docs/method.md, "Student, front
     end, evaluation")."""
     st = spec.transpose(-1, -2)
