@@ -146,3 +146,19 @@ def test_the_graded_world_refuses_a_scene_share_its_three_kinds_cannot_hold():
     assert grid.graded_world_problem(cfg) is None
     cfg["demo"].update(world="known_answer", scene_share=0.4)
     assert grid.graded_world_problem(cfg) is None
+
+
+def test_a_summary_lists_a_sweeps_files_from_the_grid_spec_that_fits_a_command_line():
+    import json
+
+    thresholds = [round(0.04 * i, 2) for i in range(1, 21)]
+    g = make(
+        grid__mode="full", grid__thresholds=thresholds, grid__seeds=[0, 1, 2, 3, 4], grid__seeded_distillation=True
+    )
+    again = grid.Grid.from_spec(json.loads(json.dumps(g.spec())))  # as the step reads it from --settings
+    for name in ("eval_metrics", "validation_reports", "training_curves", "selection_sets"):
+        assert getattr(again, name)("tau") == getattr(g, name)("tau"), name
+    assert again.prune_files("tau", "stats.json") == g.prune_files("tau", "stats.json")
+    files = [*g.eval_metrics("tau"), *g.training_curves("tau").values(), *g.prune_files("tau", "stats.json")]
+    # Linux refuses one argument over 128 KiB (bash -c "<the whole command>"): the list would not fit, the spec does
+    assert len(" ".join(files)) > 128 * 1024 > 4 * len(json.dumps(g.spec()))

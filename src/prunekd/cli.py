@@ -187,10 +187,9 @@ COMMANDS = {
         _optional("--like", "the report's pruned set (kept.tsv) whose size an equal budget takes"),
         _required("--out", "kept clips TSV"), _required("--stats", "stats JSON (kept, proxy)"), SETTINGS]),
     "summarise-selections": ("results.selections:selections_step",
-                             "The selection methods side by side: kept, proxy, overlap, accuracy, gain over random.", [
+                             "The selection methods side by side: kept, proxy, overlap, accuracy, gain over random "
+                             "(the grid's files, from the settings).", [
         *AUDIOSET, _required("--target-store", "target logits Zarr"), _required("--target-manifest", "target manifest"),
-        _required("--metrics", "metrics.json of the target's evaluations", nargs="+"),
-        _required("--sets", "<selection>/split<s>/thr<t>=kept clips TSV", nargs="+"),
         _required("--outdir", "summary folder of the target"),
         _optional("--truth", "the known-answer world's truth.tsv (precision and recall)"), SETTINGS]),
     "full-set": ("selection.controls:full_set_step",
@@ -204,9 +203,8 @@ COMMANDS = {
         _required("--key", "JSON key of the pruned set"), _required("--out-table", "enrichment TSV"),
         _required("--out-json", "enrichment JSON")]),
     "enrichment-summary": ("results.enrichment_summary:enrichment_summary_step",
-                           "A target's pruned sets' class enrichment: tables, plot.", [
-        _required("--json", "enrichment.json of every pruned set", nargs="+"),
-        _required("--tables", "enrichment.tsv of every pruned set, in the same order", nargs="+"),
+                           "A target's pruned sets' class enrichment: tables, plot (the grid's files, from the "
+                           "settings).", [
         _required("--outdir"), SETTINGS]),
     "known-answer": ("demo.known_answer:known_answer_report", "The known-answer report: pruned sets vs the world's "
                      "truth, and the gains.", [
@@ -270,13 +268,10 @@ COMMANDS = {
         _required("--eval-root", "evaluation set folder (meta.csv with filename, the audio)"),
         _required("--audioset-manifest", "AudioSet manifest (its hours, for the meta file)"),
         _required("--out-dir", "task1/<LABEL> folder"), _required("--out-zip", "<LABEL>.zip"), SETTINGS]),
-    "summarise": ("results.summarise:summarise_step", "Tables 1 and 2 (CSV, Markdown, HTML) and plots.", [
-        _required("--metrics", nargs="+"), _required("--prune-stats", nargs="+"),
+    "summarise": ("results.summarise:summarise_step", "Tables 1 and 2 (CSV, Markdown, HTML), plots and training "
+                  "curves (the grid's files, from the settings).", [
         _optional("--manifest", "target manifest: warns above the tables about classes a split lacks"),
-        _required("--outdir", "summary folder"), SETTINGS,
-        _optional("--curves", "KIND:RUN=curve.tsv: plotted into <outdir>/curves", nargs="*", default=[]),
-        _optional("--validation", "the domain classifiers' validation.json files", nargs="*"),
-        _optional("--enrichment", "the pruned sets' enrichment.json files (controls table)", nargs="*")]),
+        _required("--outdir", "summary folder"), SETTINGS]),
     "rejected": ("results.rejected:rejected_step",
                  "Count the rejected clips of every dataset by reason, for the report.", [
         _required("--tables", "DATASET=rejected.tsv ...", nargs="+"), _required("--outdir", "summary folder")]),

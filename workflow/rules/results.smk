@@ -71,12 +71,12 @@ rule summarise:
             adapter=TARGETS[w.target]["adapter"],
             sweep_split=TARGETS[w.target]["sweep_split"],
             threshold=config["grid"]["threshold"],
+            grid=GRID.spec(),
         ),
-        curves=lambda w: [f"{name}={path}" for name, path in GRID.training_curves(w.target).items()],
     shell:
-        "prunekd summarise --metrics {input.metrics:q} --prune-stats {input.prune_stats:q} --manifest {input.manifest:q} "
-        "--validation {input.validation:q} --enrichment {input.enrichment:q} "
-        "--outdir {params.outdir:q} --settings {params.settings:q} --curves {params.curves:q} 2> {log:q}"
+        # the inputs above come from the grid in the settings (GRID.spec): the command lists them the same way
+        "prunekd summarise --manifest {input.manifest:q} --outdir {params.outdir:q} "
+        "--settings {params.settings:q} 2> {log:q}"
 
 
 rule enrichment_summary:
@@ -96,10 +96,10 @@ rule enrichment_summary:
     params:
         code=code_version("enrichment-summary"),
         outdir=lambda w, output: os.path.dirname(output.plot),
-        settings=lambda w: settings(target=w.target, threshold=config["grid"]["threshold"]),
+        settings=lambda w: settings(target=w.target, threshold=config["grid"]["threshold"], grid=GRID.spec()),
     shell:
-        "prunekd enrichment-summary --json {input.json:q} --tables {input.tables:q} --outdir {params.outdir:q} "
-        "--settings {params.settings:q} 2> {log:q}"
+        # the inputs above come from the grid in the settings (GRID.spec): the command lists them the same way
+        "prunekd enrichment-summary --outdir {params.outdir:q} --settings {params.settings:q} 2> {log:q}"
 
 
 rule rejected_clips:
@@ -237,11 +237,13 @@ if GRID.selection_specs:
         params:
             code=code_version("summarise-selections"),
             outdir=lambda w, output: os.path.dirname(output.table),
-            sets=lambda w: [f"{k}={v}" for k, v in GRID.selection_sets(w.target).items()],
             truth=lambda w, input: f"--truth {input.truth[0]!r}" if input.truth else "",
-            settings=lambda w: settings(target=w.target, members=ENSEMBLES["all"], proxy=config["selection"]["proxy"]),
+            settings=lambda w: settings(
+                target=w.target, members=ENSEMBLES["all"], proxy=config["selection"]["proxy"], grid=GRID.spec()
+            ),
         shell:
+            # metrics and sets above come from the grid in the settings (GRID.spec): the command lists them the same way
             "prunekd summarise-selections --audioset-store {input.audioset_store:q} "
             "--audioset-manifest {input.audioset_manifest:q} --target-store {input.target_store:q} "
-            "--target-manifest {input.target_manifest:q} --metrics {input.metrics:q} --sets {params.sets:q} "
+            "--target-manifest {input.target_manifest:q} "
             "--outdir {params.outdir:q} {params.truth} --settings {params.settings:q} 2> {log:q}"

@@ -130,6 +130,26 @@ class Grid:
         self.finetuned = [m for m, k in self.models.items() if k["selection"] != "baseline"]
         self.baselines = [m for m, k in self.models.items() if k["selection"] == "baseline"]
 
+    def spec(self) -> dict:
+        """What this grid is made of, JSON-ready: the config sections it reads, the targets and the ensembles.
+
+        A step that reads every file of a grid (the summaries) is given this and lists the files with the same
+        methods as its rule (Grid.from_spec): in a researcher's sweep the list is longer than Linux lets one
+        command line be (128 KiB), and Snakemake would format it into the command at every print."""
+        return {
+            "config": {
+                "grid": self.config["grid"],
+                "controls": self.config["controls"],
+                "paths": {"results": self.results},
+            },
+            "targets": self.targets,
+            "ensembles": self.ensembles,
+        }
+
+    @classmethod
+    def from_spec(cls, spec: dict) -> Grid:
+        return cls(spec["config"], spec["targets"], spec["ensembles"])
+
     # ---- the keys ----------------------------------------------------------------------------
 
     def splits(self, target: str) -> list[str]:

@@ -111,6 +111,11 @@ def write_enrichment_summary(json_files, table_files, outdir, threshold: float, 
     return {"sets": len(summaries)}
 
 
-def enrichment_summary_step(json, tables, outdir, settings: dict, log=print) -> None:
-    """`prunekd enrichment-summary` (`json`: every pruned set's enrichment.json, `tables` their .tsv)."""
-    write_enrichment_summary(json, tables, outdir, settings["threshold"], settings.get("target", ""), log)
+def enrichment_summary_step(outdir, settings: dict, log=print) -> None:
+    """`prunekd enrichment-summary`: every pruned set's enrichment.json and .tsv of the target, listed from the grid
+    in the settings as the rule lists them (dag.grid.Grid.spec)."""
+    from prunekd.dag.grid import Grid
+
+    g, target = Grid.from_spec(settings["grid"]), settings["target"]
+    json_files, tables = g.prune_files(target, "enrichment.json"), g.prune_files(target, "enrichment.tsv")
+    write_enrichment_summary(json_files, tables, outdir, settings["threshold"], target, log)

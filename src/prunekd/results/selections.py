@@ -160,10 +160,14 @@ class _ByPosition:
         return self.proxy.figure(np.searchsorted(self.train_pos, positions), name)
 
 
-def selections_step(audioset_store, audioset_manifest, target_store, target_manifest, metrics, sets, outdir,
-                    settings: dict, truth=None, log=print) -> None:  # fmt: skip
-    """`prunekd summarise-selections` (`sets`: label=path pairs)."""
-    pairs = dict(s.split("=", 1) for s in sets)
+def selections_step(audioset_store, audioset_manifest, target_store, target_manifest, outdir, settings: dict,
+                    truth=None, log=print) -> None:  # fmt: skip
+    """`prunekd summarise-selections`: the target's selections and evaluations listed from the grid in the settings,
+    as the rule lists them (dag.grid.Grid.spec)."""
+    from prunekd.dag.grid import Grid
+
+    g = Grid.from_spec(settings["grid"])
+    pairs, metrics = g.selection_sets(settings["target"]), g.eval_metrics(settings["target"])
     splits = sorted({label.split("/")[1].removeprefix("split") for label in pairs})
     proxies = proxies_of(audioset_store, audioset_manifest, target_store, target_manifest, splits,
                          settings.get("proxy"), settings.get("members"))  # fmt: skip

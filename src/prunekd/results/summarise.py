@@ -502,15 +502,17 @@ def write_summary(
     return out
 
 
-def summarise_step(
-    metrics, prune_stats, outdir, settings: dict, manifest=None, validation=None, enrichment=None, curves=(),
-    log=print,
-) -> None:  # fmt: skip
-    """`prunekd summarise`; `curves` (KIND:RUN=curve.tsv, the training runs behind the tables) are plotted into
+def summarise_step(outdir, settings: dict, manifest=None, log=print) -> None:
+    """`prunekd summarise`: the target's evaluations, pruned sets and validation reports, listed from the grid in
+    the settings as the rule lists them (dag.grid.Grid.spec); the training runs behind the tables plotted into
     <outdir>/curves, one plot each for the report."""
+    from prunekd.dag.grid import Grid
     from prunekd.results.curves import training_curves
 
-    write_summary(metrics, prune_stats, outdir, settings, manifest, validation or (), log, enrichment or ())
+    g, target = Grid.from_spec(settings["grid"]), settings["target"]
+    prunes, enrichment = g.prune_files(target, "stats.json"), g.prune_files(target, "enrichment.json")
+    write_summary(g.eval_metrics(target), prunes, outdir, settings, manifest, g.validation_reports(target), log,
+                  enrichment)  # fmt: skip
+    curves = g.training_curves(target)
     if curves:
-        named = [(*name.split(":", 1), path) for name, path in (c.split("=", 1) for c in curves)]
-        training_curves(named, Path(outdir) / "curves")
+        training_curves([(*name.split(":", 1), path) for name, path in curves.items()], Path(outdir) / "curves")
