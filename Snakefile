@@ -22,6 +22,13 @@ include: "workflow/rules/results.smk"
 include: "workflow/rules/submission.smk"
 
 
+# Every params function of every rule, its signature worked out once (per_job, workflow/rules/common.smk).
+for _rule in workflow.rules:
+    for _param in _rule.params:
+        if inspect.isfunction(_param):
+            per_job(_param)
+
+
 report: "workflow/report/workflow.rst"
 
 

@@ -1,5 +1,6 @@
 # The configuration: loaded, checked (one line per mistake), and the constants every rule file reads.
 import importlib
+import inspect
 import json
 import os
 import re
@@ -89,10 +90,18 @@ def settings(**parts):
     return json.dumps(parts, sort_keys=True)
 
 
+def per_job(fn):
+    """`fn` (an input, params or resources function) with its signature worked out once: Snakemake inspects it
+    (inspect.signature) twice at each call, and a sweep calls the grid rules' functions for thousands of jobs."""
+    fn.__signature__ = inspect.signature(fn)
+    return fn
+
+
 def mem_mb(mb, per_thread=False):
     """A rule's memory request (MB; per thread: the demo's one-thread jobs ask for little), grown with the attempt
     so that a job killed for memory is not retried with the same request (config `retry`)."""
 
+    @per_job
     def request(wildcards, threads, attempt):
         base = mb * threads if per_thread else mb
         return _requests.grown(base, attempt, config["retry"]["memory_factor"], config["retry"]["max_mem_mb"])
@@ -103,6 +112,7 @@ def mem_mb(mb, per_thread=False):
 def runtime(minutes):
     """The runtime (minutes) of a rule that cannot resume, grown with the attempt (config `retry`)."""
 
+    @per_job
     def request(wildcards, attempt):
         return _requests.grown(minutes, attempt, config["retry"]["runtime_factor"], config["retry"]["max_runtime"])
 

@@ -14,13 +14,15 @@ wildcard_constraints:
     sel=_alternatives(GRID.selection_specs),
 
 
+@per_job
 def selection_list(w):
     return GRID.selection_list(w.trainset)
 
 
+@per_job
 def finetune_inputs(w):
-    """A fine-tuning's (or baseline's) inputs: its target's data (target_data) and the distilled student it starts
-    from (none for a baseline)."""
+    """A fine-tuning's (or baseline's) inputs: its target's decoded clips (target_data) and the distilled student it
+    starts from (none for a baseline)."""
     out = target_data(w)
     if MODELS[w.model]["selection"] != "baseline":
         out["student"] = GRID.student(w.model)
@@ -28,26 +30,43 @@ def finetune_inputs(w):
 
 
 def finetune_args(model):
-    """The fine-tuning command's --split, --seed and --init (the student of finetune_inputs)."""
+    """The fine-tuning command's --manifest (target_manifest), --split, --seed and --init (the student of
+    finetune_inputs)."""
     k = MODELS[model]
     init = ["--init", GRID.student(model)] if k["selection"] != "baseline" else []
-    return shlex.join(["--split", str(k["split"]), "--seed", str(k["seed"]), *init])
+    return shlex.join(
+        ["--manifest", target_manifest(model), "--split", str(k["split"]), "--seed", str(k["seed"]), *init]
+    )
 
 
+def eval_args(model):
+    """The evaluation command's --manifest (target_manifest) and --key (the model's row in the summary)."""
+    return shlex.join(["--manifest", target_manifest(model), "--key", json.dumps(summary_key(MODELS[model]))])
+
+
+@per_job
 def target_data(w):
-    """A trained model's target data: the manifest and the decoded clips (evaluation; fine-tuning's first part)."""
-    t = MODELS[w.model]["target"]
-    return {"manifest": f"{R}/manifests/{t}.tsv", "decoded": f"{R}/decoded/{t}"}
+    """A trained model's target data as its jobs' input: the decoded clips (evaluation; fine-tuning's first part)."""
+    return {"decoded": f"{R}/decoded/{MODELS[w.model]['target']}"}
+
+
+def target_manifest(model):
+    """The manifest a trained model's jobs read beside its decoded clips (labels, splits, devices). Not an input of
+    theirs: the decoded store is made from it (rule decode_target), so it orders and reruns them already, and each
+    of a sweep's thousands of jobs would make Snakemake resolve one more file."""
+    return f"{R}/manifests/{MODELS[model]['target']}.tsv"
 
 
 RELEASED_DIR = f"{R}/logits/audioset/released"  # with teachers.released_logits: what the files cover
 
 
+@per_job
 def compute_table(w):
     """The rows the members compute (released-index), for AudioSet's shards when released logits are set."""
     return [f"{RELEASED_DIR}/compute.tsv"] if w.dataset == "audioset" and RELEASED is not None else []
 
 
+@per_job
 def released_coverage(w):
     return [f"{RELEASED_DIR}/released.json"] if w.dataset == "audioset" and RELEASED is not None else []
 

@@ -1,7 +1,7 @@
 rule evaluate:
     # Every trained model, distilled-and-fine-tuned or baseline (MODELS, workflow/rules/grid.smk).
     input:
-        unpack(target_data),  # manifest, decoded
+        unpack(target_data),  # decoded (the manifest beside it: target_manifest)
         model=f"{R}/{{model}}/model.pt",
     output:
         metrics=f"{R}/eval/{{model}}/metrics.json",
@@ -19,9 +19,9 @@ rule evaluate:
     params:
         code=code_version("evaluate"),
         settings=lambda w: eval_settings(MODELS[w.model]["target"]),
-        key=lambda w: json.dumps(summary_key(MODELS[w.model])),
+        run=lambda w: eval_args(w.model),  # --manifest and --key
     shell:
-        "prunekd evaluate --model {input.model:q} --manifest {input.manifest:q} --key {params.key:q} "
+        "prunekd evaluate --model {input.model:q} {params.run} "
         "--out {output.metrics:q} --predictions {output.predictions:q} --decoded {input.decoded:q} "
         "--num-workers {resources.workers} --settings {params.settings:q} 2> {log:q}"
 
@@ -34,13 +34,14 @@ localrules:
 
 
 rule summarise:
+    # It reads every run's curve.tsv too (GRID.training_curves), not listed: each is written by the job that writes
+    # the model behind one of the metrics, so those order and rerun this job already.
     input:
         metrics=lambda w: GRID.eval_metrics(w.target),
         prune_stats=lambda w: GRID.prune_files(w.target, "stats.json"),
         validation=lambda w: GRID.validation_reports(w.target),
         enrichment=lambda w: GRID.prune_files(w.target, "enrichment.json"),
         manifest=f"{R}/manifests/{{target}}.tsv",
-        curves=lambda w: list(GRID.training_curves(w.target).values()),
     output:
         tables=expand(f"{R}/summary/{{{{target}}}}/{{name}}.{{ext}}", name=SUMMARY_NAMES, ext=["csv", "md"]),
         table1=summary_report("table1.html", "table1", "Table 1"),

@@ -117,7 +117,7 @@ rule finetune:
     # A distilled student fine-tuned on a split: model = finetune/{target}/{ensemble}/split{split}/
     # {selection}/thr{threshold} or full/seed{seed} (MODELS, workflow/rules/grid.smk).
     input:
-        unpack(finetune_inputs),  # manifest, decoded, student: one function, one call per job
+        unpack(finetune_inputs),  # decoded, student: one function, one call per job (the manifest: target_manifest)
     output:
         model=f"{R}/{{model}}/model.pt",
         curve=f"{R}/{{model}}/curve.tsv",
@@ -146,10 +146,10 @@ rule finetune:
             student=config["student"],
             frontend=config["frontend"],
         ),
-        run=lambda w: finetune_args(w.model),  # --split, --seed and --init (a distilled student)
+        run=lambda w: finetune_args(w.model),  # --manifest, --split, --seed and --init (a distilled student)
         ckpt=f"{R}/{{model}}/checkpoints",
     shell:
-        "prunekd finetune --manifest {input.manifest:q} {params.run} "
+        "prunekd finetune {params.run} "
         "--out {output.model:q} --curve {output.curve:q} --checkpoint-dir {params.ckpt:q} --decoded {input.decoded:q} "
         "--num-workers {resources.workers} --settings {params.settings:q} 2> {log:q}"
 
@@ -157,7 +157,7 @@ rule finetune:
 use rule finetune as baseline with:
     # The same recipe from scratch: model = baseline/{target}/split{split}/seed{seed}.
     input:
-        unpack(finetune_inputs),  # manifest, decoded
+        unpack(finetune_inputs),  # decoded
     wildcard_constraints:
         model=_alternatives(BASELINES),
     resources:
