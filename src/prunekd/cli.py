@@ -317,36 +317,11 @@ def parser() -> argparse.ArgumentParser:
     return top
 
 
-# glibc's mallopt parameters, and its largest mmap threshold on 64-bit systems
-M_TRIM_THRESHOLD, M_MMAP_THRESHOLD, MMAP_THRESHOLD_MAX = -1, -3, 32 << 20
-MALLOC_ENV = ("MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_THRESHOLD_", "MALLOC_TOP_PAD_")
-
-
-def keep_freed_memory(environ=os.environ) -> bool:
-    """Let this process reuse the memory it frees instead of handing it back to the kernel (glibc's malloc).
-
-    A training step frees and allocates the same large tensors (waveforms, spectra, activations) at every step.
-    With glibc's defaults each of them went back to the kernel (mmap'ed, or trimmed off the top of the heap) and
-    came again as fresh zeroed pages: page faults that cost a CPU training step about a tenth of its time
-    (benchmarks/allocator.py). Blocks up to 32 MB now come from the heap, which keeps up to 1 GiB free at its top.
-    Nothing changes where the user set glibc's MALLOC_* variables, or without glibc. True when set."""
-    if any(k in environ for k in MALLOC_ENV) or not sys.platform.startswith("linux"):
-        return False
-    import ctypes
-
-    try:
-        mallopt = ctypes.CDLL("libc.so.6").mallopt
-    except (OSError, AttributeError):  # musl and others: their own allocator, left alone
-        return False
-    return bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_MAX) and mallopt(M_TRIM_THRESHOLD, 1 << 30))
-
-
 def main(argv=None):
     from prunekd.atomic import sigterm_as_exit
     from prunekd.errors import PrunekdError
 
     a = parser().parse_args(argv)
-    keep_freed_memory()
     with sigterm_as_exit():  # a job SLURM stops (time limit, scancel) cleans up its half-written outputs
         try:
             a.fn(a)
