@@ -90,6 +90,13 @@ def settings(**parts):
     return json.dumps(parts, sort_keys=True)
 
 
+# The priority of the rules on the way to the distillations (the teachers, their logits, the domain classifier, the
+# pruned sets and other selections, the packed audio) and of the distillations themselves: the longest jobs, on
+# which everything after them waits, start as early as they can, and jobs that wait on none of them (the
+# baselines) fill the cores around them instead of delaying them.
+FIRST = 1
+
+
 def per_job(fn):
     """`fn` (an input, params or resources function) with its signature worked out once: Snakemake inspects it
     (inspect.signature) twice at each call, and a sweep calls the grid rules' functions for thousands of jobs."""

@@ -24,6 +24,7 @@ rule domain_classifier:
         f"{R}/logs/domain_classifier/{{target}}/{{ensemble}}/split{{split}}.log",
     benchmark:
         f"{R}/benchmarks/domain_classifier/{{target}}/{{ensemble}}/split{{split}}.tsv"
+    priority: FIRST
     threads: 2
     resources:
         mem_mb=mem_mb(8000),
@@ -49,6 +50,7 @@ rule score:
         f"{R}/logs/score/{{target}}/{{ensemble}}/split{{split}}.log",
     benchmark:
         f"{R}/benchmarks/score/{{target}}/{{ensemble}}/split{{split}}.tsv"
+    priority: FIRST
     threads: 2
     resources:
         mem_mb=mem_mb(4000),
@@ -101,6 +103,7 @@ rule prune:
         f"{R}/logs/prune/{{target}}/{{ensemble}}/split{{split}}_thr{{threshold}}.log",
     benchmark:
         f"{R}/benchmarks/prune/{{target}}/{{ensemble}}/split{{split}}_thr{{threshold}}.tsv"
+    priority: FIRST
     resources:
         mem_mb=mem_mb(4000),
         runtime=runtime(15),
@@ -126,6 +129,7 @@ rule random_subset:
         f"{R}/logs/random_subset/{{target}}/{{ensemble}}/split{{split}}_thr{{threshold}}.log",
     benchmark:
         f"{R}/benchmarks/random_subset/{{target}}/{{ensemble}}/split{{split}}_thr{{threshold}}.tsv"
+    priority: FIRST
     resources:
         mem_mb=mem_mb(4000),
         runtime=runtime(15),
@@ -149,6 +153,7 @@ rule full_set:
         f"{R}/logs/full_set.log",
     benchmark:
         f"{R}/benchmarks/full_set.tsv"
+    priority: FIRST
     resources:
         mem_mb=mem_mb(4000),
         runtime=runtime(15),
@@ -212,6 +217,7 @@ rule select:
         f"{R}/logs/select/{{target}}/{{ensemble}}/split{{split}}_thr{{threshold}}/{{sel}}.log",
     benchmark:
         f"{R}/benchmarks/select/{{target}}/{{ensemble}}/split{{split}}_thr{{threshold}}/{{sel}}.tsv"
+    priority: FIRST
     threads: 2
     resources:
         mem_mb=mem_mb(16000),

@@ -10,6 +10,7 @@ if DEMO:
             f"{R}/logs/demo_teacher/{{ckpt}}.log",
         benchmark:
             f"{R}/benchmarks/demo_teacher/{{ckpt}}.tsv"
+        priority: FIRST
         params:
             code=code_version("demo-teacher"),
             member=lambda w: {f: m for m, f in CKPT_FILES.items()}[w.ckpt],
@@ -128,6 +129,7 @@ rule teacher_logits:
         f"{R}/logs/teacher_logits/{{dataset}}/{{shard}}.log",
     benchmark:
         f"{R}/benchmarks/teacher_logits/{{dataset}}/{{shard}}.tsv"
+    priority: FIRST
     threads: 8
     resources:
         mem_mb=mem_mb(4000, per_thread=True),  # mostly the decoding workers
@@ -161,6 +163,7 @@ rule gather_logits:
         f"{R}/logs/gather_logits/{{dataset}}.log",
     benchmark:
         f"{R}/benchmarks/gather_logits/{{dataset}}.tsv"
+    priority: FIRST
     resources:
         mem_mb=mem_mb(16000),
         runtime=runtime(240),

@@ -13,6 +13,7 @@ rule pack_audio:
         f"{R}/logs/pack_audio/{{shard}}.log",
     benchmark:
         f"{R}/benchmarks/pack_audio/{{shard}}.tsv"
+    priority: FIRST
     threads: 8
     resources:
         mem_mb=mem_mb(1000, per_thread=True),
@@ -40,6 +41,7 @@ rule packed_list:
         f"{R}/logs/packed_list.log",
     benchmark:
         f"{R}/benchmarks/packed_list.tsv"
+    priority: FIRST
     localrule: True
     shell:
         "prunekd packed-list {input:q} --out {output:q} 2> {log:q}"
@@ -62,6 +64,7 @@ rule distill:
         f"{R}/logs/distill/{{trainset}}.log",
     benchmark:
         f"{R}/benchmarks/distill/{{trainset}}.tsv"
+    priority: FIRST
     threads: 8
     resources:
         mem_mb=mem_mb(4000, per_thread=True),
