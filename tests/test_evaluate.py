@@ -59,3 +59,13 @@ def test_logloss_per_class_per_device_and_overall_by_hand():
     assert m["logloss_per_clip"] == pytest.approx((3 * x + y) / 4)
     assert m["per_device_logloss"] == {"a": pytest.approx((np.log(2) + np.log(4)) / 2), "b": pytest.approx(y / 2)}
     assert "logloss" not in metrics(y_true, p.argmax(1), dev, ["x", "y", "z"])
+
+
+def test_a_summary_plots_the_curves_that_are_there_and_names_the_missing_ones(tmp_path):
+    from prunekd.results.summarise import present_curves
+
+    (tmp_path / "a.tsv").write_text("step\tloss\tlr\n1\t0.5\t0.1\n")
+    said = []
+    out = present_curves({"distill:a": str(tmp_path / "a.tsv"), "finetune:b": str(tmp_path / "b.tsv")}, said.append)
+    assert out == {"distill:a": str(tmp_path / "a.tsv")}
+    assert len(said) == 1 and str(tmp_path / "b.tsv") in said[0]

@@ -152,13 +152,28 @@ def test_a_summary_lists_a_sweeps_files_from_the_grid_spec_that_fits_a_command_l
     import json
 
     thresholds = [round(0.04 * i, 2) for i in range(1, 21)]
+    ablation = {"ablation": ["passt_s_swa_p16_128_ap476", "passt_s_swa_p16_128_ap4761"]}  # sorts before "all"
     g = make(
-        grid__mode="full", grid__thresholds=thresholds, grid__seeds=[0, 1, 2, 3, 4], grid__seeded_distillation=True
-    )
-    again = grid.Grid.from_spec(json.loads(json.dumps(g.spec())))  # as the step reads it from --settings
+        grid__mode="full", grid__thresholds=thresholds, grid__seeds=[0, 1, 2, 3, 4], grid__seeded_distillation=True,
+        ensembles=ablation,
+    )  # fmt: skip
+    again = grid.Grid.from_spec(json.loads(json.dumps(g.spec("tau"), sort_keys=True)))  # as settings() writes it
     for name in ("eval_metrics", "validation_reports", "training_curves", "selection_sets"):
         assert getattr(again, name)("tau") == getattr(g, name)("tau"), name
-    assert again.prune_files("tau", "stats.json") == g.prune_files("tau", "stats.json")
+    for name in ("stats.json", "enrichment.json", "enrichment.tsv"):
+        assert again.prune_files("tau", name) == g.prune_files("tau", name)
     files = [*g.eval_metrics("tau"), *g.training_curves("tau").values(), *g.prune_files("tau", "stats.json")]
     # Linux refuses one argument over 128 KiB (bash -c "<the whole command>"): the list would not fit, the spec does
-    assert len(" ".join(files)) > 128 * 1024 > 4 * len(json.dumps(g.spec()))
+    assert len(" ".join(files)) > 128 * 1024 > 4 * len(json.dumps(g.spec("tau")))
+
+
+def test_a_summarys_grid_spec_holds_only_what_decides_its_files():
+    base = make().spec("tau")
+    other_target = {**CONFIG["targets"], "mine": {**CONFIG["targets"]["tau"], "root": "data/mine"}}
+    unrelated = [
+        make(targets={**CONFIG["targets"], "tau": {**CONFIG["targets"]["tau"], "root": "elsewhere"}}),
+        make(controls={**CONFIG["controls"], "seed": 7}),
+        make(targets=other_target, grid={**CONFIG["grid"], "targets": ["tau", "mine"]}),
+    ]
+    assert all(u.spec("tau") == base for u in unrelated)  # a moved data root or another target reruns no summary
+    assert make(grid__thresholds=[0.1, 0.2]).spec("tau") != base

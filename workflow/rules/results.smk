@@ -72,7 +72,7 @@ rule summarise:
             adapter=TARGETS[w.target]["adapter"],
             sweep_split=TARGETS[w.target]["sweep_split"],
             threshold=config["grid"]["threshold"],
-            grid=GRID.spec(),
+            grid=GRID.spec(w.target),
         ),
     shell:
         # the inputs above come from the grid in the settings (GRID.spec): the command lists them the same way
@@ -97,7 +97,7 @@ rule enrichment_summary:
     params:
         code=code_version("enrichment-summary"),
         outdir=lambda w, output: os.path.dirname(output.plot),
-        settings=lambda w: settings(target=w.target, threshold=config["grid"]["threshold"], grid=GRID.spec()),
+        settings=lambda w: settings(target=w.target, threshold=config["grid"]["threshold"], grid=GRID.spec(w.target)),
     shell:
         # the inputs above come from the grid in the settings (GRID.spec): the command lists them the same way
         "prunekd enrichment-summary --outdir {params.outdir:q} --settings {params.settings:q} 2> {log:q}"
@@ -240,7 +240,7 @@ if GRID.selection_specs:
             outdir=lambda w, output: os.path.dirname(output.table),
             truth=lambda w, input: f"--truth {input.truth[0]!r}" if input.truth else "",
             settings=lambda w: settings(
-                target=w.target, members=ENSEMBLES["all"], proxy=config["selection"]["proxy"], grid=GRID.spec()
+                target=w.target, members=ENSEMBLES["all"], proxy=config["selection"]["proxy"], grid=GRID.spec(w.target)
             ),
         shell:
             # metrics and sets above come from the grid in the settings (GRID.spec): the command lists them the same way

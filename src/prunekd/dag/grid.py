@@ -15,6 +15,10 @@ from __future__ import annotations
 import re
 
 TRAINSET_KEYS = ("target", "ensemble", "split", "selection", "threshold")
+# What a Grid reads of the config and of a target to list a target's models and files (Grid.spec)
+SPEC_GRID_KEYS = ("mode", "thresholds", "threshold", "seeds", "baseline_seeds", "seeded_distillation", "selections")
+SPEC_CONTROL_KEYS = ("random", "shuffled", "full")
+SPEC_TARGET_KEYS = ("splits", "sweep_split")
 
 
 def alternatives(names) -> str:
@@ -130,25 +134,27 @@ class Grid:
         self.finetuned = [m for m, k in self.models.items() if k["selection"] != "baseline"]
         self.baselines = [m for m, k in self.models.items() if k["selection"] == "baseline"]
 
-    def spec(self) -> dict:
-        """What this grid is made of, JSON-ready: the config sections it reads, the targets and the ensembles.
+    def spec(self, target: str) -> dict:
+        """What a target's part of this grid is made of, JSON-ready: exactly the settings the grid reads for it
+        (SPEC_GRID_KEYS, SPEC_CONTROL_KEYS, the target's splits), the ensembles in order, the results folder.
 
-        A step that reads every file of a grid (the summaries) is given this and lists the files with the same
-        methods as its rule (Grid.from_spec): in a researcher's sweep the list is longer than Linux lets one
-        command line be (128 KiB), and Snakemake would format it into the command at every print."""
+        A step that reads every file of a target (the summaries) is given this in its settings and lists the files
+        with the same methods as its rule (Grid.from_spec): in a researcher's sweep the list is longer than Linux
+        lets one command line be (128 KiB). Only what decides the files, so that nothing else reruns the step."""
+        g, c = self.config["grid"], self.config["controls"]
         return {
             "config": {
-                "grid": self.config["grid"],
-                "controls": self.config["controls"],
+                "grid": {k: g[k] for k in SPEC_GRID_KEYS if k in g},
+                "controls": {k: c[k] for k in SPEC_CONTROL_KEYS},
                 "paths": {"results": self.results},
             },
-            "targets": self.targets,
-            "ensembles": self.ensembles,
+            "targets": {target: {k: self.targets[target][k] for k in SPEC_TARGET_KEYS}},
+            "ensembles": list(self.ensembles.items()),  # pairs: a JSON object's keys may be sorted
         }
 
     @classmethod
     def from_spec(cls, spec: dict) -> Grid:
-        return cls(spec["config"], spec["targets"], spec["ensembles"])
+        return cls(spec["config"], spec["targets"], dict(spec["ensembles"]))
 
     # ---- the keys ----------------------------------------------------------------------------
 

@@ -513,6 +513,15 @@ def summarise_step(outdir, settings: dict, manifest=None, log=print) -> None:
     prunes, enrichment = g.prune_files(target, "stats.json"), g.prune_files(target, "enrichment.json")
     write_summary(g.eval_metrics(target), prunes, outdir, settings, manifest, g.validation_reports(target), log,
                   enrichment)  # fmt: skip
-    curves = g.training_curves(target)
+    curves = present_curves(g.training_curves(target), log)
     if curves:
         training_curves([(*name.split(":", 1), path) for name, path in curves.items()], Path(outdir) / "curves")
+
+
+def present_curves(curves: dict, log=print) -> dict:
+    """The curves (name -> curve.tsv) whose file is there. A curve is not an input of the rule (its model's metrics
+    order the step), so Snakemake does not rebuild one deleted beside its model: its plot is left out, named."""
+    missing = [p for p in curves.values() if not Path(p).is_file()]
+    for p in missing:
+        log(f"warning: {p} is missing, its training curve is not plotted (snakemake --forcerun on the run rebuilds it)")
+    return {k: p for k, p in curves.items() if p not in missing}
